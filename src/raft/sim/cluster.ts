@@ -57,6 +57,10 @@ export class SimCluster {
   now = 0;
   steps = 0;
   private nextValue = 1;
+  /** Test control: messages for which this returns true are lost. */
+  dropIf: ((m: SimMessage) => boolean) | null = null;
+  /** Test observation: called with every delivered message. */
+  tap: ((m: SimMessage) => void) | null = null;
   /** Called whenever a node becomes leader (after the checks). */
   onLeader: ((id: NodeId, term: number) => void) | null = null;
 
@@ -271,6 +275,7 @@ export class SimCluster {
         if (!n.raft) return;
         if (!this.net.connected(ev.m.from, ev.m.to)) return; // the partition began while it was in flight
         if (this.opts.trace) this.trace(`deliver ${fmt(ev.m)}`);
+        if (this.tap) this.tap(ev.m);
         n.raft.step(ev.m);
         this.afterInput(n);
         break;
@@ -305,6 +310,7 @@ export class SimCluster {
       if (rd.hardState) this.checker.onPersist(n.id, rd.hardState);
       if (n.crashAt === 'afterPersist') return this.kill(n);
       for (const m of rd.messages) {
+        if (this.dropIf && this.dropIf(m)) continue;
         for (const d of this.net.route(m.from, m.to)) this.queue.push(this.now + d, { k: 'msg', m });
       }
       if (n.crashAt === 'afterSend') return this.kill(n);
