@@ -46,7 +46,7 @@ export interface RaftConfig {
    * TEST ONLY: deliberately broken rules, so tests can prove the simulator's checks catch
    * them. Never set in production.
    */
-  unsafeTestFaults?: { voteTwice?: boolean; commitOldTermByCounting?: boolean; forgetVoteOnRestart?: boolean };
+  unsafeTestFaults?: { voteTwice?: boolean; commitOldTermByCounting?: boolean; forgetVoteOnRestart?: boolean; grantVotesDuringLease?: boolean };
 }
 
 /** Durable state to start from (empty for a brand-new node). */
@@ -426,6 +426,7 @@ export class RaftNode<T, S> {
   private inLease(): boolean {
     if (!this.cfg.checkQuorum) return false;
     if (this.role === 'leader') return true;
+    if (this.cfg.unsafeTestFaults?.grantVotesDuringLease) return false;
     return this.now - this.lastLeaderContact < this.cfg.electionTicks;
   }
 

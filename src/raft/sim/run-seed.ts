@@ -96,6 +96,17 @@ export function runSeed(o: SeedOptions): SeedResult {
         for (const id of ids) groups[rng.int(2)].push(id);
         c.net.partition(groups);
         trace(`partition ${groups.map((g) => g.join(',')).join(' | ')}`);
+      } else if (r < 0.25) {
+        // non-transitive trouble: cut a few single links, in one or both directions
+        const k = 1 + rng.int(ids.length);
+        for (let i = 0; i < k; i++) {
+          const a = rng.pick(ids);
+          const b = rng.pick(ids);
+          if (a === b) continue;
+          c.net.block(a, b);
+          if (rng.chance(0.5)) c.net.block(b, a);
+          trace(`cut ${a}>${b}`);
+        }
       } else if (r < 0.3) {
         const l = c.leader();
         const victim = l && rng.chance(0.7) ? l.id : rng.pick(ids);
