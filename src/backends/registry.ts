@@ -1,0 +1,133 @@
+// The backend registry: one record per configured PostgreSQL backend, holding what this
+// peer knows and has decided about it. Health checks and the replication monitor write
+// observations (pg_*), the failover engine (and later the replicated cluster state)
+// writes decisions (status, role); the proxy only reads, to route.
+import { EventEmitter } from 'node:events';
+import type { Config } from '../config/index.js';
+
+/** pgpool's node states. `up`: routable; `down`: detached; `quarantine`: detached locally
+ * without consensus, no command run; `waiting`: attached, not yet checked; `unused`: never
+ * attached. */
+export type BackendStatus = 'up' | 'down' | 'quarantine' | 'waiting' | 'unused';
+export type BackendRole = 'primary' | 'standby' | 'unknown';
+
+export interface BackendState {
+  readonly id: number;
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly weight: number;
+  readonly dataDir: string;
+  readonly priority: number;
+  readonly failoverAllowed: boolean;
+  /** Decided state (pgpool's `status`). */
+  status: BackendStatus;
+  /** Decided role (pgpool's `role`). */
+  role: BackendRole;
+  /** Last health-check result (pgpool's `pg_status`). */
+  pgStatus: 'up' | 'down' | 'unknown';
+  /** Role the server itself reported (pgpool's `pg_role`). */
+  pgRole: BackendRole;
+  /** WAL position: current LSN on a primary, last replayed LSN on a standby. */
+  lsn: bigint | null;
+  /** Last received LSN on a standby. */
+  receiveLsn: bigint | null;
+  /** Replay lag behind the primary in bytes (standbys), null when unknown. */
+  lagBytes: number | null;
+  /** Replay lag in milliseconds (standbys), null when unknown. */
+  lagMs: number | null;
+  /** From the primary's pg_stat_replication: e.g. "streaming". */
+  replicationState: string;
+  /** From the primary's pg_stat_replication: "async", "sync", "quorum", "potential". */
+  syncState: string;
+  lastStatusChange: Date;
+}
+
+export type BackendPatch = Partial<Omit<BackendState, 'id' | 'name' | 'host' | 'port' | 'weight' | 'dataDir' | 'priority' | 'failoverAllowed'>>;
+
+export interface BackendChange {
+  id: number;
+  before: Readonly<BackendState>;
+  after: Readonly<BackendState>;
+  reason: string;
+}
+
+export declare interface BackendRegistry {
+  on(event: 'change', listener: (change: BackendChange) => void): this;
+  emit(event: 'change', change: BackendChange): boolean;
+}
+
+export class BackendRegistry extends EventEmitter {
+  private readonly backends: BackendState[];
+
+  constructor(cfg: Pick<Config, 'backends'>) {
+    super();
+    this.backends = cfg.backends.map((b, id) => ({
+      id,
+      name: b.name ?? `${b.host}:${b.port}`,
+      host: b.host,
+      port: b.port,
+      weight: b.weight,
+      dataDir: b.data_dir,
+      priority: b.priority,
+      failoverAllowed: b.failover === 'allow',
+      status: 'waiting',
+      role: 'unknown',
+      pgStatus: 'unknown',
+      pgRole: 'unknown',
+      lsn: null,
+      receiveLsn: null,
+      lagBytes: null,
+      lagMs: null,
+      replicationState: '',
+      syncState: '',
+      lastStatusChange: new Date(),
+    }));
+  }
+
+  get size(): number {
+    return this.backends.length;
+  }
+
+  list(): readonly Readonly<BackendState>[] {
+    return this.backends;
+  }
+
+  get(id: number): Readonly<BackendState> {
+    const b = this.backends[id];
+    if (!b) throw new RangeError(`no backend ${id}: configured backends are 0..${this.backends.length - 1}`);
+    return b;
+  }
+
+  /** The routable primary, if one is known. */
+  primary(): Readonly<BackendState> | undefined {
+    return this.backends.find((b) => b.status === 'up' && b.role === 'primary');
+  }
+
+  /** Standbys that may take reads: up, and (when lag is known) within maxLagBytes. */
+  readableStandbys(maxLagBytes: number): Readonly<BackendState>[] {
+    return this.backends.filter(
+      (b) => b.status === 'up' && b.role === 'standby' && (b.lagBytes === null || b.lagBytes <= maxLagBytes),
+    );
+  }
+
+  /** Applies a patch; emits 'change' (with the reason, for the log) only if something differs. */
+  update(id: number, patch: BackendPatch, reason: string): void {
+    const b = this.backends[id];
+    if (!b) throw new RangeError(`no backend ${id}: configured backends are 0..${this.backends.length - 1}`);
+    let changed = false;
+    for (const [k, v] of Object.entries(patch) as [keyof BackendPatch, unknown][]) {
+      if (b[k] !== v) {
+        changed = true;
+        break;
+      }
+    }
+    if (!changed) return;
+    const before = { ...b };
+    Object.assign(b, patch);
+    if ((patch.status !== undefined && patch.status !== before.status) || (patch.role !== undefined && patch.role !== before.role)) {
+      b.lastStatusChange = new Date();
+    }
+    this.emit('change', { id, before, after: { ...b }, reason });
+  }
+}

@@ -1,0 +1,2 @@
+export * from './schema.js';
+export { loadConfig, parseConfig, ConfigError, formatPath } from './load.js';
