@@ -52,12 +52,7 @@ export interface BackendChange {
   reason: string;
 }
 
-export declare interface BackendRegistry {
-  on(event: 'change', listener: (change: BackendChange) => void): this;
-  emit(event: 'change', change: BackendChange): boolean;
-}
-
-export class BackendRegistry extends EventEmitter {
+export class BackendRegistry extends EventEmitter<{ change: [BackendChange] }> {
   private readonly backends: BackendState[];
 
   constructor(cfg: Pick<Config, 'backends'>) {
