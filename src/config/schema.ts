@@ -8,17 +8,15 @@ const positiveMs = z.number().int().min(1);
 
 // Sizes accept bytes or a string with a unit ("16MB"), as PostgreSQL operators write them.
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 };
-const size = z.union([
-  z.number().int().min(0),
-  z.string().transform((s, ctx) => {
-    const m = /^\s*(\d+)\s*([kmgt]?b)?\s*$/i.exec(s);
-    if (!m) {
-      ctx.addIssue({ code: 'custom', message: `"${s}" is not a size (bytes, or a number with kB, MB, GB, TB)` });
-      return z.NEVER;
-    }
-    return Number(m[1]) * SIZE_UNITS[(m[2] ?? 'b').toLowerCase()]!;
-  }),
-]);
+const size = z.unknown().transform((v, ctx): number => {
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v;
+  const m = typeof v === 'string' ? /^\s*(\d+)\s*([kmgt]?b)?\s*$/i.exec(v) : null;
+  if (!m) {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is not a size (bytes, or a number with kB, MB, GB, TB)` });
+    return z.NEVER;
+  }
+  return Number(m[1]) * SIZE_UNITS[(m[2] ?? 'b').toLowerCase()]!;
+});
 
 /** An array refinement that reports the second and later items sharing a key, at their own path. */
 function uniqueBy<T>(key: (item: T) => string, field: string | undefined, what: string, listPath: string) {

@@ -1,0 +1,138 @@
+// The `pgwatchdog` command line. `run` returns the exit code instead of exiting, so tests
+// can call it in-process: 0 ok, 1 the command failed (bad config, peer unreachable), 2 usage.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { ConfigError, loadConfig } from '../config/index.js';
+
+export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+interface Command {
+  usage: string;
+  summary: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  positionals?: number;
+  /** Set until the issue that brings the command lands. */
+  notYet?: string;
+  run?: (values: Values, positionals: string[], io: Io) => Promise<number>;
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+export interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+const adminOpt = { admin: { type: 'string' as const } };
+const readOpts = { ...adminOpt, json: { type: 'boolean' as const } };
+
+const COMMANDS: Record<string, Command> = {
+  start: {
+    usage: 'start -c FILE [--name PEER]',
+    summary: 'run a peer: proxy, health checks, failover, watchdog, admin API',
+    options: { config: { type: 'string', short: 'c' }, name: { type: 'string' } },
+    notYet: 'the proxy',
+  },
+  'check-config': {
+    usage: 'check-config -c FILE',
+    summary: 'validate a configuration file; exit 0 if valid, 1 if not',
+    options: { config: { type: 'string', short: 'c' } },
+    run: async (v, _p, io) => {
+      const file = requireConfigPath(v, io);
+      if (file === undefined) return 2;
+      try {
+        const cfg = loadConfig(file);
+        io.out(`${file}: OK (${cfg.backends.length} backend${cfg.backends.length === 1 ? '' : 's'}, ${cfg.watchdog.peers.length} watchdog peer${cfg.watchdog.peers.length === 1 ? '' : 's'})`);
+        return 0;
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          io.err(err.message);
+          return 1;
+        }
+        throw err;
+      }
+    },
+  },
+  status: { usage: 'status [--json] [--admin URL]', summary: "show the cluster's state as a peer sees it", options: readOpts, notYet: 'the admin API' },
+  nodes: { usage: 'nodes [--json] [--admin URL]', summary: 'list the PostgreSQL backends (like SHOW POOL_NODES)', options: readOpts, notYet: 'the admin API' },
+  watchdog: { usage: 'watchdog [--json] [--admin URL]', summary: 'list the watchdog peers and the coordinator', options: readOpts, notYet: 'the watchdog' },
+  attach: { usage: 'attach N [--admin URL]', summary: 'attach backend N', options: adminOpt, positionals: 1, notYet: 'the admin API' },
+  detach: { usage: 'detach N [--admin URL]', summary: 'detach backend N (fails it over if it is the primary)', options: adminOpt, positionals: 1, notYet: 'the admin API' },
+  promote: {
+    usage: 'promote N [--switchover] [--admin URL]',
+    summary: 'promote standby N; --switchover stops the old primary cleanly first',
+    options: { ...adminOpt, switchover: { type: 'boolean' } },
+    positionals: 1,
+    notYet: 'the admin API',
+  },
+  demo: { usage: 'demo', summary: 'run a local demo cluster: PostgreSQL primary + standby and 3 peers', options: {}, notYet: 'the demo' },
+};
+
+function requireConfigPath(v: Values, io: Io): string | undefined {
+  const file = v.config;
+  if (typeof file !== 'string' || file === '') {
+    io.err('error: -c FILE is required');
+    return undefined;
+  }
+  return file;
+}
+
+function help(): string {
+  const width = Math.max(...Object.values(COMMANDS).map((c) => c.usage.length));
+  return [
+    `pgwatchdog ${VERSION} — a watchdog cluster of peer PostgreSQL proxies`,
+    '',
+    'Usage: pgwatchdog <command> [options]',
+    '',
+    'Commands:',
+    ...Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}${c.notYet ? ' (not yet available)' : ''}`),
+    '',
+    'Options:',
+    '  -h, --help     show this help',
+    '  -V, --version  print the version',
+    '  --admin URL    admin API of the peer to ask (default http://127.0.0.1:9898)',
+    '  --json         machine-readable output for read commands',
+  ].join('\n');
+}
+
+const stdio: Io = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
+
+export async function run(argv: string[], io: Io = stdio): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    io.out(help());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '-V' || name === '--version') {
+    io.out(VERSION);
+    return 0;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    io.err(`error: unknown command "${name}"\n\n${help()}`);
+    return 2;
+  }
+  let parsed: { values: Values; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: rest, options: { ...cmd.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true }) as {
+      values: Values;
+      positionals: string[];
+    };
+  } catch (err) {
+    io.err(`error: ${(err as Error).message}\nusage: pgwatchdog ${cmd.usage}`);
+    return 2;
+  }
+  if (parsed.values.help) {
+    io.out(`usage: pgwatchdog ${cmd.usage}\n  ${cmd.summary}`);
+    return 0;
+  }
+  if (parsed.positionals.length !== (cmd.positionals ?? 0)) {
+    io.err(`error: wrong number of arguments\nusage: pgwatchdog ${cmd.usage}`);
+    return 2;
+  }
+  if (cmd.notYet || !cmd.run) {
+    io.err(`pgwatchdog ${name}: not yet available in ${VERSION} (it arrives with ${cmd.notYet ?? 'a later version'})`);
+    return 2;
+  }
+  return cmd.run(parsed.values, parsed.positionals, io);
+}
