@@ -1,0 +1,258 @@
+// Replication monitor: the role, WAL positions and lag of every backend, for routing
+// (no reads on a standby over max_lag_bytes) and SHOW POOL_NODES. One persistent
+// connection per backend, sampled on that backend's health-check period with one cheap
+// query; a primary is also asked for pg_stat_replication (replication_state, sync_state,
+// replay lag in time). Each backend has its own loop, so a hung backend never delays the
+// others. Observations only: it never decides status or role.
+import pg from 'pg';
+import type { Config, HealthCheckConfig } from '../config/index.js';
+import { healthCheckFor } from '../config/index.js';
+import type { Logger } from '../log.js';
+import type { BackendRegistry } from './registry.js';
+import { parseLsn } from '../failover/candidate.js';
+
+export interface ReplicationSample {
+  id: number;
+  at: Date;
+  inRecovery: boolean;
+  /** Primary: current WAL insert position. */
+  currentLsn: bigint | null;
+  receiveLsn: bigint | null;
+  replayLsn: bigint | null;
+  /** Standby: pg_stat_wal_receiver.status ("streaming", …), null when no WAL receiver runs. */
+  walReceiverStatus: string | null;
+  /** Standby: the server it streams from. */
+  senderHost: string | null;
+  senderPort: number | null;
+  /** Standby: the application_name its walsender shows on the primary. */
+  applicationName: string;
+}
+
+export interface ReplicationRow {
+  applicationName: string;
+  state: string;
+  syncState: string;
+  replayLagMs: number | null;
+  replayLsn: bigint | null;
+}
+
+const SAMPLE_SQL = `SELECT pg_is_in_recovery() AS rec,
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS cur,
+  pg_last_wal_receive_lsn()::text AS recv,
+  pg_last_wal_replay_lsn()::text AS replay,
+  w.status AS wr_status, w.sender_host, w.sender_port, w.conninfo AS wr_conninfo,
+  current_setting('cluster_name') AS cluster_name
+FROM (SELECT 1) one LEFT JOIN (SELECT * FROM pg_stat_wal_receiver LIMIT 1) w ON true`;
+
+const REPLICATION_SQL = `SELECT application_name, state, sync_state,
+  (extract(epoch FROM replay_lag) * 1000)::float8 AS replay_lag_ms, replay_lsn::text AS replay_lsn
+FROM pg_stat_replication`;
+
+/** The application_name a standby's walsender shows: from its primary_conninfo, else its
+ * cluster_name, else PostgreSQL's default "walreceiver". */
+export function walReceiverApplicationName(conninfo: string | null, clusterName: string | null): string {
+  const m = conninfo ? /(?:^|\s)application_name=('(?:[^'\\]|\\.)*'|\S+)/.exec(conninfo) : null;
+  if (m) {
+    const v = m[1]!;
+    return v.startsWith("'") ? v.slice(1, -1).replace(/\\(.)/g, '$1') : v;
+  }
+  return clusterName ? clusterName : 'walreceiver';
+}
+
+interface Slot {
+  id: number;
+  hc: HealthCheckConfig;
+  client: pg.Client | null;
+  sample: ReplicationSample | null;
+  rows: ReplicationRow[] | null;
+  wake: (() => void) | null;
+  loop: Promise<void> | null;
+}
+
+export class ReplicationMonitor {
+  private readonly registry: BackendRegistry;
+  private readonly logger: Logger;
+  private readonly slots: Slot[];
+  private stopping = false;
+  private started = false;
+
+  constructor(opts: { config: Config; registry: BackendRegistry; logger: Logger }) {
+    this.registry = opts.registry;
+    this.logger = opts.logger.child({ component: 'replication' });
+    this.slots = opts.config.backends.map((_, id) => ({ id, hc: healthCheckFor(opts.config, id), client: null, sample: null, rows: null, wake: null, loop: null }));
+  }
+
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.stopping = false;
+    for (const s of this.slots) s.loop = this.runLoop(s);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const s of this.slots) s.wake?.();
+    await Promise.all(this.slots.map((s) => s.loop));
+    await Promise.all(this.slots.map((s) => this.drop(s)));
+    this.started = false;
+  }
+
+  /** The latest sample of backend `id` (null before the first, or after it went away). */
+  sample(id: number): ReplicationSample | null {
+    return this.slots[id]?.sample ?? null;
+  }
+
+  /** Samples every backend now (e.g. right after a failover) instead of at the next period. */
+  refresh(): void {
+    for (const s of this.slots) s.wake?.();
+  }
+
+  private async runLoop(s: Slot): Promise<void> {
+    while (!this.stopping) {
+      // Only backends the health check currently reaches: no point queuing on a dead one.
+      if (this.registry.get(s.id).pgStatus !== 'down') {
+        try {
+          await this.sampleOnce(s);
+        } catch (err) {
+          this.logger.debug({ backend: s.id, err: (err as Error).message }, 'replication sample failed');
+          s.sample = null;
+          s.rows = null;
+          await this.drop(s);
+        }
+      } else if (s.sample) {
+        s.sample = null;
+        s.rows = null;
+        await this.drop(s);
+      }
+      await new Promise<void>((resolve) => {
+        if (this.stopping) return resolve();
+        const t = setTimeout(done, s.hc.period_ms);
+        function done() {
+          clearTimeout(t);
+          s.wake = null;
+          resolve();
+        }
+        s.wake = done;
+      });
+    }
+  }
+
+  private async drop(s: Slot): Promise<void> {
+    const c = s.client;
+    s.client = null;
+    if (c) await Promise.race([c.end().catch(() => undefined), new Promise((r) => setTimeout(r, 200))]);
+  }
+
+  private async connect(s: Slot): Promise<pg.Client> {
+    if (s.client) return s.client;
+    const b = this.registry.get(s.id);
+    const c = new pg.Client({
+      host: b.host,
+      port: b.port,
+      user: s.hc.user,
+      password: s.hc.password,
+      database: s.hc.database,
+      application_name: 'pgwatchdog replication monitor',
+      connectionTimeoutMillis: Math.min(s.hc.connect_timeout_ms, s.hc.timeout_ms),
+      query_timeout: s.hc.timeout_ms,
+    });
+    c.on('error', () => {
+      if (s.client === c) s.client = null;
+    });
+    await c.connect();
+    s.client = c;
+    return c;
+  }
+
+  private async sampleOnce(s: Slot): Promise<void> {
+    const c = await this.connect(s);
+    const r = await c.query<{
+      rec: boolean;
+      cur: string | null;
+      recv: string | null;
+      replay: string | null;
+      wr_status: string | null;
+      sender_host: string | null;
+      sender_port: number | null;
+      wr_conninfo: string | null;
+      cluster_name: string | null;
+    }>(SAMPLE_SQL);
+    const row = r.rows[0]!;
+    s.sample = {
+      id: s.id,
+      at: new Date(),
+      inRecovery: row.rec,
+      currentLsn: parseLsn(row.cur),
+      receiveLsn: parseLsn(row.recv),
+      replayLsn: parseLsn(row.replay),
+      walReceiverStatus: row.wr_status,
+      senderHost: row.sender_host,
+      senderPort: row.sender_port,
+      applicationName: walReceiverApplicationName(row.wr_conninfo, row.cluster_name),
+    };
+    if (!row.rec) {
+      const rr = await c.query<{ application_name: string; state: string; sync_state: string; replay_lag_ms: number | null; replay_lsn: string | null }>(REPLICATION_SQL);
+      s.rows = rr.rows.map((x) => ({ applicationName: x.application_name, state: x.state, syncState: x.sync_state, replayLagMs: x.replay_lag_ms, replayLsn: parseLsn(x.replay_lsn) }));
+    } else s.rows = null;
+    this.publish();
+  }
+
+  /** Recomputes every backend's WAL/lag fields from the latest samples. */
+  private publish(): void {
+    const primary = this.currentPrimary();
+    const pSample = primary ? primary.sample : null;
+    for (const s of this.slots) {
+      const x = s.sample;
+      if (!x) continue;
+      if (!x.inRecovery) {
+        this.registry.update(s.id, { lsn: x.currentLsn, receiveLsn: null, lagBytes: 0, lagMs: 0, replicationState: '', syncState: '' }, 'replication sample');
+        continue;
+      }
+      let lagBytes: number | null = null;
+      const pos = x.replayLsn ?? x.receiveLsn;
+      if (pSample?.currentLsn != null && pos !== null) {
+        const d = pSample.currentLsn - pos;
+        lagBytes = d > 0n ? Number(d) : 0;
+      }
+      // Match the standby to its walsender by application_name; ambiguous names (several
+      // standbys left at "walreceiver") are not matched rather than matched wrongly.
+      const streamsFromPrimary = primary !== undefined && this.sendsTo(x, primary.id);
+      const matches = streamsFromPrimary ? (primary!.rows ?? []).filter((r) => r.applicationName === x.applicationName) : [];
+      const row = matches.length === 1 ? matches[0]! : undefined;
+      const lagMs = row ? (row.replayLagMs ?? (lagBytes === 0 ? 0 : null)) : lagBytes === 0 ? 0 : null;
+      this.registry.update(
+        s.id,
+        {
+          lsn: x.replayLsn,
+          receiveLsn: x.receiveLsn,
+          lagBytes,
+          lagMs: lagMs === null ? null : Math.round(lagMs),
+          replicationState: row?.state ?? x.walReceiverStatus ?? '',
+          syncState: row?.syncState ?? '',
+        },
+        'replication sample',
+      );
+    }
+  }
+
+  private sendsTo(x: ReplicationSample, primaryId: number): boolean {
+    const p = this.registry.get(primaryId);
+    if (x.senderHost === null) return false;
+    const sameHost = x.senderHost === p.host || (isLoopback(x.senderHost) && isLoopback(p.host));
+    return sameHost && x.senderPort === p.port;
+  }
+
+  /** The decided primary if it has a sample, else a reachable server that is not in recovery. */
+  private currentPrimary(): Slot | undefined {
+    const decided = this.registry.primary();
+    if (decided) {
+      const s = this.slots[decided.id]!;
+      if (s.sample && !s.sample.inRecovery) return s;
+    }
+    return this.slots.find((s) => s.sample && !s.sample.inRecovery && this.registry.get(s.id).status === 'up');
+  }
+}
+
+function isLoopback(h: string): boolean {
+  return h === 'localhost' || h === '::1' || h.startsWith('127.');
+}
