@@ -79,6 +79,8 @@ export class RaftNode<T, S> {
   private lastLeaderContact = 0;
   private transferee: NodeId | null = null;
   private leaseForfeited = false;
+  /** The current campaign was started by a leadership transfer (overrides leases). */
+  private forcedCampaign = false;
   private leaseStart = 0;
   private leaseUntil = -Infinity;
   private msgs: Message<T, S>[] = [];
@@ -399,8 +401,6 @@ export class RaftNode<T, S> {
       this.send({ type: kind, to: p, term: voteTerm, index: this.log.lastIndex(), logTerm: this.log.lastTerm(), force });
     }
   }
-
-  private forcedCampaign = false;
 
   /** Record a vote; returns true if the election is decided. */
   private poll(from: NodeId, granted: boolean, kind: 'vote' | 'preVote'): boolean {
