@@ -157,6 +157,7 @@ export class HealthChecker extends EventEmitter<{ down: [HealthDownEvent]; up: [
       s.pending ??= reason;
       return;
     }
+    if (s.pending !== null) return; // a round is already about to start
     this.logger.info({ backend: id, reason }, 'immediate health check requested');
     s.pending = reason;
     s.wake?.();

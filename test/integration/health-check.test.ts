@@ -1,0 +1,124 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Socket } from 'node:net';
+import { parseConfig } from '../../src/config/index.js';
+import { BackendRegistry } from '../../src/backends/registry.js';
+import { HealthChecker, type HealthDownEvent, type HealthUpEvent } from '../../src/backends/health.js';
+import { ReplicationMonitor } from '../../src/backends/replication.js';
+import { silentLogger } from '../../src/log.js';
+import { createCluster } from '../support/pg.js';
+import { FAST_HEALTH, restartAfterKill, waitFor } from '../failover/support.js';
+
+test('health check: a black-holed backend is declared down within timeout×(retries+1)+retries×delay, without delaying a healthy one', async () => {
+  // Accepts TCP and never says a word: the startup packet goes unanswered, as with a hung server.
+  const sockets: Socket[] = [];
+  const hole = createServer((s) => {
+    sockets.push(s);
+    s.pause();
+  });
+  await new Promise<void>((r) => hole.listen(0, '127.0.0.1', r));
+  const holePort = (hole.address() as { port: number }).port;
+  const cluster = await createCluster({ standbys: 0 });
+  const hc = { ...FAST_HEALTH, period_ms: 500, timeout_ms: 500, max_retries: 1, retry_delay_ms: 200 };
+  const config = parseConfig(
+    {
+      auth: { method: 'trust' },
+      backends: [
+        { host: '127.0.0.1', port: holePort },
+        { host: cluster.primary.host, port: cluster.primary.port },
+      ],
+      health_check: hc,
+    },
+    'test',
+  );
+  const registry = new BackendRegistry(config);
+  const health = new HealthChecker({ config, registry, logger: silentLogger });
+  const downs: (HealthDownEvent & { ms: number })[] = [];
+  const ups: (HealthUpEvent & { ms: number })[] = [];
+  try {
+    const t0 = Date.now();
+    health.on('down', (e) => downs.push({ ...e, ms: Date.now() - t0 }));
+    health.on('up', (e) => ups.push({ ...e, ms: Date.now() - t0 }));
+    health.start();
+    await waitFor('the black hole declared down', () => downs.length > 0, 5000);
+    const bound = hc.timeout_ms * (hc.max_retries + 1) + hc.max_retries * hc.retry_delay_ms;
+    console.log(`# black-holed port declared down after ${downs[0]!.ms} ms (bound ${bound} ms, settings ${JSON.stringify({ ...hc, password: undefined })})`);
+    assert.equal(downs[0]!.id, 0);
+    assert.equal(downs[0]!.attempts, 2);
+    assert.ok(downs[0]!.ms >= bound - 50, `not before its retries: ${downs[0]!.ms} ms`);
+    assert.ok(downs[0]!.ms <= bound + 250, `within the bound: ${downs[0]!.ms} ms > ${bound} ms`);
+    // The healthy backend answered long before the hung one timed out.
+    assert.equal(ups[0]?.id, 1);
+    assert.ok(ups[0]!.ms < 300, `healthy backend checked after ${ups[0]!.ms} ms`);
+    assert.equal(registry.get(0).pgStatus, 'down');
+    assert.equal(registry.get(1).pgStatus, 'up');
+    assert.equal(registry.get(1).pgRole, 'primary');
+    assert.equal(downs.length, 1, 'down is reported once, not every period');
+  } finally {
+    await health.stop();
+    for (const s of sockets) s.destroy();
+    hole.close();
+    await cluster.teardown();
+  }
+});
+
+test('health check: kill -9 plus checkNow is confirmed down after the retries; the restarted server is up again; replication monitor reports WAL and lag', async () => {
+  const cluster = await createCluster({ standbys: 1, sync: 'first' });
+  const config = parseConfig(
+    {
+      auth: { method: 'trust' },
+      backends: cluster.nodes.map((n) => ({ host: n.host, port: n.port })),
+      health_check: { ...FAST_HEALTH, period_ms: 5000 },
+    },
+    'test',
+  );
+  const registry = new BackendRegistry(config);
+  const health = new HealthChecker({ config, registry, logger: silentLogger });
+  const monitor = new ReplicationMonitor({ config, registry, logger: silentLogger });
+  const downs: HealthDownEvent[] = [];
+  health.on('down', (e) => downs.push(e));
+  try {
+    health.start();
+    monitor.start();
+    // Roles as decided by the engine (here by hand): the monitor needs to know the primary.
+    registry.update(0, { status: 'up', role: 'primary' }, 'test');
+    registry.update(1, { status: 'up', role: 'standby' }, 'test');
+    await waitFor('both up', () => registry.get(0).pgStatus === 'up' && registry.get(1).pgStatus === 'up');
+    assert.equal(registry.get(1).pgRole, 'standby');
+    monitor.refresh();
+    await waitFor('replication state of the standby', () => registry.get(1).replicationState === 'streaming' && registry.get(1).syncState === 'sync', 10_000);
+    assert.ok(registry.get(0).lsn !== null && registry.get(1).lsn !== null);
+    assert.ok(registry.get(1).lagBytes !== null && registry.get(1).lagBytes! >= 0);
+
+    // A standby that stops replaying shows lag in bytes.
+    await cluster.standbys[0]!.sql('SELECT pg_wal_replay_pause()');
+    await cluster.primary.sql('CREATE TABLE filler AS SELECT g, repeat(\'x\', 100) AS t FROM generate_series(1, 20000) g');
+    monitor.refresh();
+    await waitFor('lag in bytes', () => (registry.get(1).lagBytes ?? 0) > 1_000_000, 10_000);
+    await cluster.standbys[0]!.sql('SELECT pg_wal_replay_resume()');
+
+    // period 5 s: only checkNow can make detection fast.
+    await cluster.standbys[0]!.kill9();
+    const t0 = Date.now();
+    health.checkNow(1, 'test: backend connection broke');
+    health.checkNow(1, 'test: a second error coalesces');
+    await waitFor('standby down', () => downs.length > 0, 3000);
+    const ms = Date.now() - t0;
+    console.log(`# kill -9 + checkNow: down confirmed after ${ms} ms (retry_delay_ms ${FAST_HEALTH.retry_delay_ms}, max_retries ${FAST_HEALTH.max_retries})`);
+    assert.ok(ms >= FAST_HEALTH.retry_delay_ms, 'the retry confirmed it, not the first error alone');
+    assert.ok(ms < 1000, `${ms} ms`);
+    assert.equal(downs[0]!.attempts, 2);
+    assert.match(downs[0]!.trigger, /connection broke/);
+
+    const ups: HealthUpEvent[] = [];
+    health.on('up', (e) => ups.push(e));
+    await restartAfterKill(cluster.standbys[0]!);
+    health.checkNow(1, 'test: restarted');
+    await waitFor('standby up again', () => ups.find((u) => u.id === 1), 10_000, 100);
+    assert.equal(registry.get(1).pgStatus, 'up');
+  } finally {
+    await health.stop();
+    await monitor.stop();
+    await cluster.teardown();
+  }
+});
