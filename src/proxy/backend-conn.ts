@@ -1,0 +1,199 @@
+// One authenticated connection from the proxy to a PostgreSQL backend. It logs in as the
+// session's user (startup packet, then cleartext/md5/SCRAM as the server asks), records the
+// server's ParameterStatus values and BackendKeyData, and then hands its byte stream to
+// whoever owns it (a client session or the pool) through a swappable ScanSink.
+import net from 'node:net';
+import { BackendScanner, type ScanSink } from '../protocol/backend-scanner.js';
+import * as codec from '../protocol/codec.js';
+import { md5Response } from '../protocol/md5.js';
+import { ScramClient } from '../protocol/scram.js';
+
+export interface BackendLogin {
+  backendId: number;
+  host: string;
+  port: number;
+  user: string;
+  database: string;
+  /** The startup `options` (e.g. "-c work_mem=64MB"); part of the pool key. */
+  options: string;
+  /** Plain password, or undefined. */
+  password?: string;
+  /** Stored md5 hash ('md5…'): enough for md5 logins. */
+  md5?: string;
+  connectTimeoutMs: number;
+}
+
+const T = (c: string) => c.charCodeAt(0);
+export const TYPE = {
+  Z: T('Z'), S: T('S'), E: T('E'), N: T('N'), K: T('K'), R: T('R'), A: T('A'),
+  G: T('G'), H: T('H'), W: T('W'), c: T('c'), d: T('d'), one: T('1'), three: T('3'),
+} as const;
+
+const WANT = new Uint8Array(256);
+for (const t of [TYPE.Z, TYPE.S, TYPE.E, TYPE.K, TYPE.R, TYPE.A, TYPE.G, TYPE.H, TYPE.W]) WANT[t] = 1;
+
+export class BackendError extends Error {
+  constructor(
+    message: string,
+    readonly backendId: number,
+    readonly fields?: Record<string, string>,
+  ) {
+    super(message);
+    this.name = 'BackendError';
+  }
+}
+
+const noopOut = (): void => {};
+
+export class BackendConn {
+  readonly scanner = new BackendScanner(WANT);
+  pid = 0;
+  secret = 0;
+  readonly params = new Map<string, string>();
+  /** Transaction status from the last ReadyForQuery: 'I', 'T' or 'E' as a byte. */
+  txStatus = 0x49;
+  sink: ScanSink;
+  out: (b: Buffer) => void = noopOut;
+  /** Called once when the socket closes or fails; `err` is set for failures. */
+  onClose: ((err?: Error) => void) | undefined;
+  closed = false;
+  idleSince = 0;
+  /** Statements the proxy knows exist on this connection (see session.ts). */
+  readonly key: string;
+
+  private constructor(
+    readonly socket: net.Socket,
+    readonly login: BackendLogin,
+    sink: ScanSink,
+  ) {
+    this.sink = sink;
+    this.key = poolKey(login.user, login.database, login.options);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.scanner.feed(chunk, this.sink, this.out);
+      } catch (err) {
+        this.fail(err as Error);
+      }
+    });
+    socket.on('error', (err) => this.fail(new BackendError(`backend ${login.backendId} (${login.host}:${login.port}): ${err.message}`, login.backendId)));
+    socket.on('close', () => this.fail());
+  }
+
+  get backendId(): number {
+    return this.login.backendId;
+  }
+
+  private fail(err?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.destroy();
+    const cb = this.onClose;
+    this.onClose = undefined;
+    cb?.(err);
+  }
+
+  write(b: Buffer): boolean {
+    return this.socket.write(b);
+  }
+
+  /** Ends the connection politely (Terminate) and forgets it. */
+  terminate(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.onClose = undefined;
+    this.socket.end(codec.terminate());
+    this.socket.destroySoon?.();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  destroy(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.onClose = undefined;
+    this.socket.destroy();
+  }
+
+  /** Connects and logs in; rejects with a BackendError carrying the server's error fields. */
+  static connect(login: BackendLogin): Promise<BackendConn> {
+    return new Promise((resolve, reject) => {
+      const where = `backend ${login.backendId} (${login.host}:${login.port})`;
+      const socket = net.connect({ host: login.host, port: login.port });
+      let settled = false;
+      const done = (err?: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (err) {
+          conn.destroy();
+          socket.destroy();
+          reject(err);
+        } else {
+          conn.onClose = undefined;
+          resolve(conn);
+        }
+      };
+      const timer = setTimeout(() => done(new BackendError(`${where}: connect and login timed out after ${login.connectTimeoutMs} ms`, login.backendId)), login.connectTimeoutMs);
+      let scram: ScramClient | undefined;
+      const sink: ScanSink = {
+        onHeader: () => false,
+        onMessage: (type, buf, s, e) => {
+          if (settled) return;
+          try {
+            if (type === TYPE.R) {
+              const code = buf.readInt32BE(s);
+              if (code === 0) return;
+              if (code === 3) {
+                if (login.password === undefined) throw new BackendError(`${where} asks for a password for user "${login.user}" and the users file has no plain password for it`, login.backendId);
+                socket.write(codec.passwordMessage(login.password));
+              } else if (code === 5) {
+                const secret = login.password ?? login.md5;
+                if (secret === undefined) throw new BackendError(`${where} asks for an md5 password for user "${login.user}" and the users file has neither a password nor an md5 hash for it`, login.backendId);
+                socket.write(codec.passwordMessage(md5Response(login.user, secret, Buffer.from(buf.subarray(s + 4, s + 8)))));
+              } else if (code === 10) {
+                const mechs = buf.toString('utf8', s + 4, e).split('\0').filter(Boolean);
+                if (!mechs.includes('SCRAM-SHA-256')) throw new BackendError(`${where} offers SASL mechanisms ${mechs.join(', ')}, none supported`, login.backendId);
+                if (login.password === undefined) throw new BackendError(`${where} asks for SCRAM authentication for user "${login.user}" and the users file has no plain password for it (a SCRAM secret cannot log into a backend)`, login.backendId);
+                scram = new ScramClient(login.user, login.password);
+                socket.write(codec.saslInitialResponse('SCRAM-SHA-256', scram.first()));
+              } else if (code === 11) {
+                if (!scram) throw new BackendError(`${where}: SASLContinue without SASL`, login.backendId);
+                socket.write(codec.saslResponse(scram.final(buf.toString('utf8', s + 4, e))));
+              } else if (code === 12) {
+                if (!scram || !scram.verify(buf.toString('utf8', s + 4, e))) throw new BackendError(`${where}: the server's SCRAM signature is wrong (not the server we expected)`, login.backendId);
+              } else {
+                throw new BackendError(`${where} asks for authentication method ${code}, not supported (use trust, password, md5 or scram-sha-256)`, login.backendId);
+              }
+            } else if (type === TYPE.S) {
+              const k = codec.readCString(buf, s, e);
+              const v = k && codec.readCString(buf, k[1], e);
+              if (k && v) conn.params.set(k[0], v[0]);
+            } else if (type === TYPE.K) {
+              conn.pid = buf.readInt32BE(s);
+              conn.secret = buf.readInt32BE(s + 4);
+            } else if (type === TYPE.Z) {
+              conn.txStatus = buf[s]!;
+              done();
+            } else if (type === TYPE.E) {
+              const f = codec.parseErrorFields(buf.subarray(s, e));
+              done(new BackendError(`${where} refused login of user "${login.user}" to database "${login.database}": ${f.M ?? 'error'}`, login.backendId, f));
+            }
+          } catch (err) {
+            done(err instanceof BackendError ? err : new BackendError(`${where}: ${(err as Error).message}`, login.backendId));
+          }
+        },
+      };
+      const conn: BackendConn = new BackendConn(socket, login, sink);
+      conn.onClose = (err) => done(err ?? new BackendError(`${where} closed the connection during login`, login.backendId));
+      socket.once('connect', () => {
+        const params: Record<string, string> = { user: login.user, database: login.database };
+        if (login.options) params.options = login.options;
+        socket.write(codec.startupMessage(params));
+      });
+    });
+  }
+}
+
+export function poolKey(user: string, database: string, options: string): string {
+  return `${user}\0${database}\0${options}`;
+}

@@ -1,0 +1,291 @@
+// Backend connection pools: authenticated connections kept per (user, database, options,
+// backend), reset with the configured reset query (DISCARD ALL) when a session gives them
+// back, closed after idle_timeout_ms, at most max_per_backend per backend. An acquire that
+// finds the backend full waits up to acquire_timeout_ms, then fails with a clear error.
+import type { Logger } from '../log.js';
+import type { ProxyConfig } from '../config/index.js';
+import * as codec from '../protocol/codec.js';
+import type { ScanSink } from '../protocol/backend-scanner.js';
+import { BackendConn, BackendError, TYPE, poolKey, type BackendLogin } from './backend-conn.js';
+
+export type LoginFor = (backendId: number, user: string, database: string, options: string) => BackendLogin;
+
+interface Waiter {
+  key: string;
+  login: BackendLogin;
+  resolve: (c: BackendConn) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+class BackendPool {
+  /** Every connection counted against the limit: idle, in use, connecting, resetting. */
+  total = 0;
+  inUse = 0;
+  readonly idle = new Map<string, BackendConn[]>();
+  idleCount = 0;
+  readonly waiters: Waiter[] = [];
+  /** Bumped when the backend fails over: connections from an older generation are dropped. */
+  generation = 0;
+}
+
+export class PoolExhaustedError extends Error {
+  readonly sqlstate = '53300';
+}
+
+export interface PoolStats {
+  backendId: number;
+  total: number;
+  inUse: number;
+  idle: number;
+  waiting: number;
+}
+
+export class Pools {
+  private readonly pools: BackendPool[];
+  private readonly sweeper: NodeJS.Timeout;
+  private closed = false;
+  private readonly gen = new WeakMap<BackendConn, number>();
+  private readonly countedOut = new WeakSet<BackendConn>();
+
+  constructor(
+    private readonly cfg: ProxyConfig,
+    nBackends: number,
+    private readonly loginFor: LoginFor,
+    private readonly log: Logger,
+    private readonly onConnectError: (backendId: number, err: Error) => void,
+  ) {
+    this.pools = Array.from({ length: nBackends }, () => new BackendPool());
+    this.sweeper = setInterval(() => this.sweepIdle(), Math.min(Math.max(cfg.pool.idle_timeout_ms / 4, 250), 10_000));
+    this.sweeper.unref();
+  }
+
+  stats(): PoolStats[] {
+    return this.pools.map((p, backendId) => ({ backendId, total: p.total, inUse: p.inUse, idle: p.idleCount, waiting: p.waiters.length }));
+  }
+
+  async acquire(backendId: number, user: string, database: string, options: string): Promise<BackendConn> {
+    if (this.closed) throw new Error('proxy is shutting down');
+    const pool = this.pools[backendId]!;
+    const key = poolKey(user, database, options);
+    const list = pool.idle.get(key);
+    while (list && list.length > 0) {
+      const c = list.pop()!;
+      pool.idleCount--;
+      if (c.closed) continue; // already counted out by its close handler
+      pool.inUse++;
+      c.onClose = undefined;
+      return c;
+    }
+    const login = this.loginFor(backendId, user, database, options);
+    if (pool.total >= this.cfg.pool.max_per_backend && !this.evictOtherIdle(pool, key)) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          const i = pool.waiters.indexOf(w);
+          if (i >= 0) pool.waiters.splice(i, 1);
+          reject(
+            new PoolExhaustedError(
+              `connection pool of backend ${backendId} is exhausted: ${this.cfg.pool.max_per_backend} connections in use (proxy.pool.max_per_backend), none freed within ${this.cfg.pool.acquire_timeout_ms} ms (proxy.pool.acquire_timeout_ms)`,
+            ),
+          );
+        }, this.cfg.pool.acquire_timeout_ms);
+        const w: Waiter = { key, login, resolve, reject, timer };
+        pool.waiters.push(w);
+      });
+    }
+    return this.open(pool, login);
+  }
+
+  private async open(pool: BackendPool, login: BackendLogin): Promise<BackendConn> {
+    pool.total++;
+    const generation = pool.generation;
+    try {
+      const c = await BackendConn.connect(login);
+      if (generation !== pool.generation) {
+        c.destroy();
+        throw new BackendError(`backend ${login.backendId} failed over while connecting`, login.backendId);
+      }
+      this.gen.set(c, generation);
+      pool.inUse++;
+      this.log.debug({ backend: login.backendId, user: login.user, database: login.database, pid: c.pid }, 'opened backend connection');
+      return c;
+    } catch (err) {
+      pool.total--;
+      this.serveWaiters(pool);
+      const e = err as BackendError;
+      // Login refusals (bad password, no such database) say nothing about the backend's health.
+      if (!e.fields) this.onConnectError(login.backendId, e);
+      throw err;
+    }
+  }
+
+  private evictOtherIdle(pool: BackendPool, key: string): boolean {
+    for (const [k, list] of pool.idle) {
+      if (k === key || list.length === 0) continue;
+      const c = list.shift()!;
+      pool.idleCount--;
+      c.terminate();
+      this.countOut(pool, c);
+      return true;
+    }
+    return false;
+  }
+
+  /** Gives a connection to the first waiter that can use it, or starts one for a waiter. */
+  private serveWaiters(pool: BackendPool): void {
+    while (pool.waiters.length > 0 && (pool.total < this.cfg.pool.max_per_backend || this.evictOtherIdle(pool, pool.waiters[0]!.key))) {
+      const w = pool.waiters.shift()!;
+      clearTimeout(w.timer);
+      this.open(pool, w.login).then(w.resolve, w.reject);
+    }
+  }
+
+  /** A session is done with `c`. Clean connections are reset and pooled; others are closed. */
+  release(c: BackendConn, clean: boolean): void {
+    const pool = this.pools[c.backendId]!;
+    pool.inUse--;
+    if (!clean || c.closed || this.closed || this.gen.get(c) !== pool.generation) {
+      this.drop(pool, c);
+      return;
+    }
+    const steps: Buffer[] = [];
+    if (c.txStatus !== 0x49) steps.push(codec.query('ROLLBACK'));
+    if (this.cfg.pool.reset_query) steps.push(codec.query(this.cfg.pool.reset_query));
+    if (steps.length === 0) {
+      this.makeIdle(pool, c);
+      return;
+    }
+    let pending = steps.length;
+    let failed = false;
+    const timer = setTimeout(() => {
+      this.log.warn({ backend: c.backendId, pid: c.pid }, 'reset query did not finish within 5 s; closing the connection');
+      this.drop(pool, c);
+    }, 5000);
+    const sink: ScanSink = {
+      onHeader: () => false,
+      onMessage: (type, buf, s, e) => {
+        if (type === TYPE.E) {
+          failed = true;
+          this.log.warn({ backend: c.backendId, error: codec.parseErrorFields(buf.subarray(s, e)).M }, 'reset query failed; closing the connection');
+        } else if (type === TYPE.S) {
+          const k = codec.readCString(buf, s, e);
+          const v = k && codec.readCString(buf, k[1], e);
+          if (k && v) c.params.set(k[0], v[0]);
+        } else if (type === TYPE.Z) {
+          c.txStatus = buf[s]!;
+          if (--pending === 0) {
+            clearTimeout(timer);
+            if (failed || c.txStatus !== 0x49) this.drop(pool, c);
+            else this.makeIdle(pool, c);
+          }
+        }
+      },
+    };
+    c.sink = sink;
+    c.out = () => {};
+    c.onClose = () => {
+      clearTimeout(timer);
+      this.countOut(pool, c);
+      this.serveWaiters(pool);
+    };
+    if (steps.length === 1) c.write(steps[0]!);
+    else c.write(Buffer.concat(steps));
+  }
+
+  private drop(pool: BackendPool, c: BackendConn): void {
+    c.terminate();
+    this.countOut(pool, c);
+    this.serveWaiters(pool);
+  }
+
+  /** Takes a connection off its backend's count, exactly once whatever path closes it. */
+  private countOut(pool: BackendPool, c: BackendConn): void {
+    if (this.countedOut.has(c)) return;
+    this.countedOut.add(c);
+    pool.total--;
+  }
+
+  private makeIdle(pool: BackendPool, c: BackendConn): void {
+    // A waiter for the same key takes it at once.
+    const wi = pool.waiters.findIndex((w) => w.key === c.key);
+    if (wi >= 0) {
+      const w = pool.waiters.splice(wi, 1)[0]!;
+      clearTimeout(w.timer);
+      pool.inUse++;
+      c.onClose = undefined;
+      w.resolve(c);
+      return;
+    }
+    if (pool.waiters.length > 0) {
+      // Someone waits for another user/database: trade this connection for theirs.
+      this.drop(pool, c);
+      return;
+    }
+    c.idleSince = Date.now();
+    c.sink = IDLE_SINK;
+    c.out = () => {};
+    c.onClose = () => {
+      this.countOut(pool, c);
+      const list = pool.idle.get(c.key);
+      const i = list ? list.indexOf(c) : -1;
+      if (i >= 0) {
+        list!.splice(i, 1);
+        pool.idleCount--;
+      }
+      this.serveWaiters(pool);
+    };
+    let list = pool.idle.get(c.key);
+    if (!list) pool.idle.set(c.key, (list = []));
+    list.push(c);
+    pool.idleCount++;
+  }
+
+  private sweepIdle(): void {
+    const timeout = this.cfg.pool.idle_timeout_ms;
+    if (timeout === 0) return;
+    const cutoff = Date.now() - timeout;
+    for (const pool of this.pools) {
+      for (const list of pool.idle.values()) {
+        for (let i = list.length - 1; i >= 0; i--) {
+          const c = list[i]!;
+          if (c.idleSince < cutoff) {
+            list.splice(i, 1);
+            pool.idleCount--;
+            c.terminate();
+            this.countOut(pool, c);
+          }
+        }
+      }
+    }
+  }
+
+  /** The backend left service: close its idle connections; in-use ones are dropped on release. */
+  closeBackend(backendId: number): void {
+    const pool = this.pools[backendId];
+    if (!pool) return;
+    pool.generation++;
+    for (const list of pool.idle.values()) {
+      for (const c of list) {
+        c.terminate();
+        this.countOut(pool, c);
+      }
+      list.length = 0;
+    }
+    pool.idleCount = 0;
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.sweeper);
+    for (let id = 0; id < this.pools.length; id++) {
+      const pool = this.pools[id]!;
+      for (const w of pool.waiters.splice(0)) {
+        clearTimeout(w.timer);
+        w.reject(new Error('proxy is shutting down'));
+      }
+      this.closeBackend(id);
+    }
+  }
+}
+
+const IDLE_SINK: ScanSink = { onHeader: () => false, onMessage: () => {} };

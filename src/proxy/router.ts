@@ -1,0 +1,37 @@
+// The session's view of statement classification (classify.ts): a small cache in front of
+// it, because pooled applications send the same statement texts again and again, and the
+// `read` bit that SHOW POOL_NODES counts as select_cnt.
+import { classify } from './classify.js';
+
+export interface Route {
+  target: 'standby' | 'primary' | 'both';
+  /** From here to the end of the transaction everything goes to the primary. */
+  write: boolean;
+  txn?: 'begin' | 'end';
+  /** A read-only statement (counted per backend as pgpool's select_cnt). */
+  read: boolean;
+}
+
+const CACHE_MAX = 4096;
+const CACHE_MAX_SQL = 2048;
+
+export class Router {
+  private readonly cache = new Map<string, Route>();
+
+  constructor(private readonly writeFunctions: readonly string[]) {}
+
+  route(sql: string): Route {
+    const hit = this.cache.get(sql);
+    if (hit) return hit;
+    const c = classify(sql, { writeFunctions: this.writeFunctions });
+    // SQL-level PREPARE/EXECUTE/DEALLOCATE must all meet the same backend: keep them on the primary.
+    const target = c.prepared !== undefined && c.target === 'standby' ? 'primary' : c.target;
+    const r: Route = { target, write: c.write, read: target === 'standby' && !c.write };
+    if (c.txn) r.txn = c.txn;
+    if (sql.length <= CACHE_MAX_SQL) {
+      if (this.cache.size >= CACHE_MAX) this.cache.clear();
+      this.cache.set(sql, r);
+    }
+    return r;
+  }
+}

@@ -1,0 +1,825 @@
+// One client session (session pooling, pgpool semantics). The session holds a connection to
+// the primary and, with load balancing, one to the standby chosen at session start ("legs").
+// Client messages are decoded only as far as routing needs (Query text, Parse text, statement
+// and portal names); backend output is forwarded by header scanning only.
+//
+// Ordering invariant: the client must see responses in the order it sent requests. A batch
+// whose response goes to the client is written to a leg only when no *other* leg still owes
+// the client a response; otherwise the session stops reading the client until it does.
+// Responses a leg owes nobody (the standby's copy of a SET sent to both) are swallowed.
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from '../log.js';
+import type { Config } from '../config/index.js';
+import type { BackendRegistry } from '../backends/registry.js';
+import * as codec from '../protocol/codec.js';
+import { FrameReader, ProtocolViolation } from '../protocol/frame-reader.js';
+import type { ScanSink } from '../protocol/backend-scanner.js';
+import { BackendConn, BackendError, TYPE } from './backend-conn.js';
+import type { Pools } from './pool.js';
+import { AuthFailed, authenticateClient } from './client-auth.js';
+import type { UserSecret } from './userlist.js';
+import type { Route } from './router.js';
+
+export interface SessionHost {
+  readonly cfg: Config;
+  readonly registry: BackendRegistry;
+  readonly log: Logger;
+  readonly pools: Pools;
+  readonly users: ReadonlyMap<string, UserSecret> | undefined;
+  readonly tlsContext: tls.SecureContext | undefined;
+  route(sql: string): Route;
+  /** The load-balance node for a new session: a standby id, or undefined for "primary only". */
+  chooseStandby(primaryId: number): number | undefined;
+  registerSession(s: Session): number;
+  unregisterSession(s: Session): void;
+  cancel(pid: number, secret: number): void;
+  countSelect(backendId: number): void;
+  localQuery(sql: string, s: Session): Buffer | undefined;
+  tooManyClients(): boolean;
+  backendError(backendId: number, err: Error): void;
+}
+
+interface Expect {
+  forward: boolean;
+  /** An error in this response ends the session (startup SETs). */
+  fatalOnError?: boolean;
+}
+
+interface Statement {
+  /** A private copy of the client's Parse message, to re-Parse on another leg. */
+  parse: Buffer;
+  legs: Set<Leg>;
+  write: boolean;
+}
+
+type Role = 'primary' | 'standby';
+
+class Leg implements ScanSink {
+  readonly queue: Expect[] = [];
+  fwdPending = 0;
+  swallowParse = 0;
+  swallowClose = 0;
+  copyIn = false;
+  lastForwarded = false;
+  out: Buffer[] = [];
+  /** Statement names closed by the client but still existing here. */
+  readonly stale = new Set<string>();
+
+  constructor(
+    readonly session: Session,
+    readonly conn: BackendConn,
+    readonly role: Role,
+  ) {}
+
+  expect(e: Expect): void {
+    this.queue.push(e);
+    if (e.forward) this.fwdPending++;
+  }
+
+  onHeader(type: number): boolean {
+    let fwd: boolean;
+    if (type === TYPE.one && this.swallowParse > 0) {
+      this.swallowParse--;
+      fwd = false;
+    } else if (type === TYPE.three && this.swallowClose > 0) {
+      this.swallowClose--;
+      fwd = false;
+    } else {
+      const head = this.queue[0];
+      if (head) fwd = head.forward;
+      else fwd = this.role === 'primary' && type !== TYPE.A && !this.session.otherForwarding(this);
+    }
+    this.lastForwarded = fwd;
+    return fwd;
+  }
+
+  onMessage(type: number, buf: Buffer, s: number, e: number): void {
+    const sess = this.session;
+    switch (type) {
+      case TYPE.Z: {
+        const status = buf[s]!;
+        this.conn.txStatus = status;
+        this.copyIn = false;
+        const head = this.queue.shift();
+        if (head?.forward) this.fwdPending--;
+        sess.onReady(this, status, head);
+        break;
+      }
+      case TYPE.S: {
+        const k = codec.readCString(buf, s, e);
+        const v = k && codec.readCString(buf, k[1], e);
+        if (k && v) this.conn.params.set(k[0], v[0]);
+        break;
+      }
+      case TYPE.E:
+        sess.onBackendErrorResponse(this, codec.parseErrorFields(buf.subarray(s, e)), this.queue[0]);
+        break;
+      case TYPE.G:
+      case TYPE.W:
+        this.copyIn = true;
+        break;
+      case TYPE.A:
+        if (!this.lastForwarded && this.role === 'primary') {
+          // A notification while the client waits on nobody (or on the standby): rebuild it.
+          const msg = Buffer.allocUnsafe(e - s + 5);
+          msg[0] = TYPE.A;
+          msg.writeInt32BE(e - s + 4, 1);
+          buf.copy(msg, 5, s, e);
+          sess.asyncToClient(this, msg);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+interface Batch {
+  msgs: Buffer[];
+  needPrimary: boolean;
+  preferStandby: boolean;
+  /** Leg chosen once part of the batch was written (at Flush); the rest follows it. */
+  pinned: Leg | undefined;
+  reads: number;
+}
+
+export class Session {
+  private readonly reader = new FrameReader(true);
+  private state: 'startup' | 'auth' | 'connecting' | 'ready' | 'closed' = 'startup';
+  private sock: net.Socket;
+  private startupTimer: NodeJS.Timeout | undefined;
+  private waiter: ((m: Buffer | null, err?: Error) => void) | undefined;
+  user = '';
+  database = '';
+  private startupParams = new Map<string, string>();
+  primary: Leg | undefined;
+  standby: Leg | undefined;
+  secret = 0;
+  private pending: Buffer | null = null;
+  private blocked = false;
+  private pumping = false;
+  private readonly stmts = new Map<string, Statement>();
+  private readonly portals = new Map<string, Leg>();
+  private batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, pinned: undefined, reads: 0 };
+  private inTxn = false;
+  private txnWrite = false;
+  /** The standby failed a statement it shared with the primary: reads go to the primary until it is idle again. */
+  private standbyDiverged = false;
+  private lastStatus = 0x49;
+  private heldAsync: Buffer[] = [];
+  private tlsUsed = false;
+  readonly startedAt = Date.now();
+  private readonly log: Logger;
+
+  constructor(
+    private readonly host: SessionHost,
+    socket: net.Socket,
+    readonly id: number,
+  ) {
+    this.sock = socket;
+    this.log = host.log.child({ session: id, client: `${socket.remoteAddress}:${socket.remotePort}` });
+    socket.setNoDelay(true);
+    this.attachClient(socket);
+    this.startupTimer = setTimeout(() => this.fatal('08006', 'timeout expired during client startup and authentication'), 60_000);
+    this.startupTimer.unref();
+    void this.startup().catch((err: Error) => this.startupFailed(err));
+  }
+
+  get primaryPid(): number {
+    return this.primary?.conn.pid ?? 0;
+  }
+
+  get loadBalanceNode(): number | undefined {
+    return (this.standby ?? this.primary)?.conn.backendId;
+  }
+
+  get active(): boolean {
+    return this.state === 'ready' && ((this.primary?.queue.length ?? 0) > 0 || (this.standby?.queue.length ?? 0) > 0);
+  }
+
+  usesBackend(id: number): boolean {
+    return this.primary?.conn.backendId === id || this.standby?.conn.backendId === id;
+  }
+
+  // ---- client socket -------------------------------------------------------------------------
+
+  private attachClient(s: net.Socket): void {
+    s.on('data', this.onClientData);
+    s.on('error', (err) => {
+      this.log.debug({ err: err.message }, 'client socket error');
+      this.close();
+    });
+    s.on('close', () => this.close());
+    s.on('drain', () => {
+      this.primary?.conn.socket.resume();
+      this.standby?.conn.socket.resume();
+    });
+  }
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    this.reader.push(chunk);
+    if (this.state === 'ready') this.pump();
+    else this.wakeWaiter();
+  };
+
+  private wakeWaiter(): void {
+    const w = this.waiter;
+    if (!w) return;
+    let m: Buffer | null;
+    try {
+      m = this.reader.next();
+    } catch (err) {
+      this.waiter = undefined;
+      w(null, err as Error);
+      return;
+    }
+    if (m) {
+      this.waiter = undefined;
+      w(m);
+    }
+  }
+
+  private nextMessage(): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      if (this.state === 'closed') return reject(new Error('client closed'));
+      this.waiter = (m, err) => (m ? resolve(m) : reject(err ?? new Error('client closed the connection')));
+      this.wakeWaiter();
+    });
+  }
+
+  private toClient = (b: Buffer): void => {
+    if (!this.sock.write(b)) {
+      // Backpressure: stop reading backends until the client drains.
+      this.primary?.conn.socket.pause();
+      this.standby?.conn.socket.pause();
+    }
+  };
+
+  // ---- startup -------------------------------------------------------------------------------
+
+  private async startup(): Promise<void> {
+    let sslDone = false;
+    let gssDone = false;
+    let pkt: codec.StartupPacket;
+    for (;;) {
+      const raw = await this.nextMessage();
+      pkt = codec.parseStartupPacket(raw);
+      if (pkt.kind === 'ssl') {
+        if (sslDone) throw new ProtocolViolation('SSL request received twice');
+        sslDone = true;
+        if (this.host.tlsContext) {
+          if (this.reader.buffered > 0) throw new ProtocolViolation('received unencrypted data after SSL request');
+          await this.upgradeTls(this.host.tlsContext);
+        } else {
+          this.sock.write('N');
+        }
+        continue;
+      }
+      if (pkt.kind === 'gssenc') {
+        if (gssDone) throw new ProtocolViolation('GSSENC request received twice');
+        gssDone = true;
+        this.sock.write('N');
+        continue;
+      }
+      break;
+    }
+    if (pkt.kind === 'cancel') {
+      this.host.cancel(pkt.pid, pkt.secret);
+      this.close();
+      return;
+    }
+    if (pkt.kind !== 'startup') return;
+    if (pkt.major !== 3) {
+      throw new ProtocolViolation(`unsupported frontend protocol ${pkt.major}.${pkt.minor}: server supports 3.0 to 3.0`, '0A000');
+    }
+    const unrecognized = [...pkt.params.keys()].filter((k) => k.startsWith('_pq_.'));
+    if (pkt.minor > 0 || unrecognized.length > 0) this.sock.write(codec.negotiateProtocolVersion(0, unrecognized));
+    const user = pkt.params.get('user');
+    if (!user) throw new ProtocolViolation('no PostgreSQL user name specified in startup packet', '28000');
+    if (pkt.params.has('replication') && pkt.params.get('replication') !== 'false' && pkt.params.get('replication') !== '0') {
+      throw new ProtocolViolation('replication connections are not supported through pgwatchdog; connect to the primary directly', '0A000');
+    }
+    this.user = user;
+    this.database = pkt.params.get('database') || user;
+    this.startupParams = pkt.params;
+    if (this.host.tooManyClients()) throw new ProtocolViolation('sorry, too many clients already', '53300');
+    this.reader.startupPhase = false;
+    this.state = 'auth';
+    await authenticateClient(this.host.cfg.auth.method, user, this.host.users, {
+      send: (b) => this.sock.write(b),
+      recvPassword: async () => {
+        const m = await this.nextMessage();
+        if (m[0] !== 0x70) throw new ProtocolViolation(`expected password response, got message type ${m[0]}`);
+        return m.subarray(5);
+      },
+    });
+    this.state = 'connecting';
+    await this.connectBackends();
+  }
+
+  private upgradeTls(ctx: tls.SecureContext): Promise<void> {
+    const raw = this.sock;
+    raw.removeListener('data', this.onClientData);
+    raw.removeAllListeners('close');
+    raw.removeAllListeners('error');
+    raw.removeAllListeners('drain');
+    raw.write('S');
+    const t = new tls.TLSSocket(raw, { isServer: true, secureContext: ctx });
+    this.sock = t;
+    this.tlsUsed = true;
+    this.attachClient(t);
+    raw.on('error', () => this.close());
+    return new Promise((resolve, reject) => {
+      t.once('secure', () => resolve());
+      t.once('error', reject);
+      t.once('close', () => reject(new Error('client closed during TLS handshake')));
+    });
+  }
+
+  private startupFailed(err: Error): void {
+    if (this.state === 'closed') return;
+    if (err instanceof AuthFailed) {
+      this.log.info({ user: err.user, reason: err.reason }, 'client authentication failed');
+      this.fatal('28P01', err.message);
+    } else if (err instanceof ProtocolViolation) {
+      this.log.debug({ reason: err.message }, 'bad startup from client');
+      this.fatal(err.sqlstate, err.message);
+    } else if (err instanceof BackendError) {
+      this.log.warn({ backend: err.backendId, user: this.user, database: this.database, reason: err.message }, 'could not get a backend connection for a client');
+      this.fatal(err.fields?.C ?? '08006', err.fields?.M ?? err.message);
+    } else if ((err as { sqlstate?: string }).sqlstate) {
+      this.log.warn({ reason: err.message }, 'session start failed');
+      this.fatal((err as { sqlstate?: string }).sqlstate!, err.message);
+    } else {
+      this.log.debug({ reason: err.message }, 'session start failed');
+      this.fatal('08006', err.message);
+    }
+  }
+
+  private async connectBackends(): Promise<void> {
+    const { registry, pools, cfg } = this.host;
+    const p = registry.primary();
+    if (!p) throw Object.assign(new Error('pgwatchdog: no primary backend is up; try again after failover'), { sqlstate: '57P03' });
+    const standbyId = cfg.proxy.load_balance ? this.host.chooseStandby(p.id) : undefined;
+    const options = this.startupParams.get('options') ?? '';
+    const [pc, sc] = await Promise.allSettled([
+      pools.acquire(p.id, this.user, this.database, options),
+      standbyId === undefined ? Promise.resolve(undefined) : pools.acquire(standbyId, this.user, this.database, options),
+    ]);
+    if (this.state === 'closed' || pc.status === 'rejected' || sc.status === 'rejected') {
+      if (pc.status === 'fulfilled') pools.release(pc.value, true);
+      if (sc.status === 'fulfilled' && sc.value) pools.release(sc.value, true);
+      if (pc.status === 'rejected') throw pc.reason;
+      if (sc.status === 'rejected') {
+        // The standby failing is no reason to refuse the session: it runs on the primary alone.
+        this.log.warn({ backend: standbyId, reason: (sc.reason as Error).message }, 'load-balance standby unavailable; session uses the primary only');
+      }
+      if (this.state === 'closed') return;
+      if (pc.status !== 'fulfilled') return;
+      this.primary = this.adopt(pc.value, 'primary');
+    } else {
+      this.primary = this.adopt(pc.value, 'primary');
+      if (sc.value) this.standby = this.adopt(sc.value, 'standby');
+    }
+    this.secret = this.host.registerSession(this);
+    // Startup parameters the client asked for (application_name, client_encoding, …) are
+    // applied on each leg with SET, pipelined ahead of the client's first query.
+    for (const leg of [this.primary, this.standby]) if (leg) this.applyStartupParams(leg);
+    const reported = new Map(this.primary!.conn.params);
+    for (const [k, v] of this.startupParams) {
+      const canon = [...reported.keys()].find((r) => r.toLowerCase() === k.toLowerCase());
+      if (canon) reported.set(canon, v);
+    }
+    const parts: Buffer[] = [codec.authenticationOk()];
+    for (const [k, v] of reported) parts.push(codec.parameterStatus(k, v));
+    parts.push(codec.backendKeyData(this.primary!.conn.pid, this.secret));
+    parts.push(codec.readyForQuery(0x49));
+    clearTimeout(this.startupTimer);
+    this.state = 'ready';
+    this.sock.write(Buffer.concat(parts));
+    this.log.debug({ user: this.user, database: this.database, primary: this.primary!.conn.backendId, standby: this.standby?.conn.backendId, tls: this.tlsUsed }, 'session started');
+    this.flushAll();
+    this.pump();
+  }
+
+  private applyStartupParams(leg: Leg): void {
+    const sets: string[] = [];
+    for (const [k, v] of this.startupParams) {
+      if (k === 'user' || k === 'database' || k === 'options' || k === 'replication' || k.startsWith('_pq_.')) continue;
+      const have = leg.conn.params.get(k) ?? [...leg.conn.params].find(([n]) => n.toLowerCase() === k.toLowerCase())?.[1];
+      if (have === v) continue;
+      sets.push(`SET "${k.replace(/"/g, '""')}" TO '${v.replace(/'/g, "''")}'`);
+    }
+    if (sets.length === 0) return;
+    leg.out.push(codec.query(sets.join('; ')));
+    leg.expect({ forward: false, fatalOnError: true });
+  }
+
+  private adopt(conn: BackendConn, role: Role): Leg {
+    const leg = new Leg(this, conn, role);
+    conn.sink = leg;
+    conn.out = this.toClient;
+    conn.onClose = (err) => this.legLost(leg, err);
+    if (!this.sock.writableNeedDrain) conn.socket.resume();
+    return leg;
+  }
+
+  // ---- client → backends ---------------------------------------------------------------------
+
+  private pump(): void {
+    if (this.pumping || this.state !== 'ready') return;
+    this.pumping = true;
+    try {
+      while (!this.blocked) {
+        const msg = this.pending ?? this.reader.next();
+        if (!msg) break;
+        this.pending = null;
+        if (!this.handle(msg)) {
+          this.pending = msg;
+          this.blocked = true;
+        }
+      }
+    } catch (err) {
+      this.pumping = false;
+      if (err instanceof ProtocolViolation) {
+        this.log.info({ reason: err.message }, 'protocol violation by client; closing');
+        this.fatal(err.sqlstate, err.message);
+        return;
+      }
+      throw err;
+    }
+    this.pumping = false;
+    this.flushAll();
+    if (this.state !== 'ready') return;
+    if (this.blocked) this.sock.pause();
+    else if (!this.backendFull) this.sock.resume();
+  }
+
+  private backendFull = false;
+
+  private flushAll(): void {
+    if (this.primary) this.flushLeg(this.primary);
+    if (this.standby) this.flushLeg(this.standby);
+  }
+
+  private flushLeg(leg: Leg): void {
+    const out = leg.out;
+    if (out.length === 0) return;
+    const sock = leg.conn.socket;
+    let ok: boolean;
+    if (out.length === 1) {
+      ok = sock.write(out[0]!);
+    } else {
+      // Messages cut from one client chunk are usually contiguous: send them as one view.
+      sock.cork();
+      ok = true;
+      let cur = out[0]!;
+      for (let i = 1; i < out.length; i++) {
+        const m = out[i]!;
+        if (m.buffer === cur.buffer && cur.byteOffset + cur.length === m.byteOffset) {
+          cur = Buffer.from(cur.buffer, cur.byteOffset, cur.length + m.length);
+        } else {
+          ok = sock.write(cur) && ok;
+          cur = m;
+        }
+      }
+      ok = sock.write(cur) && ok;
+      sock.uncork();
+    }
+    leg.out = [];
+    if (!ok && !this.backendFull) {
+      this.backendFull = true;
+      this.sock.pause();
+      sock.once('drain', () => {
+        this.backendFull = false;
+        if (!this.blocked && this.state === 'ready') this.sock.resume();
+      });
+    }
+  }
+
+  /** True when a leg other than `leg` still owes the client a response. */
+  otherForwarding(leg: Leg): boolean {
+    const other = leg === this.primary ? this.standby : this.primary;
+    return other !== undefined && other.fwdPending > 0;
+  }
+
+  private canForwardOn(leg: Leg): boolean {
+    return !this.otherForwarding(leg);
+  }
+
+  private standbyReadable(): boolean {
+    const sb = this.standby;
+    if (!sb || this.txnWrite || this.standbyDiverged) return false;
+    const st = this.host.registry.get(sb.conn.backendId);
+    return st.status === 'up' && (st.lagBytes === null || st.lagBytes <= this.host.cfg.proxy.max_lag_bytes);
+  }
+
+  /** Handles one client message; false = cannot proceed yet (ordering), try again later. */
+  private handle(msg: Buffer): boolean {
+    const type = msg[0]!;
+    switch (type) {
+      case 0x51: // Q
+        return this.simpleQuery(msg);
+      case 0x50: // P
+        return this.extParse(msg);
+      case 0x42: // B
+        return this.extBind(msg);
+      case 0x44: // D
+      case 0x43: // C
+        return this.extDescribeClose(msg);
+      case 0x45: // E
+        this.addToBatch(msg);
+        return true;
+      case 0x48: // H
+        return this.extFlush(msg, false);
+      case 0x53: // S
+        return this.extFlush(msg, true);
+      case 0x64: // d
+      case 0x63: // c
+      case 0x66: {
+        // f: COPY data goes to the leg in COPY IN; outside COPY the server ignores it.
+        const leg = this.standby?.copyIn ? this.standby : this.primary!;
+        leg.out.push(msg);
+        if (type !== 0x64) leg.copyIn = false;
+        return true;
+      }
+      case 0x46: // F (function call): large objects and the like → primary
+        if (!this.canForwardOn(this.primary!)) return false;
+        this.primary!.out.push(msg);
+        this.primary!.expect({ forward: true });
+        if (this.inTxn) this.txnWrite = true;
+        return true;
+      case 0x58: // X
+        this.close();
+        return true;
+      default:
+        throw new ProtocolViolation(`unexpected message type "${String.fromCharCode(type)}" after startup`);
+    }
+  }
+
+  private simpleQuery(msg: Buffer): boolean {
+    const sql = msg.toString('utf8', 5, msg.length - 1);
+    const local = /^\s*show\s+pool_/i.test(sql) ? this.host.localQuery(sql, this) : undefined;
+    if (local) {
+      if (this.primary!.fwdPending > 0 || (this.standby?.fwdPending ?? 0) > 0) return false;
+      this.sock.write(Buffer.concat([local, codec.readyForQuery(this.lastStatus)]));
+      return true;
+    }
+    const r = this.host.route(sql);
+    const P = this.primary!;
+    let S = this.standby;
+    if (r.target === 'both' && S) {
+      if (!this.canForwardOn(P)) return false;
+      P.out.push(msg);
+      P.expect({ forward: true });
+      S.out.push(msg);
+      S.expect({ forward: false });
+    } else {
+      const useStandby = r.target === 'standby' && !r.write && this.standbyReadable();
+      const leg = useStandby ? S! : P;
+      if (!this.canForwardOn(leg)) return false;
+      leg.out.push(msg);
+      leg.expect({ forward: true });
+      if (r.read) this.host.countSelect(leg.conn.backendId);
+      S = undefined;
+    }
+    if (r.txn === 'begin') this.inTxn = true;
+    if (r.write && (this.inTxn || r.txn === 'begin')) this.txnWrite = true;
+    if (r.txn === 'end') {
+      this.inTxn = false;
+      this.txnWrite = false;
+    }
+    return true;
+  }
+
+  // Extended protocol: messages up to Sync (or Flush) form a batch sent to one leg, chosen
+  // when the batch is written: the primary if anything in it needs the primary, else the
+  // standby if a read prefers it.
+
+  private addToBatch(msg: Buffer): void {
+    this.batch.msgs.push(msg);
+  }
+
+  private extParse(msg: Buffer): boolean {
+    const name = codec.readCString(msg, 5);
+    if (!name) throw new ProtocolViolation('invalid Parse message');
+    const q = codec.readCString(msg, name[1]);
+    if (!q) throw new ProtocolViolation('invalid Parse message');
+    const r = this.host.route(q[0]);
+    const toPrimary = r.target !== 'standby' || r.write;
+    if (toPrimary) this.batch.needPrimary = true;
+    else this.batch.preferStandby = true;
+    if (r.read) this.batch.reads++;
+    if (r.txn === 'begin') this.inTxn = true;
+    if (r.write && this.inTxn) this.txnWrite = true;
+    if (r.txn === 'end') {
+      this.inTxn = false;
+      this.txnWrite = false;
+    }
+    this.addToBatch(msg);
+    return true;
+  }
+
+  private extBind(msg: Buffer): boolean {
+    const portal = codec.readCString(msg, 5);
+    const stmt = portal && codec.readCString(msg, portal[1]);
+    if (!stmt) throw new ProtocolViolation('invalid Bind message');
+    this.noteStatementUse(stmt[0]);
+    this.addToBatch(msg);
+    return true;
+  }
+
+  private extDescribeClose(msg: Buffer): boolean {
+    if (msg.length >= 7 && msg[5] === 0x53) {
+      const name = codec.readCString(msg, 6);
+      if (name && msg[0] === 0x44) this.noteStatementUse(name[0]);
+    }
+    this.addToBatch(msg);
+    return true;
+  }
+
+  private noteStatementUse(name: string): void {
+    const st = this.stmts.get(name);
+    if (!st) return;
+    if (st.write) this.batch.needPrimary = true;
+    else if (this.standby && st.legs.has(this.standby) && !st.legs.has(this.primary!)) this.batch.preferStandby = true;
+  }
+
+  private extFlush(msg: Buffer, isSync: boolean): boolean {
+    const b = this.batch;
+    if (b.msgs.length === 0 && !isSync) return true; // nothing to push out
+    let leg = b.pinned;
+    if (!leg) {
+      leg = !b.needPrimary && b.preferStandby && this.standbyReadable() ? this.standby! : this.primary!;
+      if (b.msgs.length === 0 && isSync) leg = this.primary!;
+      if (!this.canForwardOn(leg)) return false;
+      leg.expect({ forward: true });
+      if (b.reads > 0) for (let i = 0; i < b.reads; i++) this.host.countSelect(leg.conn.backendId);
+    }
+    for (const m of b.msgs) this.emitExtended(leg, m);
+    b.msgs = [];
+    if (isSync) {
+      leg.out.push(msg);
+      this.batch = { msgs: [], needPrimary: false, preferStandby: false, pinned: undefined, reads: 0 };
+    } else {
+      leg.out.push(msg);
+      b.pinned = leg;
+      b.reads = 0;
+    }
+    return true;
+  }
+
+  /** Writes one extended-protocol message to `leg`, re-Parsing statements that live elsewhere. */
+  private emitExtended(leg: Leg, m: Buffer): void {
+    const type = m[0]!;
+    if (type === 0x50) {
+      const name = codec.readCString(m, 5)![0];
+      if (name !== '' && leg.stale.has(name)) this.injectClose(leg, name);
+      const q = codec.readCString(m, 5 + Buffer.byteLength(name) + 1)![0];
+      const r = this.host.route(q);
+      const old = this.stmts.get(name);
+      if (old && name !== '') for (const l of old.legs) if (l !== leg) l.stale.add(name);
+      this.stmts.set(name, { parse: Buffer.from(m), legs: new Set([leg]), write: r.target !== 'standby' || r.write });
+      leg.out.push(m);
+      return;
+    }
+    if (type === 0x42 || (type === 0x44 && m[5] === 0x53)) {
+      let stmtName: string;
+      if (type === 0x42) {
+        const portal = codec.readCString(m, 5)!;
+        stmtName = codec.readCString(m, portal[1])![0];
+        this.portals.set(portal[0], leg);
+      } else {
+        stmtName = codec.readCString(m, 6)![0];
+      }
+      const st = this.stmts.get(stmtName);
+      if (st && !st.legs.has(leg)) {
+        if (stmtName !== '' && leg.stale.has(stmtName)) this.injectClose(leg, stmtName);
+        leg.out.push(st.parse);
+        leg.swallowParse++;
+        st.legs.add(leg);
+      }
+      leg.out.push(m);
+      return;
+    }
+    if (type === 0x43 && m[5] === 0x53) {
+      const name = codec.readCString(m, 6)![0];
+      const st = this.stmts.get(name);
+      if (st) {
+        for (const l of st.legs) if (l !== leg) l.stale.add(name);
+        this.stmts.delete(name);
+      }
+      leg.stale.delete(name);
+    }
+    leg.out.push(m);
+  }
+
+  private injectClose(leg: Leg, name: string): void {
+    leg.out.push(codec.closeStatement(name));
+    leg.swallowClose++;
+    leg.stale.delete(name);
+  }
+
+  // ---- backend events ------------------------------------------------------------------------
+
+  onReady(leg: Leg, status: number, head: Expect | undefined): void {
+    if (leg === this.primary) {
+      this.inTxn = status !== 0x49;
+      if (!this.inTxn) this.txnWrite = false;
+    } else if (status === 0x49) {
+      this.standbyDiverged = false;
+    }
+    if (head?.forward) this.lastStatus = status;
+    if (leg === this.standby && this.heldAsync.length > 0 && leg.fwdPending === 0) {
+      const held = this.heldAsync;
+      this.heldAsync = [];
+      for (const m of held) this.toClient(m);
+    }
+    if (this.blocked) {
+      this.blocked = false;
+      this.pump();
+    }
+  }
+
+  onBackendErrorResponse(leg: Leg, fields: Record<string, string>, head: Expect | undefined): void {
+    if (head && !head.forward) {
+      if (head.fatalOnError) {
+        this.log.info({ backend: leg.conn.backendId, error: fields.M }, 'startup parameter refused by the backend');
+        this.fatal(fields.C ?? '22023', fields.M ?? 'invalid startup parameter');
+        return;
+      }
+      if (leg === this.standby) this.standbyDiverged = true;
+      this.log.debug({ backend: leg.conn.backendId, error: fields.M }, 'statement sent to both backends failed on the standby');
+    } else if (!head && fields.S === 'FATAL') {
+      this.log.info({ backend: leg.conn.backendId, error: fields.M, code: fields.C }, 'backend ended the session');
+    }
+  }
+
+  asyncToClient(leg: Leg, msg: Buffer): void {
+    if (this.otherForwarding(leg)) this.heldAsync.push(msg);
+    else this.toClient(msg);
+  }
+
+  private legLost(leg: Leg, err?: Error): void {
+    if (this.state === 'closed') return;
+    const id = leg.conn.backendId;
+    this.log.warn({ backend: id, role: leg.role, reason: err?.message ?? 'connection closed' }, 'backend connection lost; ending the session');
+    if (err) this.host.backendError(id, err);
+    const name = this.host.registry.get(id).name;
+    this.fatal('08006', `connection to backend ${id} (${name}) was lost`);
+  }
+
+  /** Ends the session because backend `id` failed over (or was detached). */
+  terminateForFailover(id: number): void {
+    const name = this.host.registry.get(id).name;
+    this.log.info({ backend: id }, 'ending session: its backend left service');
+    this.fatal('57P01', `terminating connection because backend ${id} (${name}) failed over`);
+  }
+
+  /** Sends a CancelRequest for whatever this session is running, to the backend(s) running it. */
+  cancelRunning(): void {
+    for (const leg of [this.primary, this.standby]) {
+      if (!leg || leg.queue.length === 0) continue;
+      const c = leg.conn;
+      const s = net.connect({ host: c.login.host, port: c.login.port }, () => s.end(codec.cancelRequest(c.pid, c.secret)));
+      s.on('error', (err) => this.log.warn({ backend: c.backendId, err: err.message }, 'could not forward cancel request'));
+      s.setTimeout(5000, () => s.destroy());
+      this.log.info({ backend: c.backendId, pid: c.pid }, 'forwarded cancel request');
+    }
+  }
+
+  // ---- ending ----------------------------------------------------------------------------------
+
+  /** Sends FATAL (when it can be framed cleanly) and closes. */
+  fatal(code: string, message: string): void {
+    if (this.state === 'closed') return;
+    const midMessage = (this.primary && !this.primary.conn.scanner.atBoundary && this.primary.lastForwarded) || (this.standby && !this.standby.conn.scanner.atBoundary && this.standby.lastForwarded);
+    if (!midMessage && !this.sock.destroyed) this.sock.end(codec.errorResponse({ severity: 'FATAL', code, message }));
+    this.close();
+  }
+
+  close(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    clearTimeout(this.startupTimer);
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w(null, new Error('client closed the connection'));
+    }
+    if (!this.sock.writableEnded) this.sock.end();
+    setTimeout(() => this.sock.destroy(), 2000).unref();
+    for (const leg of [this.primary, this.standby]) {
+      if (!leg) continue;
+      const c = leg.conn;
+      c.onClose = undefined;
+      c.socket.resume();
+      const clean = !c.closed && leg.queue.length === 0 && !leg.copyIn && c.scanner.atBoundary && leg.out.length === 0 && leg.swallowParse === 0 && leg.swallowClose === 0 && this.batch.pinned === undefined;
+      this.host.pools.release(c, clean);
+    }
+    this.primary = undefined;
+    this.standby = undefined;
+    this.host.unregisterSession(this);
+  }
+}

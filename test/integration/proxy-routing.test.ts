@@ -1,0 +1,151 @@
+// The proxy in front of a real primary and two standbys, with real clients (pg, psql,
+// pgbench): reads land on a standby, writes on the primary, transactions that write stay on
+// the primary, extended protocol with named and unnamed statements, SET on both legs.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { createCluster, type PgCluster } from '../support/pg.js';
+import { startProxy, psql, pgbench, serverPort, type ProxyFixture } from '../support/proxy.js';
+
+describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
+  let cluster: PgCluster;
+  let fx: ProxyFixture;
+  let primaryPort: number;
+  let standbyPorts: number[];
+
+  before(async () => {
+    cluster = await createCluster({ standbys: 2 });
+    primaryPort = cluster.primary.port;
+    standbyPorts = cluster.standbys.map((s) => s.port);
+    await cluster.primary.sql('CREATE TABLE t (id int primary key, v text)');
+    await cluster.primary.sql("CREATE SEQUENCE s");
+    await cluster.waitReplicated();
+    fx = await startProxy(cluster);
+  });
+
+  after(async () => {
+    await fx?.stop();
+    await cluster?.teardown();
+  });
+
+  it('sends reads to the session standby and writes to the primary', async () => {
+    const c = await fx.connect();
+    try {
+      const readPort = await serverPort(c);
+      assert.ok(standbyPorts.includes(readPort), `read went to ${readPort}, expected a standby ${standbyPorts}`);
+      // The same standby for the whole session.
+      for (let i = 0; i < 5; i++) assert.equal(await serverPort(c), readPort);
+      const w = await c.query<{ p: number }>("INSERT INTO t VALUES (1, 'a') RETURNING inet_server_port() AS p");
+      assert.equal(w.rows[0]!.p, primaryPort);
+      const fu = await c.query<{ p: number }>('SELECT inet_server_port() AS p FROM t FOR UPDATE');
+      assert.equal(fu.rows[0]!.p, primaryPort);
+      const nv = await c.query<{ p: number }>("SELECT nextval('s'), inet_server_port() AS p");
+      assert.equal(nv.rows[0]!.p, primaryPort);
+      const multi = await c.query('SELECT 1; SELECT inet_server_port() AS p');
+      assert.equal((multi as unknown as pg.QueryResult[])[1]!.rows[0].p, primaryPort);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('keeps a transaction on the primary after its first write, and reads see the write', async () => {
+    const c = await fx.connect();
+    try {
+      await c.query('BEGIN');
+      assert.ok(standbyPorts.includes(await serverPort(c)), 'read before the write may use the standby');
+      await c.query("INSERT INTO t VALUES (2, 'b')");
+      const r = await c.query<{ v: string; p: number }>('SELECT v, inet_server_port() AS p FROM t WHERE id = 2');
+      assert.equal(r.rows[0]!.v, 'b');
+      assert.equal(r.rows[0]!.p, primaryPort);
+      await c.query('COMMIT');
+      // BEGIN READ WRITE sends everything to the primary from the start.
+      await c.query('BEGIN READ WRITE');
+      assert.equal(await serverPort(c), primaryPort);
+      await c.query('ROLLBACK');
+      assert.ok(standbyPorts.includes(await serverPort(c)), 'after the transaction, reads use the standby again');
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('routes the extended protocol: unnamed and named statements, re-Parse on the primary', async () => {
+    const c = await fx.connect();
+    try {
+      const r1 = await c.query<{ p: number; x: number }>('SELECT inet_server_port() AS p, $1::int AS x', [7]);
+      assert.ok(standbyPorts.includes(r1.rows[0]!.p));
+      assert.equal(r1.rows[0]!.x, 7);
+      const named = { name: 'rd', text: 'SELECT inet_server_port() AS p, $1::int + 1 AS x' };
+      const r2 = await c.query<{ p: number; x: number }>({ ...named, values: [1] });
+      assert.ok(standbyPorts.includes(r2.rows[0]!.p));
+      assert.equal(r2.rows[0]!.x, 2);
+      // In a transaction after a write, the named read statement must run on the primary:
+      // the proxy re-Parses it there.
+      await c.query('BEGIN');
+      await c.query({ name: 'wr', text: 'INSERT INTO t VALUES ($1, $2)', values: [3, 'c'] });
+      const r3 = await c.query<{ p: number; x: number }>({ ...named, values: [2] });
+      assert.equal(r3.rows[0]!.p, primaryPort);
+      assert.equal(r3.rows[0]!.x, 3);
+      await c.query('COMMIT');
+      const r4 = await c.query<{ p: number; x: number }>({ ...named, values: [3] });
+      assert.equal(r4.rows[0]!.x, 4);
+      const w = await c.query<{ p: number }>({ name: 'wr2', text: 'UPDATE t SET v = $1 WHERE id = 3 RETURNING inet_server_port() AS p', values: ['cc'] });
+      assert.equal(w.rows[0]!.p, primaryPort);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('sends SET to both legs and reports server errors without breaking the session', async () => {
+    const c = await fx.connect();
+    try {
+      await c.query("SET application_name = 'routing-test'");
+      const a = await c.query<{ a: string; p: number }>("SELECT current_setting('application_name') AS a, inet_server_port() AS p");
+      assert.ok(standbyPorts.includes(a.rows[0]!.p));
+      assert.equal(a.rows[0]!.a, 'routing-test');
+      await assert.rejects(c.query('SELECT * FROM no_such_table'), /does not exist/);
+      await assert.rejects(c.query('SELECT $1::int', ['x']), /invalid input syntax/);
+      assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('serves psql and pgbench (init, simple, extended, prepared)', async () => {
+    assert.equal((await psql(fx, 'SELECT 40 + 2')).trim(), '42');
+    await pgbench(fx, ['-i', '-s', '1', '-q']);
+    for (const mode of ['simple', 'extended', 'prepared']) {
+      const out = await pgbench(fx, ['-n', '-S', '-M', mode, '-c', '4', '-j', '2', '-T', '2']);
+      assert.match(out, /number of failed transactions: 0/, `pgbench -M ${mode}: ${out}`);
+    }
+    const out = await pgbench(fx, ['-n', '-M', 'extended', '-c', '4', '-j', '2', '-t', '50']);
+    assert.match(out, /number of transactions actually processed: 200\/200/, out);
+  });
+
+  it('answers SHOW POOL_NODES and SHOW POOL_VERSION', async () => {
+    const c = await fx.connect();
+    try {
+      const r = await c.query('SHOW POOL_NODES');
+      assert.equal(r.rows.length, 3);
+      assert.ok(r.fields.some((f) => f.name === 'select_cnt'));
+      assert.ok(r.fields.some((f) => f.name === 'load_balance_node'));
+      const v = await c.query('SHOW POOL_VERSION');
+      assert.equal(v.rows.length, 1);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('routes everything to the primary when load balancing is off', async () => {
+    const fx2 = await startProxy(cluster, { proxy: { load_balance: false } });
+    try {
+      const c = await fx2.connect();
+      try {
+        assert.equal(await serverPort(c), primaryPort);
+      } finally {
+        await c.end();
+      }
+    } finally {
+      await fx2.stop();
+    }
+  });
+});
