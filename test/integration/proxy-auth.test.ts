@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { createCluster, type PgCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../support/pg.js';
-import { startProxy, psql, type ProxyFixture } from '../support/proxy.js';
+import { startProxy, psql } from '../support/proxy.js';
 import { makeScramSecret } from '../../src/protocol/scram.js';
 
 async function pgError(cfg: pg.ClientConfig): Promise<{ code?: string; message: string }> {
