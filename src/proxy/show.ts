@@ -1,0 +1,90 @@
+// Result sets of pgpool's SQL SHOW commands answered by the proxy itself. Pure: the session
+// turns { columns, rows } into RowDescription / DataRow messages (all columns are text).
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { BackendRegistry } from '../backends/registry.js';
+
+export interface ShowResult {
+  columns: string[];
+  rows: (string | null)[][];
+}
+
+export const POOL_NODES_COLUMNS = [
+  'node_id',
+  'hostname',
+  'port',
+  'status',
+  'pg_status',
+  'lb_weight',
+  'role',
+  'pg_role',
+  'select_cnt',
+  'load_balance_node',
+  'replication_delay',
+  'replication_state',
+  'replication_sync_state',
+  'last_status_change',
+];
+
+const pad = (n: number) => String(n).padStart(2, '0');
+
+/** pgpool prints times as local 'YYYY-MM-DD HH:MM:SS'. */
+export function formatStatusTime(d: Date): string {
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/**
+ * SHOW POOL_NODES. lb_weight is the node's share of the total weight, printed with six
+ * decimals as pgpool does ("0.500000"); replication_delay is in bytes, 0 for the primary and
+ * empty while unknown; replication state columns are empty for the primary, as in pgpool.
+ */
+export function poolNodesResult(registry: BackendRegistry, stats: { selectCount(id: number): number; loadBalanceNode?: number }): ShowResult {
+  const nodes = registry.list();
+  let total = 0;
+  for (const b of nodes) if (b.weight > 0) total += b.weight;
+  const rows = nodes.map((b): (string | null)[] => {
+    const isPrimary = b.role === 'primary';
+    return [
+      String(b.id),
+      b.host,
+      String(b.port),
+      b.status,
+      b.pgStatus,
+      (total > 0 && b.weight > 0 ? b.weight / total : 0).toFixed(6),
+      b.role,
+      b.pgRole,
+      String(stats.selectCount(b.id)),
+      stats.loadBalanceNode === b.id ? 'true' : 'false',
+      isPrimary ? '0' : b.lagBytes === null ? null : String(b.lagBytes),
+      isPrimary ? '' : b.replicationState,
+      isPrimary ? '' : b.syncState,
+      formatStatusTime(b.lastStatusChange),
+    ];
+  });
+  return { columns: [...POOL_NODES_COLUMNS], rows };
+}
+
+let versionCache: string | undefined;
+
+/** The version in pgwatchdog's package.json, found by walking up from this file (the same
+ * code runs from src/ through tsx and from dist/src once built). */
+export function packageVersion(): string {
+  if (versionCache !== undefined) return versionCache;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const f = join(dir, 'package.json');
+    if (existsSync(f)) {
+      const pkg = JSON.parse(readFileSync(f, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'pgwatchdog' && typeof pkg.version === 'string') return (versionCache = pkg.version);
+    }
+    const up = dirname(dir);
+    if (up === dir) return (versionCache = 'unknown');
+    dir = up;
+  }
+}
+
+/** SHOW POOL_VERSION, as pgpool answers it: one column, "<version> (<name>)". */
+export function poolVersionResult(): { columns: ['pool_version']; rows: [[string]] } {
+  return { columns: ['pool_version'], rows: [[`${packageVersion()} (pgwatchdog)`]] };
+}
