@@ -1,0 +1,217 @@
+// Session features through the proxy against real servers: COPY in and out of 100 MB,
+// LISTEN/NOTIFY, cancel of a running pg_sleep, sessions ended with 57P01 when their backend
+// leaves service (others keep working), a clear error when a pool is exhausted, and the
+// startup-phase protocol (GSSENC, NegotiateProtocolVersion, oversized packets).
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { createWriteStream } from 'node:fs';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import pg from 'pg';
+import { createCluster, type PgCluster, pgBin, run } from '../support/pg.js';
+import { startProxy, libpqEnv, serverPort, type ProxyFixture } from '../support/proxy.js';
+import * as codec from '../../src/protocol/codec.js';
+
+/** Reads from a raw socket until `n` bytes or close. */
+function readSome(sock: net.Socket, timeoutMs = 3000): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const parts: Buffer[] = [];
+    const done = () => resolve(Buffer.concat(parts));
+    sock.on('data', (d: Buffer) => parts.push(d));
+    sock.once('close', done);
+    setTimeout(done, timeoutMs);
+  });
+}
+
+describe('proxy session features', () => {
+  let cluster: PgCluster;
+  let fx: ProxyFixture;
+
+  before(async () => {
+    cluster = await createCluster({ standbys: 2 });
+    await cluster.primary.sql('CREATE TABLE big (id int, payload text)');
+    await cluster.waitReplicated();
+    fx = await startProxy(cluster);
+  });
+  after(async () => {
+    await fx?.stop();
+    await cluster?.teardown();
+  });
+
+  it('COPY FROM STDIN and COPY TO STDOUT of 100 MB with psql', async () => {
+    const file = join(cluster.dir, 'big.tsv');
+    const ws = createWriteStream(file);
+    const line = (i: number) => `${i}\t${'x'.repeat(90)}${String(i).padStart(9, '0')}\n`;
+    const rows = 1_000_000; // ~106 MB
+    let chunk = '';
+    for (let i = 0; i < rows; i++) {
+      chunk += line(i);
+      if (chunk.length > 1 << 20) {
+        if (!ws.write(chunk)) await once(ws, 'drain');
+        chunk = '';
+      }
+    }
+    ws.end(chunk);
+    await once(ws, 'finish');
+    const env = libpqEnv(fx);
+    await run(pgBin('psql'), ['-X', '-v', 'ON_ERROR_STOP=1', '-c', `\\copy big FROM '${file}'`], { asPostgres: false, env });
+    const [cnt] = await cluster.primary.sql<{ n: string; b: string }>('SELECT count(*) AS n, sum(length(payload))::text AS b FROM big');
+    assert.equal(cnt!.n, String(rows));
+    assert.equal(cnt!.b, String(rows * 99));
+    const out = join(cluster.dir, 'out.tsv');
+    await cluster.waitReplicated();
+    await run(pgBin('psql'), ['-X', '-v', 'ON_ERROR_STOP=1', '-c', `\\copy (SELECT * FROM big ORDER BY id) TO '${out}'`], { asPostgres: false, env });
+    const { statSync } = await import('node:fs');
+    assert.equal(statSync(out).size, statSync(file).size);
+  });
+
+  it('delivers NOTIFY to a LISTENing client, with the backend pid the client was given', async () => {
+    const listener = await fx.connect();
+    const sender = await fx.connect();
+    try {
+      await listener.query('LISTEN chan');
+      const got = new Promise<pg.Notification>((resolve) => listener.once('notification', resolve));
+      await sender.query("NOTIFY chan, 'hello'");
+      const n = await got;
+      assert.equal(n.channel, 'chan');
+      assert.equal(n.payload, 'hello');
+      // The pid in BackendKeyData is the session's primary backend pid.
+      const pid = (await sender.query<{ p: number }>('SELECT pg_backend_pid() AS p FROM pg_class LIMIT 1 FOR UPDATE')).rows[0]!.p;
+      assert.equal(n.processId, pid);
+      // Notifications sent by the listener itself arrive too, between its own results.
+      const self = new Promise<pg.Notification>((resolve) => listener.once('notification', resolve));
+      await listener.query("SELECT pg_notify('chan', 'self')");
+      assert.equal((await self).payload, 'self');
+    } finally {
+      await listener.end();
+      await sender.end();
+    }
+  });
+
+  it('cancels a running pg_sleep(30) on the backend that runs it', async () => {
+    for (const sql of ['SELECT pg_sleep(30)', 'SELECT pg_sleep(30) FROM pg_class LIMIT 1 FOR UPDATE']) {
+      const c = await fx.connect();
+      try {
+        const keys = c as unknown as { processID: number; secretKey: number };
+        const started = Date.now();
+        const q = c.query(sql).then(
+          () => null,
+          (e: { code?: string }) => e,
+        );
+        await new Promise((r) => setTimeout(r, 300));
+        const s = net.connect({ host: fx.host, port: fx.port });
+        await once(s, 'connect');
+        s.end(codec.cancelRequest(keys.processID, keys.secretKey));
+        const err = await q;
+        assert.equal(err?.code, '57014', `${sql}: expected query_canceled`);
+        assert.ok(Date.now() - started < 10_000);
+        assert.equal((await c.query('SELECT 1 AS x')).rows[0].x, 1, 'session usable after cancel');
+      } finally {
+        await c.end();
+      }
+    }
+  });
+
+  it('ends sessions on a backend that leaves service with 57P01; others keep working', async () => {
+    const fx2 = await startProxy(cluster);
+    const clients: { c: pg.Client; port: number; err?: { code?: string; message: string } }[] = [];
+    try {
+      const victim = cluster.standbys[0]!.port;
+      for (let i = 0; i < 12; i++) {
+        const c = await fx2.connect();
+        const entry: (typeof clients)[number] = { c, port: await serverPort(c) };
+        c.on('error', (e) => (entry.err ??= e as { code?: string; message: string }));
+        clients.push(entry);
+      }
+      assert.ok(clients.some((e) => e.port === victim) && clients.some((e) => e.port !== victim), 'sessions on both standbys');
+      fx2.registry.update(1, { status: 'down' }, 'test: standby1 failed');
+      await new Promise((r) => setTimeout(r, 200));
+      for (const e of clients) {
+        if (e.port === victim) {
+          assert.equal(e.err?.code, '57P01');
+          assert.match(e.err!.message, /backend 1 \(standby1\) failed over/);
+        } else {
+          assert.equal(await serverPort(e.c), e.port);
+        }
+      }
+      // New sessions avoid the downed standby.
+      for (let i = 0; i < 5; i++) {
+        const c = await fx2.connect();
+        assert.notEqual(await serverPort(c), victim);
+        await c.end();
+      }
+    } finally {
+      for (const e of clients) await e.c.end().catch(() => {});
+      await fx2.stop();
+    }
+  });
+
+  it('fails with a clear error when the pool stays exhausted', async () => {
+    const fx3 = await startProxy(cluster, { proxy: { load_balance: false, pool: { max_per_backend: 1, acquire_timeout_ms: 300 } } });
+    const c1 = await fx3.connect();
+    try {
+      const c2 = new pg.Client(fx3.client());
+      const err = await c2.connect().then(
+        () => null,
+        (e: { code?: string; message: string }) => e,
+      );
+      assert.equal(err?.code, '53300');
+      assert.match(err!.message, /pool of backend 0 is exhausted.*max_per_backend/);
+      await c1.end();
+      // Freed: the next client gets the connection back from the pool.
+      const c3 = await fx3.connect();
+      assert.equal((await c3.query('SELECT 1 AS x')).rows[0].x, 1);
+      await c3.end();
+    } finally {
+      await c1.end().catch(() => {});
+      await fx3.stop();
+    }
+  });
+
+  it('startup protocol: GSSENC gets N, newer minor gets NegotiateProtocolVersion, oversized packet an error', async () => {
+    // GSSENCRequest then SSLRequest (no TLS configured): 'N' twice, then a normal startup.
+    const s = net.connect({ host: fx.host, port: fx.port });
+    await once(s, 'connect');
+    const gss = Buffer.alloc(8);
+    gss.writeInt32BE(8, 0);
+    gss.writeInt32BE(codec.GSSENC_REQUEST_CODE, 4);
+    const ssl = Buffer.alloc(8);
+    ssl.writeInt32BE(8, 0);
+    ssl.writeInt32BE(codec.SSL_REQUEST_CODE, 4);
+    const startup = codec.startupMessage({ user: 'postgres', database: 'postgres', '_pq_.x': 'y' });
+    startup.writeInt32BE((3 << 16) | 2, 4); // protocol 3.2, with an unknown protocol option
+    const reply = readSome(s, 1500);
+    s.write(gss);
+    s.write(ssl);
+    s.write(startup);
+    const r = await reply;
+    s.destroy();
+    assert.equal(String.fromCharCode(r[0]!), 'N');
+    assert.equal(String.fromCharCode(r[1]!), 'N');
+    assert.equal(String.fromCharCode(r[2]!), 'v', 'NegotiateProtocolVersion');
+    assert.equal(r.readInt32BE(7), 3 << 16, 'newest supported is 3.0');
+    assert.ok(r.includes(Buffer.from('_pq_.x\0')));
+    assert.ok(r.includes(Buffer.from('Z\0\0\0\x05I')), 'session reached ReadyForQuery');
+
+    const big = net.connect({ host: fx.host, port: fx.port });
+    await once(big, 'connect');
+    const bigReply = readSome(big);
+    const hdr = Buffer.alloc(8);
+    hdr.writeInt32BE(10_001, 0);
+    hdr.writeInt32BE(codec.PROTOCOL_3_0, 4);
+    big.write(hdr);
+    const br = await bigReply;
+    assert.equal(String.fromCharCode(br[0]!), 'E');
+    assert.match(br.toString('latin1'), /invalid length of startup packet/);
+
+    const neg = net.connect({ host: fx.host, port: fx.port });
+    await once(neg, 'connect');
+    const negReply = readSome(neg);
+    neg.write(codec.startupMessage({ user: 'postgres', database: 'postgres' }));
+    const m = Buffer.from([0x51, 0xff, 0xff, 0xff, 0xf0]); // Query with a negative length
+    setTimeout(() => neg.write(m), 200);
+    const nr = await negReply;
+    assert.match(nr.toString('latin1'), /invalid message length/);
+  });
+});
