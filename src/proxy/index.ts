@@ -18,7 +18,8 @@ import { Pools, type PoolStats } from './pool.js';
 import { Session, type SessionHost } from './session.js';
 import { Router, type Route } from './router.js';
 import { loadUserlist, type UserSecret } from './userlist.js';
-import { chooseLoadBalanceNode, poolNodesResult, poolVersionResult } from './q-fallback.js';
+import { chooseLoadBalanceNode } from './balance.js';
+import { poolNodesResult, poolVersionResult } from './show.js';
 import * as codec from '../protocol/codec.js';
 import type { BackendLogin } from './backend-conn.js';
 
