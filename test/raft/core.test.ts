@@ -85,6 +85,16 @@ describe('raft core', () => {
     assert.equal(b.vote, 'a');
   });
 
+  it('ignores messages from non-members and misrouted messages', () => {
+    const b: N = new RaftNode(cfg('b', { preVote: false }));
+    ticks(b, 10);
+    b.step({ type: 'vote', from: 'intruder', to: 'b', term: 5, index: 9, logTerm: 9, force: true });
+    b.step({ type: 'vote', from: 'a', to: 'c', term: 5, index: 9, logTerm: 9, force: true });
+    assert.equal(b.term, 0);
+    assert.equal(b.vote, null);
+    assert.equal(b.hasReady(), false);
+  });
+
   it('a single node elects itself and commits', () => {
     const a = new RaftNode<string, string>({ ...cfg('a'), peers: ['a'] });
     a.campaign();

@@ -63,6 +63,34 @@ describe('raft disk storage', () => {
     assert.deepEqual(r.entries, [e(1, 1)]);
   });
 
+  it('recovers a prefix whatever byte a write was torn at', () => {
+    const s = new DiskStorage<Cmd, string>(dir);
+    s.save({ hardState: { term: 1, vote: null, commit: 2 }, entries: [e(1, 1), e(2, 1)], snapshot: null });
+    s.save({ hardState: null, entries: [e(3, 1), e(4, 1)], snapshot: null });
+    s.close();
+    const name = liveLog();
+    const full = readFileSync(name);
+    const sizes: number[] = [];
+    for (let cut = full.length; cut >= 0; cut--) {
+      writeFileSync(name, full.subarray(0, cut));
+      let got: Entry<Cmd>[];
+      try {
+        const ds = new DiskStorage<Cmd, string>(dir);
+        got = ds.load().entries;
+        ds.close();
+      } catch (err) {
+        // commit 2 needs entries 1..2: cutting into them must be refused, not silently accepted
+        assert.ok(err instanceof StorageCorruptionError && /beyond the stored log/.test(err.message), String(err));
+        sizes.push(-1);
+        continue;
+      }
+      assert.deepEqual(got, [e(1, 1), e(2, 1), e(3, 1), e(4, 1)].slice(0, got.length), `cut at ${cut}`);
+      assert.ok(got.length >= 2);
+      sizes.push(got.length);
+    }
+    assert.ok(sizes.includes(4) && sizes.includes(3) && sizes.includes(2) && sizes.includes(-1));
+  });
+
   it('refuses a log corrupted in the middle, naming file and offset', () => {
     const s = new DiskStorage<Cmd, string>(dir);
     s.save({ hardState: { term: 1, vote: null, commit: 0 }, entries: [e(1, 1), e(2, 1), e(3, 1)], snapshot: null });

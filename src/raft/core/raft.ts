@@ -59,6 +59,7 @@ export interface RaftInitialState<T, S> {
 export class RaftNode<T, S> {
   readonly id: NodeId;
   readonly peers: NodeId[];
+  private readonly peerSet: Set<NodeId>;
   private readonly cfg: Required<Omit<RaftConfig, 'unsafeTestFaults'>> & Pick<RaftConfig, 'unsafeTestFaults'>;
   private readonly quorum: number;
 
@@ -105,6 +106,7 @@ export class RaftNode<T, S> {
     if (this.cfg.leaseTicks > T - 1) throw new Error('raft: leaseTicks must be <= electionTicks - 1');
     this.id = config.id;
     this.peers = [...config.peers];
+    this.peerSet = new Set(this.peers);
     this.quorum = Math.floor(this.peers.length / 2) + 1;
     const hs = init.hardState ?? { term: 0, vote: null, commit: 0 };
     this.log = RaftLog.restore<T, S>(init.snapshot ?? null, init.entries ?? [], hs.commit);
@@ -162,7 +164,7 @@ export class RaftNode<T, S> {
   }
 
   step(m: Message<T, S>): void {
-    if (m.to !== this.id) return;
+    if (m.to !== this.id || !this.peerSet.has(m.from) || m.from === this.id) return; // misrouted or from a non-member
     if (m.term > this.term) {
       if (m.type === 'vote' || m.type === 'preVote') {
         if (!m.force && this.inLease()) return; // we hear from a leader: ignore disruptive candidates
