@@ -23,6 +23,9 @@
 //     }
 //   }
 //
+// Entry payloads (T) and snapshot state (S) are opaque to the core but must be plain
+// JSON-serialisable values (objects, strings, numbers; bytes as base64), because messages
+// and DiskStorage records are JSON. Validate messages from the wire before step().
 // Do not call step/tick/propose between ready() and advance() (buffer incoming messages
 // while persisting). Messages may be lost, duplicated or reordered by the transport; the
 // core copes. After a restart the committed entries after the stored snapshot are handed
