@@ -1,0 +1,518 @@
+// Proxy benchmark: pgbench side by side against PostgreSQL directly, pgbouncer (session
+// pooling), a real pgwatchdog peer, and pgpool-II when installed, in one run on the test bed
+// (primary + 1 streaming standby, pgbench -i -s 10). Runs are interleaved (each mode rotates
+// the order of targets) so background noise hits every target alike.
+//
+//   npm run bench:proxy -- [--seconds 15] [--clients 16] [--threads 2] [--rounds 1]
+//                          [--scale 10] [--no-lb] [--auth trust|md5] [--workers 1]
+//                          [--modes select-simple,select-extended,tpcb-N,select-connect]
+//                          [--targets direct,pgbouncer,pgwatchdog,pgpool]
+//
+// TPS is pgbench's; p99 is computed from pgbench's per-transaction log (-l). With load
+// balancing on, pgwatchdog (and pgpool) send pgbench -S reads to the standby while pgbouncer
+// and "direct" use the primary: the table says so in its "reads on" column.
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { createCluster, freePort, pgBin, SUPERUSER, SUPERUSER_PASSWORD, type PgCluster } from '../test/support/pg.js';
+
+// ---- options ----------------------------------------------------------------------------------
+
+const argv = process.argv.slice(2);
+function opt(name: string, def: string): string {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : def;
+}
+const flag = (name: string) => argv.includes(`--${name}`);
+
+if (flag('help') || flag('h')) {
+  console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(0, 12).join('\n'));
+  process.exit(0);
+}
+
+const SECONDS = Number(opt('seconds', '15'));
+const CLIENTS = Number(opt('clients', '16'));
+const THREADS = Number(opt('threads', '2'));
+const ROUNDS = Number(opt('rounds', '1'));
+const SCALE = Number(opt('scale', '10'));
+const WORKERS = Number(opt('workers', '1'));
+const LB = !flag('no-lb');
+const AUTH = opt('auth', 'trust');
+if (AUTH !== 'trust' && AUTH !== 'md5') throw new Error(`--auth must be trust or md5, got ${AUTH}`);
+for (const [n, v] of Object.entries({ SECONDS, CLIENTS, THREADS, ROUNDS, SCALE, WORKERS })) {
+  if (!Number.isInteger(v) || v < 1) throw new Error(`--${n.toLowerCase()} must be a positive integer`);
+}
+
+interface Mode {
+  name: string;
+  args: string[];
+  what: string;
+}
+const ALL_MODES: Mode[] = [
+  { name: 'select-simple', args: ['-S', '-M', 'simple'], what: 'pgbench -S -M simple' },
+  { name: 'select-extended', args: ['-S', '-M', 'extended'], what: 'pgbench -S -M extended' },
+  { name: 'tpcb-N', args: ['-N', '-M', 'simple'], what: 'pgbench -N (writes)' },
+  { name: 'select-connect', args: ['-S', '-C', '-M', 'simple'], what: 'pgbench -S -C (connection per transaction)' },
+];
+const modeNames = opt('modes', ALL_MODES.map((m) => m.name).join(',')).split(',');
+const MODES = ALL_MODES.filter((m) => modeNames.includes(m.name));
+if (MODES.length !== modeNames.length) throw new Error(`--modes: unknown mode in ${modeNames.join(',')}; known: ${ALL_MODES.map((m) => m.name).join(', ')}`);
+const ALL_TARGETS = ['direct', 'pgbouncer', 'pgwatchdog', 'pgpool'] as const;
+type TargetName = (typeof ALL_TARGETS)[number];
+const targetNames = opt('targets', ALL_TARGETS.join(',')).split(',') as TargetName[];
+for (const t of targetNames) if (!ALL_TARGETS.includes(t)) throw new Error(`--targets: unknown target ${t}; known: ${ALL_TARGETS.join(', ')}`);
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const log = (s: string) => console.error(`[bench] ${s}`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---- processes: started in their own process group, all killed at exit -------------------
+
+const children = new Set<ChildProcess>();
+
+function postgresIds(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const u = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
+  const g = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
+  if (u.status !== 0 || g.status !== 0) throw new Error('running as root but there is no postgres OS user for pgbouncer/pgpool');
+  return { uid: Number(u.stdout), gid: Number(g.stdout) };
+}
+const pgIds = postgresIds();
+
+function startDaemon(name: string, cmd: string, args: string[], opts: SpawnOptions & { asPostgres?: boolean; logFile: string }): ChildProcess {
+  const { asPostgres, logFile, ...rest } = opts;
+  const o: SpawnOptions = { ...rest, detached: true, stdio: ['ignore', 'pipe', 'pipe'] };
+  if (asPostgres && pgIds) Object.assign(o, pgIds, { env: { ...process.env, HOME: tmpdir(), ...rest.env } });
+  const child = spawn(cmd, args, o);
+  children.add(child);
+  let out = '';
+  const keep = (d: Buffer) => {
+    out += d.toString();
+    if (out.length > 200_000) out = out.slice(-100_000);
+    writeFileSync(logFile, out);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  child.on('error', (e) => {
+    out += `\n${name}: ${e.message}\n`;
+    writeFileSync(logFile, out);
+  });
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+function killGroup(child: ChildProcess, sig: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, sig);
+  } catch {
+    try {
+      child.kill(sig);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+async function stopDaemon(child: ChildProcess | undefined, sig: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) {
+    if (child) killGroup(child, 'SIGKILL'); // leftovers of its group (pgpool's children)
+    return;
+  }
+  const gone = new Promise<void>((r) => child.once('exit', () => r()));
+  killGroup(child, sig);
+  await Promise.race([gone, sleep(5000)]);
+  killGroup(child, 'SIGKILL');
+}
+
+process.on('exit', () => {
+  for (const c of children) killGroup(c, 'SIGKILL');
+});
+// Before createCluster installs its own hooks (which exit the process): kill ours first.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.prependListener(sig, () => {
+    log(`${sig}: cleaning up`);
+    for (const c of children) killGroup(c, 'SIGKILL');
+    if (!cluster) process.exit(130);
+  });
+}
+
+function tail(file: string, lines = 25): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Waits until a PostgreSQL client can run `sql` through host:port; rejects after timeoutMs. */
+async function waitReady(port: number, timeoutMs: number, child: ChildProcess | undefined, sql = 'SELECT 1', user = SUPERUSER): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (child && (child.exitCode !== null || child.signalCode !== null)) throw new Error(`exited (${child.exitCode ?? child.signalCode}) before accepting connections${last ? `; last error: ${last}` : ''}`);
+    const c = new pg.Client({ host: '127.0.0.1', port, user, password: SUPERUSER_PASSWORD, database: 'postgres', connectionTimeoutMillis: 2000 });
+    try {
+      await c.connect();
+      await c.query(sql);
+      await c.end();
+      return;
+    } catch (e) {
+      last = (e as Error).message;
+      await c.end().catch(() => undefined);
+      await sleep(300);
+    }
+  }
+  throw new Error(`not ready within ${timeoutMs} ms: ${last}`);
+}
+
+// ---- targets ----------------------------------------------------------------------------------
+
+interface Target {
+  name: TargetName;
+  port?: number;
+  readsOn: string;
+  error?: string;
+  stop(): Promise<void>;
+}
+
+let cluster: PgCluster | undefined;
+
+function workDir(name: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `pgwd-bench-${name}-`));
+  if (pgIds) chownSync(dir, pgIds.uid, pgIds.gid);
+  return dir;
+}
+
+function userlist(): string {
+  return `"${SUPERUSER}" "${SUPERUSER_PASSWORD}"\n`;
+}
+
+async function startPgbouncer(c: PgCluster): Promise<Target> {
+  const dir = workDir('pgbouncer');
+  const port = await freePort();
+  writeFileSync(join(dir, 'userlist.txt'), userlist());
+  writeFileSync(
+    join(dir, 'pgbouncer.ini'),
+    [
+      '[databases]',
+      `postgres = host=127.0.0.1 port=${c.primary.port} dbname=postgres`,
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1',
+      `listen_port = ${port}`,
+      `unix_socket_dir =`,
+      `auth_type = ${AUTH}`,
+      `auth_file = ${join(dir, 'userlist.txt')}`,
+      'pool_mode = session',
+      `max_client_conn = ${Math.max(200, CLIENTS * 4)}`,
+      `default_pool_size = ${Math.max(CLIENTS * 2, 20)}`,
+      'server_reset_query = DISCARD ALL',
+      'ignore_startup_parameters = extra_float_digits',
+      `logfile = ${join(dir, 'pgbouncer.log')}`,
+      `pidfile = ${join(dir, 'pgbouncer.pid')}`,
+      'log_connections = 0',
+      'log_disconnections = 0',
+      '',
+    ].join('\n'),
+  );
+  if (pgIds) for (const f of readdirSync(dir)) chownSync(join(dir, f), pgIds.uid, pgIds.gid);
+  const child = startDaemon('pgbouncer', 'pgbouncer', [join(dir, 'pgbouncer.ini')], { asPostgres: true, logFile: join(dir, 'stdout.log') });
+  const stop = async () => {
+    await stopDaemon(child, 'SIGINT');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitReady(port, 15_000, child);
+  } catch (e) {
+    const error = `pgbouncer did not start: ${(e as Error).message}\n${tail(join(dir, 'pgbouncer.log'))}\n${tail(join(dir, 'stdout.log'))}`;
+    await stop();
+    return { name: 'pgbouncer', readsOn: '-', error, stop: async () => undefined };
+  }
+  return { name: 'pgbouncer', port, readsOn: 'primary', stop };
+}
+
+async function startPgwatchdog(c: PgCluster): Promise<Target> {
+  const dir = workDir('pgwatchdog');
+  const [port, adminPort] = [await freePort(), await freePort()];
+  writeFileSync(join(dir, 'userlist.txt'), userlist());
+  // JSON is YAML: no need for a YAML writer.
+  const config = {
+    log: { level: 'warn' },
+    proxy: {
+      host: '127.0.0.1',
+      port,
+      workers: WORKERS,
+      max_clients: Math.max(200, CLIENTS * 4),
+      load_balance: LB,
+      pool: { max_per_backend: Math.max(CLIENTS * 2, 20) },
+    },
+    auth: { method: AUTH, users_file: join(dir, 'userlist.txt') },
+    admin: { host: '127.0.0.1', port: adminPort },
+    backends: [
+      { name: 'primary', host: '127.0.0.1', port: c.primary.port, weight: 1 },
+      { name: 'standby1', host: '127.0.0.1', port: c.standbys[0]!.port, weight: 1 },
+    ],
+    health_check: { user: SUPERUSER, password: SUPERUSER_PASSWORD, period_ms: 1000 },
+    failover: { status_file: join(dir, 'status') },
+    watchdog: { name: 'bench', peers: [], data_dir: join(dir, 'raft') },
+  };
+  const file = join(dir, 'pgwatchdog.yaml');
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  const logFile = join(dir, 'peer.log');
+  const child = startDaemon('pgwatchdog', process.execPath, [join(ROOT, 'bin/pgwatchdog.js'), 'start', '-c', file], { cwd: ROOT, logFile });
+  const stop = async () => {
+    await stopDaemon(child, 'SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    // Ready when the proxy answers and routes writes (the primary is known), and with load
+    // balancing, when the standby is up too (else every read would go to the primary).
+    await waitReady(port, 30_000, child, 'CREATE TEMP TABLE bench_ready (x int)');
+    if (LB) {
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const cl = new pg.Client({ host: '127.0.0.1', port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
+        await cl.connect();
+        const r = await cl.query<{ status: string; role: string }>('SHOW POOL_NODES').catch(() => ({ rows: [] as { status: string; role: string }[] }));
+        await cl.end();
+        if (r.rows.filter((x) => x.status === 'up').length === 2) break;
+        if (Date.now() > deadline) throw new Error(`standby not up in SHOW POOL_NODES: ${JSON.stringify(r.rows)}`);
+        await sleep(300);
+      }
+    }
+  } catch (e) {
+    const error = `pgwatchdog peer did not serve: ${(e as Error).message}\n--- peer output (${logFile}) ---\n${tail(logFile)}`;
+    await stop();
+    return { name: 'pgwatchdog', readsOn: '-', error, stop: async () => undefined };
+  }
+  return { name: 'pgwatchdog', port, readsOn: LB ? 'standby (LB)' : 'primary', stop };
+}
+
+async function startPgpool(c: PgCluster): Promise<Target> {
+  const which = spawnSync('sh', ['-c', 'command -v pgpool'], { encoding: 'utf8' });
+  if (which.status !== 0) return { name: 'pgpool', readsOn: '-', error: 'pgpool not installed: skipped', stop: async () => undefined };
+  const dir = workDir('pgpool');
+  const [port, pcpPort] = [await freePort(), await freePort()];
+  const conf = {
+    backend_clustering_mode: `'streaming_replication'`,
+    listen_addresses: `'127.0.0.1'`,
+    port,
+    unix_socket_directories: `'${dir}'`,
+    pcp_listen_addresses: `'127.0.0.1'`,
+    pcp_port: pcpPort,
+    pcp_socket_dir: `'${dir}'`,
+    backend_hostname0: `'127.0.0.1'`,
+    backend_port0: c.primary.port,
+    backend_weight0: 1,
+    backend_flag0: `'ALLOW_TO_FAILOVER'`,
+    backend_hostname1: `'127.0.0.1'`,
+    backend_port1: c.standbys[0]!.port,
+    backend_weight1: 1,
+    backend_flag1: `'ALLOW_TO_FAILOVER'`,
+    num_init_children: Math.max(CLIENTS * 2, 32),
+    max_pool: 1,
+    connection_cache: 'on',
+    reset_query_list: `'ABORT; DISCARD ALL'`,
+    load_balance_mode: LB ? 'on' : 'off',
+    enable_pool_hba: 'on',
+    pool_passwd: `'${join(dir, 'pool_passwd')}'`,
+    sr_check_period: 10,
+    sr_check_user: `'${SUPERUSER}'`,
+    sr_check_password: `'${SUPERUSER_PASSWORD}'`,
+    health_check_period: 0,
+    failover_on_backend_error: 'off',
+    use_watchdog: 'off',
+    pid_file_name: `'${join(dir, 'pgpool.pid')}'`,
+    logdir: `'${dir}'`,
+    log_min_messages: 'warning',
+    ssl: 'off',
+  };
+  writeFileSync(join(dir, 'pgpool.conf'), Object.entries(conf).map(([k, v]) => `${k} = ${v}\n`).join(''));
+  writeFileSync(join(dir, 'pool_hba.conf'), `local all all trust\nhost all all 127.0.0.1/32 ${AUTH}\n`);
+  writeFileSync(join(dir, 'pool_passwd'), `${SUPERUSER}:TEXT${SUPERUSER_PASSWORD}\n`);
+  writeFileSync(join(dir, 'pcp.conf'), '');
+  if (pgIds) for (const f of readdirSync(dir)) chownSync(join(dir, f), pgIds.uid, pgIds.gid);
+  const logFile = join(dir, 'pgpool.log');
+  const child = startDaemon('pgpool', 'pgpool', ['-n', '-f', join(dir, 'pgpool.conf'), '-F', join(dir, 'pcp.conf'), '-a', join(dir, 'pool_hba.conf')], {
+    asPostgres: true,
+    logFile,
+  });
+  const stop = async () => {
+    await stopDaemon(child, 'SIGINT');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitReady(port, 20_000, child);
+  } catch (e) {
+    const error = `pgpool did not start quickly, skipped: ${(e as Error).message}\n${tail(logFile)}`;
+    await stop();
+    return { name: 'pgpool', readsOn: '-', error, stop: async () => undefined };
+  }
+  return { name: 'pgpool', port, readsOn: LB ? 'standby or primary (LB)' : 'primary', stop };
+}
+
+// ---- pgbench ------------------------------------------------------------------------------------
+
+interface RunResult {
+  tps: number;
+  p99ms: number;
+  failed?: string;
+}
+
+function runPgbench(port: number, mode: Mode, logDir: string): Promise<RunResult> {
+  const prefix = join(logDir, `pgbench_${port}_${Date.now()}`);
+  const args = ['-h', '127.0.0.1', '-p', String(port), '-U', SUPERUSER, '-n', '-c', String(CLIENTS), '-j', String(THREADS), '-T', String(SECONDS), '-l', `--log-prefix=${prefix}`, ...mode.args, 'postgres'];
+  return new Promise((resolve) => {
+    const child = spawn(pgBin('pgbench'), args, { cwd: logDir, env: { ...process.env, PGPASSWORD: SUPERUSER_PASSWORD }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => killGroup(child, 'SIGKILL'), (SECONDS + 60) * 1000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      children.delete(child);
+      const files = readdirSync(logDir).filter((f) => join(logDir, f).startsWith(prefix));
+      const lat: number[] = [];
+      for (const f of files) {
+        for (const line of readFileSync(join(logDir, f), 'utf8').split('\n')) {
+          // client_id transaction_no time_us script_no epoch epoch_us [lag]
+          const sp1 = line.indexOf(' ');
+          const sp2 = line.indexOf(' ', sp1 + 1);
+          const sp3 = line.indexOf(' ', sp2 + 1);
+          if (sp3 > 0) lat.push(Number(line.slice(sp2 + 1, sp3)));
+        }
+        rmSync(join(logDir, f), { force: true });
+      }
+      const m = /tps = ([\d.]+)/.exec(out);
+      if (code !== 0 || !m) {
+        resolve({ tps: 0, p99ms: 0, failed: `pgbench exited ${code}: ${out.trim().split('\n').slice(-4).join(' | ')}` });
+        return;
+      }
+      lat.sort((a, b) => a - b);
+      const p99 = lat.length ? lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.99))]! / 1000 : NaN;
+      const errors = /number of failed transactions: (\d+)/.exec(out);
+      resolve({ tps: Number(m[1]), p99ms: p99, ...(errors && errors[1] !== '0' ? { failed: `${errors[1]} failed transactions` } : {}) });
+    });
+  });
+}
+
+// ---- main ----------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  log(`test bed: primary + 1 standby; pgbench -i -s ${SCALE}; ${CLIENTS} clients, -j ${THREADS}, ${SECONDS} s per run, ${ROUNDS} round(s), load balancing ${LB ? 'on' : 'off'}, client auth ${AUTH}`);
+  cluster = await createCluster({ standbys: 1, settings: { max_connections: Math.max(300, CLIENTS * 10) } });
+  const targets: Target[] = [];
+  const logDir = mkdtempSync(join(tmpdir(), 'pgwd-bench-logs-'));
+  try {
+    const t0 = Date.now();
+    const init = spawnSync(pgBin('pgbench'), ['-i', '-q', '-s', String(SCALE), '-h', '127.0.0.1', '-p', String(cluster.primary.port), '-U', SUPERUSER, 'postgres'], {
+      env: { ...process.env, PGPASSWORD: SUPERUSER_PASSWORD },
+      encoding: 'utf8',
+    });
+    if (init.status !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`);
+    await cluster.waitReplicated(120_000);
+    log(`pgbench -i -s ${SCALE} done and replicated in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+    for (const name of targetNames) {
+      let t: Target;
+      if (name === 'direct') t = { name, port: cluster.primary.port, readsOn: 'primary', stop: async () => undefined };
+      else if (name === 'pgbouncer') t = await startPgbouncer(cluster);
+      else if (name === 'pgwatchdog') t = await startPgwatchdog(cluster);
+      else t = await startPgpool(cluster);
+      targets.push(t);
+      log(t.error ? `${name}: ${t.error}` : `${name}: listening on 127.0.0.1:${t.port}`);
+    }
+
+    const results = new Map<string, RunResult[]>(); // `${mode}/${target}`
+    let rotation = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const mode of MODES) {
+        const live = targets.filter((t) => !t.error);
+        const order = live.map((_, i) => live[(i + rotation) % live.length]!);
+        rotation++;
+        for (const t of order) {
+          log(`round ${round + 1}/${ROUNDS} ${mode.name} → ${t.name}`);
+          const r = await runPgbench(t.port!, mode, logDir);
+          if (r.failed) log(`  ${t.name}: ${r.failed}`);
+          const key = `${mode.name}/${t.name}`;
+          results.set(key, [...(results.get(key) ?? []), r]);
+          await sleep(500); // let connections close before the next run
+        }
+      }
+    }
+    report(targets, results);
+  } finally {
+    for (const t of targets) await t.stop().catch(() => undefined);
+    rmSync(logDir, { recursive: true, force: true });
+    await cluster.teardown();
+  }
+}
+
+function report(targets: Target[], results: Map<string, RunResult[]>): void {
+  const agg = (mode: string, target: string): RunResult | undefined => {
+    const rs = results.get(`${mode}/${target}`);
+    if (!rs?.length) return undefined;
+    const ok = rs.filter((r) => r.tps > 0);
+    if (!ok.length) return { tps: 0, p99ms: 0, failed: rs[0]!.failed ?? 'failed' };
+    const failed = rs.find((r) => r.failed)?.failed;
+    return {
+      tps: ok.reduce((a, r) => a + r.tps, 0) / ok.length,
+      p99ms: ok.reduce((a, r) => a + r.p99ms, 0) / ok.length,
+      ...(failed ? { failed } : {}),
+    };
+  };
+  const header = ['mode', 'target', 'reads on', 'TPS', 'p99 ms', 'vs direct', 'vs pgbouncer'];
+  const rows: string[][] = [];
+  const summary: string[] = [];
+  for (const mode of MODES) {
+    const direct = agg(mode.name, 'direct');
+    const bouncer = agg(mode.name, 'pgbouncer');
+    for (const t of targets) {
+      const r = agg(mode.name, t.name);
+      const ratio = (base: RunResult | undefined) => (r && r.tps > 0 && base && base.tps > 0 ? `${(r.tps / base.tps).toFixed(2)}×` : '-');
+      if (t.error || !r) {
+        rows.push([mode.name, t.name, '-', t.error ? 'not run' : '-', '-', '-', '-']);
+        continue;
+      }
+      rows.push([
+        mode.name,
+        t.name,
+        mode.args.includes('-N') ? 'primary (writes)' : t.readsOn,
+        r.tps > 0 ? r.tps.toFixed(0) : 'FAILED',
+        r.tps > 0 ? r.p99ms.toFixed(2) : '-',
+        ratio(direct),
+        ratio(bouncer),
+      ]);
+    }
+    const wd = agg(mode.name, 'pgwatchdog');
+    if (wd && wd.tps > 0 && bouncer && bouncer.tps > 0) {
+      const verdict = wd.tps >= bouncer.tps ? '≥' : '<';
+      summary.push(`${mode.name.padEnd(16)} pgwatchdog ${wd.tps.toFixed(0)} TPS ${verdict} pgbouncer ${bouncer.tps.toFixed(0)} TPS (${(wd.tps / bouncer.tps).toFixed(2)}×; p99 ${wd.p99ms.toFixed(2)} vs ${bouncer.p99ms.toFixed(2)} ms): pgwatchdog ${verdict === '≥' ? 'IS' : 'is NOT'} ≥ pgbouncer`);
+    } else {
+      summary.push(`${mode.name.padEnd(16)} no comparison: ${!wd || wd.tps === 0 ? 'pgwatchdog' : 'pgbouncer'} did not run`);
+    }
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
+  console.log(`\npgbench: ${CLIENTS} clients, -j ${THREADS}, ${SECONDS} s per run, ${ROUNDS} round(s), scale ${SCALE}, load balancing ${LB ? 'on' : 'off'}, client auth ${AUTH}`);
+  for (const m of MODES) console.log(`  ${m.name}: ${m.what}`);
+  console.log('');
+  console.log(line(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of rows) console.log(line(r));
+  console.log('');
+  for (const s of summary) console.log(s);
+  for (const t of targets) if (t.error) console.log(`\n${t.name}: ${t.error}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(`bench-proxy failed: ${err instanceof Error ? err.stack : String(err)}`);
+    process.exit(1);
+  },
+);
