@@ -13,7 +13,7 @@
 // and "direct" use the primary: the table says so in its "reads on" column.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -72,6 +72,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // ---- processes: started in their own process group, all killed at exit -------------------
 
 const children = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
 
 function postgresIds(): { uid: number; gid: number } | undefined {
   if (process.getuid?.() !== 0) return undefined;
@@ -130,6 +131,7 @@ async function stopDaemon(child: ChildProcess | undefined, sig: NodeJS.Signals =
 
 process.on('exit', () => {
   for (const c of children) killGroup(c, 'SIGKILL');
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
 });
 // Before createCluster installs its own hooks (which exit the process): kill ours first.
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
@@ -183,6 +185,7 @@ let cluster: PgCluster | undefined;
 
 function workDir(name: string): string {
   const dir = mkdtempSync(join(tmpdir(), `pgwd-bench-${name}-`));
+  tempDirs.add(dir);
   if (pgIds) chownSync(dir, pgIds.uid, pgIds.gid);
   return dir;
 }
@@ -402,11 +405,14 @@ function runPgbench(port: number, mode: Mode, logDir: string): Promise<RunResult
 
 // ---- main ----------------------------------------------------------------------------------------
 
+let startLoad = '';
+
 async function main(): Promise<void> {
+  startLoad = loadavg().map((l) => l.toFixed(2)).join(' ');
   log(`test bed: primary + 1 standby; pgbench -i -s ${SCALE}; ${CLIENTS} clients, -j ${THREADS}, ${SECONDS} s per run, ${ROUNDS} round(s), load balancing ${LB ? 'on' : 'off'}, client auth ${AUTH}`);
   cluster = await createCluster({ standbys: 1, settings: { max_connections: Math.max(300, CLIENTS * 10) } });
   const targets: Target[] = [];
-  const logDir = mkdtempSync(join(tmpdir(), 'pgwd-bench-logs-'));
+  const logDir = workDir('logs');
   try {
     const t0 = Date.now();
     const init = spawnSync(pgBin('pgbench'), ['-i', '-q', '-s', String(SCALE), '-h', '127.0.0.1', '-p', String(cluster.primary.port), '-U', SUPERUSER, 'postgres'], {
@@ -498,7 +504,8 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
-  console.log(`\npgbench: ${CLIENTS} clients, -j ${THREADS}, ${SECONDS} s per run, ${ROUNDS} round(s), scale ${SCALE}, load balancing ${LB ? 'on' : 'off'}, client auth ${AUTH}`);
+  console.log(`\nmachine: ${cpus().length} CPUs, load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')} (at start ${startLoad})`);
+  console.log(`pgbench: ${CLIENTS} clients, -j ${THREADS}, ${SECONDS} s per run, ${ROUNDS} round(s), scale ${SCALE}, load balancing ${LB ? 'on' : 'off'}, client auth ${AUTH}`);
   for (const m of MODES) console.log(`  ${m.name}: ${m.what}`);
   console.log('');
   console.log(line(header));
