@@ -176,7 +176,8 @@ export async function cleanShutdown(t: Target, hc: HealthCheckConfig, timeoutMs:
   } catch (err) {
     // The shutdown ends our own session too: that error is the expected one.
     const msg = (err as Error).message;
-    if (!/terminat|shutdown|shutting down|Connection terminated|57P01|ECONNRESET/i.test(msg)) throw err;
+    // So is "program ... failed": the shell running kill is hit by the shutdown as well.
+    if (!/terminat|shutdown|shutting down|Connection terminated|57P01|ECONNRESET|program ".*" failed/i.test(msg)) throw err;
   }
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
