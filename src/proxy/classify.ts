@@ -24,6 +24,11 @@ export interface Classification {
   /** For PREPARE / EXECUTE / DEALLOCATE: the prepared statement's name (lower-cased unless
    * quoted), so the session can route EXECUTE where PREPARE went. */
   prepared?: string;
+  /** Set when the statement makes the session's standby unable to serve it any more: a hot
+   * standby accepts `SET default_transaction_isolation = serializable` (or SET SESSION
+   * CHARACTERISTICS … SERIALIZABLE) but then fails every query with "cannot use serializable
+   * mode in a hot standby". The session should send all further reads to the primary. */
+  standbyUnusable?: true;
 }
 
 export interface ClassifyOptions {
@@ -604,27 +609,39 @@ class Classifier {
     if (k === Tok.Word && (lx.text === 'local' || lx.text === 'session')) {
       k = lx.next();
       if (lx.is('characteristics')) {
-        this.skipRest();
-        return BOTH;
+        // SET SESSION CHARACTERISTICS AS TRANSACTION …: defaults for later transactions.
+        return this.transactionModes(lx.next(), true) ? { target: 'both', write: false, standbyUnusable: true } : BOTH;
       }
     }
     if (k === Tok.Word && lx.text === 'transaction') {
       const m = this.transactionModes(lx.next());
       return m ? WRITE : BOTH;
     }
+    // The same modes set through their variables.
+    if (k === Tok.Word && (lx.text === 'transaction_read_only' || lx.text === 'transaction_isolation' || lx.text === 'default_transaction_isolation')) {
+      const name = lx.text;
+      let value = '';
+      for (k = lx.next(); k !== Tok.Semi && k !== Tok.EOF; k = lx.next()) {
+        if (k === Tok.Word || k === Tok.Str || k === Tok.Num) value = lx.text.replaceAll("'", '').toLowerCase();
+      }
+      if (name === 'transaction_read_only') return value === 'off' || value === 'false' || value === '0' || value === 'no' ? WRITE : BOTH;
+      if (value !== 'serializable') return BOTH;
+      return name === 'transaction_isolation' ? WRITE : { target: 'both', write: false, standbyUnusable: true };
+    }
     this.skipRest();
     return BOTH;
   }
 
-  /** Scans transaction modes to the end of the statement; true if a standby cannot run them. */
-  private transactionModes(k: Tok): boolean {
+  /** Scans transaction modes to the end of the statement; true if a standby cannot run them
+   * (with onlySerializable, true for SERIALIZABLE only: a READ WRITE default is harmless). */
+  private transactionModes(k: Tok, onlySerializable = false): boolean {
     const lx = this.lx;
     let prev = '';
     let primaryOnly = false;
     for (; k !== Tok.Semi && k !== Tok.EOF; k = lx.next()) {
       if (k !== Tok.Word) continue;
       const t = lx.text;
-      if ((prev === 'read' && t === 'write') || t === 'serializable' || t === 'snapshot') primaryOnly = true;
+      if (t === 'serializable' || (!onlySerializable && ((prev === 'read' && t === 'write') || t === 'snapshot'))) primaryOnly = true;
       prev = t;
     }
     return primaryOnly;
@@ -765,6 +782,7 @@ export function classify(sql: string, opts: ClassifyOptions): Classification {
   let first: Classification = STANDBY; // the empty query: any backend answers it
   let write = false;
   let txn: 'begin' | 'end' | undefined;
+  let standbyUnusable = false;
   for (let k = lx.next(); k !== Tok.EOF; k = lx.next()) {
     if (k === Tok.Semi) continue;
     const r = c.statement();
@@ -772,9 +790,13 @@ export function classify(sql: string, opts: ClassifyOptions): Classification {
     if (count === 1) first = r;
     write ||= r.write;
     if (r.txn) txn = r.txn;
+    if (r.standbyUnusable) standbyUnusable = true;
     if (lx.kind === Tok.EOF) break;
   }
   if (count <= 1) return { ...first }; // a copy: the shared constants must not be mutated
   // Several statements run as one implicit transaction on one backend: the primary.
-  return txn ? { target: 'primary', write, txn } : { target: 'primary', write };
+  const multi: Classification = { target: 'primary', write };
+  if (txn) multi.txn = txn;
+  if (standbyUnusable) multi.standbyUnusable = true;
+  return multi;
 }

@@ -274,6 +274,24 @@ test('transaction modes a standby refuses pin the session to the primary', () =>
   ]);
 });
 
+test('the same modes set through variables; session defaults a standby cannot honour', () => {
+  check([
+    ['SET transaction_read_only = off', 'primary', true],
+    ["SET transaction_read_only TO 'false'", 'primary', true],
+    ['SET transaction_read_only = on', 'both', false],
+    ["SET transaction_isolation = 'serializable'", 'primary', true],
+    ["SET LOCAL transaction_isolation TO 'repeatable read'", 'both', false],
+    ['SET default_transaction_read_only = off', 'both', false], // accepted by a standby, later reads work
+    ['SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE', 'both', false],
+  ]);
+  // Accepted by a standby, but every later query there fails: the session must stop using it.
+  assert.deepEqual(classify("SET default_transaction_isolation = 'serializable'", opts), { target: 'both', write: false, standbyUnusable: true });
+  assert.deepEqual(classify('SET default_transaction_isolation TO SERIALIZABLE', opts), { target: 'both', write: false, standbyUnusable: true });
+  assert.deepEqual(classify('SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE', opts), { target: 'both', write: false, standbyUnusable: true });
+  assert.deepEqual(classify("SET default_transaction_isolation = 'read committed'", opts), { target: 'both', write: false });
+  assert.deepEqual(classify("SET default_transaction_isolation = 'serializable'; SELECT 1", opts), { target: 'primary', write: false, standbyUnusable: true });
+});
+
 test('two-phase commit, LISTEN, cursors', () => {
   check([
     ["PREPARE TRANSACTION 'gx1'", 'primary', true, 'end'],
