@@ -1,0 +1,178 @@
+// Failover benchmark: with pgbench -N writing through a real pgwatchdog peer, kill -9 the
+// primary and time how long until a write commits through the proxy again (on the promoted
+// standby). A fresh test-bed cluster (primary + 2 streaming standbys) per run.
+//
+//   npm run bench:failover -- [--runs 5] [--period 500] [--timeout 500] [--retries 1]
+//                             [--retry-delay 200] [--clients 4] [--load-seconds 2]
+//
+// Per run it prints: kill → down confirmed by the health check, kill → new primary in the
+// peer's registry (new sessions route there from then), kill → first committed write through
+// the proxy (a probe client retrying every 5 ms); then median and max over the runs.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpus, loadavg } from 'node:os';
+import pg from 'pg';
+import { createCluster, pgBin, run, SUPERUSER, SUPERUSER_PASSWORD } from '../test/support/pg.js';
+import { startPeerProcess, type LogLine } from '../test/support/peer.js';
+
+const argv = process.argv.slice(2);
+function opt(name: string, def: number): number {
+  const i = argv.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(argv[i + 1]) : def;
+  if (!Number.isInteger(v) || v < 0) throw new Error(`--${name} must be a non-negative integer`);
+  return v;
+}
+const RUNS = Math.max(1, opt('runs', 5));
+const HEALTH = { period_ms: opt('period', 500), timeout_ms: opt('timeout', 500), connect_timeout_ms: opt('timeout', 500), max_retries: opt('retries', 1), retry_delay_ms: opt('retry-delay', 200) };
+const CLIENTS = Math.max(1, opt('clients', 4));
+const LOAD_MS = opt('load-seconds', 2) * 1000;
+
+process.env.PGWATCHDOG_LOG_LEVEL ??= 'info';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface RunResult {
+  detectedMs: number | null;
+  newPrimaryMs: number | null;
+  firstWriteMs: number | null;
+  newPrimary: number | null;
+  pgbenchTx: number;
+  probeAttempts: number;
+}
+
+function logTime(l: LogLine | undefined): number | null {
+  return l && typeof l.time === 'string' ? Date.parse(l.time) : null;
+}
+
+async function oneRun(i: number): Promise<RunResult> {
+  const cluster = await createCluster({ standbys: 2 });
+  let pgbench: ChildProcess | undefined;
+  try {
+    const env = { ...process.env, PGPASSWORD: SUPERUSER_PASSWORD };
+    await run(pgBin('pgbench'), ['-i', '-s', '1', '-q', '-h', cluster.primary.host, '-p', String(cluster.primary.port), '-U', SUPERUSER, 'postgres'], { asPostgres: false, env });
+    await cluster.waitReplicated();
+    const peer = await startPeerProcess(cluster, { health_check: HEALTH, log: { level: 'info' } });
+    try {
+      await peer.waitForLog((l) => l.msg === 'peer ready', 30_000);
+      const client = () => {
+        const c = new pg.Client({ host: peer.host, port: peer.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres', connectionTimeoutMillis: 2000 });
+        c.on('error', () => undefined);
+        return c;
+      };
+      const setup = client();
+      await setup.connect();
+      await setup.query('CREATE TABLE IF NOT EXISTS bench_probe (id bigserial primary key, at timestamptz default now())');
+      await setup.end();
+
+      let txCount = 0;
+      pgbench = spawn(pgBin('pgbench'), ['-N', '-n', '-M', 'simple', '-c', String(CLIENTS), '-j', '2', '-T', '60', '-P', '1', '-h', peer.host, '-p', String(peer.port), '-U', SUPERUSER, 'postgres'], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const onOut = (d: Buffer) => {
+        const m = /progress: .*? ([\d.]+) tps/.exec(d.toString());
+        if (m) txCount += Number(m[1]);
+      };
+      pgbench.stdout!.on('data', onOut);
+      pgbench.stderr!.on('data', onOut);
+      await sleep(LOAD_MS);
+
+      // The probe: one write at a time; a broken or refused connection is replaced at once.
+      const oldPort = cluster.primary.port;
+      let firstWrite: number | null = null;
+      let attempts = 0;
+      let killedAt = 0;
+      let stopProbe = false;
+      const probe = (async () => {
+        let c: pg.Client | null = null;
+        while (!stopProbe && firstWrite === null) {
+          try {
+            if (!c) {
+              c = client();
+              await c.connect();
+            }
+            if (killedAt) attempts++;
+            const r = await c.query<{ p: number }>('INSERT INTO bench_probe DEFAULT VALUES RETURNING inet_server_port() AS p');
+            if (killedAt && r.rows[0]!.p !== oldPort) firstWrite = Date.now();
+            else await sleep(5);
+          } catch {
+            const dead: pg.Client | null = c;
+            c = null;
+            dead?.end().catch(() => undefined);
+            await sleep(5);
+          }
+        }
+        await (c as pg.Client | null)?.end().catch(() => undefined);
+      })();
+
+      await sleep(200);
+      killedAt = Date.now();
+      await cluster.primary.kill9();
+      const deadline = Date.now() + 30_000;
+      while (firstWrite === null && Date.now() < deadline) await sleep(5);
+      stopProbe = true;
+      await probe;
+      const finished = await peer.waitForLog((l) => String(l.msg).startsWith('failover request finished') && l.kind === 'node_down', 30_000).catch(() => undefined);
+      const detected = peer.logs.find((l) => l.msg === 'backend unreachable after all health-check retries' && l.backend === 0);
+      // The peer logs every status/role change; the new primary's is the instant new sessions route to it.
+      const promoted = peer.logs.find((l) => l.msg === 'backend state changed' && l.role === 'primary' && l.status === 'up' && l.backend !== 0);
+      const res: RunResult = {
+        detectedMs: detected ? logTime(detected)! - killedAt : null,
+        newPrimaryMs: promoted ? logTime(promoted)! - killedAt : null,
+        firstWriteMs: firstWrite !== null ? (firstWrite as number) - killedAt : null,
+        newPrimary: finished && typeof finished.newPrimary === 'number' ? (finished.newPrimary as number) : null,
+        pgbenchTx: Math.round(txCount),
+        probeAttempts: attempts,
+      };
+      console.log(
+        `run ${i + 1}: down confirmed ${fmt(res.detectedMs)}, new primary (node ${res.newPrimary ?? '-'}) ${fmt(res.newPrimaryMs)}, first committed write through the proxy ${fmt(res.firstWriteMs)} (${res.probeAttempts} probe attempts; pgbench ~${res.pgbenchTx} tx before the kill)`,
+      );
+      return res;
+    } finally {
+      pgbench?.kill('SIGKILL');
+      await peer.stop();
+    }
+  } finally {
+    await cluster.teardown();
+  }
+}
+
+function fmt(ms: number | null): string {
+  return ms === null ? 'n/a' : `${ms} ms`;
+}
+
+function stats(xs: (number | null)[]): { median: number | null; max: number | null } {
+  const v = xs.filter((x): x is number => x !== null).sort((a, b) => a - b);
+  if (v.length === 0) return { median: null, max: null };
+  const mid = Math.floor(v.length / 2);
+  return { median: v.length % 2 ? v[mid]! : Math.round((v[mid - 1]! + v[mid]!) / 2), max: v[v.length - 1]! };
+}
+
+async function main(): Promise<void> {
+  console.log(`bench:failover — ${RUNS} run(s); pgbench -N -c ${CLIENTS} through one pgwatchdog peer; primary + 2 standbys; kill -9 of the primary`);
+  console.log(`health_check: ${JSON.stringify(HEALTH)}; failover.promote: builtin; failover_on_backend_error: true`);
+  console.log(`machine: ${cpus().length} CPU(s), load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  const results: RunResult[] = [];
+  for (let i = 0; i < RUNS; i++) results.push(await oneRun(i));
+  const rows: [string, (r: RunResult) => number | null][] = [
+    ['kill → down confirmed', (r) => r.detectedMs],
+    ['kill → new primary routable', (r) => r.newPrimaryMs],
+    ['kill → first committed write', (r) => r.firstWriteMs],
+  ];
+  console.log('');
+  console.log(`${'measure'.padEnd(32)}${'median'.padStart(10)}${'max'.padStart(10)}`);
+  for (const [name, f] of rows) {
+    const s = stats(results.map(f));
+    console.log(`${name.padEnd(32)}${fmt(s.median).padStart(10)}${fmt(s.max).padStart(10)}`);
+  }
+  const w = stats(results.map((r) => r.firstWriteMs));
+  const failed = results.filter((r) => r.firstWriteMs === null).length;
+  console.log('');
+  console.log(`target: median ≤ 1000 ms with period 500 / timeout 500 / retries 1 → ${w.median !== null && w.median <= 1000 && failed === 0 ? 'met' : 'NOT met'}${failed ? ` (${failed} run(s) without a write within 30 s)` : ''}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
