@@ -127,14 +127,26 @@ export async function follow(
   repl: { user?: string; password?: string },
 ): Promise<{ outcome: FollowOutcome; conninfo: string }> {
   return withClient(t, hc, timeoutMs, async (c) => {
-    const [r] = (await c.query<{ rec: boolean; ci: string }>(`SELECT pg_is_in_recovery() AS rec, current_setting('primary_conninfo') AS ci`)).rows;
+    const [r] = (
+      await c.query<{ rec: boolean; ci: string; slot: string }>(`SELECT pg_is_in_recovery() AS rec, current_setting('primary_conninfo') AS ci, current_setting('primary_slot_name') AS slot`)
+    ).rows;
     if (!r!.rec) throw new Error('is not in recovery (a primary cannot follow another primary without a rewind)');
+    // A standby that streams through a slot needs that slot on its new primary (a promoted
+    // standby has none), else it is refused and never catches up.
+    if (r!.slot) await ensureSlot(primary, hc, timeoutMs, r!.slot);
     const next = rewriteConninfo(r!.ci, { host: primary.host, port: primary.port, user: repl.user, password: repl.password });
     if (next === r!.ci) return { outcome: 'already following', conninfo: redact(next) };
     await c.query(`ALTER SYSTEM SET primary_conninfo = ${c.escapeLiteral(next)}`);
     await c.query('SELECT pg_reload_conf()');
     return { outcome: 'repointed', conninfo: redact(next) };
   });
+}
+
+/** Creates a physical replication slot on `t` unless it exists (idempotent). */
+export async function ensureSlot(t: Target, hc: HealthCheckConfig, timeoutMs: number, slot: string): Promise<void> {
+  await withClient(t, hc, timeoutMs, (c) =>
+    c.query(`SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, [slot]),
+  );
 }
 
 /** Waits until the standby streams from `primary`; false on timeout. */

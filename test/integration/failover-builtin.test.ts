@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { createCluster } from '../support/pg.js';
 import { clusterConfig, restartAfterKill, startPeer, waitFor } from '../failover/support.js';
 
-test('builtin failover: kill -9 of the primary promotes the standby with the most WAL, the other follows it, writes succeed; the old primary stays down, across a restart too', async () => {
-  const cluster = await createCluster({ standbys: 2 });
+test('builtin failover: kill -9 of the primary promotes the standby with the most WAL, the other follows it (its slot created), writes succeed; the old primary stays down, across a restart too', async () => {
+  const cluster = await createCluster({ standbys: 2, slots: true });
   const dir = mkdtempSync(join(tmpdir(), 'pgwd-fo-'));
   const statusFile = join(dir, 'status.json');
   const config = clusterConfig(cluster, { failover: { status_file: statusFile } });
@@ -44,6 +44,7 @@ test('builtin failover: kill -9 of the primary promotes the standby with the mos
       return r.length === 1 && r[0]!.state === 'streaming' ? r : undefined;
     }, 15_000, 100);
     assert.equal(repl.length, 1);
+    assert.deepEqual(await s2.sql(`SELECT slot_name, active FROM pg_replication_slots`), [{ slot_name: 'standby1', active: true }]);
     await s2.sql(`INSERT INTO t SELECT g, 'after' FROM generate_series(101, 110) g`);
     await s1.waitReplay(await s2.currentLsn(), 15_000);
     assert.deepEqual(await s1.sql('SELECT count(*)::int AS n FROM t'), [{ n: 110 }]);
