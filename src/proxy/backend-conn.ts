@@ -44,6 +44,7 @@ export class BackendError extends Error {
 }
 
 const noopOut = (): void => {};
+const READ_BUFFER = 64 * 1024;
 
 export class BackendConn {
   readonly scanner = new BackendScanner(WANT);
@@ -69,16 +70,30 @@ export class BackendConn {
     this.sink = sink;
     this.key = poolKey(login.user, login.database, login.options);
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        this.scanner.feed(chunk, this.sink, this.out);
-      } catch (err) {
-        this.fail(err as Error);
-      }
-    });
     socket.on('error', (err) => this.fail(new BackendError(`backend ${login.backendId} (${login.host}:${login.port}): ${err.message}`, login.backendId)));
     socket.on('close', () => this.fail());
   }
+
+  // Reads land in one reused buffer (net's `onread`), bypassing the stream machinery and a
+  // Buffer allocation per read. Forwarded views of it may still sit in the client socket's
+  // write queue, so the buffer is replaced whenever the owner says it may be retained.
+  private rbuf = Buffer.allocUnsafe(READ_BUFFER);
+  /** Set by the owner: true when views of the last read may still be referenced. */
+  retains: () => boolean = () => false;
+
+  readonly nextReadBuffer = (): Buffer => {
+    if (this.retains()) this.rbuf = Buffer.allocUnsafe(READ_BUFFER);
+    return this.rbuf;
+  };
+
+  readonly onRead = (n: number, buf: Uint8Array): boolean => {
+    try {
+      this.scanner.feed((buf as Buffer).subarray(0, n), this.sink, this.out);
+    } catch (err) {
+      this.fail(err as Error);
+    }
+    return true;
+  };
 
   get backendId(): number {
     return this.login.backendId;
@@ -118,7 +133,13 @@ export class BackendConn {
   static connect(login: BackendLogin): Promise<BackendConn> {
     return new Promise((resolve, reject) => {
       const where = `backend ${login.backendId} (${login.host}:${login.port})`;
-      const socket = net.connect({ host: login.host, port: login.port });
+      // onread needs the callbacks before the connection exists: they are bound to `conn` below.
+      let readTarget: BackendConn | undefined;
+      const socket = net.connect({
+        host: login.host,
+        port: login.port,
+        onread: { buffer: () => readTarget?.nextReadBuffer() ?? Buffer.allocUnsafe(READ_BUFFER), callback: (n, buf) => readTarget?.onRead(n, buf) ?? true },
+      });
       let settled = false;
       const done = (err?: Error) => {
         if (settled) return;
@@ -184,6 +205,7 @@ export class BackendConn {
         },
       };
       const conn: BackendConn = new BackendConn(socket, login, sink);
+      readTarget = conn;
       conn.onClose = (err) => done(err ?? new BackendError(`${where} closed the connection during login`, login.backendId));
       socket.once('connect', () => {
         const params: Record<string, string> = { user: login.user, database: login.database };

@@ -183,6 +183,7 @@ export class Pools {
     };
     c.sink = sink;
     c.out = () => {};
+    c.retains = NEVER;
     c.onClose = () => {
       clearTimeout(timer);
       this.countOut(pool, c);
@@ -224,6 +225,7 @@ export class Pools {
     c.idleSince = Date.now();
     c.sink = IDLE_SINK;
     c.out = () => {};
+    c.retains = NEVER;
     c.onClose = () => {
       this.countOut(pool, c);
       const list = pool.idle.get(c.key);
@@ -288,4 +290,5 @@ export class Pools {
   }
 }
 
+const NEVER = (): boolean => false;
 const IDLE_SINK: ScanSink = { onHeader: () => false, onMessage: () => {} };

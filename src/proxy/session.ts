@@ -41,10 +41,14 @@ export interface SessionHost {
 }
 
 interface Expect {
-  forward: boolean;
+  readonly forward: boolean;
   /** An error in this response ends the session (startup SETs). */
-  fatalOnError?: boolean;
+  readonly fatalOnError?: boolean;
 }
+// Shared, immutable: queued once per request, so no allocation on the hot path.
+const FORWARD: Expect = Object.freeze({ forward: true });
+const SWALLOW: Expect = Object.freeze({ forward: false });
+const STARTUP_SET: Expect = Object.freeze({ forward: false, fatalOnError: true });
 
 interface Statement {
   /** A private copy of the client's Parse message, to re-Parse on another leg. */
@@ -248,6 +252,8 @@ export class Session {
     });
   }
 
+  private readonly clientRetains = (): boolean => this.sock.writableLength > 0;
+
   private toClient = (b: Buffer): void => {
     if (!this.sock.write(b)) {
       // Backpressure: stop reading backends until the client drains.
@@ -413,7 +419,7 @@ export class Session {
     }
     if (sets.length === 0) return;
     leg.out.push(codec.query(sets.join('; ')));
-    leg.expect({ forward: false, fatalOnError: true });
+    leg.expect(STARTUP_SET);
   }
 
   private adopt(conn: BackendConn, role: Role): Leg {
@@ -421,6 +427,7 @@ export class Session {
     conn.sink = leg;
     conn.out = this.toClient;
     conn.onClose = (err) => this.legLost(leg, err);
+    conn.retains = this.clientRetains;
     if (!this.sock.writableNeedDrain) conn.socket.resume();
     return leg;
   }
@@ -547,7 +554,7 @@ export class Session {
       case 0x46: // F (function call): large objects and the like → primary
         if (!this.canForwardOn(this.primary!)) return false;
         this.primary!.out.push(msg);
-        this.primary!.expect({ forward: true });
+        this.primary!.expect(FORWARD);
         if (this.inTxn) this.txnWrite = true;
         return true;
       case 0x58: // X
@@ -572,15 +579,15 @@ export class Session {
     if (r.target === 'both' && S) {
       if (!this.canForwardOn(P)) return false;
       P.out.push(msg);
-      P.expect({ forward: true });
+      P.expect(FORWARD);
       S.out.push(msg);
-      S.expect({ forward: false });
+      S.expect(SWALLOW);
     } else {
       const useStandby = r.target === 'standby' && !r.write && this.standbyReadable();
       const leg = useStandby ? S! : P;
       if (!this.canForwardOn(leg)) return false;
       leg.out.push(msg);
-      leg.expect({ forward: true });
+      leg.expect(FORWARD);
       if (r.read) this.host.countSelect(leg.conn.backendId);
       S = undefined;
     }
@@ -654,7 +661,7 @@ export class Session {
       leg = !b.needPrimary && b.preferStandby && this.standbyReadable() ? this.standby! : this.primary!;
       if (b.msgs.length === 0 && isSync) leg = this.primary!;
       if (!this.canForwardOn(leg)) return false;
-      leg.expect({ forward: true });
+      leg.expect(FORWARD);
       if (b.reads > 0) for (let i = 0; i < b.reads; i++) this.host.countSelect(leg.conn.backendId);
     }
     for (const m of b.msgs) this.emitExtended(leg, m);
