@@ -370,10 +370,9 @@ interface QueryFlags {
 }
 
 class Classifier {
-  constructor(
-    private readonly lx: Lexer,
-    private readonly rules: FunctionRules,
-  ) {}
+  rules: FunctionRules = compileRules([]);
+
+  constructor(private readonly lx: Lexer) {}
 
   /** Skips to the end of the statement (';' or end of text). */
   private skipRest(): void {
@@ -772,12 +771,15 @@ class Classifier {
 }
 
 /** Classifies one simple-protocol query string (or one Parse's statement) for routing. */
+// One of each, reused: classification is synchronous and never re-entered.
 const lexer = new Lexer();
+const classifier = new Classifier(lexer);
 
 export function classify(sql: string, opts: ClassifyOptions): Classification {
   const lx = lexer;
   lx.reset(sql, opts.standardConformingStrings === false);
-  const c = new Classifier(lx, compileRules(opts.writeFunctions));
+  const c = classifier;
+  c.rules = compileRules(opts.writeFunctions);
   let count = 0;
   let first: Classification = STANDBY; // the empty query: any backend answers it
   let write = false;
