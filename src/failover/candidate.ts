@@ -7,6 +7,10 @@
 // failover_priority: bigger wins), then to the lowest id. Taking the most advanced standby
 // (rather than pgpool's "lowest live id") loses the least committed data, and the other
 // standbys can then follow it without a rewind.
+import { formatLsn } from '../backends/replication.js';
+
+// LSN helpers live with the replication monitor (backends must not import failover).
+export { formatLsn, parseLsn } from '../backends/replication.js';
 
 export interface CandidateInput {
   id: number;
@@ -93,15 +97,3 @@ export function chooseCandidate(backends: readonly CandidateInput[], opts: Candi
   };
 }
 
-/** PostgreSQL's text form of an LSN: two hex halves, "16/B374D848". */
-export function formatLsn(lsn: bigint): string {
-  return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
-}
-
-/** Parses "16/B374D848"; null for null/empty. Throws on anything else. */
-export function parseLsn(text: string | null | undefined): bigint | null {
-  if (text === null || text === undefined || text === '') return null;
-  const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(text);
-  if (!m) throw new Error(`"${text}" is not an LSN`);
-  return (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
-}

@@ -325,8 +325,9 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
     ctx.newPrimary = this.registry.primary()?.id ?? null;
     // A standby went: pgpool runs failover_command for it too (its sample script drops the
     // standby's replication slot); under `promote: builtin` it is a notification.
-    for (const id of req.ids) await this.runHook(ctx, 'failover_command', this.config.failover.failover_command, this.placeholders(ctx, id, ctx.newPrimary));
+    // Unblock writes first: the command below may take up to command_timeout_ms.
     await this.syncCheck('after a standby went down');
+    for (const id of req.ids) await this.runHook(ctx, 'failover_command', this.config.failover.failover_command, this.placeholders(ctx, id, ctx.newPrimary));
     return `backend(s) ${req.ids.join(',')} detached${primaryFailed ? '' : '; primary unchanged'}`;
   }
 
@@ -376,17 +377,11 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
     }
 
     if (f.promote === 'builtin' || already) {
-      if (!already) {
-        const outcome = await ctx.step('promote', chosen, () => pgPromote(this.target(chosen!), this.hc(chosen!), f.command_timeout_ms), (o) => `pg_promote() on backend ${chosen}: ${o}`);
-        void outcome;
-      }
+      if (!already) await ctx.step('promote', chosen, () => pgPromote(this.target(chosen!), this.hc(chosen!), f.command_timeout_ms), (o) => `pg_promote() on backend ${chosen}: ${o}`);
       this.setPrimary(ctx, chosen!, oldPrimary, already ? 'found already promoted' : 'promoted');
     } else {
       // promote: command — the failover_command promotes %m, then we look for the primary.
-      for (const id of failed) {
-        const r = await this.runHook(ctx, 'failover_command', f.failover_command, this.placeholders(ctx, id, chosen));
-        void r;
-      }
+      for (const id of failed) await this.runHook(ctx, 'failover_command', f.failover_command, this.placeholders(ctx, id, chosen));
       const found = await ctx.step('find primary', undefined, () => this.waitForPrimary(failed, f.command_timeout_ms), (id) => `backend ${id} left recovery`);
       if (found !== chosen) ctx.note('find primary', found, true, `failover_command promoted backend ${found}, not the candidate ${chosen}`);
       this.setPrimary(ctx, found, oldPrimary, 'promoted by failover_command');
