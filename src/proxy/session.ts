@@ -452,9 +452,12 @@ export class Session {
       if (err instanceof ProtocolViolation) {
         this.log.info({ reason: err.message }, 'protocol violation by client; closing');
         this.fatal(err.sqlstate, err.message);
-        return;
+      } else {
+        // A bug must cost one session, never the process.
+        this.log.error({ err: (err as Error).stack }, 'internal error handling a client message; closing the session');
+        this.fatal('XX000', `pgwatchdog internal error: ${(err as Error).message}`);
       }
-      throw err;
+      return;
     }
     this.pumping = false;
     this.flushAll();
@@ -638,10 +641,12 @@ export class Session {
   }
 
   private extDescribeClose(msg: Buffer): boolean {
-    if (msg.length >= 7 && msg[5] === 0x53) {
-      const name = codec.readCString(msg, 6);
-      if (name && msg[0] === 0x44) this.noteStatementUse(name[0]);
+    const kind = msg[5];
+    const name = msg.length >= 7 ? codec.readCString(msg, 6) : null;
+    if ((kind !== 0x53 && kind !== 0x50) || !name) {
+      throw new ProtocolViolation(`invalid ${msg[0] === 0x44 ? 'Describe' : 'Close'} message`);
     }
+    if (kind === 0x53 && msg[0] === 0x44) this.noteStatementUse(name[0]);
     this.addToBatch(msg);
     return true;
   }
