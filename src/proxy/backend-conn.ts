@@ -134,11 +134,11 @@ export class BackendConn {
     return new Promise((resolve, reject) => {
       const where = `backend ${login.backendId} (${login.host}:${login.port})`;
       // onread needs the callbacks before the connection exists: they are bound to `conn` below.
-      let readTarget: BackendConn | undefined;
+      const target: { conn?: BackendConn } = {};
       const socket = net.connect({
         host: login.host,
         port: login.port,
-        onread: { buffer: () => readTarget?.nextReadBuffer() ?? Buffer.allocUnsafe(READ_BUFFER), callback: (n, buf) => readTarget?.onRead(n, buf) ?? true },
+        onread: { buffer: () => target.conn?.nextReadBuffer() ?? Buffer.allocUnsafe(READ_BUFFER), callback: (n, buf) => target.conn?.onRead(n, buf) ?? true },
       });
       let settled = false;
       const done = (err?: Error) => {
@@ -205,7 +205,7 @@ export class BackendConn {
         },
       };
       const conn: BackendConn = new BackendConn(socket, login, sink);
-      readTarget = conn;
+      target.conn = conn;
       conn.onClose = (err) => done(err ?? new BackendError(`${where} closed the connection during login`, login.backendId));
       socket.once('connect', () => {
         const params: Record<string, string> = { user: login.user, database: login.database };
