@@ -59,6 +59,8 @@ interface Statement {
 
 type Role = 'primary' | 'standby';
 
+const MAX_EARLY_BYTES = 1024 * 1024;
+
 class Leg implements ScanSink {
   readonly queue: Expect[] = [];
   fwdPending = 0;
@@ -224,7 +226,10 @@ export class Session {
   private readonly onClientData = (chunk: Buffer): void => {
     this.reader.push(chunk);
     if (this.state === 'ready') this.pump();
-    else this.wakeWaiter();
+    else if (this.reader.buffered > MAX_EARLY_BYTES && this.state !== 'startup' && this.state !== 'auth') {
+      // Pipelined queries before the session is ready are fine; megabytes of them are not.
+      this.fatal('08P01', `client sent more than ${MAX_EARLY_BYTES} bytes before the session was ready`);
+    } else this.wakeWaiter();
   };
 
   private wakeWaiter(): void {
