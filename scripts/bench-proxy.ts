@@ -6,7 +6,10 @@
 //   npm run bench:proxy -- [--seconds 15] [--clients 16] [--threads 2] [--rounds 1]
 //                          [--scale 10] [--no-lb] [--auth trust|md5] [--workers 1]
 //                          [--modes select-simple,select-extended,tpcb-N,select-connect]
-//                          [--targets direct,pgbouncer,pgwatchdog,pgpool]
+//                          [--targets direct,pgbouncer,pgwatchdog,pgpool] [--peer-prof DIR]
+//
+// --peer-prof DIR runs the pgwatchdog peer under node --cpu-prof and leaves its CPU
+// profiles in DIR (written when the peer exits), to see where the proxy spends its time.
 //
 // TPS is pgbench's; p99 is computed from pgbench's per-transaction log (-l). With load
 // balancing on, pgwatchdog (and pgpool) send pgbench -S reads to the standby while pgbouncer
@@ -41,6 +44,7 @@ const SCALE = Number(opt('scale', '10'));
 const WORKERS = Number(opt('workers', '1'));
 const LB = !flag('no-lb');
 const AUTH = opt('auth', 'trust');
+const PEER_PROF = opt('peer-prof', '');
 if (AUTH !== 'trust' && AUTH !== 'md5') throw new Error(`--auth must be trust or md5, got ${AUTH}`);
 for (const [n, v] of Object.entries({ SECONDS, CLIENTS, THREADS, ROUNDS, SCALE, WORKERS })) {
   if (!Number.isInteger(v) || v < 1) throw new Error(`--${n.toLowerCase()} must be a positive integer`);
@@ -265,7 +269,8 @@ async function startPgwatchdog(c: PgCluster): Promise<Target> {
   const file = join(dir, 'pgwatchdog.yaml');
   writeFileSync(file, JSON.stringify(config, null, 2));
   const logFile = join(dir, 'peer.log');
-  const child = startDaemon('pgwatchdog', process.execPath, [join(ROOT, 'bin/pgwatchdog.js'), 'start', '-c', file], { cwd: ROOT, logFile });
+  const prof = PEER_PROF ? ['--cpu-prof', `--cpu-prof-dir=${PEER_PROF}`] : [];
+  const child = startDaemon('pgwatchdog', process.execPath, [...prof, join(ROOT, 'bin/pgwatchdog.js'), 'start', '-c', file], { cwd: ROOT, logFile });
   const stop = async () => {
     await stopDaemon(child, 'SIGTERM');
     rmSync(dir, { recursive: true, force: true });
