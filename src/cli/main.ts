@@ -31,7 +31,12 @@ const COMMANDS: Record<string, Command> = {
     usage: 'start -c FILE [--name PEER]',
     summary: 'run a peer: proxy, health checks, failover, watchdog, admin API',
     options: { config: { type: 'string', short: 'c' }, name: { type: 'string' } },
-    notYet: 'the proxy',
+    run: async (v, _p, io) => {
+      const file = requireConfigPath(v, io);
+      if (file === undefined) return 2;
+      const { startPeer } = await import('../peer.js');
+      return startPeer(file, { name: v.name as string | undefined });
+    },
   },
   'check-config': {
     usage: 'check-config -c FILE',

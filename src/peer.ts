@@ -1,0 +1,104 @@
+// The composition root of one peer: builds the parts in dependency order, starts them,
+// and stops them in reverse. Nothing here decides anything; it only wires.
+import { ConfigError, loadConfig, type Config } from './config/index.js';
+import { createLogger, type Logger } from './log.js';
+import { BackendRegistry } from './backends/registry.js';
+import { HealthChecker } from './backends/health.js';
+import { ReplicationMonitor } from './backends/replication.js';
+import { FailoverEngine } from './failover/index.js';
+import { Proxy } from './proxy/index.js';
+
+export class Peer {
+  readonly registry: BackendRegistry;
+  readonly health: HealthChecker;
+  readonly replication: ReplicationMonitor;
+  readonly failover: FailoverEngine;
+  readonly proxy: Proxy;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    readonly config: Config,
+    readonly log: Logger,
+  ) {
+    this.registry = new BackendRegistry(config);
+    this.registry.on('change', ({ id, before, after, reason }) => {
+      if (before.status !== after.status || before.role !== after.role) {
+        log.info({ backend: id, status: after.status, role: after.role, was: { status: before.status, role: before.role }, reason }, 'backend state changed');
+      }
+    });
+    this.health = new HealthChecker({ config, registry: this.registry, logger: log.child({ part: 'health' }) });
+    this.replication = new ReplicationMonitor({ config, registry: this.registry, logger: log.child({ part: 'replication' }) });
+    this.failover = new FailoverEngine({ config, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health });
+    this.proxy = new Proxy({
+      config,
+      registry: this.registry,
+      logger: log.child({ part: 'proxy' }),
+      onBackendError: config.failover.failover_on_backend_error ? (id, err) => this.health.checkNow(id, `backend error: ${err.message}`) : undefined,
+    });
+  }
+
+  async start(): Promise<{ host: string; port: number }> {
+    this.health.start();
+    this.replication.start();
+    await this.failover.start();
+    const addr = await this.proxy.listen();
+    this.log.info({ proxy: addr, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
+    return addr;
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.log.info('peer stopping');
+      await this.proxy.close();
+      await this.failover.stop();
+      await this.replication.stop();
+      await this.health.stop();
+      this.log.info('peer stopped');
+    })();
+    return this.stopping;
+  }
+}
+
+/** `pgwatchdog start`: runs a peer until SIGINT/SIGTERM; resolves to the exit code. */
+export async function startPeer(file: string, opts: { name?: string } = {}): Promise<number> {
+  let config: Config;
+  try {
+    config = loadConfig(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  if (opts.name !== undefined) {
+    if (config.watchdog.peers.length > 0 && !config.watchdog.peers.some((p) => p.name === opts.name)) {
+      process.stderr.write(`${file}: --name ${opts.name} is not one of watchdog.peers (${config.watchdog.peers.map((p) => p.name).join(', ')})\n`);
+      return 1;
+    }
+    config.watchdog.name = opts.name;
+  }
+  const log = createLogger({ level: config.log.level, name: config.watchdog.name ?? 'pgwatchdog' });
+  const peer = new Peer(config, log);
+  try {
+    await peer.start();
+  } catch (err) {
+    log.fatal({ err }, 'peer failed to start');
+    await peer.stop().catch(() => undefined);
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    const shutdown = (sig: string) => {
+      log.info({ signal: sig }, 'shutdown requested');
+      peer.stop().then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.error({ err }, 'error while stopping');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGINT', () => shutdown('SIGINT'));
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+  });
+}

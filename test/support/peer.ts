@@ -1,0 +1,165 @@
+// Runs a real pgwatchdog peer process (`bin/pgwatchdog.js start`) against a test-bed cluster.
+// The config is written to a temp dir; the process is killed at stop() and, failing that,
+// when the test process exits.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { freePort, SUPERUSER, SUPERUSER_PASSWORD, type PgCluster } from './pg.js';
+
+const BIN = new URL('../../bin/pgwatchdog.js', import.meta.url).pathname;
+const live = new Set<ChildProcess>();
+let hooked = false;
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+export interface PeerProcess {
+  proc: ChildProcess;
+  dir: string;
+  configFile: string;
+  host: string;
+  port: number;
+  adminPort: number;
+  logs: LogLine[];
+  /** Resolves with the first log line (already seen or future) that matches. */
+  waitForLog(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  /** SIGTERM and wait for a clean exit; resolves to the exit code. */
+  stop(): Promise<number | null>;
+  kill9(): Promise<void>;
+}
+
+type Tree = Record<string, unknown>;
+
+function merge(base: Tree, over: Tree): Tree {
+  const out: Tree = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && !Array.isArray(b) ? merge(b as Tree, v as Tree) : v;
+  }
+  return out;
+}
+
+/** The config a test peer gets: every test-bed node a backend (primary first), fast health checks. */
+export async function peerConfig(cluster: PgCluster, dir: string, overrides: Tree = {}): Promise<Tree> {
+  const [port, adminPort] = await Promise.all([freePort(), freePort()]);
+  // Clients are trusted; the users file gives the proxy the password to log into the backends.
+  const usersFile = join(dir, 'userlist.txt');
+  writeFileSync(usersFile, `"${SUPERUSER}" "${SUPERUSER_PASSWORD}"\n`);
+  const base: Tree = {
+    log: { level: 'info' },
+    proxy: { host: '127.0.0.1', port, pool: { max_per_backend: 50 } },
+    auth: { method: 'trust', users_file: usersFile },
+    admin: { host: '127.0.0.1', port: adminPort },
+    backends: cluster.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port, data_dir: n.dataDir })),
+    health_check: { period_ms: 500, timeout_ms: 1000, connect_timeout_ms: 1000, max_retries: 1, retry_delay_ms: 100, user: SUPERUSER, password: SUPERUSER_PASSWORD },
+    failover: { status_file: join(dir, 'pgwatchdog_status'), replication_user: SUPERUSER, replication_password: SUPERUSER_PASSWORD },
+  };
+  return merge(base, overrides);
+}
+
+export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {}, opts: { readyTimeoutMs?: number; args?: string[] } = {}): Promise<PeerProcess> {
+  if (!hooked) {
+    hooked = true;
+    process.on('exit', () => {
+      for (const p of live) p.kill('SIGKILL');
+    });
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'pgwd-peer-'));
+  const cfg = await peerConfig(cluster, dir, overrides);
+  const configFile = join(dir, 'pgwatchdog.yaml');
+  writeFileSync(configFile, stringify(cfg));
+  const proc = spawn(process.execPath, [BIN, 'start', '-c', configFile, ...(opts.args ?? [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PGWATCHDOG_LOG_LEVEL: process.env.PGWATCHDOG_LOG_LEVEL ?? 'debug' },
+  });
+  live.add(proc);
+  const logs: LogLine[] = [];
+  const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  let stderr = '';
+  let buf = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      let l: LogLine;
+      try {
+        l = JSON.parse(line) as LogLine;
+      } catch {
+        l = { level: 30, msg: line };
+      }
+      logs.push(l);
+      for (const w of [...waiters]) {
+        if (w.pred(l)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(l);
+        }
+      }
+    }
+  });
+  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) =>
+    proc.on('exit', (code) => {
+      live.delete(proc);
+      resolve(code);
+    }),
+  );
+
+  const waitForLog = (pred: (l: LogLine) => boolean, timeoutMs = 20_000) => {
+    const seen = logs.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise<LogLine>((resolve, reject) => {
+      const w = { pred, resolve };
+      waiters.push(w);
+      const timer = setTimeout(() => {
+        waiters.splice(waiters.indexOf(w), 1);
+        reject(new Error(`peer: no matching log line within ${timeoutMs} ms; stderr:\n${stderr}\nlast logs:\n${logs.slice(-15).map((x) => JSON.stringify(x)).join('\n')}`));
+      }, timeoutMs);
+      void exited.then(() => {
+        clearTimeout(timer);
+        if (waiters.includes(w)) reject(new Error(`peer exited before the expected log line; stderr:\n${stderr}\nlast logs:\n${logs.slice(-15).map((x) => JSON.stringify(x)).join('\n')}`));
+      });
+      const orig = w.resolve;
+      w.resolve = (l) => {
+        clearTimeout(timer);
+        orig(l);
+      };
+    });
+  };
+
+  const peer: PeerProcess = {
+    proc,
+    dir,
+    configFile,
+    host: '127.0.0.1',
+    port: (cfg.proxy as Tree).port as number,
+    adminPort: (cfg.admin as Tree).port as number,
+    logs,
+    waitForLog,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      const code = await exited;
+      clearTimeout(t);
+      rmSync(dir, { recursive: true, force: true });
+      return code;
+    },
+    async kill9() {
+      proc.kill('SIGKILL');
+      await exited;
+    },
+  };
+  try {
+    await waitForLog((l) => l.msg === 'peer ready', opts.readyTimeoutMs ?? 20_000);
+  } catch (err) {
+    await peer.stop();
+    throw err;
+  }
+  return peer;
+}
