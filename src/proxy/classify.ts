@@ -24,10 +24,13 @@ export interface Classification {
   /** For PREPARE / EXECUTE / DEALLOCATE: the prepared statement's name (lower-cased unless
    * quoted), so the session can route EXECUTE where PREPARE went. */
   prepared?: string;
-  /** Set when the statement makes the session's standby unable to serve it any more: a hot
-   * standby accepts `SET default_transaction_isolation = serializable` (or SET SESSION
-   * CHARACTERISTICS … SERIALIZABLE) but then fails every query with "cannot use serializable
-   * mode in a hot standby". The session should send all further reads to the primary. */
+  /** Set when the statement makes the session's standby unable to serve it any more, so the
+   * session should send all further reads to the primary:
+   * - a hot standby accepts `SET default_transaction_isolation = serializable` (or SET SESSION
+   *   CHARACTERISTICS … SERIALIZABLE) but then fails every query with "cannot use
+   *   serializable mode in a hot standby";
+   * - a temporary object (CREATE TEMP …, SELECT … INTO TEMP, anything in pg_temp) exists on
+   *   the primary only, and later reads of it would fail on the standby. */
   standbyUnusable?: true;
 }
 
@@ -367,7 +370,10 @@ interface QueryFlags {
   write: boolean;
   primary: boolean;
   setConfig: boolean;
+  temp?: boolean;
 }
+
+const WRITE_TEMP: Classification = { target: 'primary', write: true, standbyUnusable: true };
 
 class Classifier {
   rules: FunctionRules = compileRules([]);
@@ -449,7 +455,7 @@ class Classifier {
    * makes it more than a read. With stopAtParen, ends at the ')' closing an enclosing '('. */
   private query(stopAtParen: boolean): Classification {
     const f = this.scanQuery(stopAtParen);
-    return f.write ? WRITE : f.primary ? PRIMARY_READ : f.setConfig ? BOTH : STANDBY;
+    return f.write ? (f.temp ? WRITE_TEMP : WRITE) : f.primary ? PRIMARY_READ : f.setConfig ? BOTH : STANDBY;
   }
 
   private scanQuery(stopAtParen: boolean): QueryFlags {
@@ -472,7 +478,10 @@ class Classifier {
           if (lx.is('update') || lx.is('share') || lx.is('key')) flags.write = true;
           afterFor = 0;
         } else if (n === 3 && lx.is('for')) afterFor = 1;
-        else if (n === 4 && lx.is('into')) flags.write = true; // SELECT INTO creates a table
+        else if (n === 4 && lx.is('into')) {
+          flags.write = true; // SELECT INTO creates a table: a temporary one?
+          if (lx.next() === Tok.Word && (lx.is('temp') || lx.is('temporary') || lx.is('pg_temp'))) flags.temp = true;
+        }
         else if ((n === 6 || n === 5) && (lx.is('insert') || lx.is('update') || lx.is('delete') || lx.is('merge'))) {
           // A data-modifying CTE "AS ( INSERT", or a WITH's main statement ") DELETE".
           if (
@@ -739,17 +748,29 @@ class Classifier {
   private create(): Classification {
     const lx = this.lx;
     let prev = '';
+    let temp = false;
+    let prefix = true; // still in CREATE [OR REPLACE] [GLOBAL|LOCAL] [TEMP[ORARY]]
+    let n = 0;
     let k = lx.next();
-    for (; k !== Tok.Semi && k !== Tok.EOF; k = lx.next()) {
+    for (; k !== Tok.Semi && k !== Tok.EOF; k = lx.next(), n++) {
       if (k === Tok.Word) {
-        if (prev === 'begin' && lx.text === 'atomic') {
+        if (prefix) {
+          if (lx.is('temp') || lx.is('temporary')) temp = true;
+          else if (!(lx.is('or') || lx.is('replace') || lx.is('global') || lx.is('local'))) prefix = false;
+        }
+        if (prev === 'begin' && lx.is('atomic')) {
           this.skipAtomicBody();
-          return WRITE;
+          return temp ? WRITE_TEMP : WRITE;
         }
         prev = lx.text;
-      } else prev = '';
+      } else {
+        prefix = false;
+        // An object created in pg_temp: "pg_temp ." among the first tokens (the name).
+        if (k === Tok.Dot && n < 8 && prev === 'pg_temp') temp = true;
+        prev = '';
+      }
     }
-    return WRITE;
+    return temp ? WRITE_TEMP : WRITE;
   }
 
   private skipAtomicBody(): void {

@@ -292,6 +292,27 @@ test('the same modes set through variables; session defaults a standby cannot ho
   assert.deepEqual(classify("SET default_transaction_isolation = 'serializable'; SELECT 1", opts), { target: 'primary', write: false, standbyUnusable: true });
 });
 
+test('temporary objects exist on the primary only: the session must stop reading from the standby', () => {
+  const temp = { target: 'primary', write: true, standbyUnusable: true };
+  assert.deepEqual(classify('CREATE TEMP TABLE tt (id int)', opts), temp);
+  assert.deepEqual(classify('create temporary table tt as select 1', opts), temp);
+  assert.deepEqual(classify('CREATE GLOBAL TEMPORARY TABLE tt (id int)', opts), temp);
+  assert.deepEqual(classify('CREATE OR REPLACE TEMP VIEW v AS SELECT 1', opts), temp);
+  assert.deepEqual(classify('CREATE TEMP SEQUENCE s', opts), temp);
+  assert.deepEqual(classify('CREATE TABLE pg_temp.tt (id int)', opts), temp);
+  assert.deepEqual(classify('CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$', opts), temp);
+  assert.deepEqual(classify('SELECT * INTO TEMP tt FROM t', opts), temp);
+  assert.deepEqual(classify('SELECT * INTO TEMPORARY TABLE tt FROM t', opts), temp);
+  assert.deepEqual(classify('CREATE TEMP TABLE tt (id int); SELECT 1', opts), { ...temp, target: 'primary' });
+  // Not temporary:
+  assert.deepEqual(classify('CREATE TABLE temps (id int)', opts), { target: 'primary', write: true });
+  assert.deepEqual(classify('CREATE TABLE t (temp int)', opts), { target: 'primary', write: true });
+  assert.deepEqual(classify('CREATE TABLE t (pg_temp int)', opts), { target: 'primary', write: true });
+  assert.deepEqual(classify('CREATE INDEX temp ON t (a)', opts), { target: 'primary', write: true });
+  assert.deepEqual(classify('SELECT * INTO tt FROM t', opts), { target: 'primary', write: true });
+  assert.deepEqual(classify("SELECT 'CREATE TEMP TABLE x'", opts), { target: 'standby', write: false });
+});
+
 test('two-phase commit, LISTEN, cursors', () => {
   check([
     ["PREPARE TRANSACTION 'gx1'", 'primary', true, 'end'],
