@@ -146,7 +146,10 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
   private started = false;
   private readonly onDown = (ev: HealthDownEvent) => this.handleDown(ev);
   private readonly onUp = (ev: HealthUpEvent) => this.handleUp(ev);
-  private readonly onChange = (ch: { before: Readonly<BackendState>; after: Readonly<BackendState> }) => {
+  private readonly onChange = (ch: { id: number; before: Readonly<BackendState>; after: Readonly<BackendState> }) => {
+    // Whoever set it (this engine, an operator, the watchdog's replicated state), remember
+    // the last routable primary: a later node_down of it means promotion.
+    if (ch.after.status === 'up' && ch.after.role === 'primary') this.lastPrimary = ch.id;
     if (ch.before.status !== ch.after.status) this.saveStatus();
   };
 
@@ -157,6 +160,7 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
     this.logger = opts.logger.child({ component: 'failover' });
     this.health = opts.health;
     this.autoRequest = opts.autoRequest ?? opts.config.watchdog.peers.length === 0;
+    this.registry.on('change', this.onChange);
     const f = opts.config.failover;
     for (const [key, tpl] of [['failover_command', f.failover_command], ['follow_primary_command', f.follow_primary_command], ['failback_command', f.failback_command]] as const) {
       const problems = validateTemplate(tpl);
@@ -180,7 +184,6 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
     this.started = true;
     this.applyStatusFile();
     await this.findPrimary('startup');
-    this.registry.on('change', this.onChange);
     this.saveStatus();
     if (this.autoRequest) {
       this.health.on('down', this.onDown);
@@ -196,7 +199,6 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
     this.timer = null;
     this.health.off('down', this.onDown);
     this.health.off('up', this.onUp);
-    this.registry.off('change', this.onChange);
     await this.tail;
     this.started = false;
   }
@@ -205,7 +207,11 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
 
   /** Queues a request; resolves with its result once it and everything before it ran. */
   request(req: FailoverRequest): Promise<FailoverResult> {
-    for (const id of req.ids) this.registry.get(id); // RangeError for an unknown id, before queuing
+    try {
+      for (const id of req.ids) this.registry.get(id); // RangeError for an unknown id, before queuing
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     if (req.ids.length === 0 && req.kind !== 'close_idle') return Promise.reject(new Error(`${req.kind}: no backend ids given`));
     const item: QueueItem = { seq: ++this.seq, req, queuedAt: new Date() };
     this.queue.push(item);
@@ -534,7 +540,7 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
   private placeholders(ctx: Ctx, failedId: number, newMain: number | null): PlaceholderValues {
     const b = this.registry.get(failedId);
     const m = newMain !== null ? this.registry.get(newMain) : null;
-    const op = ctx.oldPrimary ?? this.lastPrimary;
+    const op = ctx.oldPrimary ?? this.registry.primary()?.id ?? this.lastPrimary;
     const o = op !== null ? this.registry.get(op) : null;
     return {
       failedId,
@@ -685,7 +691,8 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
 
   private saveStatus(): void {
     const path = this.config.failover.status_file;
-    if (!path) return;
+    // Not before start() has read the file, not after stop().
+    if (!path || !this.started) return;
     const content: StatusFileContent = {
       version: 1,
       savedAt: new Date().toISOString(),

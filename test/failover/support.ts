@@ -10,7 +10,8 @@ import { existsSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { SUPERUSER, SUPERUSER_PASSWORD, type PgCluster, type PgNode } from '../support/pg.js';
 
-export const FAST_HEALTH = { period_ms: 500, timeout_ms: 500, connect_timeout_ms: 500, max_retries: 1, retry_delay_ms: 200, user: SUPERUSER, password: SUPERUSER_PASSWORD };
+// timeout 1 s, not 0.5: on a loaded 2-core test machine a slow fork + SCRAM must not fail a healthy primary over.
+export const FAST_HEALTH = { period_ms: 500, timeout_ms: 1000, connect_timeout_ms: 1000, max_retries: 1, retry_delay_ms: 200, user: SUPERUSER, password: SUPERUSER_PASSWORD };
 
 export function clusterConfig(cluster: PgCluster, over: { health_check?: object; failover?: object; proxy?: object; backends?: object[] } = {}): Config {
   return parseConfig(

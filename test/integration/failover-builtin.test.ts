@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCluster } from '../support/pg.js';
-import { clusterConfig, restartAfterKill, startPeer, waitFor } from '../failover/support.js';
+import { clusterConfig, FAST_HEALTH, restartAfterKill, startPeer, waitFor } from '../failover/support.js';
 
 test('builtin failover: kill -9 of the primary promotes the standby with the most WAL, the other follows it (its slot created), writes succeed; the old primary stays down, across a restart too', async () => {
   const cluster = await createCluster({ standbys: 2, slots: true });
@@ -29,7 +29,7 @@ test('builtin failover: kill -9 of the primary promotes the standby with the mos
     await p.kill9();
     const result = await waitFor('failover result', () => peer.results.find((r) => r.kind === 'node_down' && r.ids.includes(0)), 20_000);
     const promotedAfter = Date.parse(result.newPrimaryAt!) - t0;
-    console.log(`# kill -9 → new primary in registry after ${promotedAfter} ms (detected ${Date.parse(result.detectedAt!) - t0} ms; request took ${result.durationMs} ms incl. follow check); health ${JSON.stringify({ period_ms: 500, timeout_ms: 500, max_retries: 1, retry_delay_ms: 200 })}`);
+    console.log(`# kill -9 → new primary in registry after ${promotedAfter} ms (detected ${Date.parse(result.detectedAt!) - t0} ms; request took ${result.durationMs} ms incl. follow check); health ${JSON.stringify({ ...FAST_HEALTH, password: undefined })}`);
     assert.equal(result.ok, true, JSON.stringify(result.steps));
     assert.equal(result.newPrimary, 2, result.candidate?.summary);
     assert.equal(result.candidate?.id, 2);

@@ -7,7 +7,7 @@ import { createCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../support/pg.js';
 import { startPeerProcess } from '../support/peer.js';
 import { waitFor } from '../failover/support.js';
 
-const HEALTH = { period_ms: 500, timeout_ms: 500, connect_timeout_ms: 500, max_retries: 1, retry_delay_ms: 200 };
+const HEALTH = { period_ms: 500, timeout_ms: 1000, connect_timeout_ms: 1000, max_retries: 1, retry_delay_ms: 200 };
 
 test('through the proxy: kill -9 of the primary ends its sessions, new sessions write on the promoted standby, the other standby follows', async () => {
   const cluster = await createCluster({ standbys: 2 });

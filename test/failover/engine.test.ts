@@ -1,0 +1,97 @@
+// The engine's queue and decisions that need no server: validation, ordering, close_idle,
+// a standby's failure (detach + failover_command), refusals. Paths that promote or follow
+// are exercised against real servers in test/integration/failover-*.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '../../src/config/index.js';
+import { BackendRegistry } from '../../src/backends/registry.js';
+import { HealthChecker } from '../../src/backends/health.js';
+import { FailoverEngine } from '../../src/failover/index.js';
+import { silentLogger } from '../../src/log.js';
+
+function setup(failover: object = {}, backends: object[] = [{}, {}, {}]) {
+  const config = parseConfig(
+    {
+      auth: { method: 'trust' },
+      // Ports nothing listens on: these tests must not need a server.
+      backends: backends.map((b, i) => ({ host: '127.0.0.1', port: 1 + i, ...b })),
+      failover,
+    },
+    'test',
+  );
+  const registry = new BackendRegistry(config);
+  const health = new HealthChecker({ config, registry, logger: silentLogger });
+  // autoRequest false (as under a watchdog): only explicit requests, no timer.
+  const engine = new FailoverEngine({ config, registry, logger: silentLogger, health, autoRequest: false });
+  registry.update(0, { status: 'up', role: 'primary' }, 'test');
+  registry.update(1, { status: 'up', role: 'standby' }, 'test');
+  registry.update(2, { status: 'up', role: 'standby' }, 'test');
+  return { config, registry, engine };
+}
+
+test('a command template with an unknown placeholder is refused when the engine is built', () => {
+  assert.throws(() => setup({ failover_command: 'x.sh %d %q' }), /failover\.failover_command: unknown placeholder "%q"/);
+  assert.throws(() => setup({ follow_primary_command: 'x.sh 100%' }), /failover\.follow_primary_command: a lone "%"/);
+});
+
+test('an unknown backend id is refused before anything is queued', async () => {
+  const { engine } = setup();
+  await assert.rejects(engine.request({ kind: 'node_down', ids: [9], reason: 't' }), RangeError);
+  await assert.rejects(engine.request({ kind: 'node_down', ids: [], reason: 't' }), /no backend ids/);
+  assert.equal(engine.status().queue.length, 0);
+  assert.equal(engine.status().history.length, 0);
+});
+
+test('a standby failure detaches it, keeps the primary, runs failover_command with %T; requests run in order', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pgwd-engine-'));
+  try {
+    const rec = join(dir, 'rec');
+    const { engine, registry } = setup({ failover_command: `echo %d %m %P %T >> ${rec}` });
+    const closed: number[][] = [];
+    engine.on('closeIdle', (ids) => closed.push(ids));
+    const order: number[] = [];
+    const a = engine.request({ kind: 'node_down', ids: [2], reason: 'test: standby 2 failed', term: 7 }).then((r) => (order.push(r.seq), r));
+    const b = engine.request({ kind: 'close_idle', ids: [], reason: 'test' }).then((r) => (order.push(r.seq), r));
+    assert.equal(engine.status().queue.length + (engine.status().active ? 1 : 0), 2);
+    const [ra, rb] = await Promise.all([a, b]);
+    assert.deepEqual(order, [ra.seq, rb.seq]);
+    assert.equal(ra.ok, true, JSON.stringify(ra.steps));
+    assert.equal(ra.newPrimary, 0);
+    assert.equal(registry.get(2).status, 'down');
+    assert.equal(registry.primary()?.id, 0);
+    assert.equal(readFileSync(rec, 'utf8'), '2 0 0 7\n');
+    assert.equal(rb.ok, true);
+    assert.deepEqual(closed, [[]]);
+    // Idempotent: the same request again changes nothing and runs no promotion.
+    const again = await engine.request({ kind: 'node_down', ids: [2], reason: 'test: again' });
+    assert.match(again.steps[0]!.detail, /already down/);
+    assert.equal(engine.status().history.length, 3);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('promote refuses a failover: disallow backend and a backend that is not an attached standby', async () => {
+  const { engine, registry } = setup({}, [{}, { failover: 'disallow' }, {}]);
+  const r1 = await engine.promote(1);
+  assert.equal(r1.ok, false);
+  assert.match(r1.summary, /failover: disallow/);
+  const r0 = await engine.promote(0);
+  assert.equal(r0.ok, false);
+  assert.match(r0.summary, /not an attached standby/);
+  assert.equal(registry.primary()?.id, 0, 'nothing changed');
+});
+
+test('the primary fails and no standby answers: no promotion, the reason is in the status', async () => {
+  const { engine, registry } = setup();
+  const r = await engine.request({ kind: 'node_down', ids: [0], reason: 'test: primary failed' });
+  assert.equal(r.ok, false);
+  assert.equal(r.newPrimary, null);
+  assert.equal(registry.get(0).status, 'down');
+  const nc = engine.status().noCandidate!;
+  assert.deepEqual(nc.failed, [0]);
+  assert.match(nc.summary, /no standby qualifies for promotion: node 1 health check is down; node 2 health check is down/);
+});
