@@ -47,6 +47,7 @@ if (arg('seed') !== undefined) {
       `${s.steps} steps in ${(s.elapsedMs / 1000).toFixed(1)} s (${Math.round(s.steps / (s.elapsedMs / 1000))} steps/s); ` +
       `leader crash -> new leader: median ${p50.toFixed(2)} ticks (${Math.round(p50 * TICK_MS)} ms), ` +
       `p99 ${p99.toFixed(2)} ticks (${Math.round(p99 * TICK_MS)} ms), max ${max.toFixed(2)}, p99/T ${(p99 / T).toFixed(2)}; ` +
+      `-> new leader with lease: median ${percentile(s.failoverLease, 50).toFixed(2)} p99 ${percentile(s.failoverLease, 99).toFixed(2)} ticks; ` +
       `heal -> converged p99 ${heal99.toFixed(1)} ticks`,
   );
   if (s.failures.length) process.exitCode = 1;

@@ -35,6 +35,8 @@ export interface SeedResult {
   committed: number;
   /** Nominal ticks from the leader crash to a new leader. */
   failoverTicks: number;
+  /** Nominal ticks from the leader crash until a new leader holds a lease (may act as coordinator). */
+  failoverLeaseTicks: number;
   /** Nominal ticks from the end of faults to convergence. */
   healTicks: number;
 }
@@ -174,6 +176,8 @@ export function runSeed(o: SeedOptions): SeedResult {
     const t0 = c.now;
     if (!c.runUntilTrue(() => c.leaders().some((r) => r.term > oldTerm), healBound)) fail(`liveness: no new leader within ${healBound} ticks of the leader crash`);
     const failoverTicks = (c.now - t0) / UNIT;
+    if (!c.runUntilTrue(() => c.leaders().some((r) => r.term > oldTerm && r.hasLease()), healBound)) fail(`liveness: new leader took no lease within ${healBound} ticks`);
+    const failoverLeaseTicks = (c.now - t0) / UNIT;
 
     // ---- the old leader comes back and catches up
     c.runTicks(1 + rng.int(3 * T));
@@ -188,6 +192,7 @@ export function runSeed(o: SeedOptions): SeedResult {
       elections: c.checker.elections,
       committed: l.log.committed,
       failoverTicks,
+      failoverLeaseTicks,
       healTicks,
     };
   } catch (e) {
@@ -204,6 +209,7 @@ export interface SweepSummary {
   steps: number;
   elapsedMs: number;
   failover: number[];
+  failoverLease: number[];
   heal: number[];
 }
 
@@ -223,7 +229,7 @@ export function runSweep(
 ): SweepSummary {
   const clock = opts.now ?? Date.now;
   const t0 = clock();
-  const s: SweepSummary = { seeds: 0, nodes, start, failures: [], steps: 0, elapsedMs: 0, failover: [], heal: [] };
+  const s: SweepSummary = { seeds: 0, nodes, start, failures: [], steps: 0, elapsedMs: 0, failover: [], failoverLease: [], heal: [] };
   outer: for (let seed = start; seed < start + count; seed++) {
     for (const n of nodes) {
       s.seeds++;
@@ -231,6 +237,7 @@ export function runSweep(
         const r = runSeed({ ...base, seed, nodes: n });
         s.steps += r.steps;
         s.failover.push(r.failoverTicks);
+        s.failoverLease.push(r.failoverLeaseTicks);
         s.heal.push(r.healTicks);
       } catch (e) {
         if (!(e instanceof SimFailure)) throw e;
@@ -241,6 +248,7 @@ export function runSweep(
   }
   s.elapsedMs = clock() - t0;
   s.failover.sort((a, b) => a - b);
+  s.failoverLease.sort((a, b) => a - b);
   s.heal.sort((a, b) => a - b);
   return s;
 }
