@@ -83,6 +83,7 @@ type IpcMsg =
   | { type: 'listening'; host: string; port: number }
   | { type: 'stats'; stats: ProxyStats }
   | { type: 'backendError'; id: number; message: string }
+  | { type: 'ready' }
   | { type: 'close' }
   | { type: 'closed' };
 
@@ -304,22 +305,23 @@ export class Proxy implements SessionHost {
     const n = this.cfg.proxy.workers;
     const registry = this.registry.list().map((b) => ({ id: b.id, state: toWire(b) }));
     const addresses: Promise<{ host: string; port: number }>[] = [];
-    let port = this.cfg.proxy.port;
     for (let i = 0; i < n; i++) {
-      // The first worker binds (port 0 → an ephemeral port); the rest share that port.
       const w = cluster.fork({ PGWATCHDOG_PROXY_WORKER: String(i) });
       this.workers.push(w);
+      const init: IpcMsg = { type: 'init', config: this.cfg, index: i, registry };
       const listening = new Promise<{ host: string; port: number }>((resolve, reject) => {
         w.on('message', (m: IpcMsg) => {
-          if (m.type === 'listening') resolve({ host: m.host, port: m.port });
+          // Messages sent before the worker's module has loaded would be lost: it asks first.
+          if (m.type === 'ready') w.send(init);
+          else if (m.type === 'listening') resolve({ host: m.host, port: m.port });
           else this.fromWorker(m, i);
         });
         w.once('exit', (code) => reject(new Error(`proxy worker ${i} exited with code ${code} before listening`)));
       });
-      w.send({ type: 'init', config: { ...this.cfg, proxy: { ...this.cfg.proxy, port } }, index: i, registry } satisfies IpcMsg);
-      const a = await listening;
-      port = a.port;
-      addresses.push(Promise.resolve(a));
+      // Workers listen with the configured port; node:cluster shares one handle among them
+      // (with port 0, one ephemeral port for all).
+      addresses.push(listening);
+      await listening;
       w.on('exit', (code, signal) => {
         if (!this.closing) this.log.error({ worker: i, code, signal }, 'proxy worker died');
       });

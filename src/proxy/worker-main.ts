@@ -25,6 +25,8 @@ process.on('disconnect', () => {
   void (proxy?.close() ?? Promise.resolve()).finally(() => process.exit(0));
 });
 
+process.send?.({ type: 'ready' } satisfies IpcMsg);
+
 async function start(m: Extract<IpcMsg, { type: 'init' }>): Promise<void> {
   const registry = new BackendRegistry(m.config);
   for (const { id, state } of m.registry) registry.update(id, fromWire(state), 'initial state from the main process');

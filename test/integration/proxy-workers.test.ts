@@ -1,0 +1,62 @@
+// proxy.workers > 1: node:cluster workers share the port; registry changes made in the main
+// process reach them; cancel requests reach the worker that owns the session whichever
+// worker accepts the cancel connection.
+import { it } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import pg from 'pg';
+import { createCluster } from '../support/pg.js';
+import { startProxy, serverPort } from '../support/proxy.js';
+import * as codec from '../../src/protocol/codec.js';
+
+it('runs sessions in worker processes, mirrors the registry, routes cancels across workers', { timeout: 120_000 }, async () => {
+  const cluster = await createCluster({ standbys: 2 });
+  const fx = await startProxy(cluster, { proxy: { workers: 2 } });
+  const clients: pg.Client[] = [];
+  try {
+    // Sessions work and land on standbys for reads, primary for writes.
+    for (let i = 0; i < 8; i++) clients.push(await fx.connect());
+    for (const c of clients) {
+      assert.ok(cluster.standbys.some((s) => s.port) && (await serverPort(c)) !== cluster.primary.port);
+      const w = await c.query<{ p: number }>('SELECT inet_server_port() AS p FROM pg_class LIMIT 1 FOR UPDATE');
+      assert.equal(w.rows[0]!.p, cluster.primary.port);
+    }
+    // Stats come from both workers.
+    await new Promise((r) => setTimeout(r, 1500));
+    const st = fx.proxy.stats();
+    assert.equal(st.workers, 2);
+    assert.equal(st.clients.total, 8);
+
+    // Cancels: sent on fresh connections, which the cluster spreads over both workers.
+    for (let i = 0; i < 4; i++) {
+      const c = clients[i]!;
+      const keys = c as unknown as { processID: number; secretKey: number };
+      const q = c.query('SELECT pg_sleep(30)').then(
+        () => null,
+        (e: { code?: string }) => e,
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      const s = net.connect({ host: fx.host, port: fx.port });
+      await once(s, 'connect');
+      s.end(codec.cancelRequest(keys.processID, keys.secretKey));
+      const err = await Promise.race([q, new Promise((r) => setTimeout(() => r('timeout'), 10_000))]);
+      assert.equal((err as { code?: string } | null)?.code, '57014', `cancel ${i}`);
+    }
+
+    // A registry change in the main process reaches the workers' sessions.
+    const ports = await Promise.all(clients.map((c) => serverPort(c)));
+    const errors = clients.map(() => undefined as { code?: string } | undefined);
+    clients.forEach((c, i) => c.on('error', (e) => (errors[i] ??= e as { code?: string })));
+    fx.registry.update(1, { status: 'down' }, 'test: standby1 failed');
+    await new Promise((r) => setTimeout(r, 500));
+    ports.forEach((p, i) => {
+      if (p === cluster.standbys[0]!.port) assert.equal(errors[i]?.code, '57P01', `session ${i} on the failed standby`);
+      else assert.equal(errors[i], undefined, `session ${i} on a healthy standby`);
+    });
+  } finally {
+    for (const c of clients) await c.end().catch(() => {});
+    await fx.stop();
+    await cluster.teardown();
+  }
+});
