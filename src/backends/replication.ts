@@ -75,7 +75,13 @@ export class ReplicationMonitor {
   private stopping = false;
   private started = false;
 
-  constructor(opts: { config: Config; registry: BackendRegistry; logger: Logger }) {
+  private readonly onConnectionLost: ((id: number, err: Error) => void) | undefined;
+
+  /** onConnectionLost: called when the monitor's idle connection to a backend breaks (its
+   * server died or closed it); wire it to HealthChecker.checkNow so a dead primary is
+   * confirmed at once even when no client traffic notices. */
+  constructor(opts: { config: Config; registry: BackendRegistry; logger: Logger; onConnectionLost?: (id: number, err: Error) => void }) {
+    this.onConnectionLost = opts.onConnectionLost;
     this.registry = opts.registry;
     this.logger = opts.logger.child({ component: 'replication' });
     this.slots = opts.config.backends.map((_, id) => ({ id, hc: healthCheckFor(opts.config, id), client: null, sample: null, rows: null, wake: null, loop: null }));
@@ -155,9 +161,13 @@ export class ReplicationMonitor {
       connectionTimeoutMillis: Math.min(s.hc.connect_timeout_ms, s.hc.timeout_ms),
       query_timeout: s.hc.timeout_ms,
     });
-    c.on('error', () => {
-      if (s.client === c) s.client = null;
-    });
+    const lost = (err: Error) => {
+      if (s.client !== c) return;
+      s.client = null;
+      if (!this.stopping) this.onConnectionLost?.(s.id, err);
+    };
+    c.on('error', lost);
+    c.on('end', () => lost(new Error('connection closed by the server')));
     await c.connect();
     s.client = c;
     return c;

@@ -438,17 +438,25 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
     }
   }
 
-  /** WAL state of every attached standby (and waiting node) not failed; null = unreachable. */
+  /** WAL state of every attached standby (and waiting node) not failed; null = unreachable
+   * after the health check's own retries (a standby slow for one moment must not be skipped
+   * as a candidate: that could mean no promotion at all). */
   private async walStates(exclude: number[]): Promise<Map<number, WalState | null>> {
     const ids = this.registry.list().filter((b) => !exclude.includes(b.id) && (b.status === 'up' || b.status === 'waiting')).map((b) => b.id);
     const out = new Map<number, WalState | null>();
     await Promise.all(
       ids.map(async (id) => {
-        try {
-          out.set(id, await walState(this.target(id), this.hc(id), this.hc(id).timeout_ms));
-        } catch {
-          out.set(id, null);
+        const hc = this.hc(id);
+        for (let attempt = 0; attempt <= hc.max_retries; attempt++) {
+          try {
+            out.set(id, await walState(this.target(id), hc, hc.timeout_ms));
+            return;
+          } catch (err) {
+            this.logger.warn({ backend: id, attempt: attempt + 1, err: (err as Error).message }, 'cannot read WAL state');
+            if (attempt < hc.max_retries) await new Promise((r) => setTimeout(r, hc.retry_delay_ms));
+          }
         }
+        out.set(id, null);
       }),
     );
     return out;

@@ -44,7 +44,7 @@ export interface Peer {
 export async function startPeer(config: Config, logger: Logger = testLogger()): Promise<Peer> {
   const registry = new BackendRegistry(config);
   const health = new HealthChecker({ config, registry, logger });
-  const monitor = new ReplicationMonitor({ config, registry, logger });
+  const monitor = new ReplicationMonitor({ config, registry, logger, onConnectionLost: (id, err) => health.checkNow(id, `replication monitor connection lost: ${err.message}`) });
   const engine = new FailoverEngine({ config, registry, logger, health });
   const results: FailoverResult[] = [];
   engine.on('result', (r) => results.push(r));

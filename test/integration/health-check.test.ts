@@ -46,7 +46,8 @@ test('health check: a black-holed backend is declared down within timeout×(retr
     assert.equal(downs[0]!.id, 0);
     assert.equal(downs[0]!.attempts, 2);
     assert.ok(downs[0]!.ms >= bound - 50, `not before its retries: ${downs[0]!.ms} ms`);
-    assert.ok(downs[0]!.ms <= bound + 250, `within the bound: ${downs[0]!.ms} ms > ${bound} ms`);
+    // + 300 ms: timers fire late on a loaded 2-core machine; the printed figure is the measure.
+    assert.ok(downs[0]!.ms <= bound + 300, `within the bound: ${downs[0]!.ms} ms > ${bound} ms`);
     // The healthy backend answered long before the hung one timed out.
     assert.equal(ups[0]?.id, 1);
     assert.ok(ups[0]!.ms < 300, `healthy backend checked after ${ups[0]!.ms} ms`);
