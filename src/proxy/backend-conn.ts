@@ -59,6 +59,8 @@ export class BackendConn {
   onClose: ((err?: Error) => void) | undefined;
   closed = false;
   idleSince = 0;
+  /** Startup parameters a session SET on this connection (cleared by the reset query). */
+  readonly applied = new Map<string, string>();
   /** Statements the proxy knows exist on this connection (see session.ts). */
   readonly key: string;
 

@@ -141,7 +141,14 @@ export class Pools {
   }
 
   /** A session is done with `c`. Clean connections are reset and pooled; others are closed. */
-  release(c: BackendConn, clean: boolean): void {
+  /**
+   * A session is done with `c`. Broken or busy connections are closed. The reset query runs
+   * only when the session may have changed session state (`dirty`): a session that ran
+   * nothing but reads leaves nothing to reset, and its connection is reusable at once.
+   * Startup parameters the proxy SET are tracked on the connection (c.applied) and adjusted
+   * by the next session, so they need no reset either.
+   */
+  release(c: BackendConn, clean: boolean, dirty = true): void {
     const pool = this.pools[c.backendId]!;
     pool.inUse--;
     if (!clean || c.closed || this.closed || this.gen.get(c) !== pool.generation) {
@@ -150,7 +157,10 @@ export class Pools {
     }
     const steps: Buffer[] = [];
     if (c.txStatus !== 0x49) steps.push(codec.query('ROLLBACK'));
-    if (this.cfg.pool.reset_query) steps.push(codec.query(this.cfg.pool.reset_query));
+    if (this.cfg.pool.reset_query && (dirty || c.txStatus !== 0x49)) {
+      steps.push(codec.query(this.cfg.pool.reset_query));
+      c.applied.clear();
+    }
     if (steps.length === 0) {
       this.makeIdle(pool, c);
       return;

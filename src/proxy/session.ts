@@ -61,6 +61,19 @@ type Role = 'primary' | 'standby';
 
 const MAX_EARLY_BYTES = 1024 * 1024;
 
+/** Functions a plain SELECT can call to change session state (so the reset query must run). */
+const SESSION_STATE_FUNCS = /set_config|advisory|pg_prepare|dblink|lo_/i;
+
+/**
+ * Whether a statement may leave session state behind on its connection. Reads don't;
+ * transaction control (BEGIN/COMMIT/ROLLBACK) doesn't; everything else — SET, writes, DDL,
+ * temp objects, cursors — is assumed to, and makes the pool run the reset query.
+ */
+function leavesState(r: Route, sql: string): boolean {
+  if (r.read) return SESSION_STATE_FUNCS.test(sql);
+  return !(r.target === 'both' && r.txn !== undefined);
+}
+
 class Leg implements ScanSink {
   readonly queue: Expect[] = [];
   fwdPending = 0;
@@ -68,6 +81,8 @@ class Leg implements ScanSink {
   swallowClose = 0;
   copyIn = false;
   lastForwarded = false;
+  /** Something ran here that may leave session state behind (SET, named statements, writes…). */
+  dirty = false;
   out: Buffer[] = [];
   /** Statement names closed by the client but still existing here. */
   readonly stale = new Set<string>();
@@ -415,12 +430,22 @@ export class Session {
   }
 
   private applyStartupParams(leg: Leg): void {
+    const c = leg.conn;
     const sets: string[] = [];
+    const wanted = new Map<string, string>();
     for (const [k, v] of this.startupParams) {
       if (k === 'user' || k === 'database' || k === 'options' || k === 'replication' || k.startsWith('_pq_.')) continue;
-      const have = leg.conn.params.get(k) ?? [...leg.conn.params].find(([n]) => n.toLowerCase() === k.toLowerCase())?.[1];
+      wanted.set(k, v);
+      const have = c.applied.get(k) ?? c.params.get(k) ?? [...c.params].find(([n]) => n.toLowerCase() === k.toLowerCase())?.[1];
       if (have === v) continue;
       sets.push(`SET "${k.replace(/"/g, '""')}" TO '${v.replace(/'/g, "''")}'`);
+      c.applied.set(k, v);
+    }
+    // What an earlier session on this connection asked for and this one did not, goes back.
+    for (const k of [...c.applied.keys()]) {
+      if (wanted.has(k)) continue;
+      sets.push(`RESET "${k.replace(/"/g, '""')}"`);
+      c.applied.delete(k);
     }
     if (sets.length === 0) return;
     leg.out.push(codec.query(sets.join('; ')));
@@ -563,6 +588,7 @@ export class Session {
         if (!this.canForwardOn(this.primary!)) return false;
         this.primary!.out.push(msg);
         this.primary!.expect(FORWARD);
+        this.primary!.dirty = true;
         if (this.inTxn) this.txnWrite = true;
         return true;
       case 0x58: // X
@@ -584,12 +610,14 @@ export class Session {
     const r = this.host.route(sql);
     const P = this.primary!;
     let S = this.standby;
+    const dirty = leavesState(r, sql);
     if (r.target === 'both' && S) {
       if (!this.canForwardOn(P)) return false;
       P.out.push(msg);
       P.expect(FORWARD);
       S.out.push(msg);
       S.expect(SWALLOW);
+      if (dirty) P.dirty = S.dirty = true;
     } else {
       const useStandby = r.target === 'standby' && !r.write && this.standbyReadable();
       const leg = useStandby ? S! : P;
@@ -597,6 +625,7 @@ export class Session {
       leg.out.push(msg);
       leg.expect(FORWARD);
       if (r.read) this.host.countSelect(leg.conn.backendId);
+      if (dirty) leg.dirty = true;
       S = undefined;
     }
     if (r.txn === 'begin') this.inTxn = true;
@@ -695,6 +724,7 @@ export class Session {
       if (name !== '' && leg.stale.has(name)) this.injectClose(leg, name);
       const q = codec.readCString(m, 5 + Buffer.byteLength(name) + 1)![0];
       const r = this.host.route(q);
+      if (name !== '' || leavesState(r, q)) leg.dirty = true;
       const old = this.stmts.get(name);
       if (old && name !== '') for (const l of old.legs) if (l !== leg) l.stale.add(name);
       this.stmts.set(name, { parse: Buffer.from(m), legs: new Set([leg]), write: r.target !== 'standby' || r.write });
@@ -707,11 +737,13 @@ export class Session {
         const portal = codec.readCString(m, 5)!;
         stmtName = codec.readCString(m, portal[1])![0];
         this.portals.set(portal[0], leg);
+        if (portal[0] !== '') leg.dirty = true;
       } else {
         stmtName = codec.readCString(m, 6)![0];
       }
       const st = this.stmts.get(stmtName);
       if (st && !st.legs.has(leg)) {
+        if (stmtName !== '') leg.dirty = true;
         if (stmtName !== '' && leg.stale.has(stmtName)) this.injectClose(leg, stmtName);
         leg.out.push(st.parse);
         leg.swallowParse++;
@@ -833,7 +865,7 @@ export class Session {
       c.onClose = undefined;
       c.socket.resume();
       const clean = !c.closed && leg.queue.length === 0 && !leg.copyIn && c.scanner.atBoundary && leg.out.length === 0 && leg.swallowParse === 0 && leg.swallowClose === 0 && this.batch.pinned === undefined;
-      this.host.pools.release(c, clean);
+      this.host.pools.release(c, clean, leg.dirty || leg.copyIn);
     }
     this.primary = undefined;
     this.standby = undefined;

@@ -135,6 +135,39 @@ describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
     }
   });
 
+  it('reuses pooled connections without leaking session state between clients', async () => {
+    const fx2 = await startProxy(cluster, { proxy: { load_balance: false } });
+    const session = async (extra: Partial<pg.ClientConfig>, sql: string[]) => {
+      const c = await fx2.connect(extra);
+      try {
+        const out: Record<string, unknown>[] = [];
+        for (const q of sql) out.push(...(await c.query(q)).rows);
+        return out;
+      } finally {
+        await c.end();
+      }
+    };
+    const state = "SELECT pg_backend_pid() AS pid, current_setting('search_path') AS sp, current_setting('application_name') AS app, (SELECT count(*) FROM pg_prepared_statements)::int AS prep";
+    try {
+      const [a] = await session({ application_name: 'first' }, [state]);
+      assert.equal(a!.app, 'first');
+      const [b] = await session({}, [state]);
+      assert.equal(b!.pid, a!.pid, 'the pooled connection was reused');
+      assert.equal(b!.app, '', 'application_name from the previous client is gone');
+      await session({}, ['SET search_path = pg_catalog', "SELECT set_config('application_name', 'sneaky', false)"]);
+      const c = await fx2.connect();
+      await c.query({ name: 'kept', text: 'SELECT 1' });
+      await c.end();
+      const [d] = await session({}, [state]);
+      assert.equal(d!.pid, a!.pid);
+      assert.equal(d!.sp, '"$user", public');
+      assert.equal(d!.app, '');
+      assert.equal(d!.prep, 0, 'named statements of earlier clients are gone');
+    } finally {
+      await fx2.stop();
+    }
+  });
+
   it('routes everything to the primary when load balancing is off', async () => {
     const fx2 = await startProxy(cluster, { proxy: { load_balance: false } });
     try {
