@@ -352,38 +352,54 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
     const already = [...wal.entries()].find(([id, w]) => w !== null && !w.inRecovery && this.registry.get(id).status !== 'down' && id !== oldPrimary);
     let chosen: number | null = already ? already[0] : forced;
     if (already) ctx.note('find primary', already[0], true, `backend ${already[0]} is already out of recovery: adopting it as the primary`);
-    if (chosen === null) {
-      const inputs: CandidateInput[] = this.registry.list().map((b) => {
-        const w = wal.get(b.id) ?? null;
-        return {
-          id: b.id,
-          status: b.status,
-          role: b.role,
-          pgStatus: w ? 'up' : b.status === 'up' && wal.has(b.id) ? 'down' : b.pgStatus,
-          failoverAllowed: b.failoverAllowed,
-          priority: b.priority,
-          lsn: w ? (w.receiveLsn ?? w.replayLsn) : null,
-        };
-      });
-      const lastPrimaryLsn = oldPrimary !== null ? this.registry.get(oldPrimary).lsn : null;
-      const choice = chooseCandidate(inputs, { exclude: failed, maxLagBytes: this.config.proxy.max_lag_bytes, lastPrimaryLsn });
-      ctx.candidate = choice;
-      ctx.log.info({ candidate: choice.id, rejected: choice.rejected, referenceLsn: choice.referenceLsn !== null ? formatLsn(choice.referenceLsn) : null }, `promotion candidate: ${choice.summary}`);
-      chosen = choice.id;
+    // Standbys whose promotion failed in this request: the next best is tried instead.
+    const unpromotable: number[] = [];
+    for (;;) {
       if (chosen === null) {
-        this.noCandidate = { at: new Date().toISOString(), failed, summary: choice.summary, rejected: choice.rejected };
-        ctx.log.error({ failed, rejected: choice.rejected }, `no promotion: ${choice.summary}`);
-        if (f.promote === 'command') {
-          // pgpool still runs failover_command, with %m = -1, so the script can alert.
-          for (const id of failed) await this.runHook(ctx, 'failover_command', f.failover_command, this.placeholders(ctx, id, null));
+        const inputs: CandidateInput[] = this.registry.list().map((b) => {
+          const w = wal.get(b.id) ?? null;
+          return {
+            id: b.id,
+            status: b.status,
+            role: b.role,
+            pgStatus: w ? 'up' : b.status === 'up' && wal.has(b.id) ? 'down' : b.pgStatus,
+            failoverAllowed: b.failoverAllowed,
+            priority: b.priority,
+            lsn: w ? (w.receiveLsn ?? w.replayLsn) : null,
+          };
+        });
+        const lastPrimaryLsn = oldPrimary !== null ? this.registry.get(oldPrimary).lsn : null;
+        const choice = chooseCandidate(inputs, { exclude: [...failed, ...unpromotable], maxLagBytes: this.config.proxy.max_lag_bytes, lastPrimaryLsn });
+        ctx.candidate = choice;
+        ctx.log.info({ candidate: choice.id, rejected: choice.rejected, referenceLsn: choice.referenceLsn !== null ? formatLsn(choice.referenceLsn) : null }, `promotion candidate: ${choice.summary}`);
+        chosen = choice.id;
+        if (chosen === null) {
+          this.noCandidate = { at: new Date().toISOString(), failed, summary: choice.summary, rejected: choice.rejected };
+          ctx.log.error({ failed, rejected: choice.rejected }, `no promotion: ${choice.summary}`);
+          if (f.promote === 'command') {
+            // pgpool still runs failover_command, with %m = -1, so the script can alert.
+            for (const id of failed) await this.runHook(ctx, 'failover_command', f.failover_command, this.placeholders(ctx, id, null));
+          }
+          ctx.steps.push({ name: 'choose candidate', ok: false, ms: 0, detail: choice.summary });
+          return `primary ${oldPrimary} down; no promotion: ${choice.summary}`;
         }
-        ctx.steps.push({ name: 'choose candidate', ok: false, ms: 0, detail: choice.summary });
-        return `primary ${oldPrimary} down; no promotion: ${choice.summary}`;
       }
+
+      if (f.promote === 'builtin' && !already) {
+        try {
+          await ctx.step('promote', chosen, () => pgPromote(this.target(chosen!), this.hc(chosen!), f.command_timeout_ms), (o) => `pg_promote() on backend ${chosen}: ${o}`);
+        } catch (err) {
+          if (forced !== null) throw err;
+          unpromotable.push(chosen!);
+          ctx.log.warn({ backend: chosen, err: (err as Error).message }, `promotion of backend ${chosen} failed: trying the next candidate`);
+          chosen = null;
+          continue;
+        }
+      }
+      break;
     }
 
     if (f.promote === 'builtin' || already) {
-      if (!already) await ctx.step('promote', chosen, () => pgPromote(this.target(chosen!), this.hc(chosen!), f.command_timeout_ms), (o) => `pg_promote() on backend ${chosen}: ${o}`);
       this.setPrimary(ctx, chosen!, oldPrimary, already ? 'found already promoted' : 'promoted');
     } else {
       // promote: command — the failover_command promotes %m, then we look for the primary.
@@ -523,7 +539,13 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
       this.registry.update(old.id, { status: 'down' }, ctx.req.reason);
       ctx.note('detach', old.id, true, `primary ${old.id} detached: ${ctx.req.reason}`);
       if (ctx.req.switchover) {
-        await ctx.step('shutdown old primary', old.id, () => cleanShutdown(this.target(old.id), this.hc(old.id), this.config.failover.command_timeout_ms), () => `backend ${old.id} shut down cleanly (fast mode): its WAL is on the streaming standbys`);
+        try {
+          await ctx.step('shutdown old primary', old.id, () => cleanShutdown(this.target(old.id), this.hc(old.id), this.config.failover.command_timeout_ms), () => `backend ${old.id} shut down cleanly (fast mode): its WAL is on the streaming standbys`);
+        } catch (err) {
+          // Nothing was promoted: give the writes their primary back rather than none.
+          this.registry.update(old.id, { status: 'up' }, `switchover aborted: ${(err as Error).message}`);
+          throw new Error(`switchover aborted, backend ${old.id} stays the primary: ${(err as Error).message}`, { cause: err });
+        }
         await ctx.step(
           'wait replay',
           id,

@@ -104,11 +104,12 @@ test('a standby dies: no promotion, reads move off it, failover_command notified
     assert.equal(readFileSync(rec, 'utf8'), `failover 1 0 0 ${p.host} ${p.port}\n`);
 
     await restartAfterKill(s1);
-    await waitFor('auto_failback', () => peer.registry.get(1).status === 'up', 15_000, 50);
+    // The registry says up as soon as it is attached; the result comes after failback_command.
+    const fb = await waitFor('auto_failback', () => peer.results.find((x) => x.kind === 'node_up'), 15_000, 50);
+    assert.match(fb.reason, /auto_failback/);
+    assert.equal(peer.registry.get(1).status, 'up');
     assert.equal(peer.registry.get(1).role, 'standby');
     assert.match(readFileSync(rec, 'utf8'), new RegExp(`failback 1 ${s1.host} ${s1.port} 0\\n$`));
-    const fb = peer.results.find((x) => x.kind === 'node_up')!;
-    assert.match(fb.reason, /auto_failback/);
 
     // An operator's detach is not undone by auto_failback; attach is.
     await peer.engine.detach(2);
