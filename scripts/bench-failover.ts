@@ -4,7 +4,10 @@
 //
 //   npm run bench:failover -- [--runs 5] [--period 500] [--timeout 500] [--retries 1]
 //                             [--retry-delay 200] [--clients 4] [--load-seconds 2]
+//                             [--no-backend-error]
 //
+// --no-backend-error sets failover.failover_on_backend_error: false, so only the periodic
+// health check notices the dead primary: the price of not rechecking on a broken connection.
 // Per run it prints: kill → down confirmed by the health check, kill → new primary in the
 // peer's registry (new sessions route there from then), kill → first committed write through
 // the proxy (a probe client retrying every 5 ms); then median and max over the runs.
@@ -25,6 +28,7 @@ const RUNS = Math.max(1, opt('runs', 5));
 const HEALTH = { period_ms: opt('period', 500), timeout_ms: opt('timeout', 500), connect_timeout_ms: opt('timeout', 500), max_retries: opt('retries', 1), retry_delay_ms: opt('retry-delay', 200) };
 const CLIENTS = Math.max(1, opt('clients', 4));
 const LOAD_MS = opt('load-seconds', 2) * 1000;
+const ON_BACKEND_ERROR = !argv.includes('--no-backend-error');
 
 process.env.PGWATCHDOG_LOG_LEVEL ??= 'info';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -49,7 +53,7 @@ async function oneRun(i: number): Promise<RunResult> {
     const env = { ...process.env, PGPASSWORD: SUPERUSER_PASSWORD };
     await run(pgBin('pgbench'), ['-i', '-s', '1', '-q', '-h', cluster.primary.host, '-p', String(cluster.primary.port), '-U', SUPERUSER, 'postgres'], { asPostgres: false, env });
     await cluster.waitReplicated();
-    const peer = await startPeerProcess(cluster, { health_check: HEALTH, log: { level: 'info' } });
+    const peer = await startPeerProcess(cluster, { health_check: HEALTH, log: { level: 'info' }, failover: { failover_on_backend_error: ON_BACKEND_ERROR } });
     try {
       await peer.waitForLog((l) => l.msg === 'peer ready', 30_000);
       const client = () => {
@@ -148,7 +152,7 @@ function stats(xs: (number | null)[]): { median: number | null; max: number | nu
 
 async function main(): Promise<void> {
   console.log(`bench:failover — ${RUNS} run(s); pgbench -N -c ${CLIENTS} through one pgwatchdog peer; primary + 2 standbys; kill -9 of the primary`);
-  console.log(`health_check: ${JSON.stringify(HEALTH)}; failover.promote: builtin; failover_on_backend_error: true`);
+  console.log(`health_check: ${JSON.stringify(HEALTH)}; failover.promote: builtin; failover_on_backend_error: ${ON_BACKEND_ERROR}`);
   console.log(`machine: ${cpus().length} CPU(s), load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const results: RunResult[] = [];
   for (let i = 0; i < RUNS; i++) results.push(await oneRun(i));
