@@ -191,7 +191,7 @@ export class Session {
   private heldAsync: Buffer[] = [];
   private tlsUsed = false;
   readonly startedAt = Date.now();
-  private readonly log: Logger;
+  private logger: Logger | undefined;
 
   constructor(
     private readonly host: SessionHost,
@@ -199,12 +199,16 @@ export class Session {
     readonly id: number,
   ) {
     this.sock = socket;
-    this.log = host.log.child({ session: id, client: `${socket.remoteAddress}:${socket.remotePort}` });
     socket.setNoDelay(true);
     this.attachClient(socket);
     this.startupTimer = setTimeout(() => this.fatal('08006', 'timeout expired during client startup and authentication'), 60_000);
     this.startupTimer.unref();
     void this.startup().catch((err: Error) => this.startupFailed(err));
+  }
+
+  /** The session's logger, made on first use: most sessions never log, and pino children cost. */
+  private get log(): Logger {
+    return (this.logger ??= this.host.log.child({ session: this.id, client: `${this.sock.remoteAddress}:${this.sock.remotePort}` }));
   }
 
   get primaryPid(): number {
@@ -417,14 +421,15 @@ export class Session {
       const canon = [...reported.keys()].find((r) => r.toLowerCase() === k.toLowerCase());
       if (canon) reported.set(canon, v);
     }
-    const parts: Buffer[] = [codec.authenticationOk()];
-    for (const [k, v] of reported) parts.push(codec.parameterStatus(k, v));
-    parts.push(codec.backendKeyData(this.primary!.conn.pid, this.secret));
-    parts.push(codec.readyForQuery(0x49));
+    const w = new codec.Writer(512);
+    w.begin('R').int32(0).end();
+    for (const [k, v] of reported) w.begin('S').cstr(k).cstr(v).end();
+    w.begin('K').int32(this.primary!.conn.pid).int32(this.secret).end();
+    w.begin('Z').int8(0x49).end();
     clearTimeout(this.startupTimer);
     this.state = 'ready';
-    this.sock.write(Buffer.concat(parts));
-    this.log.debug({ user: this.user, database: this.database, primary: this.primary!.conn.backendId, standby: this.standby?.conn.backendId, tls: this.tlsUsed }, 'session started');
+    this.sock.write(w.done());
+    if (this.host.log.isLevelEnabled('debug')) this.log.debug({ user: this.user, database: this.database, primary: this.primary!.conn.backendId, standby: this.standby?.conn.backendId, tls: this.tlsUsed }, 'session started');
     this.flushAll();
     this.pump();
   }
@@ -568,9 +573,16 @@ export class Session {
       case 0x44: // D
       case 0x43: // C
         return this.extDescribeClose(msg);
-      case 0x45: // E
+      case 0x45: {
+        // E: a named portal runs where it was bound.
+        const portal = codec.readCString(msg, 5);
+        if (!portal) throw new ProtocolViolation('invalid Execute message');
+        const at = portal[0] === '' ? undefined : this.portals.get(portal[0]);
+        if (at === this.primary) this.batch.needPrimary = true;
+        else if (at && at === this.standby) this.batch.preferStandby = true;
         this.addToBatch(msg);
         return true;
+      }
       case 0x48: // H
         return this.extFlush(msg, false);
       case 0x53: // S
