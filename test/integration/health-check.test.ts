@@ -23,11 +23,12 @@ test('health check: a black-holed backend is declared down within timeout×(retr
   const config = parseConfig(
     {
       auth: { method: 'trust' },
+      // The hole's settings come from a per-backend override of a slower global section.
       backends: [
-        { host: '127.0.0.1', port: holePort },
+        { host: '127.0.0.1', port: holePort, health_check: { timeout_ms: hc.timeout_ms, max_retries: hc.max_retries, retry_delay_ms: hc.retry_delay_ms } },
         { host: cluster.primary.host, port: cluster.primary.port },
       ],
-      health_check: hc,
+      health_check: { ...hc, timeout_ms: 5000, max_retries: 3, retry_delay_ms: 1000 },
     },
     'test',
   );
