@@ -199,6 +199,7 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
     this.timer = null;
     this.health.off('down', this.onDown);
     this.health.off('up', this.onUp);
+    // Let a failover in progress finish: stopping half-way through a promotion is worse.
     await this.tail;
     this.started = false;
   }
@@ -635,7 +636,7 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
    * Single-peer mode runs it on a timer; with a watchdog the coordinator calls it.
    */
   async maintain(): Promise<void> {
-    if (this.maintaining || this.active || this.queue.length > 0) return;
+    if (!this.started || this.maintaining || this.active || this.queue.length > 0) return;
     this.maintaining = true;
     try {
       const primary = this.registry.primary();
