@@ -168,8 +168,8 @@ export class Proxy implements SessionHost {
 
   // ---- SessionHost ---------------------------------------------------------------------------
 
-  route(sql: string): Route {
-    return this.router.route(sql);
+  route(sql: string, cacheable?: boolean): Route {
+    return this.router.route(sql, cacheable);
   }
 
   chooseStandby(primaryId: number): number | undefined {

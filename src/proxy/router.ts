@@ -20,18 +20,28 @@ export class Router {
 
   constructor(private readonly writeFunctions: readonly string[]) {}
 
-  route(sql: string): Route {
+  /**
+   * `cacheable`: statement texts that recur (Parse of prepared statements) are cached; simple
+   * queries usually carry literals that differ every time, where a cache would only churn.
+   */
+  route(sql: string, cacheable = true): Route {
+    if (!cacheable) return this.classify(sql);
     const hit = this.cache.get(sql);
     if (hit) return hit;
+    const r = this.classify(sql);
+    if (sql.length <= CACHE_MAX_SQL) {
+      if (this.cache.size >= CACHE_MAX) this.cache.clear();
+      this.cache.set(sql, r);
+    }
+    return r;
+  }
+
+  private classify(sql: string): Route {
     const c = classify(sql, { writeFunctions: this.writeFunctions });
     // SQL-level PREPARE/EXECUTE/DEALLOCATE must all meet the same backend: keep them on the primary.
     const target = c.prepared !== undefined && c.target === 'standby' ? 'primary' : c.target;
     const r: Route = { target, write: c.write, read: target === 'standby' && !c.write };
     if (c.txn) r.txn = c.txn;
-    if (sql.length <= CACHE_MAX_SQL) {
-      if (this.cache.size >= CACHE_MAX) this.cache.clear();
-      this.cache.set(sql, r);
-    }
     return r;
   }
 }

@@ -28,7 +28,7 @@ export interface SessionHost {
   readonly pools: Pools;
   readonly users: ReadonlyMap<string, UserSecret> | undefined;
   readonly tlsContext: tls.SecureContext | undefined;
-  route(sql: string): Route;
+  route(sql: string, cacheable?: boolean): Route;
   /** The load-balance node for a new session: a standby id, or undefined for "primary only". */
   chooseStandby(primaryId: number): number | undefined;
   registerSession(s: Session): number;
@@ -60,6 +60,7 @@ interface Statement {
 type Role = 'primary' | 'standby';
 
 const MAX_EARLY_BYTES = 1024 * 1024;
+const SHOW_POOL = /^\s*show\s+pool_/i;
 
 /** Functions a plain SELECT can call to change session state (so the reset query must run). */
 const SESSION_STATE_FUNCS = /set_config|advisory|pg_prepare|dblink|lo_/i;
@@ -498,7 +499,7 @@ export class Session {
     this.flushAll();
     if (this.state !== 'ready') return;
     if (this.blocked) this.sock.pause();
-    else if (!this.backendFull) this.sock.resume();
+    else if (!this.backendFull && this.sock.isPaused()) this.sock.resume();
   }
 
   private backendFull = false;
@@ -613,13 +614,13 @@ export class Session {
 
   private simpleQuery(msg: Buffer): boolean {
     const sql = msg.toString('utf8', 5, msg.length - 1);
-    const local = /^\s*show\s+pool_/i.test(sql) ? this.host.localQuery(sql, this) : undefined;
+    const local = SHOW_POOL.test(sql) ? this.host.localQuery(sql, this) : undefined;
     if (local) {
       if (this.primary!.fwdPending > 0 || (this.standby?.fwdPending ?? 0) > 0) return false;
       this.sock.write(Buffer.concat([local, codec.readyForQuery(this.lastStatus)]));
       return true;
     }
-    const r = this.host.route(sql);
+    const r = this.host.route(sql, false);
     const P = this.primary!;
     let S = this.standby;
     const dirty = leavesState(r, sql);
