@@ -398,20 +398,18 @@ export class Session {
       pools.acquire(p.id, this.user, this.database, options),
       standbyId === undefined ? Promise.resolve(undefined) : pools.acquire(standbyId, this.user, this.database, options),
     ]);
-    if (this.state === 'closed' || pc.status === 'rejected' || sc.status === 'rejected') {
-      if (pc.status === 'fulfilled') pools.release(pc.value, true);
-      if (sc.status === 'fulfilled' && sc.value) pools.release(sc.value, true);
+    if (this.state === 'closed' || pc.status === 'rejected') {
+      if (pc.status === 'fulfilled') pools.release(pc.value, true, false);
+      if (sc.status === 'fulfilled' && sc.value) pools.release(sc.value, true, false);
       if (pc.status === 'rejected') throw pc.reason;
-      if (sc.status === 'rejected') {
-        // The standby failing is no reason to refuse the session: it runs on the primary alone.
-        this.log.warn({ backend: standbyId, reason: (sc.reason as Error).message }, 'load-balance standby unavailable; session uses the primary only');
-      }
-      if (this.state === 'closed') return;
-      if (pc.status !== 'fulfilled') return;
-      this.primary = this.adopt(pc.value, 'primary');
-    } else {
-      this.primary = this.adopt(pc.value, 'primary');
+      return;
+    }
+    this.primary = this.adopt(pc.value, 'primary');
+    if (sc.status === 'fulfilled') {
       if (sc.value) this.standby = this.adopt(sc.value, 'standby');
+    } else {
+      // The standby failing is no reason to refuse the session: it runs on the primary alone.
+      this.log.warn({ backend: standbyId, reason: (sc.reason as Error).message }, 'load-balance standby unavailable; session uses the primary only');
     }
     this.secret = this.host.registerSession(this);
     // Startup parameters the client asked for (application_name, client_encoding, …) are

@@ -9,7 +9,7 @@ import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import pg from 'pg';
-import { createCluster, type PgCluster, pgBin, run } from '../support/pg.js';
+import { createCluster, type PgCluster, pgBin, run, freePort } from '../support/pg.js';
 import { startProxy, libpqEnv, serverPort, type ProxyFixture } from '../support/proxy.js';
 import * as codec from '../../src/protocol/codec.js';
 
@@ -168,6 +168,52 @@ describe('proxy session features', () => {
     } finally {
       await c1.end().catch(() => {});
       await fx3.stop();
+    }
+  });
+
+  it('sends no reads to a standby over max_lag_bytes', async () => {
+    const c = await fx.connect();
+    try {
+      const sb = await serverPort(c);
+      const id = cluster.nodes.findIndex((n) => n.port === sb);
+      fx.registry.update(id, { lagBytes: fx.config.proxy.max_lag_bytes + 1 }, 'test: lagging');
+      assert.equal(await serverPort(c), cluster.primary.port, 'the lagging standby gets no more reads');
+      fx.registry.update(id, { lagBytes: 0 }, 'test: caught up');
+      assert.equal(await serverPort(c), sb);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('reports a refused backend connection and serves the session from the primary', async () => {
+    const dead = await freePort();
+    const errors: number[] = [];
+    const fx4 = await startProxy(cluster, { extraBackends: [{ host: '127.0.0.1', port: dead, weight: 1000 }], onBackendError: (id) => errors.push(id) });
+    try {
+      const c = await fx4.connect();
+      assert.equal(await serverPort(c), cluster.primary.port);
+      await c.end();
+      assert.deepEqual(errors, [3], 'onBackendError named the refused backend');
+    } finally {
+      await fx4.stop();
+    }
+  });
+
+  it('closes pooled connections idle longer than idle_timeout_ms', async () => {
+    const fx5 = await startProxy(cluster, { proxy: { pool: { idle_timeout_ms: 200 } } });
+    try {
+      const c = await fx5.connect();
+      await c.query('SELECT 1');
+      await c.end();
+      await new Promise((r) => setTimeout(r, 100));
+      assert.ok(fx5.proxy.stats().pools.some((p) => p.idle > 0), 'connections pooled after the session');
+      await new Promise((r) => setTimeout(r, 700));
+      assert.deepEqual(
+        fx5.proxy.stats().pools.map((p) => p.total),
+        [0, 0, 0],
+      );
+    } finally {
+      await fx5.stop();
     }
   });
 

@@ -31,6 +31,8 @@ export interface ProxyFixtureOptions {
   /** Standbys get weight 1, the primary this (default 0: reads go to standbys only). */
   primaryWeight?: number;
   logger?: Logger;
+  /** More backends after the cluster's nodes (e.g. one where nothing listens), all standbys. */
+  extraBackends?: { host: string; port: number; weight?: number }[];
   onBackendError?: (id: number, err: Error) => void;
 }
 
@@ -43,14 +45,17 @@ export async function startProxy(cluster: PgCluster, opts: ProxyFixtureOptions =
       log: { level: 'silent' },
       proxy: { host: '127.0.0.1', port: 1, ...opts.proxy },
       auth: { method: opts.auth ?? 'trust', users_file: usersFile },
-      backends: cluster.nodes.map((n, i) => ({ name: n.name, host: n.host, port: n.port, weight: i === 0 ? (opts.primaryWeight ?? 0) : 1 })),
+      backends: [
+        ...cluster.nodes.map((n, i) => ({ name: n.name, host: n.host, port: n.port, weight: i === 0 ? (opts.primaryWeight ?? 0) : 1 })),
+        ...(opts.extraBackends ?? []).map((b, i) => ({ name: `extra${i}`, host: b.host, port: b.port, weight: b.weight ?? 1 })),
+      ],
     },
     'test-config',
   );
   // Port 0 is not a valid config value for operators, but the proxy takes it (ephemeral port).
   if (opts.proxy?.port === undefined) config.proxy.port = 0;
   const registry = new BackendRegistry(config);
-  cluster.nodes.forEach((_, i) => registry.update(i, { status: 'up', role: i === 0 ? 'primary' : 'standby', pgStatus: 'up', pgRole: i === 0 ? 'primary' : 'standby' }, 'test'));
+  config.backends.forEach((_, i) => registry.update(i, { status: 'up', role: i === 0 ? 'primary' : 'standby', pgStatus: 'up', pgRole: i === 0 ? 'primary' : 'standby' }, 'test'));
   const logger = opts.logger ?? (process.env.PROXY_TEST_LOG ? createLogger({ level: 'debug', pretty: false }) : silentLogger);
   const proxy = new Proxy({ config, registry, logger, ...(opts.onBackendError ? { onBackendError: opts.onBackendError } : {}) });
   const a = await proxy.listen();
