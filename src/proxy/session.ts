@@ -135,6 +135,10 @@ class Leg implements ScanSink {
         break;
       }
       case TYPE.E:
+        // After an error the server skips everything up to Sync, including re-Parses and
+        // Closes the proxy injected: none of their replies will come.
+        this.swallowParse = 0;
+        this.swallowClose = 0;
         sess.onBackendErrorResponse(this, codec.parseErrorFields(buf.subarray(s, e)), this.queue[0]);
         break;
       case TYPE.G:
