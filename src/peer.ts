@@ -27,7 +27,14 @@ export class Peer {
       }
     });
     this.health = new HealthChecker({ config, registry: this.registry, logger: log.child({ part: 'health' }) });
-    this.replication = new ReplicationMonitor({ config, registry: this.registry, logger: log.child({ part: 'replication' }) });
+    this.replication = new ReplicationMonitor({
+      config,
+      registry: this.registry,
+      logger: log.child({ part: 'replication' }),
+      // The monitor holds an idle connection to each backend: its loss is the fastest sign
+      // of a dead server when no client traffic is there to notice.
+      onConnectionLost: (id, err) => this.health.checkNow(id, `replication monitor lost its connection: ${err.message}`),
+    });
     this.failover = new FailoverEngine({ config, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health });
     this.proxy = new Proxy({
       config,

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCluster } from '../support/pg.js';
-import { clusterConfig, FAST_HEALTH, restartAfterKill, startPeer, waitFor } from '../failover/support.js';
+import { clusterConfig, FAST_HEALTH, startPeer, waitFor } from '../failover/support.js';
 
 test('builtin failover: kill -9 of the primary promotes the standby with the most WAL, the other follows it (its slot created), writes succeed; the old primary stays down, across a restart too', async () => {
   const cluster = await createCluster({ standbys: 2, slots: true });
@@ -51,7 +51,7 @@ test('builtin failover: kill -9 of the primary promotes the standby with the mos
     assert.ok(result.steps.some((s) => s.name === 'follow check' && s.backend === 1 && s.ok), JSON.stringify(result.steps));
 
     // The old primary comes back as a primary: it is a false primary and stays detached.
-    await restartAfterKill(p);
+    await p.start();
     await waitFor('old primary seen alive', () => peer.registry.get(0).pgStatus === 'up' && peer.registry.get(0).pgRole === 'primary', 10_000, 50);
     await new Promise((r) => setTimeout(r, 1200));
     assert.equal(peer.registry.get(0).status, 'down');
@@ -66,7 +66,7 @@ test('builtin failover: kill -9 of the primary promotes the standby with the mos
     assert.equal(peer.registry.get(1).status, 'up');
 
     // The operator attaches it: refused, it is a second primary.
-    const att = await peer.engine.attach(0);
+    const att = await peer.failover.attach(0);
     assert.equal(att.ok, false);
     assert.equal(peer.registry.get(0).status, 'down');
     assert.match(att.steps.map((s) => s.detail).join(' '), /second primary/);
@@ -103,7 +103,7 @@ test('a standby dies: no promotion, reads move off it, failover_command notified
     const p = cluster.primary;
     assert.equal(readFileSync(rec, 'utf8'), `failover 1 0 0 ${p.host} ${p.port}\n`);
 
-    await restartAfterKill(s1);
+    await s1.start();
     // The registry says up as soon as it is attached; the result comes after failback_command.
     const fb = await waitFor('auto_failback', () => peer.results.find((x) => x.kind === 'node_up'), 15_000, 50);
     assert.match(fb.reason, /auto_failback/);
@@ -112,15 +112,15 @@ test('a standby dies: no promotion, reads move off it, failover_command notified
     assert.match(readFileSync(rec, 'utf8'), new RegExp(`failback 1 ${s1.host} ${s1.port} 0\\n$`));
 
     // An operator's detach is not undone by auto_failback; attach is.
-    await peer.engine.detach(2);
+    await peer.failover.detach(2);
     assert.equal(peer.registry.get(2).status, 'down');
     await new Promise((res) => setTimeout(res, 1500));
     assert.equal(peer.registry.get(2).status, 'down');
-    const a = await peer.engine.attach(2);
+    const a = await peer.failover.attach(2);
     assert.equal(a.ok, true);
     assert.equal(peer.registry.get(2).status, 'up');
     assert.equal(existsSync(rec), true);
-    assert.equal(peer.engine.status().history.length >= 4, true);
+    assert.equal(peer.failover.status().history.length >= 4, true);
   } finally {
     await peer.stop();
     await cluster.teardown();

@@ -71,7 +71,7 @@ test('no standby qualifies (all lag past max_lag_bytes): no promotion, said in t
     await s1.sql('SELECT pg_reload_conf()');
     await waitFor('receiver gone', async () => (await s1.sql('SELECT count(*)::int AS n FROM pg_stat_wal_receiver'))[0]!.n === 0);
     await p.sql(`CREATE TABLE big AS SELECT g FROM generate_series(1, 50000) g`);
-    peer.monitor.refresh();
+    peer.replication.refresh();
     // The monitor has seen the primary's last position: lag is measured from it.
     const last = parseLsn(await p.currentLsn())!;
     await waitFor('primary LSN seen by the monitor', () => (peer.registry.get(0).lsn ?? 0n) >= last, 5000);
@@ -81,7 +81,7 @@ test('no standby qualifies (all lag past max_lag_bytes): no promotion, said in t
     assert.equal(r.newPrimary, null);
     assert.match(r.summary, /no promotion: no standby qualifies.*node 1 lags \d+ bytes/);
     assert.equal(await s1.isInRecovery(), true, 'nothing promoted');
-    const st = peer.engine.status();
+    const st = peer.failover.status();
     assert.match(st.noCandidate!.summary, /max_lag_bytes 1024/);
     assert.equal(st.primary, null);
   } finally {

@@ -2,13 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { createCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../support/pg.js';
-import { clusterConfig, startPeer, waitFor, type Peer } from '../failover/support.js';
+import { clusterConfig, startPeer, waitFor, type TestPeer } from '../failover/support.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Inserts rows with increasing ids into whatever the registry says is the primary,
  * reconnecting on errors; remembers the ids whose COMMIT was acknowledged. */
-function writer(peer: Peer) {
+function writer(peer: TestPeer) {
   const acked: number[] = [];
   let next = 1;
   let errors = 0;
@@ -62,7 +62,7 @@ test('switchover: the primary is shut down cleanly first, the chosen standby pro
     const w = writer(peer);
     await waitFor('writes flowing', () => w.acked.length > 200, 10_000);
     const before = w.acked.length;
-    const r = await peer.engine.promote(1, { switchover: true });
+    const r = await peer.failover.promote(1, { switchover: true });
     await waitFor('writes on the new primary', () => w.acked.length > before + 200, 10_000);
     await w.stop();
     console.log(`# switchover: ${r.durationMs} ms, new primary in registry ${Date.parse(r.newPrimaryAt!) - Date.parse(r.startedAt)} ms after start; ${w.acked.length} acknowledged rows, ${w.errors} failed attempts`);
@@ -111,14 +111,13 @@ test('synchronous: auto — the sync standby is killed under a write load: synch
     const [now] = await p.sql<{ s: string }>(`SELECT current_setting('synchronous_standby_names') AS s`);
     assert.equal(now!.s, '');
     // Writes resume on the reload, a moment before the engine records what it did.
-    const st = await waitFor('engine status says cleared', () => (/cleared/.test(peer.engine.status().synchronous.last ?? '') ? peer.engine.status().synchronous : undefined), 5000);
+    const st = await waitFor('engine status says cleared', () => (/cleared/.test(peer.failover.status().synchronous.last ?? '') ? peer.failover.status().synchronous : undefined), 5000);
     assert.equal(st.savedStandbyNames, orig!.s);
 
-    const { restartAfterKill } = await import('../failover/support.js');
-    await restartAfterKill(s1);
+    await s1.start();
     await waitFor('synchronous replication restored', async () => (await p.sql<{ s: string }>(`SELECT current_setting('synchronous_standby_names') AS s`))[0]!.s === orig!.s, 20_000, 100);
-    await waitFor('engine status says restored', () => /restored/.test(peer.engine.status().synchronous.last ?? ''), 5000);
-    assert.equal(peer.engine.status().synchronous.savedStandbyNames, null);
+    await waitFor('engine status says restored', () => /restored/.test(peer.failover.status().synchronous.last ?? ''), 5000);
+    assert.equal(peer.failover.status().synchronous.savedStandbyNames, null);
     await waitFor('sync state back', async () => (await p.sql<{ s: string }>('SELECT sync_state AS s FROM pg_stat_replication'))[0]?.s === 'sync', 10_000, 100);
     await p.sql('INSERT INTO w VALUES (-1)'); // commits again with the standby synchronous
   } finally {

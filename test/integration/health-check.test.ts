@@ -7,7 +7,7 @@ import { HealthChecker, type HealthDownEvent, type HealthUpEvent } from '../../s
 import { ReplicationMonitor } from '../../src/backends/replication.js';
 import { silentLogger } from '../../src/log.js';
 import { createCluster } from '../support/pg.js';
-import { FAST_HEALTH, restartAfterKill, waitFor } from '../failover/support.js';
+import { FAST_HEALTH, waitFor } from '../failover/support.js';
 
 test('health check: a black-holed backend is declared down within timeout×(retries+1)+retries×delay, without delaying a healthy one', async () => {
   // Accepts TCP and never says a word: the startup packet goes unanswered, as with a hung server.
@@ -114,7 +114,7 @@ test('health check: kill -9 plus checkNow is confirmed down after the retries; t
 
     const ups: HealthUpEvent[] = [];
     health.on('up', (e) => ups.push(e));
-    await restartAfterKill(cluster.standbys[0]!);
+    await cluster.standbys[0]!.start();
     health.checkNow(1, 'test: restarted');
     await waitFor('standby up again', () => ups.find((u) => u.id === 1), 10_000, 100);
     assert.equal(registry.get(1).pgStatus, 'up');

@@ -5,7 +5,7 @@
 import { spawn, spawnSync, type SpawnOptions } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, appendFileSync, chownSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, delimiter } from 'node:path';
+import { join, delimiter, dirname } from 'node:path';
 import { createServer } from 'node:net';
 import pg from 'pg';
 
@@ -76,6 +76,8 @@ export function run(cmd: string, args: string[], opts: SpawnOptions & { asPostgr
       if (code === 0) resolve(out);
       else reject(new Error(`${cmd} ${args.join(' ')} exited ${code}:\n${out}`));
     });
+    // A command that exits without reading its stdin makes this write fail with EPIPE.
+    child.stdin!.on('error', () => undefined);
     child.stdin!.end(opts.input ?? '');
   });
 }
@@ -170,6 +172,13 @@ export class PgNode {
   }
 
   async start(): Promise<void> {
+    // After kill -9 the dead postmaster can linger as an unreaped zombie (see alive()), and
+    // PostgreSQL would then refuse to start over its lock files; they are stale, remove them.
+    const pidFile = join(this.dataDir, 'postmaster.pid');
+    if (existsSync(pidFile) && this.pid() === undefined) {
+      rmSync(pidFile, { force: true });
+      rmSync(join(dirname(this.dataDir), `.s.PGSQL.${this.port}.lock`), { force: true });
+    }
     await run(pgBin('pg_ctl'), ['start', '-w', '-t', '60', '-D', this.dataDir, '-l', this.logFile]);
   }
 
