@@ -62,8 +62,11 @@ type Role = 'primary' | 'standby';
 const MAX_EARLY_BYTES = 1024 * 1024;
 const SHOW_POOL = /^\s*show\s+pool_/i;
 
+/** A read that calls a function which may change session state (set_config …). */
+const STATEFUL_READ: Route = Object.freeze({ target: 'standby', write: false, read: true }) as Route;
+
 /** Functions a plain SELECT can call to change session state (so the reset query must run). */
-const SESSION_STATE_FUNCS = /set_config|advisory|pg_prepare|dblink|lo_/i;
+const SESSION_STATE_FUNCS = /\b(?:set_config|pg_advisory_\w+|dblink\w*|lo_\w+)\s*\(/i;
 
 /**
  * Whether a statement may leave session state behind on its connection. Reads don't;
@@ -161,8 +164,18 @@ class Leg implements ScanSink {
   }
 }
 
+interface BatchEntry {
+  msg: Buffer;
+  /** Statement name (Parse, Bind, Describe/Close of a statement), else ''. */
+  name: string;
+  /** Portal name (Bind), else ''. */
+  portal: string;
+  /** Parse: the statement's route. */
+  route: Route | undefined;
+}
+
 interface Batch {
-  msgs: Buffer[];
+  msgs: BatchEntry[];
   needPrimary: boolean;
   preferStandby: boolean;
   /** Leg chosen once part of the batch was written (at Flush); the rest follows it. */
@@ -186,6 +199,7 @@ export class Session {
   private blocked = false;
   private pumping = false;
   private readonly stmts = new Map<string, Statement>();
+  private readonly unnamed: Statement = { parse: Buffer.alloc(0), legs: new Set(), write: false };
   private readonly portals = new Map<string, Leg>();
   private batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, pinned: undefined, reads: 0 };
   private inTxn = false;
@@ -654,10 +668,10 @@ export class Session {
 
   // Extended protocol: messages up to Sync (or Flush) form a batch sent to one leg, chosen
   // when the batch is written: the primary if anything in it needs the primary, else the
-  // standby if a read prefers it.
+  // standby if a read prefers it. Names and routes are decoded once, when a message arrives.
 
-  private addToBatch(msg: Buffer): void {
-    this.batch.msgs.push(msg);
+  private addToBatch(msg: Buffer, name = '', portal = '', route?: Route): void {
+    this.batch.msgs.push({ msg, name, portal, route });
   }
 
   private extParse(msg: Buffer): boolean {
@@ -676,7 +690,7 @@ export class Session {
       this.inTxn = false;
       this.txnWrite = false;
     }
-    this.addToBatch(msg);
+    this.addToBatch(msg, name[0], '', r.read && SESSION_STATE_FUNCS.test(q[0]) ? STATEFUL_READ : r);
     return true;
   }
 
@@ -685,7 +699,7 @@ export class Session {
     const stmt = portal && codec.readCString(msg, portal[1]);
     if (!stmt) throw new ProtocolViolation('invalid Bind message');
     this.noteStatementUse(stmt[0]);
-    this.addToBatch(msg);
+    this.addToBatch(msg, stmt[0], portal[0]);
     return true;
   }
 
@@ -696,7 +710,7 @@ export class Session {
       throw new ProtocolViolation(`invalid ${msg[0] === 0x44 ? 'Describe' : 'Close'} message`);
     }
     if (kind === 0x53 && msg[0] === 0x44) this.noteStatementUse(name[0]);
-    this.addToBatch(msg);
+    this.addToBatch(msg, name[0]);
     return true;
   }
 
@@ -718,13 +732,16 @@ export class Session {
       leg.expect(FORWARD);
       if (b.reads > 0) for (let i = 0; i < b.reads; i++) this.host.countSelect(leg.conn.backendId);
     }
-    for (const m of b.msgs) this.emitExtended(leg, m);
-    b.msgs = [];
+    for (const e of b.msgs) this.emitExtended(leg, e);
+    leg.out.push(msg);
     if (isSync) {
-      leg.out.push(msg);
-      this.batch = { msgs: [], needPrimary: false, preferStandby: false, pinned: undefined, reads: 0 };
+      b.msgs.length = 0;
+      b.needPrimary = false;
+      b.preferStandby = false;
+      b.pinned = undefined;
+      b.reads = 0;
     } else {
-      leg.out.push(msg);
+      b.msgs = [];
       b.pinned = leg;
       b.reads = 0;
     }
@@ -732,34 +749,43 @@ export class Session {
   }
 
   /** Writes one extended-protocol message to `leg`, re-Parsing statements that live elsewhere. */
-  private emitExtended(leg: Leg, m: Buffer): void {
+  private emitExtended(leg: Leg, e: BatchEntry): void {
+    const m = e.msg;
     const type = m[0]!;
+    const name = e.name;
     if (type === 0x50) {
-      const name = codec.readCString(m, 5)![0];
-      if (name !== '' && leg.stale.has(name)) this.injectClose(leg, name);
-      const q = codec.readCString(m, 5 + Buffer.byteLength(name) + 1)![0];
-      const r = this.host.route(q);
-      if (name !== '' || leavesState(r, q)) leg.dirty = true;
-      const old = this.stmts.get(name);
-      if (old && name !== '') for (const l of old.legs) if (l !== leg) l.stale.add(name);
-      this.stmts.set(name, { parse: Buffer.from(m), legs: new Set([leg]), write: r.target !== 'standby' || r.write });
+      const r = e.route!;
+      if (name === '') {
+        // The unnamed statement is replaced by every Parse: reuse its record, and keep a view
+        // of the client's bytes rather than a copy (it is re-Parsed rarely, if ever).
+        if (r === STATEFUL_READ || (!r.read && !(r.target === 'both' && r.txn !== undefined))) leg.dirty = true;
+        const u = this.unnamed;
+        u.parse = m;
+        u.legs.clear();
+        u.legs.add(leg);
+        u.write = r.target !== 'standby' || r.write;
+        this.stmts.set('', u);
+      } else {
+        leg.dirty = true;
+        if (leg.stale.has(name)) this.injectClose(leg, name);
+        const old = this.stmts.get(name);
+        if (old) for (const l of old.legs) if (l !== leg) l.stale.add(name);
+        this.stmts.set(name, { parse: Buffer.from(m), legs: new Set([leg]), write: r.target !== 'standby' || r.write });
+      }
       leg.out.push(m);
       return;
     }
     if (type === 0x42 || (type === 0x44 && m[5] === 0x53)) {
-      let stmtName: string;
       if (type === 0x42) {
-        const portal = codec.readCString(m, 5)!;
-        stmtName = codec.readCString(m, portal[1])![0];
-        this.portals.set(portal[0], leg);
-        if (portal[0] !== '') leg.dirty = true;
-      } else {
-        stmtName = codec.readCString(m, 6)![0];
+        if (e.portal !== '') {
+          this.portals.set(e.portal, leg);
+          leg.dirty = true;
+        }
       }
-      const st = this.stmts.get(stmtName);
+      const st = this.stmts.get(name);
       if (st && !st.legs.has(leg)) {
-        if (stmtName !== '') leg.dirty = true;
-        if (stmtName !== '' && leg.stale.has(stmtName)) this.injectClose(leg, stmtName);
+        if (name !== '') leg.dirty = true;
+        if (name !== '' && leg.stale.has(name)) this.injectClose(leg, name);
         leg.out.push(st.parse);
         leg.swallowParse++;
         st.legs.add(leg);
@@ -768,7 +794,6 @@ export class Session {
       return;
     }
     if (type === 0x43 && m[5] === 0x53) {
-      const name = codec.readCString(m, 6)![0];
       const st = this.stmts.get(name);
       if (st) {
         for (const l of st.legs) if (l !== leg) l.stale.add(name);

@@ -145,7 +145,13 @@ describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
         return out;
       } finally {
         await c.end();
+        await idle();
       }
+    };
+    // pg's end() does not wait for the proxy to see the Terminate: wait until it has.
+    const idle = async () => {
+      const settled = () => fx2.proxy.stats().pools[0]!.idle === fx2.proxy.stats().pools[0]!.total;
+      for (let i = 0; i < 100 && !settled(); i++) await new Promise((r) => setTimeout(r, 10));
     };
     const state = "SELECT pg_backend_pid() AS pid, current_setting('search_path') AS sp, current_setting('application_name') AS app, (SELECT count(*) FROM pg_prepared_statements)::int AS prep";
     try {
@@ -158,6 +164,7 @@ describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
       const c = await fx2.connect();
       await c.query({ name: 'kept', text: 'SELECT 1' });
       await c.end();
+      await idle();
       const [d] = await session({}, [state]);
       assert.equal(d!.pid, a!.pid);
       assert.equal(d!.sp, '"$user", public');
