@@ -10,7 +10,16 @@ export interface Route {
   txn?: 'begin' | 'end';
   /** A read-only statement (counted per backend as pgpool's select_cnt). */
   read: boolean;
+  /**
+   * The statement may leave session state on its connection, so the pool must run the reset
+   * query after the session: everything but plain reads and transaction control (reads that
+   * call set_config, advisory locks, large objects… count as stateful).
+   */
+  stateful: boolean;
 }
+
+/** Functions a plain SELECT can call to change session state. */
+const SESSION_STATE_FUNCS = /\b(?:set_config|pg_advisory_\w+|dblink\w*|lo_\w+)\s*\(/i;
 
 const CACHE_MAX = 4096;
 const CACHE_MAX_SQL = 2048;
@@ -40,7 +49,9 @@ export class Router {
     const c = classify(sql, { writeFunctions: this.writeFunctions });
     // SQL-level PREPARE/EXECUTE/DEALLOCATE must all meet the same backend: keep them on the primary.
     const target = c.prepared !== undefined && c.target === 'standby' ? 'primary' : c.target;
-    const r: Route = { target, write: c.write, read: target === 'standby' && !c.write };
+    const read = target === 'standby' && !c.write;
+    const stateful = read ? SESSION_STATE_FUNCS.test(sql) : !(target === 'both' && c.txn !== undefined);
+    const r: Route = { target, write: c.write, read, stateful };
     if (c.txn) r.txn = c.txn;
     return r;
   }

@@ -62,21 +62,6 @@ type Role = 'primary' | 'standby';
 const MAX_EARLY_BYTES = 1024 * 1024;
 const SHOW_POOL = /^\s*show\s+pool_/i;
 
-/** A read that calls a function which may change session state (set_config …). */
-const STATEFUL_READ: Route = Object.freeze({ target: 'standby', write: false, read: true }) as Route;
-
-/** Functions a plain SELECT can call to change session state (so the reset query must run). */
-const SESSION_STATE_FUNCS = /\b(?:set_config|pg_advisory_\w+|dblink\w*|lo_\w+)\s*\(/i;
-
-/**
- * Whether a statement may leave session state behind on its connection. Reads don't;
- * transaction control (BEGIN/COMMIT/ROLLBACK) doesn't; everything else — SET, writes, DDL,
- * temp objects, cursors — is assumed to, and makes the pool run the reset query.
- */
-function leavesState(r: Route, sql: string): boolean {
-  if (r.read) return SESSION_STATE_FUNCS.test(sql);
-  return !(r.target === 'both' && r.txn !== undefined);
-}
 
 class Leg implements ScanSink {
   readonly queue: Expect[] = [];
@@ -639,7 +624,7 @@ export class Session {
     const r = this.host.route(sql, false);
     const P = this.primary!;
     let S = this.standby;
-    const dirty = leavesState(r, sql);
+    const dirty = r.stateful;
     if (r.target === 'both' && S) {
       if (!this.canForwardOn(P)) return false;
       P.out.push(msg);
@@ -690,7 +675,7 @@ export class Session {
       this.inTxn = false;
       this.txnWrite = false;
     }
-    this.addToBatch(msg, name[0], '', r.read && SESSION_STATE_FUNCS.test(q[0]) ? STATEFUL_READ : r);
+    this.addToBatch(msg, name[0], '', r);
     return true;
   }
 
@@ -758,7 +743,7 @@ export class Session {
       if (name === '') {
         // The unnamed statement is replaced by every Parse: reuse its record, and keep a view
         // of the client's bytes rather than a copy (it is re-Parsed rarely, if ever).
-        if (r === STATEFUL_READ || (!r.read && !(r.target === 'both' && r.txn !== undefined))) leg.dirty = true;
+        if (r.stateful) leg.dirty = true;
         const u = this.unnamed;
         u.parse = m;
         u.legs.clear();
