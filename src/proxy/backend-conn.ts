@@ -59,6 +59,28 @@ export class BackendConn {
   onClose: ((err?: Error) => void) | undefined;
   closed = false;
   idleSince = 0;
+  private statusCache: Buffer | undefined;
+
+  /** Records a ParameterStatus value (invalidates the encoded block). */
+  setParam(name: string, value: string): void {
+    if (this.params.get(name) === value) return;
+    this.params.set(name, value);
+    this.statusCache = undefined;
+  }
+
+  /** The server's name for a parameter a client spelt in another case, if reported. */
+  canonicalParam(name: string): string | undefined {
+    if (this.params.has(name)) return name;
+    const lower = name.toLowerCase();
+    for (const k of this.params.keys()) if (k.toLowerCase() === lower) return k;
+    return undefined;
+  }
+
+  /** Every ParameterStatus message for the current values, encoded once and reused per session. */
+  statusBlock(): Buffer {
+    return (this.statusCache ??= encodeParameterStatus(this.params));
+  }
+
   /** Startup parameters a session SET on this connection (cleared by the reset query). */
   readonly applied = new Map<string, string>();
   /** Statements the proxy knows exist on this connection (see session.ts). */
@@ -190,7 +212,7 @@ export class BackendConn {
             } else if (type === TYPE.S) {
               const k = codec.readCString(buf, s, e);
               const v = k && codec.readCString(buf, k[1], e);
-              if (k && v) conn.params.set(k[0], v[0]);
+              if (k && v) conn.setParam(k[0], v[0]);
             } else if (type === TYPE.K) {
               conn.pid = buf.readInt32BE(s);
               conn.secret = buf.readInt32BE(s + 4);
@@ -216,6 +238,12 @@ export class BackendConn {
       });
     });
   }
+}
+
+export function encodeParameterStatus(params: ReadonlyMap<string, string>): Buffer {
+  const w = new codec.Writer(512);
+  for (const [k, v] of params) w.begin('S').cstr(k).cstr(v).end();
+  return Buffer.from(w.done());
 }
 
 export function poolKey(user: string, database: string, options: string): string {

@@ -180,7 +180,7 @@ export class Pools {
         } else if (type === TYPE.S) {
           const k = codec.readCString(buf, s, e);
           const v = k && codec.readCString(buf, k[1], e);
-          if (k && v) c.params.set(k[0], v[0]);
+          if (k && v) c.setParam(k[0], v[0]);
         } else if (type === TYPE.Z) {
           c.txStatus = buf[s]!;
           if (--pending === 0) {

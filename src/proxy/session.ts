@@ -15,7 +15,7 @@ import type { BackendRegistry } from '../backends/registry.js';
 import * as codec from '../protocol/codec.js';
 import { FrameReader, ProtocolViolation } from '../protocol/frame-reader.js';
 import type { ScanSink } from '../protocol/backend-scanner.js';
-import { BackendConn, BackendError, TYPE } from './backend-conn.js';
+import { BackendConn, BackendError, TYPE, encodeParameterStatus } from './backend-conn.js';
 import type { Pools } from './pool.js';
 import { AuthFailed, authenticateClient } from './client-auth.js';
 import type { UserSecret } from './userlist.js';
@@ -61,6 +61,11 @@ type Role = 'primary' | 'standby';
 
 const MAX_EARLY_BYTES = 1024 * 1024;
 const SHOW_POOL = /^\s*show\s+pool_/i;
+
+/** Startup-packet keys that are not server settings. */
+function isProtocolParam(k: string): boolean {
+  return k === 'user' || k === 'database' || k === 'options' || k === 'replication' || k.startsWith('_pq_.');
+}
 
 
 class Leg implements ScanSink {
@@ -119,7 +124,7 @@ class Leg implements ScanSink {
       case TYPE.S: {
         const k = codec.readCString(buf, s, e);
         const v = k && codec.readCString(buf, k[1], e);
-        if (k && v) this.conn.params.set(k[0], v[0]);
+        if (k && v) this.conn.setParam(k[0], v[0]);
         break;
       }
       case TYPE.E:
@@ -418,14 +423,19 @@ export class Session {
     // Startup parameters the client asked for (application_name, client_encoding, …) are
     // applied on each leg with SET, pipelined ahead of the client's first query.
     for (const leg of [this.primary, this.standby]) if (leg) this.applyStartupParams(leg);
-    const reported = new Map(this.primary!.conn.params);
+    // ParameterStatus as the client will see it: the primary connection's values, with what
+    // the client asked for (its SETs are on the way). Usually they agree already and the
+    // connection's encoded block is reused as is.
+    const conn = this.primary!.conn;
+    let overlay: Map<string, string> | undefined;
     for (const [k, v] of this.startupParams) {
-      const canon = [...reported.keys()].find((r) => r.toLowerCase() === k.toLowerCase());
-      if (canon) reported.set(canon, v);
+      if (isProtocolParam(k)) continue;
+      const canon = conn.canonicalParam(k);
+      if (canon !== undefined && conn.params.get(canon) !== v) (overlay ??= new Map(conn.params)).set(canon, v);
     }
-    const w = new codec.Writer(512);
+    const w = new codec.Writer(1024);
     w.begin('R').int32(0).end();
-    for (const [k, v] of reported) w.begin('S').cstr(k).cstr(v).end();
+    w.bytes(overlay ? encodeParameterStatus(overlay) : conn.statusBlock());
     w.begin('K').int32(this.primary!.conn.pid).int32(this.secret).end();
     w.begin('Z').int8(0x49).end();
     clearTimeout(this.startupTimer);
@@ -441,9 +451,10 @@ export class Session {
     const sets: string[] = [];
     const wanted = new Map<string, string>();
     for (const [k, v] of this.startupParams) {
-      if (k === 'user' || k === 'database' || k === 'options' || k === 'replication' || k.startsWith('_pq_.')) continue;
+      if (isProtocolParam(k)) continue;
       wanted.set(k, v);
-      const have = c.applied.get(k) ?? c.params.get(k) ?? [...c.params].find(([n]) => n.toLowerCase() === k.toLowerCase())?.[1];
+      const canon = c.applied.has(k) ? undefined : c.canonicalParam(k);
+      const have = c.applied.get(k) ?? (canon === undefined ? undefined : c.params.get(canon));
       if (have === v) continue;
       sets.push(`SET "${k.replace(/"/g, '""')}" TO '${v.replace(/'/g, "''")}'`);
       c.applied.set(k, v);
@@ -882,8 +893,12 @@ export class Session {
       this.waiter = undefined;
       w(null, new Error('client closed the connection'));
     }
-    if (!this.sock.writableEnded) this.sock.end();
-    setTimeout(() => this.sock.destroy(), 2000).unref();
+    // Flush what is queued (a final ErrorResponse) and close; a client that never reads
+    // what is queued gets two seconds.
+    if (!this.sock.destroyed) {
+      this.sock.destroySoon();
+      if (this.sock.writableLength > 0) setTimeout(() => this.sock.destroy(), 2000).unref();
+    }
     for (const leg of [this.primary, this.standby]) {
       if (!leg) continue;
       const c = leg.conn;
