@@ -64,11 +64,11 @@ export class Pools {
     return this.pools.map((p, backendId) => ({ backendId, total: p.total, inUse: p.inUse, idle: p.idleCount, waiting: p.waiters.length }));
   }
 
-  async acquire(backendId: number, user: string, database: string, options: string): Promise<BackendConn> {
-    if (this.closed) throw new Error('proxy is shutting down');
+  /** An idle pooled connection for the key, taken at once, or undefined (no waiting, no connect). */
+  take(backendId: number, user: string, database: string, options: string): BackendConn | undefined {
+    if (this.closed) return undefined;
     const pool = this.pools[backendId]!;
-    const key = poolKey(user, database, options);
-    const list = pool.idle.get(key);
+    const list = pool.idle.get(poolKey(user, database, options));
     while (list && list.length > 0) {
       const c = list.pop()!;
       pool.idleCount--;
@@ -77,6 +77,15 @@ export class Pools {
       c.onClose = undefined;
       return c;
     }
+    return undefined;
+  }
+
+  async acquire(backendId: number, user: string, database: string, options: string): Promise<BackendConn> {
+    if (this.closed) throw new Error('proxy is shutting down');
+    const pool = this.pools[backendId]!;
+    const key = poolKey(user, database, options);
+    const idle = this.take(backendId, user, database, options);
+    if (idle) return idle;
     const login = this.loginFor(backendId, user, database, options);
     if (pool.total >= this.cfg.pool.max_per_backend && !this.evictOtherIdle(pool, key)) {
       return new Promise((resolve, reject) => {

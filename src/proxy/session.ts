@@ -345,7 +345,7 @@ export class Session {
     if (this.host.tooManyClients()) throw new ProtocolViolation('sorry, too many clients already', '53300');
     this.reader.startupPhase = false;
     this.state = 'auth';
-    await authenticateClient(this.host.cfg.auth.method, user, this.host.users, {
+    if (this.host.cfg.auth.method !== 'trust') await authenticateClient(this.host.cfg.auth.method, user, this.host.users, {
       send: (b) => this.sock.write(b),
       recvPassword: async () => {
         const m = await this.nextMessage();
@@ -354,7 +354,27 @@ export class Session {
       },
     });
     this.state = 'connecting';
-    await this.connectBackends();
+    // Usually both connections wait idle in the pool: take them without a round of promises.
+    if (!this.connectPooled()) await this.connectBackends();
+  }
+
+  private connectPooled(): boolean {
+    const { registry, pools, cfg } = this.host;
+    const p = registry.primary();
+    if (!p) return false;
+    const standbyId = cfg.proxy.load_balance ? this.host.chooseStandby(p.id) : undefined;
+    const options = this.startupParams.get('options') ?? '';
+    const pc = pools.take(p.id, this.user, this.database, options);
+    if (!pc) return false;
+    const sc = standbyId === undefined ? undefined : pools.take(standbyId, this.user, this.database, options);
+    if (standbyId !== undefined && !sc) {
+      pools.release(pc, true, false);
+      return false;
+    }
+    this.primary = this.adopt(pc, 'primary');
+    if (sc) this.standby = this.adopt(sc, 'standby');
+    this.ready();
+    return true;
   }
 
   private upgradeTls(ctx: tls.SecureContext): Promise<void> {
@@ -419,6 +439,11 @@ export class Session {
       // The standby failing is no reason to refuse the session: it runs on the primary alone.
       this.log.warn({ backend: standbyId, reason: (sc.reason as Error).message }, 'load-balance standby unavailable; session uses the primary only');
     }
+    this.ready();
+  }
+
+  /** Both legs are in hand: apply startup parameters and tell the client it may begin. */
+  private ready(): void {
     this.secret = this.host.registerSession(this);
     // Startup parameters the client asked for (application_name, client_encoding, …) are
     // applied on each leg with SET, pipelined ahead of the client's first query.
