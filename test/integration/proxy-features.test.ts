@@ -217,6 +217,40 @@ describe('proxy session features', () => {
     }
   });
 
+  it('forwards an extended-protocol batch at Flush, before any Sync', async () => {
+    const s = net.connect({ host: fx.host, port: fx.port });
+    await once(s, 'connect');
+    let buf = Buffer.alloc(0);
+    s.on('data', (d: Buffer) => (buf = Buffer.concat([buf, d])));
+    const waitFor = async (needle: Buffer) => {
+      for (let i = 0; i < 200 && !buf.includes(needle); i++) await new Promise((r) => setTimeout(r, 10));
+      return buf.includes(needle);
+    };
+    s.write(codec.startupMessage({ user: 'postgres', database: 'postgres' }));
+    assert.ok(await waitFor(Buffer.from('Z\0\0\0\x05I')));
+    buf = Buffer.alloc(0);
+    const msg = (t: string, body: Buffer) => {
+      const b = Buffer.alloc(5 + body.length);
+      b[0] = t.charCodeAt(0);
+      b.writeInt32BE(4 + body.length, 1);
+      body.copy(b, 5);
+      return b;
+    };
+    s.write(
+      Buffer.concat([
+        msg('P', Buffer.from('\0SELECT 4242::text\0\0\0', 'latin1')),
+        msg('B', Buffer.from('\0\0\0\0\0\0\0\0', 'latin1')),
+        msg('E', Buffer.from('\0\0\0\0\0', 'latin1')),
+        msg('H', Buffer.alloc(0)),
+      ]),
+    );
+    assert.ok(await waitFor(Buffer.from('4242')), 'the row arrives after Flush, without Sync');
+    assert.ok(!buf.includes(Buffer.from('Z\0\0\0\x05')), 'no ReadyForQuery before Sync');
+    s.write(msg('S', Buffer.alloc(0)));
+    assert.ok(await waitFor(Buffer.from('Z\0\0\0\x05I')), 'ReadyForQuery after Sync');
+    s.destroy();
+  });
+
   it('startup protocol: GSSENC gets N, newer minor gets NegotiateProtocolVersion, oversized packet an error', async () => {
     // GSSENCRequest then SSLRequest (no TLS configured): 'N' twice, then a normal startup.
     const s = net.connect({ host: fx.host, port: fx.port });

@@ -41,6 +41,8 @@ describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
       assert.equal(fu.rows[0]!.p, primaryPort);
       const nv = await c.query<{ p: number }>("SELECT nextval('s'), inet_server_port() AS p");
       assert.equal(nv.rows[0]!.p, primaryPort);
+      const lo = await c.query<{ p: number }>('SELECT lo_create(0) > 0 AS made, inet_server_port() AS p');
+      assert.equal(lo.rows[0]!.p, primaryPort, 'large objects go to the primary');
       const multi = await c.query('SELECT 1; SELECT inet_server_port() AS p');
       assert.equal((multi as unknown as pg.QueryResult[])[1]!.rows[0].p, primaryPort);
     } finally {
