@@ -171,6 +171,9 @@ interface Batch {
   /** Leg chosen once part of the batch was written (at Flush); the rest follows it. */
   pinned: Leg | undefined;
   reads: number;
+  /** Parses of statements every leg must run (SET, BEGIN, SAVEPOINT …), and of any other kind. */
+  both: number;
+  others: number;
 }
 
 export class Session {
@@ -191,7 +194,7 @@ export class Session {
   private readonly stmts = new Map<string, Statement>();
   private readonly unnamed: Statement = { parse: Buffer.alloc(0), legs: new Set(), write: false };
   private readonly portals = new Map<string, Leg>();
-  private batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, pinned: undefined, reads: 0 };
+  private batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, pinned: undefined, reads: 0, both: 0, others: 0 };
   private inTxn = false;
   private txnWrite = false;
   /** The standby failed a statement it shared with the primary: reads go to the primary until it is idle again. */
@@ -702,6 +705,8 @@ export class Session {
     if (!q) throw new ProtocolViolation('invalid Parse message');
     const r = this.host.route(q[0]);
     const toPrimary = r.target !== 'standby' || r.write;
+    if (r.target === 'both') this.batch.both++;
+    else this.batch.others++;
     if (toPrimary) this.batch.needPrimary = true;
     else this.batch.preferStandby = true;
     if (r.read) this.batch.reads++;
@@ -736,6 +741,9 @@ export class Session {
   }
 
   private noteStatementUse(name: string): void {
+    // A statement parsed earlier in this batch is routed by that Parse, not by its old version.
+    const msgs = this.batch.msgs;
+    for (let i = msgs.length - 1; i >= 0; i--) if (msgs[i]!.msg[0] === 0x50 && msgs[i]!.name === name) return;
     const st = this.stmts.get(name);
     if (!st) return;
     if (st.write) this.batch.needPrimary = true;
@@ -745,6 +753,7 @@ export class Session {
   private extFlush(msg: Buffer, isSync: boolean): boolean {
     const b = this.batch;
     if (b.msgs.length === 0 && !isSync) return true; // nothing to push out
+    if (isSync && !b.pinned && this.standby && b.both > 0 && b.others === 0 && this.selfContained(b)) return this.extBoth(msg);
     let leg = b.pinned;
     if (!leg) {
       leg = !b.needPrimary && b.preferStandby && this.standbyReadable() ? this.standby! : this.primary!;
@@ -756,16 +765,62 @@ export class Session {
     for (const e of b.msgs) this.emitExtended(leg, e);
     leg.out.push(msg);
     if (isSync) {
-      b.msgs.length = 0;
-      b.needPrimary = false;
-      b.preferStandby = false;
-      b.pinned = undefined;
-      b.reads = 0;
+      this.resetBatch();
     } else {
       b.msgs = [];
       b.pinned = leg;
       b.reads = 0;
     }
+    return true;
+  }
+
+  private resetBatch(): void {
+    const b = this.batch;
+    b.msgs.length = 0;
+    b.needPrimary = false;
+    b.preferStandby = false;
+    b.pinned = undefined;
+    b.reads = 0;
+    b.both = 0;
+    b.others = 0;
+  }
+
+  /** True when every statement the batch binds or describes is parsed in the batch itself. */
+  private selfContained(b: Batch): boolean {
+    for (let i = 0; i < b.msgs.length; i++) {
+      const e = b.msgs[i]!;
+      const t = e.msg[0];
+      if (t !== 0x42 && !(t === 0x44 && e.msg[5] === 0x53)) continue;
+      let found = false;
+      for (let j = 0; j < i && !found; j++) found = b.msgs[j]!.msg[0] === 0x50 && b.msgs[j]!.name === e.name;
+      if (!found) return false;
+    }
+    return true;
+  }
+
+  /**
+   * A batch of statements every leg must run (SET, BEGIN, SAVEPOINT … through the extended
+   * protocol, as JDBC and other drivers send them): the primary answers the client, the
+   * standby runs the same messages and its answers are swallowed.
+   */
+  private extBoth(sync: Buffer): boolean {
+    const P = this.primary!;
+    const S = this.standby!;
+    if (!this.canForwardOn(P)) return false;
+    const b = this.batch;
+    P.expect(FORWARD);
+    S.expect(SWALLOW);
+    for (const e of b.msgs) this.emitExtended(S, e);
+    for (const e of b.msgs) this.emitExtended(P, e);
+    // Both legs now hold the batch's statements.
+    for (const e of b.msgs) {
+      if (e.msg[0] !== 0x50) continue;
+      this.stmts.get(e.name)?.legs.add(S);
+      S.stale.delete(e.name);
+    }
+    P.out.push(sync);
+    S.out.push(sync);
+    this.resetBatch();
     return true;
   }
 

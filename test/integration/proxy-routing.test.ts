@@ -104,6 +104,17 @@ describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
       const a = await c.query<{ a: string; p: number }>("SELECT current_setting('application_name') AS a, inet_server_port() AS p");
       assert.ok(standbyPorts.includes(a.rows[0]!.p));
       assert.equal(a.rows[0]!.a, 'routing-test');
+      // Through the extended protocol too (as JDBC and other drivers send SET): both legs.
+      await c.query({ text: "SET application_name = 'extended-set'", queryMode: 'extended' } as pg.QueryConfig);
+      await c.query({ name: 'named-set', text: "SET search_path = pg_catalog, public" });
+      const e = await c.query<{ a: string; sp: string; p: number }>({
+        text: "SELECT current_setting('application_name') AS a, current_setting('search_path') AS sp, inet_server_port() AS p",
+        queryMode: 'extended',
+      } as pg.QueryConfig);
+      assert.ok(standbyPorts.includes(e.rows[0]!.p));
+      assert.equal(e.rows[0]!.a, 'extended-set');
+      assert.equal(e.rows[0]!.sp, 'pg_catalog, public');
+      await c.query({ name: 'named-set', text: "SET search_path = pg_catalog, public" });
       await assert.rejects(c.query('SELECT * FROM no_such_table'), /does not exist/);
       await assert.rejects(c.query('SELECT $1::int', ['x']), /invalid input syntax/);
       assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1);
