@@ -10,9 +10,8 @@ import { healthCheckFor } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { BackendRegistry } from './registry.js';
 
-export interface ReplicationSample {
-  id: number;
-  at: Date;
+/** What one backend says of its WAL and where it streams from. */
+export interface WalState {
   inRecovery: boolean;
   /** Primary: current WAL insert position. */
   currentLsn: bigint | null;
@@ -23,6 +22,11 @@ export interface ReplicationSample {
   /** Standby: the server it streams from. */
   senderHost: string | null;
   senderPort: number | null;
+}
+
+export interface ReplicationSample extends WalState {
+  id: number;
+  at: Date;
   /** Standby: the application_name its walsender shows on the primary. */
   applicationName: string;
 }

@@ -21,7 +21,8 @@ import type { BackendRegistry, BackendState, BackendStatus } from '../backends/r
 import type { HealthChecker, HealthDownEvent, HealthUpEvent } from '../backends/health.js';
 import { chooseCandidate, formatLsn, type CandidateChoice, type CandidateInput } from './candidate.js';
 import { expandCommand, runCommand, validateTemplate, type PlaceholderValues } from './commands.js';
-import { cleanShutdown, follow, promote as pgPromote, sameHost, setSyncNames, syncState, waitStreamingFrom, walState, type Target, type WalState } from './pgops.js';
+import { cleanShutdown, follow, promote as pgPromote, sameHost, setSyncNames, syncState, waitStreamingFrom, walState, type Target } from './pgops.js';
+import type { WalState } from '../backends/replication.js';
 import { readStatusFile, writeStatusFile, type StatusFileContent } from './status-file.js';
 import { decideSync } from './sync.js';
 

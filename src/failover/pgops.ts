@@ -6,6 +6,7 @@
 import pg from 'pg';
 import type { HealthCheckConfig } from '../config/index.js';
 import { parseLsn } from './candidate.js';
+import type { WalState } from '../backends/replication.js';
 
 export interface Target {
   id: number;
@@ -37,16 +38,6 @@ export async function withClient<T>(t: Target, hc: HealthCheckConfig, timeoutMs:
     c.end().catch(() => undefined);
     setTimeout(() => conn?.stream?.destroy(), 200).unref();
   }
-}
-
-export interface WalState {
-  inRecovery: boolean;
-  currentLsn: bigint | null;
-  receiveLsn: bigint | null;
-  replayLsn: bigint | null;
-  walReceiverStatus: string | null;
-  senderHost: string | null;
-  senderPort: number | null;
 }
 
 export async function walState(t: Target, hc: HealthCheckConfig, timeoutMs: number): Promise<WalState> {

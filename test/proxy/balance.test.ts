@@ -1,17 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chooseLoadBalanceNode } from '../../src/proxy/balance.js';
+import { Prng } from '../../src/raft/sim/prng.js';
 
-/** mulberry32: a small seeded PRNG, so the distribution test is the same on every run. */
+/** A seeded generator, so the distribution test is the same on every run. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const p = new Prng(seed);
+  return () => p.next();
 }
 
 function draw(cands: { id: number; weight: number }[], n: number, seed: number): Map<number | undefined, number> {
