@@ -9,16 +9,11 @@ import net from 'node:net';
 import { createCluster } from '../support/pg.js';
 import { startProxy } from '../support/proxy.js';
 import * as codec from '../../src/protocol/codec.js';
+import { Prng } from '../../src/raft/sim/prng.js';
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+function seeded(seed: number): () => number {
+  const p = new Prng(seed);
+  return () => p.next();
 }
 
 function typed(type: string, body: Buffer): Buffer {
@@ -124,7 +119,7 @@ function fuzzConnection(port: number, rng: () => number, packets: number): Promi
 it('survives 100 000+ fuzzed packets while serving a good client', { timeout: 300_000 }, async () => {
   const seed = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
   console.log(`proxy fuzz seed ${seed} (FUZZ_SEED=${seed} replays it)`);
-  const rng = mulberry32(seed);
+  const rng = seeded(seed);
   const cluster = await createCluster({ standbys: 1, auth: 'trust' });
   const fx = await startProxy(cluster, { auth: 'trust' });
   let goodOk = 0;
