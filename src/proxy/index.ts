@@ -80,6 +80,7 @@ type IpcMsg =
   | { type: 'init'; config: Config; index: number; registry: { id: number; state: WirePatch }[] }
   | { type: 'registry'; id: number; patch: WirePatch; reason: string }
   | { type: 'cancel'; worker: number; pid: number; secret: number }
+  | { type: 'closeIdle'; ids: number[] }
   | { type: 'listening'; host: string; port: number }
   | { type: 'stats'; stats: ProxyStats }
   | { type: 'backendError'; id: number; message: string }
@@ -261,6 +262,24 @@ export class Proxy implements SessionHost {
     }
   }
 
+  /**
+   * Closes the idle pooled connections to these backends (the failover engine's "close idle"
+   * request); connections in use stay with their sessions. Workers each close their own.
+   */
+  closeIdle(backendIds: number[]): void {
+    if (this.multiProcess) {
+      for (const w of this.workers) if (w.isConnected()) w.send({ type: 'closeIdle', ids: backendIds } satisfies IpcMsg);
+    }
+    for (const id of backendIds) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.cfg.backends.length) {
+        this.log.warn({ backend: id }, 'close idle requested for an unknown backend id; ignored');
+        continue;
+      }
+      const n = this.pools.closeIdle(id);
+      if (n > 0 || !this.multiProcess) this.log.info({ backend: id, closed: n, reason: 'close idle requested' }, 'closed idle pooled connections');
+    }
+  }
+
   // ---- stats -----------------------------------------------------------------------------------
 
   stats(): ProxyStats {
@@ -346,6 +365,7 @@ export class Proxy implements SessionHost {
   handleIpc(m: IpcMsg): void {
     if (m.type === 'registry') this.registry.update(m.id, fromWire(m.patch), m.reason);
     else if (m.type === 'cancel') this.cancelLocal(m.pid, m.secret);
+    else if (m.type === 'closeIdle') this.closeIdle(m.ids);
   }
 
   // ---- shutdown --------------------------------------------------------------------------------

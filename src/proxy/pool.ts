@@ -280,6 +280,27 @@ export class Pools {
     }
   }
 
+  /**
+   * Closes the backend's idle connections now (pgpool's "close idle" request); connections in
+   * use stay with their sessions and are pooled again on release as usual.
+   */
+  closeIdle(backendId: number): number {
+    const pool = this.pools[backendId];
+    if (!pool) return 0;
+    let n = 0;
+    for (const list of pool.idle.values()) {
+      for (const c of list) {
+        c.terminate();
+        this.countOut(pool, c);
+        n++;
+      }
+      list.length = 0;
+    }
+    pool.idleCount = 0;
+    this.serveWaiters(pool);
+    return n;
+  }
+
   /** The backend left service: close its idle connections; in-use ones are dropped on release. */
   closeBackend(backendId: number): void {
     const pool = this.pools[backendId];

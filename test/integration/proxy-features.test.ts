@@ -217,6 +217,33 @@ describe('proxy session features', () => {
     }
   });
 
+  it('closeIdle closes idle pooled connections to a backend and leaves those in use', async () => {
+    const fx6 = await startProxy(cluster);
+    const pids = async (): Promise<number[]> =>
+      (await cluster.primary.sql<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")).map((r) => Number(r.pid));
+    try {
+      const busy = await fx6.connect();
+      const done = await fx6.connect();
+      const busyPid = (busy as unknown as { processID: number }).processID;
+      const idlePid = (done as unknown as { processID: number }).processID;
+      assert.notEqual(busyPid, idlePid);
+      await done.query('SELECT 1');
+      await done.end();
+      await new Promise((r) => setTimeout(r, 100));
+      assert.ok((await pids()).includes(idlePid), 'the finished session left its primary connection pooled');
+      fx6.proxy.closeIdle([0]);
+      const deadline = Date.now() + 3000;
+      while ((await pids()).includes(idlePid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const after = await pids();
+      assert.ok(!after.includes(idlePid), 'the idle pooled connection is gone from pg_stat_activity');
+      assert.ok(after.includes(busyPid), 'the connection in use stays');
+      assert.equal((await busy.query('SELECT 1 AS one')).rows[0].one, 1);
+      await busy.end();
+    } finally {
+      await fx6.stop();
+    }
+  });
+
   it('forwards an extended-protocol batch at Flush, before any Sync', async () => {
     const s = net.connect({ host: fx.host, port: fx.port });
     await once(s, 'connect');
