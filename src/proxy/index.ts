@@ -16,6 +16,7 @@ import type { Config } from '../config/index.js';
 import type { BackendRegistry, BackendChange, BackendPatch } from '../backends/registry.js';
 import { Pools, type PoolStats } from './pool.js';
 import { Session, type SessionHost } from './session.js';
+import { rewrapWithOnread } from './fastio.js';
 import { Router, type Route } from './router.js';
 import { loadUserlist, type UserSecret } from './userlist.js';
 import { chooseLoadBalanceNode } from './balance.js';
@@ -142,7 +143,8 @@ export class Proxy implements SessionHost {
 
   async listen(): Promise<{ host: string; port: number }> {
     if (this.multiProcess) return this.listenWorkers();
-    const server = net.createServer({ noDelay: true }, (sock) => this.accept(sock));
+    // Without TLS, client sockets read through `onread` (fastio.ts): accepted paused, re-wrapped.
+    const server = net.createServer({ noDelay: true, pauseOnConnect: this.tlsContext === undefined }, (sock) => this.accept(sock));
     this.server = server;
     server.on('error', (err) => this.log.error({ err: err.message }, 'proxy listener error'));
     await new Promise<void>((resolve, reject) => {
@@ -157,13 +159,26 @@ export class Proxy implements SessionHost {
     return { host: a.address, port: a.port };
   }
 
-  private accept(sock: net.Socket): void {
+  private accept(accepted: net.Socket): void {
     if (this.closing) {
-      sock.destroy();
+      accepted.destroy();
       return;
     }
+    let sock: net.Socket | undefined;
+    const ref: { s?: Session } = {};
+    if (this.tlsContext === undefined) {
+      sock = rewrapWithOnread(accepted, {
+        // The first buffer is asked for while the socket is made, before its session exists.
+        buffer: () => ref.s?.nextReadBuffer() ?? Buffer.allocUnsafe(1024),
+        callback: (n, buf) => ref.s?.onClientRead(n, buf),
+      });
+      if (!sock) accepted.resume();
+    }
+    const fast = sock !== undefined;
+    sock ??= accepted;
     sock.on('error', () => {}); // handled per session; never crash the process on a client reset
-    const s = new Session(this, sock, this.nextSessionId++);
+    const s = new Session(this, sock, this.nextSessionId++, fast);
+    ref.s = s;
     this.sessions.add(s);
   }
 

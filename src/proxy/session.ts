@@ -60,6 +60,8 @@ interface Statement {
 type Role = 'primary' | 'standby';
 
 const MAX_EARLY_BYTES = 1024 * 1024;
+/** Read buffer of a client socket that reads through `onread` (see fastio.ts). */
+const CLIENT_READ_BUFFER = 32 * 1024;
 const SHOW_POOL = /^\s*show\s+pool_/i;
 
 /** Startup-packet keys that are not server settings. */
@@ -205,10 +207,15 @@ export class Session {
   readonly startedAt = Date.now();
   private logger: Logger | undefined;
 
+  /**
+   * `fastReads`: the socket reads through `onread` into nextReadBuffer() and the proxy calls
+   * onClientRead() (fastio.ts); else the socket's 'data' events feed the session.
+   */
   constructor(
     private readonly host: SessionHost,
     socket: net.Socket,
     readonly id: number,
+    private readonly fastReads = false,
   ) {
     this.sock = socket;
     socket.setNoDelay(true);
@@ -242,7 +249,7 @@ export class Session {
   // ---- client socket -------------------------------------------------------------------------
 
   private attachClient(s: net.Socket): void {
-    s.on('data', this.onClientData);
+    if (!this.fastReads || this.tlsUsed) s.on('data', this.onClientData);
     s.on('error', (err) => {
       this.log.debug({ err: err.message }, 'client socket error');
       this.close();
@@ -252,6 +259,32 @@ export class Session {
       this.primary?.conn.socket.resume();
       this.standby?.conn.socket.resume();
     });
+  }
+
+  private rbuf: Buffer | undefined;
+
+  /**
+   * The buffer the next client read lands in. It is reused only while nothing holds a view
+   * of the last read (messages the reader still buffers, a blocked message, an unfinished
+   * extended batch, bytes queued on a backend socket); otherwise a fresh one. Before the
+   * session is ready (startup, authentication awaiting) every read gets a fresh buffer.
+   */
+  readonly nextReadBuffer = (): Buffer => {
+    if (this.rbuf === undefined || this.state !== 'ready' || this.inputRetained()) this.rbuf = Buffer.allocUnsafe(CLIENT_READ_BUFFER);
+    return this.rbuf;
+  };
+
+  private inputRetained(): boolean {
+    if (this.reader.buffered > 0 || this.pending !== null || this.batch.msgs.length > 0) return true;
+    const p = this.primary;
+    if (p && (p.out.length > 0 || p.conn.socket.writableLength > 0)) return true;
+    const sb = this.standby;
+    return sb !== undefined && (sb.out.length > 0 || sb.conn.socket.writableLength > 0);
+  }
+
+  /** `n` bytes from the client landed in `buf` (the fast read path). */
+  onClientRead(n: number, buf: Buffer): void {
+    this.onClientData(buf.subarray(0, n));
   }
 
   private readonly onClientData = (chunk: Buffer): void => {
@@ -833,10 +866,11 @@ export class Session {
       const r = e.route!;
       if (name === '') {
         // The unnamed statement is replaced by every Parse: reuse its record, and keep a view
-        // of the client's bytes rather than a copy (it is re-Parsed rarely, if ever).
+        // of the client's bytes rather than a copy (it is re-Parsed rarely, if ever) — unless
+        // client reads reuse their buffer (fastReads): then a copy.
         if (r.stateful) leg.dirty = true;
         const u = this.unnamed;
-        u.parse = m;
+        u.parse = this.fastReads ? Buffer.from(m) : m;
         u.legs.clear();
         u.legs.add(leg);
         u.write = r.target !== 'standby' || r.write;
