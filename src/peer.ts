@@ -42,6 +42,8 @@ export class Peer {
       logger: log.child({ part: 'proxy' }),
       onBackendError: config.failover.failover_on_backend_error ? (id, err) => this.health.checkNow(id, `backend error: ${err.message}`) : undefined,
     });
+    // pgpool's "close idle" request: the engine decides, the proxy owns the pooled connections.
+    this.failover.on('closeIdle', (ids) => this.proxy.closeIdle(ids));
   }
 
   async start(): Promise<{ host: string; port: number }> {
