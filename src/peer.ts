@@ -14,6 +14,8 @@ export class Peer {
   readonly replication: ReplicationMonitor;
   readonly failover: FailoverEngine;
   readonly proxy: Proxy;
+  /** Where the proxy listens, once started. */
+  proxyAddress: { host: string; port: number } | undefined;
   private stopping: Promise<void> | undefined;
 
   constructor(
@@ -50,7 +52,7 @@ export class Peer {
     this.health.start();
     this.replication.start();
     await this.failover.start();
-    const addr = await this.proxy.listen();
+    const addr = (this.proxyAddress = await this.proxy.listen());
     this.log.info({ proxy: addr, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
     return addr;
   }

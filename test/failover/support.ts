@@ -1,5 +1,7 @@
 // Shared set-up for the health/failover integration tests: a config over a test-bed
 // cluster, and the registry → HealthChecker → FailoverEngine chain the peer builds.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseConfig, type Config } from '../../src/config/index.js';
 import type { FailoverResult } from '../../src/failover/index.js';
 import { Peer } from '../../src/peer.js';
@@ -10,9 +12,12 @@ import { SUPERUSER, SUPERUSER_PASSWORD, type PgCluster } from '../support/pg.js'
 export const FAST_HEALTH = { period_ms: 500, timeout_ms: 1000, connect_timeout_ms: 1000, max_retries: 1, retry_delay_ms: 200, user: SUPERUSER, password: SUPERUSER_PASSWORD };
 
 export function clusterConfig(cluster: PgCluster, over: { health_check?: object; failover?: object; proxy?: object; backends?: object[] } = {}): Config {
+  // Clients are trusted; the users file gives the proxy the password to log into the backends.
+  const usersFile = join(cluster.dir, 'userlist.txt');
+  writeFileSync(usersFile, `"${SUPERUSER}" "${SUPERUSER_PASSWORD}"\n`);
   return parseConfig(
     {
-      auth: { method: 'trust' },
+      auth: { method: 'trust', users_file: usersFile },
       backends: cluster.nodes.map((n, i) => ({ name: n.name, host: n.host, port: n.port, data_dir: n.dataDir, ...(over.backends?.[i] ?? {}) })),
       health_check: { ...FAST_HEALTH, ...over.health_check },
       failover: { replication_user: SUPERUSER, replication_password: SUPERUSER_PASSWORD, command_timeout_ms: 20_000, ...over.failover },

@@ -77,3 +77,32 @@ test('through the proxy: kill -9 of the primary ends its sessions, new sessions 
     await cluster.teardown();
   }
 });
+
+test('a close_idle request closes the idle pooled connections to that backend and no others', async () => {
+  const { clusterConfig, startPeer } = await import('../failover/support.js');
+  const cluster = await createCluster({ standbys: 1 });
+  try {
+    const peer = await startPeer(clusterConfig(cluster, { backends: [{ weight: 0 }, { weight: 1 }] }));
+    try {
+      const { host, port } = peer.proxyAddress!;
+      const c = new pg.Client({ host, port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres', application_name: 'closeidle' });
+      await c.connect();
+      await c.query('SELECT 1');
+      await c.end();
+      // The session's two connections went back to the pools: one on each backend.
+      const pooled = (n: typeof cluster.primary) =>
+        n.sql<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'closeidle'");
+      const idleOn = async (n: typeof cluster.primary) => (await pooled(n))[0]!.n;
+      await waitFor('pooled connections on both backends', async () => (await idleOn(cluster.primary)) >= 1 && (await idleOn(cluster.standbys[0]!)) >= 1, 10_000);
+      const primaryBefore = await idleOn(cluster.primary);
+      const r = await peer.failover.request({ kind: 'close_idle', ids: [1], reason: 'test' });
+      assert.equal(r.ok, true);
+      await waitFor('standby pool emptied', async () => (await idleOn(cluster.standbys[0]!)) === 0, 10_000);
+      assert.equal(await idleOn(cluster.primary), primaryBefore, 'the primary pool is untouched');
+    } finally {
+      await peer.stop();
+    }
+  } finally {
+    await cluster.teardown();
+  }
+});
