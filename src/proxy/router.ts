@@ -16,6 +16,9 @@ export interface Route {
    * call set_config, advisory locks, large objects… count as stateful).
    */
   stateful: boolean;
+  /** The statement leaves state that exists on the primary only (temp objects, serializable
+   * default): the session's later reads must stay on the primary. */
+  standbyUnusable?: true;
 }
 
 /** Functions a plain SELECT can call to change session state. */
@@ -53,6 +56,7 @@ export class Router {
     const stateful = read ? SESSION_STATE_FUNCS.test(sql) : !(target === 'both' && c.txn !== undefined);
     const r: Route = { target, write: c.write, read, stateful };
     if (c.txn) r.txn = c.txn;
+    if (c.standbyUnusable) r.standbyUnusable = true;
     return r;
   }
 }

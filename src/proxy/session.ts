@@ -207,6 +207,9 @@ export class Session {
   private txnWrite = false;
   /** The standby failed a statement it shared with the primary: reads go to the primary until it is idle again. */
   private standbyDiverged = false;
+  /** The session made state the standby cannot see (a temp table, serializable by default):
+   * its reads stay on the primary for the rest of the session. */
+  private primaryOnly = false;
   private lastStatus = 0x49;
   private heldAsync: Buffer[] = [];
   private tlsUsed = false;
@@ -640,7 +643,7 @@ export class Session {
 
   private standbyReadable(): boolean {
     const sb = this.standby;
-    if (!sb || this.txnWrite || this.standbyDiverged) return false;
+    if (!sb || this.txnWrite || this.standbyDiverged || this.primaryOnly) return false;
     const st = this.host.registry.get(sb.conn.backendId);
     return st.status === 'up' && (st.lagBytes === null || st.lagBytes <= this.host.cfg.proxy.max_lag_bytes);
   }
@@ -725,6 +728,7 @@ export class Session {
       if (dirty) leg.dirty = true;
       S = undefined;
     }
+    if (r.standbyUnusable) this.primaryOnly = true;
     if (r.txn === 'begin') this.inTxn = true;
     if (r.write && (this.inTxn || r.txn === 'begin')) this.txnWrite = true;
     if (r.txn === 'end') {
@@ -754,6 +758,7 @@ export class Session {
     if (toPrimary) this.batch.needPrimary = true;
     else this.batch.preferStandby = true;
     if (r.read) this.batch.reads++;
+    if (r.standbyUnusable) this.primaryOnly = true;
     if (r.txn === 'begin') this.inTxn = true;
     if (r.write && this.inTxn) this.txnWrite = true;
     if (r.txn === 'end') {
