@@ -241,7 +241,9 @@ export class ScramServer {
     return this.serverFirst;
   }
 
-  clientFinal(msg: string): { ok: boolean; serverFinal?: string } {
+  /** On success also returns the ClientKey the client proved it knows: with the secret's
+   * ServerKey it lets the proxy log into a backend that holds the same secret (pass-through). */
+  clientFinal(msg: string): { ok: boolean; serverFinal?: string; clientKey?: Buffer } {
     if (this.state !== 'final') {
       throw new Error(this.state === 'first' ? 'SCRAM: client-final-message before client-first-message' : 'SCRAM: exchange already finished');
     }
@@ -263,11 +265,17 @@ export class ScramServer {
     const clientKey = xor(proof, clientSignature);
     if (!timingSafeEqual(sha256(clientKey), this.secret.storedKey)) return { ok: false };
     const serverSignature = hmac(this.secret.serverKey, authMessage);
-    return { ok: true, serverFinal: `v=${serverSignature.toString('base64')}` };
+    return { ok: true, serverFinal: `v=${serverSignature.toString('base64')}`, clientKey };
   }
 }
 
 // ---- client ----------------------------------------------------------------------------------
+
+/** What logs into a backend without the password: a stored secret and a ClientKey a client proved. */
+export interface ScramPassThrough {
+  secret: ScramSecret;
+  clientKey: Buffer;
+}
 
 /** One SCRAM exchange, client side (what libpq does), for logging into a backend. */
 export class ScramClient {
@@ -280,9 +288,11 @@ export class ScramClient {
    * `user` only appears in error messages unless `opts.sendUser` (RFC test vectors) is set.
    * `opts.nonce` fixes the client nonce, for test vectors only.
    */
+  /** `password`: a plain password, or the keys of a SCRAM secret plus the ClientKey a client
+   * proved (then the backend must use the same salt and iteration count). */
   constructor(
     readonly user: string,
-    private readonly password: string,
+    private readonly password: string | ScramPassThrough,
     private readonly opts: { nonce?: string; sendUser?: boolean } = {},
   ) {
     this.clientNonce = opts.nonce ?? randomNonce();
@@ -309,13 +319,27 @@ export class ScramClient {
     if (!/^[1-9]\d{0,9}$/.test(i[1])) throw new Error(`SCRAM (user "${this.user}"): invalid iteration count "${i[1].slice(0, 16)}"`);
     const iterations = Number(i[1]);
 
-    const salted = saltedPassword(this.password, salt, iterations);
-    const clientKey = hmac(salted, 'Client Key');
+    let clientKey: Buffer;
+    let serverKey: Buffer;
+    if (typeof this.password === 'string') {
+      const salted = saltedPassword(this.password, salt, iterations);
+      clientKey = hmac(salted, 'Client Key');
+      serverKey = hmac(salted, 'Server Key');
+    } else {
+      const k = this.password;
+      if (!salt.equals(k.secret.salt) || iterations !== k.secret.iterations) {
+        throw new Error(
+          `SCRAM (user "${this.user}"): the backend's SCRAM secret has another salt or iteration count than the users file's; put this backend's pg_authid secret (or a plain password) in the users file`,
+        );
+      }
+      clientKey = k.clientKey;
+      serverKey = k.secret.serverKey;
+    }
     const storedKey = sha256(clientKey);
     const withoutProof = `c=biws,r=${nonce}`; // biws = base64("n,,")
     const authMessage = `${this.clientFirstBare},${serverFirst},${withoutProof}`;
     const proof = xor(clientKey, hmac(storedKey, authMessage));
-    this.expectedServerSignature = hmac(hmac(salted, 'Server Key'), authMessage);
+    this.expectedServerSignature = hmac(serverKey, authMessage);
     return `${withoutProof},p=${proof.toString('base64')}`;
   }
 

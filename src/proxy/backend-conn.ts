@@ -6,7 +6,7 @@ import net from 'node:net';
 import { BackendScanner, type ScanSink } from '../protocol/backend-scanner.js';
 import * as codec from '../protocol/codec.js';
 import { md5Response } from '../protocol/md5.js';
-import { ScramClient } from '../protocol/scram.js';
+import { ScramClient, type ScramPassThrough } from '../protocol/scram.js';
 
 export interface BackendLogin {
   backendId: number;
@@ -20,6 +20,8 @@ export interface BackendLogin {
   password?: string;
   /** Stored md5 hash ('md5…'): enough for md5 logins. */
   md5?: string;
+  /** SCRAM pass-through: the users file's secret and the ClientKey a client proved. */
+  scram?: ScramPassThrough;
   connectTimeoutMs: number;
 }
 
@@ -198,8 +200,14 @@ export class BackendConn {
               } else if (code === 10) {
                 const mechs = buf.toString('utf8', s + 4, e).split('\0').filter(Boolean);
                 if (!mechs.includes('SCRAM-SHA-256')) throw new BackendError(`${where} offers SASL mechanisms ${mechs.join(', ')}, none supported`, login.backendId);
-                if (login.password === undefined) throw new BackendError(`${where} asks for SCRAM authentication for user "${login.user}" and the users file has no plain password for it (a SCRAM secret cannot log into a backend)`, login.backendId);
-                scram = new ScramClient(login.user, login.password);
+                const credential = login.password ?? login.scram;
+                if (credential === undefined) {
+                  throw new BackendError(
+                    `${where} asks for SCRAM authentication for user "${login.user}" and the users file has no plain password for it (with only a SCRAM secret, a client must first log in with SCRAM so the proxy learns its key)`,
+                    login.backendId,
+                  );
+                }
+                scram = new ScramClient(login.user, credential);
                 socket.write(codec.saslInitialResponse('SCRAM-SHA-256', scram.first()));
               } else if (code === 11) {
                 if (!scram) throw new BackendError(`${where}: SASLContinue without SASL`, login.backendId);

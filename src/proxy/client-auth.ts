@@ -24,8 +24,10 @@ export class AuthFailed extends Error {
   }
 }
 
-export async function authenticateClient(method: 'trust' | 'md5' | 'scram-sha-256', user: string, users: ReadonlyMap<string, UserSecret> | undefined, io: AuthIO): Promise<void> {
-  if (method === 'trust') return;
+/** Resolves when the client is authenticated; with SCRAM, to the ClientKey it proved (the
+ * proxy can then log into backends holding the same secret without knowing the password). */
+export async function authenticateClient(method: 'trust' | 'md5' | 'scram-sha-256', user: string, users: ReadonlyMap<string, UserSecret> | undefined, io: AuthIO): Promise<Buffer | undefined> {
+  if (method === 'trust') return undefined;
   const secret = users?.get(user);
   // md5 needs an md5 hash (or the password); a user with only a SCRAM secret is asked for
   // SCRAM instead, as pgbouncer and PostgreSQL do.
@@ -35,7 +37,7 @@ export async function authenticateClient(method: 'trust' | 'md5' | 'scram-sha-25
     const body = await io.recvPassword();
     const resp = codec.readCString(body, 0);
     if (!resp || !md5Verify(secret.md5, salt, resp[0])) throw new AuthFailed(user, 'md5 response does not match');
-    return;
+    return undefined;
   }
   const scramSecret = secret?.scram ?? mockScramSecret(user);
   const server = new ScramServer(scramSecret);
@@ -53,7 +55,7 @@ export async function authenticateClient(method: 'trust' | 'md5' | 'scram-sha-25
   }
   io.send(codec.authenticationSaslContinue(serverFirst));
   const fin = await io.recvPassword();
-  let verdict: { ok: boolean; serverFinal?: string };
+  let verdict: { ok: boolean; serverFinal?: string; clientKey?: Buffer };
   try {
     verdict = server.clientFinal(fin.toString('utf8'));
   } catch (err) {
@@ -62,4 +64,5 @@ export async function authenticateClient(method: 'trust' | 'md5' | 'scram-sha-25
   if (!secret) throw new AuthFailed(user, 'no such user in the users file');
   if (!verdict.ok) throw new AuthFailed(user, 'SCRAM proof does not match');
   io.send(codec.authenticationSaslFinal(verdict.serverFinal!));
+  return verdict.clientKey;
 }

@@ -97,6 +97,9 @@ export class Proxy implements SessionHost {
   readonly users: ReadonlyMap<string, UserSecret> | undefined;
   readonly tlsContext: tls.SecureContext | undefined;
   private readonly router: Router;
+  /** ClientKeys proved by SCRAM clients, per user (in this process): backend logins for users
+   * whose users-file entry is a SCRAM secret, as pgbouncer does. */
+  private readonly scramKeys = new Map<string, Buffer>();
   private server: net.Server | undefined;
   private readonly sessions = new Set<Session>();
   private readonly byKey = new Map<number, Session>();
@@ -136,7 +139,14 @@ export class Proxy implements SessionHost {
     const login: BackendLogin = { backendId, host: b.host, port: b.port, user, database, options, connectTimeoutMs: this.cfg.proxy.pool.acquire_timeout_ms };
     if (secret?.password !== undefined && secret.password !== '') login.password = secret.password;
     if (secret?.md5) login.md5 = secret.md5;
+    const clientKey = this.scramKeys.get(user);
+    if (secret?.scram && clientKey) login.scram = { secret: secret.scram, clientKey };
     return login;
+  }
+
+  rememberScramKey(user: string, clientKey: Buffer): void {
+    // Only users without a password need it; the key is as sensitive as the password.
+    if (this.users?.get(user)?.password === undefined) this.scramKeys.set(user, clientKey);
   }
 
   // ---- listening -------------------------------------------------------------------------------

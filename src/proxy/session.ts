@@ -38,6 +38,8 @@ export interface SessionHost {
   localQuery(sql: string, s: Session): Buffer | undefined;
   tooManyClients(): boolean;
   backendError(backendId: number, err: Error): void;
+  /** A client proved this ClientKey for `user` (SCRAM): backend logins may use it. */
+  rememberScramKey(user: string, clientKey: Buffer): void;
 }
 
 interface Expect {
@@ -395,14 +397,17 @@ export class Session {
     if (this.host.tooManyClients()) throw new ProtocolViolation('sorry, too many clients already', '53300');
     this.reader.startupPhase = false;
     this.state = 'auth';
-    if (this.host.cfg.auth.method !== 'trust') await authenticateClient(this.host.cfg.auth.method, user, this.host.users, {
-      send: (b) => this.sock.write(b),
-      recvPassword: async () => {
-        const m = await this.nextMessage();
-        if (m[0] !== 0x70) throw new ProtocolViolation(`expected password response, got message type ${m[0]}`);
-        return m.subarray(5);
-      },
-    });
+    if (this.host.cfg.auth.method !== 'trust') {
+      const clientKey = await authenticateClient(this.host.cfg.auth.method, user, this.host.users, {
+        send: (b) => this.sock.write(b),
+        recvPassword: async () => {
+          const m = await this.nextMessage();
+          if (m[0] !== 0x70) throw new ProtocolViolation(`expected password response, got message type ${m[0]}`);
+          return m.subarray(5);
+        },
+      });
+      if (clientKey) this.host.rememberScramKey(user, clientKey);
+    }
     this.state = 'connecting';
     // Usually both connections wait idle in the pool: take them without a round of promises.
     if (!this.connectPooled()) await this.connectBackends();

@@ -6,9 +6,9 @@
 // What each kind allows:
 // - plain password: client auth by scram-sha-256 or md5, and backend login by any method;
 // - md5 hash: client auth by md5, backend login by md5 (the hash is enough for md5);
-// - SCRAM secret: client auth by scram-sha-256 only. It CANNOT log into a backend that asks
-//   for a password: SCRAM never reveals the ClientKey to whoever holds the secret. Use it
-//   with backends that trust the proxy, or give a plain password for that user.
+// - SCRAM secret: client auth by scram-sha-256 only. Backend login by SCRAM pass-through:
+//   once a client has proved its ClientKey, the proxy logs into backends that hold the very
+//   same secret (copy it from pg_authid.rolpassword); other backends need a plain password.
 // - empty secret (""): no client auth by password; backend login only where it needs none.
 import { readFileSync } from 'node:fs';
 import { makeScramSecret, parseScramSecret, type ScramSecret } from '../protocol/scram.js';

@@ -61,6 +61,35 @@ describe('proxy client authentication', () => {
     }
   });
 
+  it('SCRAM pass-through: a users file holding only the pg_authid secret logs clients into primary and standby', async () => {
+    await cluster.primary.sql("CREATE ROLE vault LOGIN PASSWORD 'vault-pw'");
+    await cluster.primary.sql('CREATE TABLE vault_t (x int); GRANT ALL ON vault_t TO vault');
+    await cluster.waitReplicated();
+    const [row] = await cluster.primary.sql<{ s: string }>("SELECT rolpassword AS s FROM pg_authid WHERE rolname = 'vault'");
+    assert.match(row!.s, /^SCRAM-SHA-256\$/);
+    const fx = await startProxy(cluster, {
+      auth: 'scram-sha-256',
+      users: [`"vault" "${row!.s}"`, `"other" "${makeScramSecret('other-pw')}"`],
+    });
+    try {
+      const c = await fx.connect({ user: 'vault', password: 'vault-pw' });
+      try {
+        const w = await c.query<{ p: number }>('INSERT INTO vault_t VALUES (1) RETURNING inet_server_port() AS p');
+        assert.equal(w.rows[0]!.p, cluster.primary.port, 'logged into the primary with the learned key');
+        const r = await c.query<{ p: number; u: string }>('SELECT inet_server_port() AS p, current_user AS u');
+        assert.deepEqual(r.rows[0], { p: cluster.standbys[0]!.port, u: 'vault' }, 'and into the standby');
+      } finally {
+        await c.end();
+      }
+      // A secret that is not the backend's (another salt) cannot be passed through: a clear error.
+      await cluster.primary.sql("CREATE ROLE other LOGIN PASSWORD 'other-pw'");
+      const e = await pgError(fx.client({ user: 'other', password: 'other-pw' }));
+      assert.match(e.message, /another salt or iteration count/);
+    } finally {
+      await fx.stop();
+    }
+  });
+
   it('md5: right password in, wrong password 28P01', async () => {
     const fx = await startProxy(cluster, { auth: 'md5', users: [`"${SUPERUSER}" "${SUPERUSER_PASSWORD}"`, `"app" "app-pw"`] });
     try {

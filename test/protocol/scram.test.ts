@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHmac, pbkdf2Sync } from 'node:crypto';
 import {
   ScramClient,
   ScramServer,
@@ -42,10 +43,12 @@ test('RFC 7677 test vector: the server side reproduces server-first and server-f
   const secret = parseScramSecret(makeScramSecret('pencil', Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64'), 4096))!;
   const server = new ScramServer(secret, { nonce: '%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0' });
   assert.equal(server.clientFirst('n,,n=user,r=rOprNGfwEbeRWgbNEkqO'), 'r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096');
-  assert.deepEqual(
-    server.clientFinal('c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ='),
-    { ok: true, serverFinal: 'v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=' },
-  );
+  const v = server.clientFinal('c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=');
+  assert.equal(v.ok, true);
+  assert.equal(v.serverFinal, 'v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=');
+  // The ClientKey recovered from the proof is HMAC(SaltedPassword, "Client Key").
+  const salted = pbkdf2Sync('pencil', Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64'), 4096, 32, 'sha256');
+  assert.deepEqual(v.clientKey, createHmac('sha256', salted).update('Client Key').digest());
 });
 
 test('client and server complete a round trip and authenticate each other', () => {
@@ -200,4 +203,31 @@ test('SASLprep: ASCII untouched, non-ASCII spaces mapped, soft hyphen dropped, N
   assert.deepEqual(exchange(secretFor('\u0007é'), '\u0007é'), { ok: true, clientVerified: true });
   // A mapped one logs in with either spelling, as with PostgreSQL.
   assert.deepEqual(exchange(secretFor('I\u00ADX'), 'IX'), { ok: true, clientVerified: true });
+});
+
+test('pass-through: the ClientKey a client proved logs into a server holding the same secret, not another', () => {
+  const secret = parseScramSecret(makeScramSecret('pw-123'))!;
+  // A client logs into the proxy with the password; the proxy learns its ClientKey.
+  const atProxy = new ScramServer(secret);
+  const client = new ScramClient('u', 'pw-123');
+  const fin = client.final(atProxy.clientFirst(client.first()));
+  const verdict = atProxy.clientFinal(fin);
+  assert.equal(verdict.ok, true);
+  assert.ok(verdict.clientKey);
+  // The proxy logs into a backend with the same secret, without the password, and verifies it.
+  const backend = new ScramServer(secret);
+  const proxyAsClient = new ScramClient('u', { secret, clientKey: verdict.clientKey! });
+  const v2 = backend.clientFinal(proxyAsClient.final(backend.clientFirst(proxyAsClient.first())));
+  assert.equal(v2.ok, true);
+  assert.equal(proxyAsClient.verify(v2.serverFinal!), true);
+  // A backend whose secret has another salt: refused before any proof is sent.
+  const other = new ScramServer(parseScramSecret(makeScramSecret('pw-123'))!);
+  const c3 = new ScramClient('u', { secret, clientKey: verdict.clientKey! });
+  assert.throws(() => c3.final(other.clientFirst(c3.first())), /another salt or iteration count/);
+  // A wrong ClientKey does not authenticate.
+  const wrongKey = Buffer.from(verdict.clientKey!);
+  wrongKey[0] ^= 1;
+  const c4 = new ScramClient('u', { secret, clientKey: wrongKey });
+  const b4 = new ScramServer(secret);
+  assert.equal(b4.clientFinal(c4.final(b4.clientFirst(c4.first()))).ok, false);
 });
