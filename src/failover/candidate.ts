@@ -7,10 +7,7 @@
 // failover_priority: bigger wins), then to the lowest id. Taking the most advanced standby
 // (rather than pgpool's "lowest live id") loses the least committed data, and the other
 // standbys can then follow it without a rewind.
-import { formatLsn } from '../backends/replication.js';
-
-// LSN helpers live with the replication monitor (backends must not import failover).
-export { formatLsn, parseLsn } from '../backends/replication.js';
+import { formatLsn } from '../backends/lsn.js';
 
 export interface CandidateInput {
   id: number;

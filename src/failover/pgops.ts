@@ -5,7 +5,7 @@
 // ALTER SYSTEM, COPY TO PROGRAM for the switchover shutdown).
 import pg from 'pg';
 import type { HealthCheckConfig } from '../config/index.js';
-import { parseLsn } from './candidate.js';
+import { parseLsn } from '../backends/lsn.js';
 import type { WalState } from '../backends/replication.js';
 
 export interface Target {

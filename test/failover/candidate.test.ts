@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chooseCandidate, formatLsn, parseLsn, type CandidateInput } from '../../src/failover/candidate.js';
+import { chooseCandidate, type CandidateInput } from '../../src/failover/candidate.js';
+import { formatLsn, parseLsn } from '../../src/backends/lsn.js';
 
 const sb = (id: number, lsn: bigint | null, extra: Partial<CandidateInput> = {}): CandidateInput => ({
   id,

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../support/pg.js';
-import { parseLsn } from '../../src/failover/candidate.js';
+import { parseLsn } from '../../src/backends/lsn.js';
 import { clusterConfig, startPeer, waitFor } from '../failover/support.js';
 
 const scripts = fileURLToPath(new URL('../../scripts/', import.meta.url));
