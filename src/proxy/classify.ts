@@ -327,9 +327,10 @@ interface FunctionRules {
 // Functions that must run on the primary whatever the configuration says, and whether they
 // write. Sequences and xid assignment fail on a standby; advisory locks and pg_backend_pid()
 // must meet the session's primary connection (drivers compare the pid with BackendKeyData);
-// currval/lastval only make sense where nextval ran.
+// currval/lastval only make sense where nextval ran; dblink connections are session state
+// on the connection that opened them.
 const BUILTIN_WRITE = ['nextval', 'setval', 'txid_current', 'pg_current_xact_id', 'pg_notify', 'pg_switch_wal', 'pg_create_restore_point',
-  'pg_create_physical_replication_slot', 'pg_create_logical_replication_slot', 'pg_drop_replication_slot', 'lo_*', 'pg_advisory_*', 'pg_try_advisory_*'];
+  'pg_create_physical_replication_slot', 'pg_create_logical_replication_slot', 'pg_drop_replication_slot', 'lo_*', 'pg_advisory_*', 'pg_try_advisory_*', 'dblink*'];
 const BUILTIN_PRIMARY = new Set(['currval', 'lastval', 'pg_backend_pid', 'pg_current_wal_lsn', 'pg_current_wal_insert_lsn', 'pg_current_wal_flush_lsn',
   'pg_cancel_backend', 'pg_terminate_backend']);
 

@@ -12,17 +12,15 @@ export interface Route {
   read: boolean;
   /**
    * The statement may leave session state on its connection, so the pool must run the reset
-   * query after the session: everything but plain reads and transaction control (reads that
-   * call set_config, advisory locks, large objects… count as stateful).
+   * query after the session: everything but plain reads and transaction control. (classify
+   * sends set_config to both legs and advisory locks, large objects and dblink to the primary,
+   * so none of them is a plain read.)
    */
   stateful: boolean;
   /** The statement leaves state that exists on the primary only (temp objects, serializable
    * default): the session's later reads must stay on the primary. */
   standbyUnusable?: true;
 }
-
-/** Functions a plain SELECT can call to change session state. */
-const SESSION_STATE_FUNCS = /\b(?:set_config|pg_advisory_\w+|dblink\w*|lo_\w+)\s*\(/i;
 
 const CACHE_MAX = 4096;
 const CACHE_MAX_SQL = 2048;
@@ -53,7 +51,7 @@ export class Router {
     // SQL-level PREPARE/EXECUTE/DEALLOCATE must all meet the same backend: keep them on the primary.
     const target = c.prepared !== undefined && c.target === 'standby' ? 'primary' : c.target;
     const read = target === 'standby' && !c.write;
-    const stateful = read ? SESSION_STATE_FUNCS.test(sql) : !(target === 'both' && c.txn !== undefined);
+    const stateful = !read && !(target === 'both' && c.txn !== undefined);
     const r: Route = { target, write: c.write, read, stateful };
     if (c.txn) r.txn = c.txn;
     if (c.standbyUnusable) r.standbyUnusable = true;

@@ -161,6 +161,7 @@ test('SELECT that writes or locks goes to the primary', () => {
     ['SELECT pg_advisory_lock(1)', 'primary', true],
     ['SELECT pg_try_advisory_xact_lock(1)', 'primary', true], // builtin: advisory locks live on the primary
     ['SELECT lo_import(\'/tmp/x\')', 'primary', true],
+    ["SELECT dblink_connect('c', 'dbname=x')", 'primary', true],
     ['SELECT lo_get(42)', 'primary', true],
     ['SELECT txid_current()', 'primary', true],
     ["SELECT pg_notify('c', 'x')", 'primary', true],
