@@ -95,12 +95,7 @@ export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {},
         l = { level: 30, msg: line };
       }
       logs.push(l);
-      for (const w of [...waiters]) {
-        if (w.pred(l)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(l);
-        }
-      }
+      for (const w of [...waiters]) if (w.pred(l)) w.resolve(l);
     }
   });
   proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -111,25 +106,23 @@ export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {},
     }),
   );
 
+  const recent = () => `stderr:\n${stderr}\nlast logs:\n${logs.slice(-15).map((x) => JSON.stringify(x)).join('\n')}`;
   const waitForLog = (pred: (l: LogLine) => boolean, timeoutMs = 20_000) => {
     const seen = logs.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise<LogLine>((resolve, reject) => {
-      const w = { pred, resolve };
-      waiters.push(w);
-      const timer = setTimeout(() => {
-        waiters.splice(waiters.indexOf(w), 1);
-        reject(new Error(`peer: no matching log line within ${timeoutMs} ms; stderr:\n${stderr}\nlast logs:\n${logs.slice(-15).map((x) => JSON.stringify(x)).join('\n')}`));
-      }, timeoutMs);
-      void exited.then(() => {
+      const settle = (err: Error | undefined, l?: LogLine) => {
         clearTimeout(timer);
-        if (waiters.includes(w)) reject(new Error(`peer exited before the expected log line; stderr:\n${stderr}\nlast logs:\n${logs.slice(-15).map((x) => JSON.stringify(x)).join('\n')}`));
-      });
-      const orig = w.resolve;
-      w.resolve = (l) => {
-        clearTimeout(timer);
-        orig(l);
+        const i = waiters.indexOf(w);
+        if (i < 0) return;
+        waiters.splice(i, 1);
+        if (err) reject(err);
+        else resolve(l!);
       };
+      const w = { pred, resolve: (l: LogLine) => settle(undefined, l) };
+      const timer = setTimeout(() => settle(new Error(`peer: no matching log line within ${timeoutMs} ms; ${recent()}`)), timeoutMs);
+      waiters.push(w);
+      void exited.then(() => settle(new Error(`peer exited before the expected log line; ${recent()}`)));
     });
   };
 
