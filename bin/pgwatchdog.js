@@ -7,6 +7,6 @@ import { fileURLToPath } from 'node:url';
 register();
 const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const { run } = await import(main);
-// Exit when the command is done: a peer that has stopped its parts must not linger on a
-// socket that a part failed to close (that is a bug to fix, but not the operator's wait).
+// Exit as soon as the command is done (a peer: once every part has stopped), rather than
+// when the event loop happens to drain: an operator's stop must not wait on a stray handle.
 process.exit(await run(process.argv.slice(2)));
