@@ -2,11 +2,11 @@
 // session's user (startup packet, then cleartext/md5/SCRAM as the server asks), records the
 // server's ParameterStatus values and BackendKeyData, and then hands its byte stream to
 // whoever owns it (a client session or the pool) through a swappable ScanSink.
-import net from 'node:net';
 import { BackendScanner, type ScanSink } from '../protocol/backend-scanner.js';
 import * as codec from '../protocol/codec.js';
 import { md5Response } from '../protocol/md5.js';
 import { ScramClient, type ScramPassThrough } from '../protocol/scram.js';
+import { connect as tcpConnect, type Conn } from './tcp.js';
 
 export interface BackendLogin {
   backendId: number;
@@ -89,18 +89,17 @@ export class BackendConn {
   readonly key: string;
 
   private constructor(
-    readonly socket: net.Socket,
+    readonly socket: Conn,
     readonly login: BackendLogin,
     sink: ScanSink,
   ) {
     this.sink = sink;
     this.key = poolKey(login.user, login.database, login.options);
-    socket.setNoDelay(true);
     socket.on('error', (err) => this.fail(new BackendError(`backend ${login.backendId} (${login.host}:${login.port}): ${err.message}`, login.backendId)));
     socket.on('close', () => this.fail());
   }
 
-  // Reads land in one reused buffer (net's `onread`), bypassing the stream machinery and a
+  // Reads land in one reused buffer (see tcp.ts), bypassing the stream machinery and a
   // Buffer allocation per read. Forwarded views of it may still sit in the client socket's
   // write queue, so the buffer is replaced whenever the owner says it may be retained.
   private rbuf = Buffer.allocUnsafe(READ_BUFFER);
@@ -112,13 +111,12 @@ export class BackendConn {
     return this.rbuf;
   };
 
-  readonly onRead = (n: number, buf: Uint8Array): boolean => {
+  readonly onRead = (n: number, buf: Buffer): void => {
     try {
-      this.scanner.feed((buf as Buffer).subarray(0, n), this.sink, this.out);
+      this.scanner.feed(buf.subarray(0, n), this.sink, this.out);
     } catch (err) {
       this.fail(err as Error);
     }
-    return true;
   };
 
   get backendId(): number {
@@ -144,7 +142,6 @@ export class BackendConn {
     this.closed = true;
     this.onClose = undefined;
     this.socket.end(codec.terminate());
-    this.socket.destroySoon?.();
     setTimeout(() => this.socket.destroy(), 1000).unref();
   }
 
@@ -159,12 +156,11 @@ export class BackendConn {
   static connect(login: BackendLogin): Promise<BackendConn> {
     return new Promise((resolve, reject) => {
       const where = `backend ${login.backendId} (${login.host}:${login.port})`;
-      // onread needs the callbacks before the connection exists: they are bound to `conn` below.
+      // The reader needs the connection's callbacks before the connection exists: bound below.
       const target: { conn?: BackendConn } = {};
-      const socket = net.connect({
-        host: login.host,
-        port: login.port,
-        onread: { buffer: () => target.conn?.nextReadBuffer() ?? Buffer.allocUnsafe(READ_BUFFER), callback: (n, buf) => target.conn?.onRead(n, buf) ?? true },
+      const socket = tcpConnect(login.host, login.port, {
+        buffer: () => target.conn?.nextReadBuffer() ?? Buffer.allocUnsafe(READ_BUFFER),
+        read: (n, buf) => target.conn?.onRead(n, buf),
       });
       let settled = false;
       const done = (err?: Error) => {
@@ -240,6 +236,7 @@ export class BackendConn {
       target.conn = conn;
       conn.onClose = (err) => done(err ?? new BackendError(`${where} closed the connection during login`, login.backendId));
       socket.once('connect', () => {
+        socket.setNoDelay(true);
         const params: Record<string, string> = { user: login.user, database: login.database };
         if (login.options) params.options = login.options;
         socket.write(codec.startupMessage(params));

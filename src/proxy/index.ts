@@ -16,7 +16,7 @@ import type { Config } from '../config/index.js';
 import type { BackendRegistry, BackendChange, BackendPatch } from '../backends/registry.js';
 import { Pools, type PoolStats } from './pool.js';
 import { Session, type SessionHost } from './session.js';
-import { rewrapWithOnread } from './fastio.js';
+import { takeOverAccept, type Conn, type TcpConn } from './tcp.js';
 import { Router, type Route } from './router.js';
 import { loadUserlist, type UserSecret } from './userlist.js';
 import { chooseLoadBalanceNode } from './balance.js';
@@ -109,6 +109,8 @@ export class Proxy implements SessionHost {
   private readonly workers: Worker[] = [];
   private readonly workerStats = new Map<number, ProxyStats>();
   private closing = false;
+  /** Sweeps sessions stuck in startup once a second (one timer, not one per connection). */
+  private janitor: NodeJS.Timeout | undefined;
   private readonly onChange = (c: BackendChange): void => this.registryChanged(c);
 
   constructor(private readonly opts: ProxyOptions) {
@@ -153,8 +155,7 @@ export class Proxy implements SessionHost {
 
   async listen(): Promise<{ host: string; port: number }> {
     if (this.multiProcess) return this.listenWorkers();
-    // Without TLS, client sockets read through `onread` (fastio.ts): accepted paused, re-wrapped.
-    const server = net.createServer({ noDelay: true, pauseOnConnect: this.tlsContext === undefined }, (sock) => this.accept(sock));
+    const server = net.createServer({ noDelay: true }, (sock) => this.accept(sock));
     this.server = server;
     server.on('error', (err) => this.log.error({ err: err.message }, 'proxy listener error'));
     await new Promise<void>((resolve, reject) => {
@@ -164,32 +165,41 @@ export class Proxy implements SessionHost {
         resolve();
       });
     });
+    this.takeOverAccept(server);
+    this.janitor = setInterval(() => {
+      const now = Date.now();
+      for (const s of this.sessions) s.expireStartup(now);
+    }, 1000);
+    this.janitor.unref();
     const a = server.address() as net.AddressInfo;
     this.log.info({ host: a.address, port: a.port, tls: this.tlsContext !== undefined, loadBalance: this.cfg.proxy.load_balance }, 'proxy listening');
     return { host: a.address, port: a.port };
   }
 
-  private accept(accepted: net.Socket): void {
+  /**
+   * Without TLS, clients are served on lean TCP connections (tcp.ts) that read into the
+   * session's buffer; with TLS (which needs a net.Socket to wrap), or where this Node lacks
+   * the handle API, on the net.Socket the server makes.
+   */
+  private takeOverAccept(server: net.Server): void {
+    if (this.tlsContext !== undefined) return;
+    const ok = takeOverAccept(
+      server,
+      (c) => this.accept(c, true),
+      (err) => this.log.warn({ err: err.message }, 'accepting a client connection failed'),
+    );
+    if (!ok) this.log.debug('lean TCP connections unavailable on this Node; clients use net.Socket');
+  }
+
+  private accept(sock: Conn, lean = false): void {
     if (this.closing) {
-      accepted.destroy();
+      sock.destroy();
       return;
     }
-    let sock: net.Socket | undefined;
-    const ref: { s?: Session } = {};
-    if (this.tlsContext === undefined) {
-      sock = rewrapWithOnread(accepted, {
-        // The first buffer is asked for while the socket is made, before its session exists.
-        buffer: () => ref.s?.nextReadBuffer() ?? Buffer.allocUnsafe(1024),
-        callback: (n, buf) => ref.s?.onClientRead(n, buf),
-      });
-      if (!sock) accepted.resume();
-    }
-    const fast = sock !== undefined;
-    sock ??= accepted;
     sock.on('error', () => {}); // handled per session; never crash the process on a client reset
-    const s = new Session(this, sock, this.nextSessionId++, fast);
-    ref.s = s;
+    const s = new Session(this, sock, this.nextSessionId++, lean);
     this.sessions.add(s);
+    if (lean) (sock as TcpConn).start({ buffer: s.nextReadBuffer, read: (n, buf) => s.onClientRead(n, buf) });
   }
 
   // ---- SessionHost ---------------------------------------------------------------------------
@@ -398,6 +408,7 @@ export class Proxy implements SessionHost {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    clearInterval(this.janitor);
     this.registry.off('change', this.onChange);
     if (this.multiProcess) {
       await Promise.all(

@@ -16,6 +16,7 @@ import * as codec from '../protocol/codec.js';
 import { FrameReader, ProtocolViolation } from '../protocol/frame-reader.js';
 import type { ScanSink } from '../protocol/backend-scanner.js';
 import { BackendConn, BackendError, TYPE, encodeParameterStatus } from './backend-conn.js';
+import { writeAll, type Conn } from './tcp.js';
 import type { Pools } from './pool.js';
 import { AuthFailed, authenticateClient } from './client-auth.js';
 import type { UserSecret } from './userlist.js';
@@ -62,7 +63,9 @@ interface Statement {
 type Role = 'primary' | 'standby';
 
 const MAX_EARLY_BYTES = 1024 * 1024;
-/** Read buffer of a client socket that reads through `onread` (see fastio.ts), once reads fill a small one. */
+/** Startup and authentication must be done within this (PostgreSQL's authentication_timeout is 60 s). */
+const STARTUP_TIMEOUT_MS = 60_000;
+/** Read buffer of a client connection that reads into the session's buffers (tcp.ts), once reads fill a small one. */
 const CLIENT_READ_BUFFER = 32 * 1024;
 /**
  * The first read buffers are small slices of Node's shared Buffer pool (under 4 KiB): a
@@ -71,6 +74,9 @@ const CLIENT_READ_BUFFER = 32 * 1024;
  */
 const SMALL_READ_BUFFER = 2048;
 const SHOW_POOL = /^\s*show\s+pool_/i;
+/** The answer to SSLRequest/GSSENCRequest when the proxy does not encrypt. */
+const NO = Buffer.from('N');
+const YES = Buffer.from('S');
 
 /** Startup-packet keys that are not server settings. */
 function isProtocolParam(k: string): boolean {
@@ -189,8 +195,7 @@ interface Batch {
 export class Session {
   private readonly reader = new FrameReader(true);
   private state: 'startup' | 'auth' | 'connecting' | 'ready' | 'closed' = 'startup';
-  private sock: net.Socket;
-  private startupTimer: NodeJS.Timeout | undefined;
+  private sock: Conn;
   private waiter: ((m: Buffer | null, err?: Error) => void) | undefined;
   user = '';
   database = '';
@@ -219,26 +224,30 @@ export class Session {
   private logger: Logger | undefined;
 
   /**
-   * `fastReads`: the socket reads through `onread` into nextReadBuffer() and the proxy calls
-   * onClientRead() (fastio.ts); else the socket's 'data' events feed the session.
+   * `fastReads`: the connection reads into nextReadBuffer() and calls onClientRead() (a
+   * TcpConn, see tcp.ts); else the socket's 'data' events feed the session.
    */
   constructor(
     private readonly host: SessionHost,
-    socket: net.Socket,
+    socket: Conn,
     readonly id: number,
     private readonly fastReads = false,
   ) {
     this.sock = socket;
-    socket.setNoDelay(true);
     this.attachClient(socket);
-    this.startupTimer = setTimeout(() => this.fatal('08006', 'timeout expired during client startup and authentication'), 60_000);
-    this.startupTimer.unref();
     void this.startup().catch((err: Error) => this.startupFailed(err));
   }
 
   /** The session's logger, made on first use: most sessions never log, and pino children cost. */
   private get log(): Logger {
     return (this.logger ??= this.host.log.child({ session: this.id, client: `${this.sock.remoteAddress}:${this.sock.remotePort}` }));
+  }
+
+  /** Called by the proxy's janitor: a client still not through startup after the limit is ended. */
+  expireStartup(now: number): void {
+    if ((this.state === 'startup' || this.state === 'auth' || this.state === 'connecting') && now - this.startedAt >= STARTUP_TIMEOUT_MS) {
+      this.fatal('08006', 'timeout expired during client startup and authentication');
+    }
   }
 
   get primaryPid(): number {
@@ -259,7 +268,7 @@ export class Session {
 
   // ---- client socket -------------------------------------------------------------------------
 
-  private attachClient(s: net.Socket): void {
+  private attachClient(s: Conn): void {
     if (!this.fastReads || this.tlsUsed) s.on('data', this.onClientData);
     s.on('error', (err) => {
       this.log.debug({ err: err.message }, 'client socket error');
@@ -363,14 +372,14 @@ export class Session {
           if (this.reader.buffered > 0) throw new ProtocolViolation('received unencrypted data after SSL request');
           await this.upgradeTls(this.host.tlsContext);
         } else {
-          this.sock.write('N');
+          this.sock.write(NO);
         }
         continue;
       }
       if (pkt.kind === 'gssenc') {
         if (gssDone) throw new ProtocolViolation('GSSENC request received twice');
         gssDone = true;
-        this.sock.write('N');
+        this.sock.write(NO);
         continue;
       }
       break;
@@ -433,12 +442,14 @@ export class Session {
   }
 
   private upgradeTls(ctx: tls.SecureContext): Promise<void> {
+    // With TLS configured the proxy serves clients on net.Sockets (see Proxy.takeOverAccept).
+    if (!(this.sock instanceof net.Socket)) throw new Error('TLS requested on a connection that is not a net.Socket');
     const raw = this.sock;
     raw.removeListener('data', this.onClientData);
     raw.removeAllListeners('close');
     raw.removeAllListeners('error');
     raw.removeAllListeners('drain');
-    raw.write('S');
+    raw.write(YES);
     const t = new tls.TLSSocket(raw, { isServer: true, secureContext: ctx });
     this.sock = t;
     this.tlsUsed = true;
@@ -518,7 +529,6 @@ export class Session {
     w.bytes(overlay ? encodeParameterStatus(overlay) : conn.statusBlock());
     w.begin('K').int32(this.primary!.conn.pid).int32(this.secret).end();
     w.begin('Z').int8(0x49).end();
-    clearTimeout(this.startupTimer);
     this.state = 'ready';
     this.sock.write(w.done());
     if (this.host.log.isLevelEnabled('debug')) this.log.debug({ user: this.user, database: this.database, primary: this.primary!.conn.backendId, standby: this.standby?.conn.backendId, tls: this.tlsUsed }, 'session started');
@@ -610,20 +620,19 @@ export class Session {
       ok = sock.write(out[0]!);
     } else {
       // Messages cut from one client chunk are usually contiguous: send them as one view.
-      sock.cork();
-      ok = true;
+      const chunks: Buffer[] = [];
       let cur = out[0]!;
       for (let i = 1; i < out.length; i++) {
         const m = out[i]!;
         if (m.buffer === cur.buffer && cur.byteOffset + cur.length === m.byteOffset) {
           cur = Buffer.from(cur.buffer, cur.byteOffset, cur.length + m.length);
         } else {
-          ok = sock.write(cur) && ok;
+          chunks.push(cur);
           cur = m;
         }
       }
-      ok = sock.write(cur) && ok;
-      sock.uncork();
+      chunks.push(cur);
+      ok = writeAll(sock, chunks);
     }
     leg.out = [];
     if (!ok && !this.backendFull) {
@@ -1022,7 +1031,6 @@ export class Session {
   close(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    clearTimeout(this.startupTimer);
     if (this.waiter) {
       const w = this.waiter;
       this.waiter = undefined;
