@@ -1,15 +1,22 @@
 // Proxy benchmark: pgbench side by side against PostgreSQL directly, pgbouncer (session
-// pooling), a real pgwatchdog peer, and pgpool-II when installed, in one run on the test bed
+// pooling), real pgwatchdog peers, and pgpool-II when installed, in one run on the test bed
 // (primary + 1 streaming standby, pgbench -i -s 10). Runs are interleaved (each mode rotates
 // the order of targets) so background noise hits every target alike.
 //
 //   npm run bench:proxy -- [--seconds 15] [--clients 16] [--threads 2] [--rounds 1]
-//                          [--scale 10] [--no-lb] [--auth trust|md5] [--workers 1]
+//                          [--scale 10] [--auth trust|md5] [--workers 1]
 //                          [--modes select-simple,select-extended,tpcb-N,select-connect]
-//                          [--targets direct,pgbouncer,pgwatchdog,pgpool] [--peer-prof DIR]
+//                          [--targets direct,direct-split,pgbouncer,pgwatchdog,pgwatchdog-lb,pgpool]
+//                          [--peer-prof DIR] [--peer-node-args "--trace-gc …"]
+//
+// Targets: pgbouncer, pgpool and `pgwatchdog` (load balancing off) all send everything to the
+// primary: the like-for-like comparison. `pgwatchdog-lb` balances reads over primary and
+// standby (weights 1:1). On one machine that costs CPU even without a proxy, which
+// `direct-split` shows: half the clients straight on the primary, half on the standby.
 //
 // --peer-prof DIR runs the pgwatchdog peer under node --cpu-prof and leaves its CPU
 // profiles in DIR (written when the peer exits), to see where the proxy spends its time.
+// --peer-node-args passes node/V8 options to the peer (its output is in its log file).
 //
 // TPS is pgbench's; p99 is computed from pgbench's per-transaction log (-l). With load
 // balancing on, pgwatchdog (and pgpool) send pgbench -S reads to the standby while pgbouncer
@@ -32,7 +39,7 @@ function opt(name: string, def: string): string {
 const flag = (name: string) => argv.includes(`--${name}`);
 
 if (flag('help') || flag('h')) {
-  console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(0, 12).join('\n'));
+  console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split("\n").slice(0, 15).join('\n'));
   process.exit(0);
 }
 
@@ -42,9 +49,9 @@ const THREADS = Number(opt('threads', '2'));
 const ROUNDS = Number(opt('rounds', '1'));
 const SCALE = Number(opt('scale', '10'));
 const WORKERS = Number(opt('workers', '1'));
-const LB = !flag('no-lb');
 const AUTH = opt('auth', 'trust');
 const PEER_PROF = opt('peer-prof', '');
+const PEER_NODE_ARGS = opt('peer-node-args', '').split(' ').filter(Boolean);
 if (AUTH !== 'trust' && AUTH !== 'md5') throw new Error(`--auth must be trust or md5, got ${AUTH}`);
 for (const [n, v] of Object.entries({ SECONDS, CLIENTS, THREADS, ROUNDS, SCALE, WORKERS })) {
   if (!Number.isInteger(v) || v < 1) throw new Error(`--${n.toLowerCase()} must be a positive integer`);
@@ -64,7 +71,7 @@ const ALL_MODES: Mode[] = [
 const modeNames = opt('modes', ALL_MODES.map((m) => m.name).join(',')).split(',');
 const MODES = ALL_MODES.filter((m) => modeNames.includes(m.name));
 if (MODES.length !== modeNames.length) throw new Error(`--modes: unknown mode in ${modeNames.join(',')}; known: ${ALL_MODES.map((m) => m.name).join(', ')}`);
-const ALL_TARGETS = ['direct', 'pgbouncer', 'pgwatchdog', 'pgpool'] as const;
+const ALL_TARGETS = ['direct', 'direct-split', 'pgbouncer', 'pgwatchdog', 'pgwatchdog-lb', 'pgpool'] as const;
 type TargetName = (typeof ALL_TARGETS)[number];
 const targetNames = opt('targets', ALL_TARGETS.join(',')).split(',') as TargetName[];
 for (const t of targetNames) if (!ALL_TARGETS.includes(t)) throw new Error(`--targets: unknown target ${t}; known: ${ALL_TARGETS.join(', ')}`);
@@ -179,7 +186,10 @@ async function waitReady(port: number, timeoutMs: number, child: ChildProcess | 
 
 interface Target {
   name: TargetName;
-  port?: number;
+  /** Where pgbench connects; several: the clients are split evenly over them. */
+  ports?: number[];
+  /** The proxy's process (its children are counted too: pgpool, proxy workers). */
+  pid?: number;
   readsOn: string;
   error?: string;
   stop(): Promise<void>;
@@ -238,11 +248,12 @@ async function startPgbouncer(c: PgCluster): Promise<Target> {
     await stop();
     return { name: 'pgbouncer', readsOn: '-', error, stop: async () => undefined };
   }
-  return { name: 'pgbouncer', port, readsOn: 'primary', stop };
+  return { name: 'pgbouncer', ports: [port], pid: child.pid, readsOn: 'primary', stop };
 }
 
-async function startPgwatchdog(c: PgCluster): Promise<Target> {
-  const dir = workDir('pgwatchdog');
+async function startPgwatchdog(c: PgCluster, name: 'pgwatchdog' | 'pgwatchdog-lb'): Promise<Target> {
+  const LB = name === 'pgwatchdog-lb';
+  const dir = workDir(name);
   const [port, adminPort] = [await freePort(), await freePort()];
   writeFileSync(join(dir, 'userlist.txt'), userlist());
   // JSON is YAML: no need for a YAML writer.
@@ -270,7 +281,7 @@ async function startPgwatchdog(c: PgCluster): Promise<Target> {
   writeFileSync(file, JSON.stringify(config, null, 2));
   const logFile = join(dir, 'peer.log');
   const prof = PEER_PROF ? ['--cpu-prof', `--cpu-prof-dir=${PEER_PROF}`] : [];
-  const child = startDaemon('pgwatchdog', process.execPath, [...prof, join(ROOT, 'bin/pgwatchdog.js'), 'start', '-c', file], { cwd: ROOT, logFile });
+  const child = startDaemon('pgwatchdog', process.execPath, [...prof, ...PEER_NODE_ARGS, join(ROOT, 'bin/pgwatchdog.js'), 'start', '-c', file], { cwd: ROOT, logFile });
   const stop = async () => {
     await stopDaemon(child, 'SIGTERM');
     rmSync(dir, { recursive: true, force: true });
@@ -294,9 +305,9 @@ async function startPgwatchdog(c: PgCluster): Promise<Target> {
   } catch (e) {
     const error = `pgwatchdog peer did not serve: ${(e as Error).message}\n--- peer output (${logFile}) ---\n${tail(logFile)}`;
     await stop();
-    return { name: 'pgwatchdog', readsOn: '-', error, stop: async () => undefined };
+    return { name, readsOn: '-', error, stop: async () => undefined };
   }
-  return { name: 'pgwatchdog', port, readsOn: LB ? 'standby (LB)' : 'primary', stop };
+  return { name, ports: [port], pid: child.pid, readsOn: LB ? 'primary+standby' : 'primary', stop };
 }
 
 async function startPgpool(c: PgCluster): Promise<Target> {
@@ -324,7 +335,7 @@ async function startPgpool(c: PgCluster): Promise<Target> {
     max_pool: 1,
     connection_cache: 'on',
     reset_query_list: `'ABORT; DISCARD ALL'`,
-    load_balance_mode: LB ? 'on' : 'off',
+    load_balance_mode: 'off',
     enable_pool_hba: 'on',
     pool_passwd: `'${join(dir, 'pool_passwd')}'`,
     sr_check_period: 10,
@@ -359,7 +370,56 @@ async function startPgpool(c: PgCluster): Promise<Target> {
     await stop();
     return { name: 'pgpool', readsOn: '-', error, stop: async () => undefined };
   }
-  return { name: 'pgpool', port, readsOn: LB ? 'standby or primary (LB)' : 'primary', stop };
+  return { name: 'pgpool', ports: [port], pid: child.pid, readsOn: 'primary', stop };
+}
+
+// ---- CPU accounting -----------------------------------------------------------------------------
+// CPU time per transaction is far steadier than TPS on a shared 2-core machine: it is what
+// the proxies are compared on when TPS differences are within noise.
+
+const TICK_US = 1e6 / 100; // USER_HZ: /proc reports CPU time in 1/100 s on Linux
+
+interface Cpu {
+  user: number; // µs
+  sys: number; // µs
+}
+
+/** utime and stime of `pid` and all its descendants, from /proc. */
+function processTreeCpu(pid: number): Cpu {
+  const byParent = new Map<number, number[]>();
+  const times = new Map<number, Cpu>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let st: string;
+    try {
+      st = readFileSync(`/proc/${d}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on
+    const ppid = Number(f[1]);
+    times.set(Number(d), { user: Number(f[11]) * TICK_US, sys: Number(f[12]) * TICK_US });
+    byParent.set(ppid, [...(byParent.get(ppid) ?? []), Number(d)]);
+  }
+  const total: Cpu = { user: 0, sys: 0 };
+  const stack = [pid];
+  while (stack.length) {
+    const p = stack.pop()!;
+    const t = times.get(p);
+    if (t) {
+      total.user += t.user;
+      total.sys += t.sys;
+    }
+    stack.push(...(byParent.get(p) ?? []));
+  }
+  return total;
+}
+
+/** Busy CPU time of the whole machine (all CPUs), in µs. */
+function machineBusy(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal …: busy is everything but idle and iowait
+  return (f.reduce((a, b) => a + b, 0) - f[3]! - f[4]!) * TICK_US;
 }
 
 // ---- pgbench ------------------------------------------------------------------------------------
@@ -367,12 +427,23 @@ async function startPgpool(c: PgCluster): Promise<Target> {
 interface RunResult {
   tps: number;
   p99ms: number;
+  /** The proxy's user and system CPU µs per transaction; the whole machine's busy µs per transaction. */
+  proxyUser?: number;
+  proxySys?: number;
+  machine?: number;
   failed?: string;
 }
 
-function runPgbench(port: number, mode: Mode, logDir: string): Promise<RunResult> {
+interface PgbenchRun {
+  tps: number;
+  /** Per-transaction latencies in µs (from pgbench -l). */
+  lat: number[];
+  failed?: string;
+}
+
+function runPgbench(port: number, clients: number, threads: number, mode: Mode, logDir: string): Promise<PgbenchRun> {
   const prefix = join(logDir, `pgbench_${port}_${Date.now()}`);
-  const args = ['-h', '127.0.0.1', '-p', String(port), '-U', SUPERUSER, '-n', '-c', String(CLIENTS), '-j', String(THREADS), '-T', String(SECONDS), '-l', `--log-prefix=${prefix}`, ...mode.args, 'postgres'];
+  const args = ['-h', '127.0.0.1', '-p', String(port), '-U', SUPERUSER, '-n', '-c', String(clients), '-j', String(threads), '-T', String(SECONDS), '-l', `--log-prefix=${prefix}`, ...mode.args, 'postgres'];
   return new Promise((resolve) => {
     const child = spawn(pgBin('pgbench'), args, { cwd: logDir, env: { ...process.env, PGPASSWORD: SUPERUSER_PASSWORD }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
@@ -397,15 +468,24 @@ function runPgbench(port: number, mode: Mode, logDir: string): Promise<RunResult
       }
       const m = /tps = ([\d.]+)/.exec(out);
       if (code !== 0 || !m) {
-        resolve({ tps: 0, p99ms: 0, failed: `pgbench exited ${code}: ${out.trim().split('\n').slice(-4).join(' | ')}` });
+        resolve({ tps: 0, lat, failed: `pgbench exited ${code}: ${out.trim().split('\n').slice(-4).join(' | ')}` });
         return;
       }
-      lat.sort((a, b) => a - b);
-      const p99 = lat.length ? lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.99))]! / 1000 : NaN;
       const errors = /number of failed transactions: (\d+)/.exec(out);
-      resolve({ tps: Number(m[1]), p99ms: p99, ...(errors && errors[1] !== '0' ? { failed: `${errors[1]} failed transactions` } : {}) });
+      resolve({ tps: Number(m[1]), lat, ...(errors && errors[1] !== '0' ? { failed: `${errors[1]} failed transactions` } : {}) });
     });
   });
+}
+
+/** pgbench against each port at once, the clients (and threads) split evenly; TPS summed. */
+async function runPgbenchOn(ports: number[], mode: Mode, logDir: string): Promise<RunResult> {
+  const n = ports.length;
+  const runs = await Promise.all(ports.map((p) => runPgbench(p, Math.max(1, Math.round(CLIENTS / n)), Math.max(1, Math.round(THREADS / n)), mode, logDir)));
+  const failed = runs.find((r) => r.failed)?.failed;
+  if (runs.some((r) => r.tps === 0)) return { tps: 0, p99ms: 0, failed: failed ?? 'failed' };
+  const lat = runs.flatMap((r) => r.lat).sort((a, b) => a - b);
+  const p99 = lat.length ? lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.99))]! / 1000 : NaN;
+  return { tps: runs.reduce((a, r) => a + r.tps, 0), p99ms: p99, ...(failed ? { failed } : {}) };
 }
 
 // ---- main ----------------------------------------------------------------------------------------
@@ -414,7 +494,7 @@ let startLoad = '';
 
 async function main(): Promise<void> {
   startLoad = loadavg().map((l) => l.toFixed(2)).join(' ');
-  log(`test bed: primary + 1 standby; pgbench -i -s ${SCALE}; ${CLIENTS} clients, -j ${THREADS}, ${SECONDS} s per run, ${ROUNDS} round(s), load balancing ${LB ? 'on' : 'off'}, client auth ${AUTH}`);
+  log(`test bed: primary + 1 standby; pgbench -i -s ${SCALE}; ${CLIENTS} clients, -j ${THREADS}, ${SECONDS} s per run, ${ROUNDS} round(s), client auth ${AUTH}`);
   cluster = await createCluster({ standbys: 1, settings: { max_connections: Math.max(300, CLIENTS * 10) } });
   const targets: Target[] = [];
   const logDir = workDir('logs');
@@ -430,12 +510,13 @@ async function main(): Promise<void> {
 
     for (const name of targetNames) {
       let t: Target;
-      if (name === 'direct') t = { name, port: cluster.primary.port, readsOn: 'primary', stop: async () => undefined };
+      if (name === 'direct') t = { name, ports: [cluster.primary.port], readsOn: 'primary', stop: async () => undefined };
+      else if (name === 'direct-split') t = { name, ports: [cluster.primary.port, cluster.standbys[0]!.port], readsOn: 'primary+standby', stop: async () => undefined };
       else if (name === 'pgbouncer') t = await startPgbouncer(cluster);
-      else if (name === 'pgwatchdog') t = await startPgwatchdog(cluster);
+      else if (name === 'pgwatchdog' || name === 'pgwatchdog-lb') t = await startPgwatchdog(cluster, name);
       else t = await startPgpool(cluster);
       targets.push(t);
-      log(t.error ? `${name}: ${t.error}` : `${name}: listening on 127.0.0.1:${t.port}`);
+      log(t.error ? `${name}: ${t.error}` : `${name}: listening on 127.0.0.1:${t.ports!.join(',')}`);
     }
 
     const results = new Map<string, RunResult[]>(); // `${mode}/${target}`
@@ -447,7 +528,18 @@ async function main(): Promise<void> {
         rotation++;
         for (const t of order) {
           log(`round ${round + 1}/${ROUNDS} ${mode.name} → ${t.name}`);
-          const r = await runPgbench(t.port!, mode, logDir);
+          const cpu0 = t.pid !== undefined ? processTreeCpu(t.pid) : undefined;
+          const busy0 = machineBusy();
+          const r = await runPgbenchOn(t.ports!, mode, logDir);
+          const txs = r.tps * SECONDS;
+          if (txs > 0) {
+            r.machine = (machineBusy() - busy0) / txs;
+            if (cpu0 && t.pid !== undefined) {
+              const cpu1 = processTreeCpu(t.pid);
+              r.proxyUser = (cpu1.user - cpu0.user) / txs;
+              r.proxySys = (cpu1.sys - cpu0.sys) / txs;
+            }
+          }
           if (r.failed) log(`  ${t.name}: ${r.failed}`);
           const key = `${mode.name}/${t.name}`;
           results.set(key, [...(results.get(key) ?? []), r]);
@@ -470,23 +562,31 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
     const ok = rs.filter((r) => r.tps > 0);
     if (!ok.length) return { tps: 0, p99ms: 0, failed: rs[0]!.failed ?? 'failed' };
     const failed = rs.find((r) => r.failed)?.failed;
+    const mean = (f: (r: RunResult) => number | undefined): number | undefined => {
+      const v = ok.map(f).filter((x): x is number => x !== undefined);
+      return v.length ? v.reduce((a, b) => a + b, 0) / v.length : undefined;
+    };
     return {
-      tps: ok.reduce((a, r) => a + r.tps, 0) / ok.length,
-      p99ms: ok.reduce((a, r) => a + r.p99ms, 0) / ok.length,
+      tps: mean((r) => r.tps)!,
+      p99ms: mean((r) => r.p99ms)!,
+      proxyUser: mean((r) => r.proxyUser),
+      proxySys: mean((r) => r.proxySys),
+      machine: mean((r) => r.machine),
       ...(failed ? { failed } : {}),
     };
   };
-  const header = ['mode', 'target', 'reads on', 'TPS', 'p99 ms', 'vs direct', 'vs pgbouncer'];
+  const header = ['mode', 'target', 'reads on', 'TPS', 'p99 ms', 'vs direct*', 'vs pgbouncer', 'proxy usr µs/tx', 'sys µs/tx', 'machine µs/tx'];
   const rows: string[][] = [];
   const summary: string[] = [];
   for (const mode of MODES) {
     const direct = agg(mode.name, 'direct');
+    const directSplit = agg(mode.name, 'direct-split');
     const bouncer = agg(mode.name, 'pgbouncer');
     for (const t of targets) {
       const r = agg(mode.name, t.name);
       const ratio = (base: RunResult | undefined) => (r && r.tps > 0 && base && base.tps > 0 ? `${(r.tps / base.tps).toFixed(2)}×` : '-');
       if (t.error || !r) {
-        rows.push([mode.name, t.name, '-', t.error ? 'not run' : '-', '-', '-', '-']);
+        rows.push([mode.name, t.name, '-', t.error ? 'not run' : '-', '-', '-', '-', '-', '-', '-']);
         continue;
       }
       rows.push([
@@ -495,8 +595,12 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
         mode.args.includes('-N') ? 'primary (writes)' : t.readsOn,
         r.tps > 0 ? r.tps.toFixed(0) : 'FAILED',
         r.tps > 0 ? r.p99ms.toFixed(2) : '-',
-        ratio(direct),
+        // Reads split over both servers compare with direct-split: the same backends, no proxy.
+        ratio(t.readsOn === 'primary+standby' && !mode.args.includes('-N') ? directSplit : direct),
         ratio(bouncer),
+        r.proxyUser !== undefined ? r.proxyUser.toFixed(1) : '-',
+        r.proxySys !== undefined ? r.proxySys.toFixed(1) : '-',
+        r.machine !== undefined ? r.machine.toFixed(1) : '-',
       ]);
     }
     const wd = agg(mode.name, 'pgwatchdog');
@@ -506,16 +610,24 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
     } else {
       summary.push(`${mode.name.padEnd(16)} no comparison: ${!wd || wd.tps === 0 ? 'pgwatchdog' : 'pgbouncer'} did not run`);
     }
+    const lb = agg(mode.name, 'pgwatchdog-lb');
+    if (lb && lb.tps > 0 && directSplit && directSplit.tps > 0 && direct && direct.tps > 0 && !mode.args.includes('-N')) {
+      summary.push(
+        `${''.padEnd(16)} with load balancing: ${lb.tps.toFixed(0)} TPS; reads split over two servers on this one machine cost ${(100 * (1 - directSplit.tps / direct.tps)).toFixed(0)}% even directly (direct-split vs direct)`,
+      );
+    }
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
   console.log(`\nmachine: ${cpus().length} CPUs, load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')} (at start ${startLoad})`);
-  console.log(`pgbench: ${CLIENTS} clients, -j ${THREADS}, ${SECONDS} s per run, ${ROUNDS} round(s), scale ${SCALE}, load balancing ${LB ? 'on' : 'off'}, client auth ${AUTH}`);
+  console.log(`pgbench: ${CLIENTS} clients, -j ${THREADS}, ${SECONDS} s per run, ${ROUNDS} round(s), scale ${SCALE}, client auth ${AUTH}`);
   for (const m of MODES) console.log(`  ${m.name}: ${m.what}`);
   console.log('');
   console.log(line(header));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows) console.log(line(r));
+  console.log('');
+  console.log('* primary+standby rows compare with direct-split, the others with direct');
   console.log('');
   for (const s of summary) console.log(s);
   for (const t of targets) if (t.error) console.log(`\n${t.name}: ${t.error}`);
