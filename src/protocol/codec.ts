@@ -258,9 +258,18 @@ export function closeStatement(name: string): Buffer {
 
 /** Reads a NUL-terminated string at `pos`; returns it and the position after the NUL, or null. */
 export function readCString(buf: Buffer, pos: number, end = buf.length): [string, number] | null {
-  const z = buf.indexOf(0, pos);
-  if (z < 0 || z >= end) return null;
-  return [buf.toString('utf8', pos, z), z + 1];
+  // Names in the hot path are short or empty (the unnamed statement and portal): a byte loop
+  // beats a native indexOf call there; long strings (query texts) get indexOf.
+  let z = pos;
+  const lim = Math.min(end, buf.length);
+  const short = Math.min(lim, pos + 64);
+  while (z < short && buf[z] !== 0) z++;
+  if (z === short && z < lim) {
+    z = buf.indexOf(0, z);
+    if (z < 0) z = lim;
+  }
+  if (z >= lim) return null;
+  return [z === pos ? '' : buf.toString('utf8', pos, z), z + 1];
 }
 
 export type StartupPacket =

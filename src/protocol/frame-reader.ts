@@ -16,11 +16,13 @@ export class ProtocolViolation extends Error {
 
 // Frontend message types that may be large (queries, statements, parameters, COPY data,
 // passwords/SASL); everything else is a small control message.
-const LARGE_TYPES = new Set([0x51 /*Q*/, 0x50 /*P*/, 0x42 /*B*/, 0x64 /*d*/, 0x46 /*F*/, 0x70 /*p*/]);
-const KNOWN_TYPES = new Set([
-  0x51, 0x50, 0x42, 0x64, 0x46, 0x70, // Q P B d F p
-  0x45 /*E*/, 0x44 /*D*/, 0x43 /*C*/, 0x48 /*H*/, 0x53 /*S*/, 0x58 /*X*/, 0x63 /*c*/, 0x66 /*f*/,
-]);
+// Per message type (a byte): 0 unknown, SMALL or LARGE (may carry up to MAX_LARGE_MESSAGE).
+// A table, not a Set: it is consulted for every client message.
+const SMALL = 1;
+const LARGE = 2;
+const TYPES = new Uint8Array(256);
+for (const t of [0x51 /*Q*/, 0x50 /*P*/, 0x42 /*B*/, 0x64 /*d*/, 0x46 /*F*/, 0x70 /*p*/]) TYPES[t] = LARGE;
+for (const t of [0x45 /*E*/, 0x44 /*D*/, 0x43 /*C*/, 0x48 /*H*/, 0x53 /*S*/, 0x58 /*X*/, 0x63 /*c*/, 0x66 /*f*/]) TYPES[t] = SMALL;
 
 /** Beyond this, an incomplete message is collected in parts and joined once, not re-copied per chunk. */
 const COLLECT_THRESHOLD = 64 * 1024;
@@ -77,11 +79,12 @@ export class FrameReader {
       total = len;
     } else {
       const type = this.buf[this.pos]!;
-      if (!KNOWN_TYPES.has(type)) {
+      const kind = TYPES[type]!;
+      if (kind === 0) {
         throw new ProtocolViolation(`invalid frontend message type ${type}`);
       }
       const len = this.buf.readInt32BE(this.pos + 1);
-      const max = LARGE_TYPES.has(type) ? MAX_LARGE_MESSAGE : MAX_SMALL_MESSAGE;
+      const max = kind === LARGE ? MAX_LARGE_MESSAGE : MAX_SMALL_MESSAGE;
       if (len < 4 || len > max) throw new ProtocolViolation(`invalid message length ${len} for message type "${String.fromCharCode(type)}"`);
       total = len + 1;
     }

@@ -199,7 +199,7 @@ export class Proxy implements SessionHost {
     sock.on('error', () => {}); // handled per session; never crash the process on a client reset
     const s = new Session(this, sock, this.nextSessionId++, lean);
     this.sessions.add(s);
-    if (lean) (sock as TcpConn).start({ buffer: s.nextReadBuffer, read: (n, buf) => s.onClientRead(n, buf) });
+    if (lean) (sock as TcpConn).start({ buffer: s.nextReadBuffer, read: s.onClientRead });
   }
 
   // ---- SessionHost ---------------------------------------------------------------------------

@@ -73,10 +73,29 @@ const CLIENT_READ_BUFFER = 32 * 1024;
  * would drive V8 into major GCs (measured: pgbench -C, +90 µs of proxy CPU per connection).
  */
 const SMALL_READ_BUFFER = 2048;
+/**
+ * Small read buffers of sessions that ended, for new sessions: a connection-per-transaction
+ * client then allocates none. A buffer is put here only when nothing can still read from it
+ * or into it (see Session.close).
+ */
+const spareReadBuffers: Buffer[] = [];
+const MAX_SPARE_READ_BUFFERS = 256;
 const SHOW_POOL = /^\s*show\s+pool_/i;
 /** The answer to SSLRequest/GSSENCRequest when the proxy does not encrypt. */
 const NO = Buffer.from('N');
+const NO_PARSE = Buffer.alloc(0);
+const AUTH_OK = new codec.Writer(9).begin('R').int32(0).end().done();
 const YES = Buffer.from('S');
+
+/** Cheap pre-check for SHOW_POOL (run on every simple query): the first non-blank is an s. */
+function mayBeShowPool(sql: string): boolean {
+  for (let i = 0; i < sql.length; i++) {
+    const c = sql.charCodeAt(i);
+    if (c === 0x73 || c === 0x53) return true;
+    if (c !== 0x20 && c !== 0x0a && c !== 0x09 && c !== 0x0d && c !== 0x0c && c !== 0x0b) return false;
+  }
+  return false;
+}
 
 /** Startup-packet keys that are not server settings. */
 function isProtocolParam(k: string): boolean {
@@ -207,7 +226,7 @@ export class Session {
   private blocked = false;
   private pumping = false;
   private readonly stmts = new Map<string, Statement>();
-  private readonly unnamed: Statement = { parse: Buffer.alloc(0), legs: new Set(), write: false };
+  private readonly unnamed: Statement = { parse: NO_PARSE, legs: new Set(), write: false };
   private readonly portals = new Map<string, Leg>();
   private batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, pinned: undefined, reads: 0, both: 0, others: 0 };
   private inTxn = false;
@@ -287,15 +306,17 @@ export class Session {
   /**
    * The buffer the next client read lands in. It is reused only while nothing holds a view
    * of the last read (messages the reader still buffers, a blocked message, an unfinished
-   * extended batch, bytes queued on a backend socket); otherwise a fresh one. Before the
-   * session is ready (startup, authentication awaiting) every read gets a fresh buffer.
-   * Buffers start small; a read that fills one moves the session to CLIENT_READ_BUFFER.
+   * extended batch, bytes queued on a backend socket); otherwise a fresh one. (Startup
+   * messages reach the awaiting code as copies, see wakeWaiter.) Buffers start small; a read
+   * that fills one moves the session to CLIENT_READ_BUFFER.
    */
   readonly nextReadBuffer = (): Buffer => {
     const b = this.rbuf;
     const grow = this.lastReadFull && (b === undefined || b.length < CLIENT_READ_BUFFER);
-    if (b !== undefined && !grow && this.state === 'ready' && !this.inputRetained()) return b;
-    return (this.rbuf = Buffer.allocUnsafe(grow || (b !== undefined && b.length >= CLIENT_READ_BUFFER) ? CLIENT_READ_BUFFER : SMALL_READ_BUFFER));
+    if (b !== undefined && !grow && this.state !== 'closed' && !this.inputRetained()) return b;
+    if (grow || (b !== undefined && b.length >= CLIENT_READ_BUFFER)) return (this.rbuf = Buffer.allocUnsafe(CLIENT_READ_BUFFER));
+    // A closed session's connection reads no more: never hand it a spare.
+    return (this.rbuf = (this.state !== 'closed' && spareReadBuffers.pop()) || Buffer.allocUnsafe(SMALL_READ_BUFFER));
   };
 
   private inputRetained(): boolean {
@@ -307,10 +328,10 @@ export class Session {
   }
 
   /** `n` bytes from the client landed in `buf` (the fast read path). */
-  onClientRead(n: number, buf: Buffer): void {
+  readonly onClientRead = (n: number, buf: Buffer): void => {
     this.lastReadFull = n === buf.length;
     this.onClientData(buf.subarray(0, n));
-  }
+  };
 
   private readonly onClientData = (chunk: Buffer): void => {
     this.reader.push(chunk);
@@ -334,7 +355,8 @@ export class Session {
     }
     if (m) {
       this.waiter = undefined;
-      w(m);
+      // A copy: the awaiting code runs after the read buffer may have been reused.
+      w(this.fastReads ? Buffer.from(m) : m);
     }
   }
 
@@ -524,13 +546,11 @@ export class Session {
       const canon = conn.canonicalParam(k);
       if (canon !== undefined && conn.params.get(canon) !== v) (overlay ??= new Map(conn.params)).set(canon, v);
     }
-    const w = new codec.Writer(1024);
-    w.begin('R').int32(0).end();
-    w.bytes(overlay ? encodeParameterStatus(overlay) : conn.statusBlock());
-    w.begin('K').int32(this.primary!.conn.pid).int32(this.secret).end();
-    w.begin('Z').int8(0x49).end();
+    // AuthenticationOk, the ParameterStatus block (shared, not copied), BackendKeyData and
+    // ReadyForQuery: one write.
+    const tail = new codec.Writer(19).begin('K').int32(this.primary!.conn.pid).int32(this.secret).end().begin('Z').int8(0x49).end().done();
     this.state = 'ready';
-    this.sock.write(w.done());
+    writeAll(this.sock, [AUTH_OK, overlay ? encodeParameterStatus(overlay) : conn.statusBlock(), tail]);
     if (this.host.log.isLevelEnabled('debug')) this.log.debug({ user: this.user, database: this.database, primary: this.primary!.conn.backendId, standby: this.standby?.conn.backendId, tls: this.tlsUsed }, 'session started');
     this.flushAll();
     this.pump();
@@ -715,7 +735,7 @@ export class Session {
 
   private simpleQuery(msg: Buffer): boolean {
     const sql = msg.toString('utf8', 5, msg.length - 1);
-    const local = SHOW_POOL.test(sql) ? this.host.localQuery(sql, this) : undefined;
+    const local = mayBeShowPool(sql) && SHOW_POOL.test(sql) ? this.host.localQuery(sql, this) : undefined;
     if (local) {
       if (this.primary!.fwdPending > 0 || (this.standby?.fwdPending ?? 0) > 0) return false;
       this.sock.write(Buffer.concat([local, codec.readyForQuery(this.lastStatus)]));
@@ -900,7 +920,8 @@ export class Session {
         // client reads reuse their buffer (fastReads): then a copy.
         if (r.stateful) leg.dirty = true;
         const u = this.unnamed;
-        u.parse = this.fastReads ? Buffer.from(m) : m;
+        // Kept only to re-Parse on the other leg: a session on the primary alone has none.
+        u.parse = this.standby === undefined ? NO_PARSE : this.fastReads ? Buffer.from(m) : m;
         u.legs.clear();
         u.legs.add(leg);
         u.write = r.target !== 'standby' || r.write;
@@ -1041,6 +1062,13 @@ export class Session {
     if (!this.sock.destroyed) {
       this.sock.destroySoon();
       if (this.sock.writableLength > 0) setTimeout(() => this.sock.destroy(), 2000).unref();
+    }
+    // The read buffer can serve another session once the connection reads no more and no
+    // bytes of it wait in a backend's write queue.
+    const rb = this.rbuf;
+    if (this.fastReads && this.sock.destroyed && rb?.length === SMALL_READ_BUFFER && !this.inputRetained() && spareReadBuffers.length < MAX_SPARE_READ_BUFFERS) {
+      spareReadBuffers.push(rb);
+      this.rbuf = undefined;
     }
     for (const leg of [this.primary, this.standby]) {
       if (!leg) continue;
