@@ -165,7 +165,7 @@ export class Proxy implements SessionHost {
         resolve();
       });
     });
-    this.takeOverAccept(server);
+    this.serveLean(server);
     this.janitor = setInterval(() => {
       const now = Date.now();
       for (const s of this.sessions) s.expireStartup(now);
@@ -181,7 +181,7 @@ export class Proxy implements SessionHost {
    * session's buffer; with TLS (which needs a net.Socket to wrap), or where this Node lacks
    * the handle API, on the net.Socket the server makes.
    */
-  private takeOverAccept(server: net.Server): void {
+  private serveLean(server: net.Server): void {
     if (this.tlsContext !== undefined) return;
     const ok = takeOverAccept(
       server,

@@ -464,7 +464,7 @@ export class Session {
   }
 
   private upgradeTls(ctx: tls.SecureContext): Promise<void> {
-    // With TLS configured the proxy serves clients on net.Sockets (see Proxy.takeOverAccept).
+    // With TLS configured the proxy serves clients on net.Sockets (see Proxy.serveLean).
     if (!(this.sock instanceof net.Socket)) throw new Error('TLS requested on a connection that is not a net.Socket');
     const raw = this.sock;
     raw.removeListener('data', this.onClientData);

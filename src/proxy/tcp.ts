@@ -12,7 +12,7 @@
 // This uses Node internals, checked on Node v20.20: process.binding('tcp_wrap') (TCP,
 // TCPConnectWrap) and ('stream_wrap') (WriteWrap, streamBaseState) — the same
 // bindings lib/net.js is built on, in the allow-list of process.binding. When they are missing
-// (`available` is false) the proxy uses net.Socket, which has the same surface (`Conn`).
+// the proxy uses net.Socket, which has the same surface (`Conn`).
 import { EventEmitter } from 'node:events';
 import dns from 'node:dns';
 import net from 'node:net';
@@ -115,9 +115,8 @@ function loadBindings(): Bindings | undefined {
   }
 }
 
+/** The handle API TcpConn is built on; undefined on a Node without it. */
 const B = loadBindings();
-/** True when this Node has the handle API TcpConn is built on. */
-export const available = B !== undefined;
 
 const UV_EOF = -4095;
 const HIGH_WATER = 64 * 1024;
