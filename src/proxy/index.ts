@@ -253,7 +253,7 @@ export class Proxy implements SessionHost {
   }
 
   localQuery(sql: string, s: Session): Buffer | undefined {
-    const q = sql.trim().replace(/;\s*$/, '').replace(/\s+/g, ' ').toLowerCase();
+    const q = sql.replace(/;\s*$/, '').trim().replace(/\s+/g, ' ').toLowerCase();
     if (q === 'show pool_nodes') {
       const r = poolNodesResult(this.registry, { selectCount: (id: number) => this.selectCounts[id] ?? 0, loadBalanceNode: s.loadBalanceNode });
       return codec.textResult(r.columns, r.rows, `SELECT ${r.rows.length}`);

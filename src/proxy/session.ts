@@ -80,21 +80,35 @@ const SMALL_READ_BUFFER = 2048;
  */
 const spareReadBuffers: Buffer[] = [];
 const MAX_SPARE_READ_BUFFERS = 256;
-const SHOW_POOL = /^\s*show\s+pool_/i;
 /** The answer to SSLRequest/GSSENCRequest when the proxy does not encrypt. */
 const NO = Buffer.from('N');
 const NO_PARSE = Buffer.alloc(0);
 const AUTH_OK = new codec.Writer(9).begin('R').int32(0).end().done();
 const YES = Buffer.from('S');
 
-/** Cheap pre-check for SHOW_POOL (run on every simple query): the first non-blank is an s. */
-function mayBeShowPool(sql: string): boolean {
-  for (let i = 0; i < sql.length; i++) {
-    const c = sql.charCodeAt(i);
-    if (c === 0x73 || c === 0x53) return true;
-    if (c !== 0x20 && c !== 0x0a && c !== 0x09 && c !== 0x0d && c !== 0x0c && c !== 0x0b) return false;
-  }
-  return false;
+function isBlank(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d || c === 0x0c || c === 0x0b;
+}
+
+/** True when `sql` at `i` is `word` (lowercase ASCII letters), in any case. */
+function wordAt(sql: string, i: number, word: string): boolean {
+  if (sql.length < i + word.length) return false;
+  for (let k = 0; k < word.length; k++) if ((sql.charCodeAt(i + k) | 0x20) !== word.charCodeAt(k)) return false;
+  return true;
+}
+
+/**
+ * `SHOW POOL_…` in any case and spacing: the proxy answers it itself (Proxy.localQuery). It is
+ * asked of every simple query, so it reads characters rather than running a regex or slicing.
+ */
+function isShowPool(sql: string): boolean {
+  let i = 0;
+  while (i < sql.length && isBlank(sql.charCodeAt(i))) i++;
+  if (!wordAt(sql, i, 'show')) return false;
+  i += 4;
+  const afterShow = i;
+  while (i < sql.length && isBlank(sql.charCodeAt(i))) i++;
+  return i > afterShow && wordAt(sql, i, 'pool') && sql.charCodeAt(i + 4) === 0x5f;
 }
 
 /** Startup-packet keys that are not server settings. */
@@ -735,7 +749,7 @@ export class Session {
 
   private simpleQuery(msg: Buffer): boolean {
     const sql = msg.toString('utf8', 5, msg.length - 1);
-    const local = mayBeShowPool(sql) && SHOW_POOL.test(sql) ? this.host.localQuery(sql, this) : undefined;
+    const local = isShowPool(sql) ? this.host.localQuery(sql, this) : undefined;
     if (local) {
       if (this.primary!.fwdPending > 0 || (this.standby?.fwdPending ?? 0) > 0) return false;
       this.sock.write(Buffer.concat([local, codec.readyForQuery(this.lastStatus)]));

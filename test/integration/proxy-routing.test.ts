@@ -143,6 +143,12 @@ describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
       assert.ok(r.fields.some((f) => f.name === 'load_balance_node'));
       const v = await c.query('SHOW POOL_VERSION');
       assert.equal(v.rows.length, 1);
+      // Any case and spacing, as PostgreSQL's own SHOW takes it.
+      const odd = await c.query(' \n show\tPool_Version ;');
+      assert.deepEqual(odd.rows, v.rows);
+      // Not SHOW POOL_…: the server answers (and knows no such setting, or shows its own).
+      await assert.rejects(c.query('SHOW POOL'), /unrecognized configuration parameter "pool"/);
+      assert.equal((await c.query<{ s: string }>("SELECT 'show pool_nodes' AS s")).rows[0]!.s, 'show pool_nodes');
     } finally {
       await c.end();
     }
