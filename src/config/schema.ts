@@ -90,6 +90,7 @@ export const proxySchema = z
     max_clients: z.number().int().min(1).default(1000),
     tls: tlsSchema.optional(),
     load_balance: z.boolean().default(true),
+    native_forwarding: z.boolean().default(true),
     max_lag_bytes: size.default(16 * 1024 * 1024),
     write_functions: z.array(z.string().min(1)).default(['nextval', 'setval', 'pg_advisory_lock', 'pg_advisory_xact_lock', 'lo_create', 'lo_import', 'lo_unlink']),
     pool: z

@@ -103,6 +103,8 @@ export class BackendConn {
   // Buffer allocation per read. Forwarded views of it may still sit in the client socket's
   // write queue, so the buffer is replaced whenever the owner says it may be retained.
   private rbuf = Buffer.allocUnsafe(READ_BUFFER);
+  /** Set by the owner: called after each read has been scanned. */
+  afterRead: (() => void) | undefined = undefined;
   /** Set by the owner: true when views of the last read may still be referenced. */
   retains: () => boolean = () => false;
 
@@ -116,7 +118,10 @@ export class BackendConn {
       this.scanner.feed(buf.subarray(0, n), this.sink, this.out);
     } catch (err) {
       this.fail(err as Error);
+      return;
     }
+    const after = this.afterRead;
+    if (after !== undefined) after();
   };
 
   get backendId(): number {

@@ -23,6 +23,7 @@ import { chooseLoadBalanceNode } from './balance.js';
 import { poolNodesResult, poolVersionResult } from './show.js';
 import * as codec from '../protocol/codec.js';
 import type { BackendLogin } from './backend-conn.js';
+import * as splice from './splice.js';
 
 export interface ProxyOptions {
   config: Config;
@@ -104,6 +105,10 @@ export class Proxy implements SessionHost {
   private readonly sessions = new Set<Session>();
   private readonly byKey = new Map<number, Session>();
   private readonly selectCounts: number[];
+  /** Sessions settled on one backend are forwarded by native code (splice.ts) when true. */
+  readonly nativeForwarding: boolean;
+  /** This proxy's select_cnt counters in native forwarding, or -1. */
+  readonly selectCounterBase: number;
   private nextSessionId = 1;
   private readonly workerIndex: number;
   private readonly workers: Worker[] = [];
@@ -120,6 +125,8 @@ export class Proxy implements SessionHost {
     this.log = opts.logger.child({ component: 'proxy', ...(opts.workerIndex !== undefined ? { worker: opts.workerIndex } : {}) });
     this.router = new Router(this.cfg.proxy.write_functions);
     this.selectCounts = this.cfg.backends.map(() => 0);
+    this.nativeForwarding = this.cfg.proxy.native_forwarding && this.loadNativeForwarding();
+    this.selectCounterBase = this.nativeForwarding ? splice.counters(this.cfg.backends.length) : -1;
     this.users = this.cfg.auth.users_file ? loadUserlist(this.cfg.auth.users_file) : undefined;
     const t = this.cfg.proxy.tls;
     this.tlsContext = t
@@ -129,6 +136,21 @@ export class Proxy implements SessionHost {
       this.backendError(id, err),
     );
     this.registry.on('change', this.onChange);
+  }
+
+  private loadNativeForwarding(): boolean {
+    try {
+      if (splice.available()) return true;
+      this.log.warn('native forwarding is not built (npm run build:native): every session is forwarded by JavaScript');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'native forwarding does not load here: every session is forwarded by JavaScript');
+    }
+    return false;
+  }
+
+  /** pgpool's select_cnt for a backend: reads routed by sessions plus those forwarded natively. */
+  private selectCount(id: number): number {
+    return (this.selectCounts[id] ?? 0) + (this.selectCounterBase >= 0 ? splice.selects(this.selectCounterBase + id) : 0);
   }
 
   private get multiProcess(): boolean {
@@ -255,7 +277,7 @@ export class Proxy implements SessionHost {
   localQuery(sql: string, s: Session): Buffer | undefined {
     const q = sql.replace(/;\s*$/, '').trim().replace(/\s+/g, ' ').toLowerCase();
     if (q === 'show pool_nodes') {
-      const r = poolNodesResult(this.registry, { selectCount: (id: number) => this.selectCounts[id] ?? 0, loadBalanceNode: s.loadBalanceNode });
+      const r = poolNodesResult(this.registry, { selectCount: (id: number) => this.selectCount(id), loadBalanceNode: s.loadBalanceNode });
       return codec.textResult(r.columns, r.rows, `SELECT ${r.rows.length}`);
     }
     if (q === 'show pool_version') {
@@ -346,7 +368,7 @@ export class Proxy implements SessionHost {
     return {
       clients: { active, idle: this.sessions.size - active, total: this.sessions.size },
       pools: this.pools.stats(),
-      selectCounts: [...this.selectCounts],
+      selectCounts: this.selectCounts.map((_, id) => this.selectCount(id)),
       workers: 1,
     };
   }

@@ -16,7 +16,8 @@ import * as codec from '../protocol/codec.js';
 import { FrameReader, ProtocolViolation } from '../protocol/frame-reader.js';
 import type { ScanSink } from '../protocol/backend-scanner.js';
 import { BackendConn, BackendError, TYPE, encodeParameterStatus } from './backend-conn.js';
-import { writeAll, type Conn } from './tcp.js';
+import { TcpConn, writeAll, type Conn } from './tcp.js';
+import * as splice from './splice.js';
 import type { Pools } from './pool.js';
 import { AuthFailed, authenticateClient } from './client-auth.js';
 import type { UserSecret } from './userlist.js';
@@ -39,6 +40,10 @@ export interface SessionHost {
   localQuery(sql: string, s: Session): Buffer | undefined;
   tooManyClients(): boolean;
   backendError(backendId: number, err: Error): void;
+  /** Sessions on the primary alone may be forwarded natively (splice.ts). */
+  readonly nativeForwarding: boolean;
+  /** The proxy's select_cnt counters in native forwarding (index = base + backend id), or -1. */
+  readonly selectCounterBase: number;
   /** A client proved this ClientKey for `user` (SCRAM): backend logins may use it. */
   rememberScramKey(user: string, clientKey: Buffer): void;
 }
@@ -84,6 +89,12 @@ const MAX_SPARE_READ_BUFFERS = 256;
 const NO = Buffer.from('N');
 const NO_PARSE = Buffer.alloc(0);
 const AUTH_OK = new codec.Writer(9).begin('R').int32(0).end().done();
+/**
+ * A session goes to native forwarding after this many answered requests: a client that
+ * connects per transaction (pgbench -C) ends before that, and lending and taking back its
+ * descriptors would cost more than forwarding one transaction in JavaScript.
+ */
+const SPLICE_AFTER = 2;
 const YES = Buffer.from('S');
 
 function isBlank(c: number): boolean {
@@ -124,6 +135,9 @@ class Leg implements ScanSink {
   swallowClose = 0;
   copyIn = false;
   lastForwarded = false;
+  /** Native forwarding left this connection's stream mid-message: it cannot be reused, and
+   * nothing more can be framed to the client. */
+  broken = false;
   /** Something ran here that may leave session state behind (SET, named statements, writes…). */
   dirty = false;
   out: Buffer[] = [];
@@ -255,6 +269,10 @@ export class Session {
   private tlsUsed = false;
   readonly startedAt = Date.now();
   private logger: Logger | undefined;
+  /** Set while native forwarding holds the session's descriptors (splice.ts). */
+  private lease: splice.Lease | undefined;
+  /** Requests answered to the client (ReadyForQuery forwarded). */
+  private answered = 0;
 
   /**
    * `fastReads`: the connection reads into nextReadBuffer() and calls onClientRead() (a
@@ -292,7 +310,8 @@ export class Session {
   }
 
   get active(): boolean {
-    return this.state === 'ready' && ((this.primary?.queue.length ?? 0) > 0 || (this.standby?.queue.length ?? 0) > 0);
+    // (A natively forwarded session counts as active: only the forwarding thread knows.)
+    return this.state === 'ready' && (this.lease !== undefined || (this.primary?.queue.length ?? 0) > 0 || (this.standby?.queue.length ?? 0) > 0);
   }
 
   usesBackend(id: number): boolean {
@@ -600,8 +619,98 @@ export class Session {
     conn.out = this.toClient;
     conn.onClose = (err) => this.legLost(leg, err);
     conn.retains = this.clientRetains;
+    if (role === 'primary' && this.host.nativeForwarding && this.fastReads && this.sock instanceof TcpConn && conn.socket instanceof TcpConn) conn.afterRead = this.trySplice;
     if (!this.sock.writableNeedDrain) conn.socket.resume();
     return leg;
+  }
+
+  // ---- native forwarding ---------------------------------------------------------------------
+
+  /**
+   * After each backend read: a session on the primary alone, with nothing queued, buffered
+   * or owed on either side, lends its descriptors to native forwarding (splice.ts).
+   */
+  private readonly trySplice = (): void => {
+    const P = this.primary;
+    if (this.answered < SPLICE_AFTER || this.state !== 'ready' || this.standby !== undefined || this.lease !== undefined || P === undefined) return;
+    if (P.queue.length > 0 || P.out.length > 0 || P.copyIn || P.swallowParse > 0 || P.swallowClose > 0 || P.broken || !P.conn.scanner.atBoundary) return;
+    const b = this.batch;
+    if (this.reader.buffered > 0 || this.pending !== null || b.msgs.length > 0 || b.pinned !== undefined || this.blocked || this.backendFull || this.heldAsync.length > 0) return;
+    const cs = this.sock;
+    const bs = P.conn.socket;
+    if (!(cs instanceof TcpConn) || !(bs instanceof TcpConn) || cs.isPaused()) return;
+    const cfd = cs.lend();
+    if (cfd < 0) return;
+    const bfd = bs.lend();
+    if (bfd < 0) {
+      cs.giveBack();
+      return;
+    }
+    try {
+      this.lease = splice.attach(this, cfd, bfd, this.host.selectCounterBase < 0 ? -1 : this.host.selectCounterBase + P.conn.backendId);
+    } catch (err) {
+      cs.giveBack();
+      bs.giveBack();
+      P.conn.afterRead = undefined;
+      this.log.warn({ err: (err as Error).message }, 'native forwarding refused the session; it stays on the JavaScript path');
+      return;
+    }
+    // What the client runs natively is not tracked: the connection is reset when it goes back.
+    P.dirty = true;
+  };
+
+  /** Native forwarding gave the session back (see splice.GiveBack). */
+  onGiveBack(g: splice.GiveBack): void {
+    this.lease = undefined;
+    const P = this.primary;
+    if (this.state === 'closed' || P === undefined) return;
+    const R = splice.REASON;
+    const ended = g.reason === R.clientGone || g.reason === R.backendGone || g.reason === R.backendProtocol;
+    // When the session ends here the backend's unforwarded bytes are dropped: its stream is
+    // then cut mid-way.
+    this.resumeFromNative(P, g.outstanding, g.boundary && !(ended && g.fromBackend.length > 0));
+    P.conn.txStatus = this.lastStatus = g.status;
+    this.inTxn = g.status !== 0x49;
+    if (g.reason === R.clientGone) {
+      if (g.errno) this.log.debug({ reason: splice.errnoName(g.errno) }, 'client connection failed');
+      this.close();
+      return;
+    }
+    if (g.reason === R.backendGone || g.reason === R.backendProtocol) {
+      const c = P.conn;
+      const why = g.reason === R.backendProtocol ? 'sent an invalid message header' : g.errno ? splice.errnoName(g.errno) : 'closed the connection';
+      const err = new BackendError(`backend ${c.backendId} (${c.login.host}:${c.login.port}): ${why}`, c.backendId);
+      this.legLost(P, g.errno || g.reason === R.backendProtocol ? err : undefined);
+      return;
+    }
+    if (!g.boundary) {
+      // Native forwarding stops only at boundaries for these reasons: a bug if not.
+      this.log.error({ reason: g.reason }, 'native forwarding gave a session back mid-message; closing it');
+      this.fatal('XX000', 'pgwatchdog internal error: forwarding lost its place in the stream');
+      return;
+    }
+    // The client's unforwarded bytes are queued first, so that nothing the backend's leftover
+    // output triggers (a new splice) runs ahead of them.
+    if (g.fromClient.length > 0) this.reader.push(g.fromClient);
+    if (g.fromBackend.length > 0) P.conn.onRead(g.fromBackend.length, g.fromBackend);
+    this.pump();
+  }
+
+  /** JavaScript takes the session back from native forwarding, for good or ill (close, fatal). */
+  private unsplice(): void {
+    const lease = this.lease;
+    if (lease === undefined) return;
+    this.lease = undefined;
+    const k = splice.kill(lease);
+    // null: the session was already on its way back, in a state not known here.
+    this.resumeFromNative(this.primary!, k?.outstanding ?? 0, k?.boundary ?? false);
+  }
+
+  private resumeFromNative(P: Leg, outstanding: number, boundary: boolean): void {
+    for (let i = 0; i < outstanding; i++) P.expect(FORWARD);
+    if (!boundary) P.broken = true;
+    (this.sock as TcpConn).giveBack();
+    (P.conn.socket as TcpConn).giveBack();
   }
 
   // ---- client → backends ---------------------------------------------------------------------
@@ -994,7 +1103,10 @@ export class Session {
     } else if (status === 0x49) {
       this.standbyDiverged = false;
     }
-    if (head?.forward) this.lastStatus = status;
+    if (head?.forward) {
+      this.lastStatus = status;
+      this.answered++;
+    }
     if (leg === this.standby && this.heldAsync.length > 0 && leg.fwdPending === 0) {
       const held = this.heldAsync;
       this.heldAsync = [];
@@ -1044,7 +1156,9 @@ export class Session {
   /** Sends a CancelRequest for whatever this session is running, to the backend(s) running it. */
   cancelRunning(): void {
     for (const leg of [this.primary, this.standby]) {
-      if (!leg || leg.queue.length === 0) continue;
+      // A natively forwarded session may be running something: PostgreSQL ignores a cancel
+      // that finds its backend idle.
+      if (!leg || (leg.queue.length === 0 && this.lease === undefined)) continue;
       const c = leg.conn;
       const s = net.connect({ host: c.login.host, port: c.login.port }, () => s.end(codec.cancelRequest(c.pid, c.secret)));
       s.on('error', (err) => this.log.warn({ backend: c.backendId, err: err.message }, 'could not forward cancel request'));
@@ -1058,13 +1172,15 @@ export class Session {
   /** Sends FATAL (when it can be framed cleanly) and closes. */
   fatal(code: string, message: string): void {
     if (this.state === 'closed') return;
-    const midMessage = (this.primary && !this.primary.conn.scanner.atBoundary && this.primary.lastForwarded) || (this.standby && !this.standby.conn.scanner.atBoundary && this.standby.lastForwarded);
+    this.unsplice();
+    const midMessage = this.primary?.broken || (this.primary && !this.primary.conn.scanner.atBoundary && this.primary.lastForwarded) || (this.standby && !this.standby.conn.scanner.atBoundary && this.standby.lastForwarded);
     if (!midMessage && !this.sock.destroyed) this.sock.end(codec.errorResponse({ severity: 'FATAL', code, message }));
     this.close();
   }
 
   close(): void {
     if (this.state === 'closed') return;
+    this.unsplice();
     this.state = 'closed';
     if (this.waiter) {
       const w = this.waiter;
@@ -1088,8 +1204,9 @@ export class Session {
       if (!leg) continue;
       const c = leg.conn;
       c.onClose = undefined;
+      c.afterRead = undefined;
       c.socket.resume();
-      const clean = !c.closed && leg.queue.length === 0 && !leg.copyIn && c.scanner.atBoundary && leg.out.length === 0 && leg.swallowParse === 0 && leg.swallowClose === 0 && this.batch.pinned === undefined;
+      const clean = !leg.broken && !c.closed && leg.queue.length === 0 && !leg.copyIn && c.scanner.atBoundary && leg.out.length === 0 && leg.swallowParse === 0 && leg.swallowClose === 0 && this.batch.pinned === undefined;
       this.host.pools.release(c, clean, leg.dirty || leg.copyIn);
     }
     this.primary = undefined;

@@ -74,6 +74,7 @@ interface TcpHandle {
   close(cb?: () => void): void;
   setNoDelay(on: boolean): number;
   getpeername(out: { address?: string; port?: number }): number;
+  readonly fd: number;
   connect(req: ConnectReq, address: string, port: number): number;
   connect6(req: ConnectReq, address: string, port: number): number;
   readonly writeQueueSize: number;
@@ -210,6 +211,8 @@ export class TcpConn extends EventEmitter implements Conn {
   /** A write request not yet given to libuv: a write that completes at once never uses it. */
   private spareReq: Req | undefined;
   private peer: { address?: string; port?: number } | undefined;
+  /** Lent to native forwarding (lend()): libuv neither reads nor writes it meanwhile. */
+  private lent = false;
 
   constructor(
     private readonly handle: TcpHandle,
@@ -225,7 +228,7 @@ export class TcpConn extends EventEmitter implements Conn {
   /** Starts reading (called once the reader is set; for accepted connections by the owner). */
   start(reader?: Reader): void {
     if (reader) this.reader = reader;
-    if (!this.connected || this.destroyed || this.reading || this.paused || !this.reader) return;
+    if (!this.connected || this.destroyed || this.reading || this.paused || this.lent || !this.reader) return;
     if (!this.rbuf) {
       this.rbuf = this.reader.buffer();
       this.handle.useUserBuffer(this.rbuf);
@@ -251,6 +254,30 @@ export class TcpConn extends EventEmitter implements Conn {
     if (n === UV_EOF) this.destroy();
     else this.fail(errnoError(n, 'read'));
     return undefined;
+  }
+
+  /**
+   * Lends the descriptor to native forwarding (splice.ts): reading stops, and the caller
+   * promises not to write until giveBack(). -1 when it cannot be lent: not connected, closed,
+   * or a write still in libuv's hands.
+   */
+  lend(): number {
+    if (!this.connected || this.destroyed || this.ending || this.inflight > 0 || this.lent) return -1;
+    const fd = this.handle.fd;
+    if (typeof fd !== 'number' || fd < 0) return -1;
+    if (this.reading) {
+      this.reading = false;
+      this.handle.readStop();
+    }
+    this.lent = true;
+    return fd;
+  }
+
+  /** The descriptor is back from native forwarding: reading resumes unless paused. */
+  giveBack(): void {
+    if (!this.lent) return;
+    this.lent = false;
+    this.start();
   }
 
   pause(): this {

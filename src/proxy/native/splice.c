@@ -1,0 +1,590 @@
+// Native forwarding for sessions that run on one backend connection (splice.ts).
+//
+// Once a session is settled on the primary alone, the JavaScript session hands its two file
+// descriptors (client, backend) to this module. One thread with its own epoll then moves
+// bytes both ways with read(2)/write(2), as pgbouncer does: no JavaScript, no V8 entry per
+// read, no Buffer per message. It scans message headers only as far as it must to know:
+//   - when to give the session back (Terminate, `SHOW POOL_…`, anything it does not
+//     understand), always at a client message boundary, after the backend's output has been
+//     forwarded up to a message boundary, so the JavaScript side resumes from a clean state;
+//   - how many responses the backend still owes (one ReadyForQuery per Query, Sync and
+//     FunctionCall) and the transaction status of the last ReadyForQuery;
+//   - pgpool's select_cnt (Query/Parse texts that begin with SELECT or WITH).
+// A read that fills a direction's buffer waits until the other side has taken it: a slow
+// reader stops the writer (backpressure both ways), and memory per session is fixed.
+//
+// Threading: the worker thread does all I/O under `mu`; the JavaScript thread takes `mu` to
+// attach and to kill, and never touches a descriptor while it is attached. Give-backs reach
+// JavaScript through a thread-safe function, in order, and carry the bytes read but not
+// forwarded. Epoll events carry (slot, generation) so an event for a session that was killed
+// in between is recognised and dropped.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#define BUF_SIZE (32 * 1024)
+// How much of a Query's text is looked at to tell `SHOW POOL_…` and SELECT/WITH apart. A
+// query whose first word lies further in goes back to JavaScript, which reads all of it.
+#define PEEK 64
+// select_cnt counters: each proxy in the process has its own range (splice.ts).
+#define MAX_COUNTERS 4096
+#define MAX_LARGE_MESSAGE 0x3fffffffu
+#define MAX_SMALL_MESSAGE 10000u
+
+// Why a session goes back (the numbers are part of the contract with splice.ts).
+enum {
+  R_NONE = 0,
+  R_TERMINATE = 1,  // the client sent Terminate: at a boundary, not consumed
+  R_LOCAL = 2,      // a Query JavaScript must see (SHOW POOL_…, or undecided)
+  R_FRONTEND = 3,   // a client message type or length JavaScript must judge
+  R_CLIENT_EOF = 4, // the client closed, or reading/writing it failed
+  R_BACKEND_EOF = 5,
+  R_BACKEND_PROTO = 6, // the backend sent an impossible header
+};
+
+// Frontend message types after startup: 1 small control message, 2 may be large.
+static uint8_t FRONTEND[256];
+
+typedef struct {
+  uint8_t *buf;
+  size_t w;     // written up to here
+  size_t clear; // cleared for forwarding up to here (a message boundary, or mid-body)
+  size_t r;     // read up to here
+  uint32_t remaining; // body bytes of the message at `clear` not yet read
+} Dir;
+
+typedef struct {
+  uint32_t gen;
+  int cfd, bfd;
+  int counter; // index into selects, or -1
+  Dir c2b, b2c;
+  uint32_t cev, bev; // epoll interest now registered per descriptor
+  int outstanding;   // ReadyForQuery messages the backend still owes
+  uint8_t status;    // from the last ReadyForQuery
+  int stop;          // why the client side stopped (R_TERMINATE..R_FRONTEND), or 0
+  double id;         // the JavaScript session's id
+} Sess;
+
+typedef struct {
+  double id;
+  int reason;
+  int err;
+  int outstanding;
+  int status;
+  int boundary; // both directions forwarded up to a message boundary
+  uint8_t *c2b;
+  size_t c2bLen;
+  uint8_t *b2c;
+  size_t b2cLen;
+} GiveBack;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static int ep = -1;
+static pthread_t worker;
+static int started = 0;
+static Sess **slots = NULL;
+static uint32_t *gens = NULL;
+static size_t nslots = 0;
+static size_t live = 0;
+static napi_threadsafe_function tsfn = NULL;
+static double selects[MAX_COUNTERS];
+
+static uint64_t token(size_t idx, uint32_t gen, int backendSide) {
+  return ((uint64_t)gen << 32) | ((uint64_t)idx << 1) | (uint64_t)backendSide;
+}
+
+static uint32_t be32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+static int blank(uint8_t c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+
+static int wordAt(const uint8_t *p, size_t n, size_t i, const char *word) {
+  size_t k = 0;
+  for (; word[k]; k++) {
+    if (i + k >= n || (p[i + k] | 0x20) != (uint8_t)word[k]) return 0;
+  }
+  return 1;
+}
+
+// What the start of a query text says: 0 other, 1 SELECT/WITH, -1 JavaScript must decide.
+// `whole` is true when `n` bytes are the whole text.
+static int classify(const uint8_t *p, size_t n, int whole) {
+  size_t i = 0;
+  while (i < n && blank(p[i])) i++;
+  if (i + 12 > n && !whole) return -1; // the first word (and what follows SHOW) is not all here
+  if (wordAt(p, n, i, "show")) {
+    size_t j = i + 4;
+    while (j < n && blank(p[j])) j++;
+    if (j == n && !whole) return -1;
+    if (j > i + 4 && wordAt(p, n, j, "pool")) return -1; // SHOW POOL…: JavaScript's (or not: it checks)
+    return 0;
+  }
+  if (wordAt(p, n, i, "select") || wordAt(p, n, i, "with")) return 1;
+  return 0;
+}
+
+// Clears bytes of `d` for forwarding from the client, stopping before a message JavaScript
+// must handle.
+static void scanClient(Sess *s) {
+  Dir *d = &s->c2b;
+  while (d->clear < d->r) {
+    if (d->remaining > 0) {
+      size_t take = d->r - d->clear;
+      if (take > d->remaining) take = d->remaining;
+      d->clear += take;
+      d->remaining -= (uint32_t)take;
+      continue;
+    }
+    size_t avail = d->r - d->clear;
+    if (avail < 5) return;
+    const uint8_t *m = d->buf + d->clear;
+    uint8_t type = m[0];
+    uint32_t len = be32(m + 1);
+    uint32_t max = FRONTEND[type] == 2 ? MAX_LARGE_MESSAGE : MAX_SMALL_MESSAGE;
+    if (FRONTEND[type] == 0 || len < 4 || len > max) {
+      s->stop = R_FRONTEND;
+      return;
+    }
+    if (type == 'X') {
+      s->stop = R_TERMINATE;
+      return;
+    }
+    if (type == 'Q' || type == 'P') {
+      size_t body = len - 4;
+      size_t peek = body < PEEK ? body : PEEK;
+      if (avail < 5 + peek) return; // wait for the start of the text
+      const uint8_t *text = m + 5;
+      size_t tn = peek;
+      int whole = body <= PEEK;
+      if (type == 'P') {
+        // Skip the statement name: its text follows.
+        const uint8_t *z = memchr(text, 0, tn);
+        if (z) {
+          tn -= (size_t)(z + 1 - text);
+          text = z + 1;
+        } else {
+          tn = 0;
+          whole = 0;
+        }
+      }
+      int k = classify(text, tn, whole);
+      if (type == 'Q' && k < 0) {
+        s->stop = R_LOCAL;
+        return;
+      }
+      if (k == 1 && s->counter >= 0 && s->counter < MAX_COUNTERS) selects[s->counter]++;
+    }
+    if (type == 'Q' || type == 'S' || type == 'F') s->outstanding++;
+    size_t msg = (size_t)len + 1;
+    size_t take = avail < msg ? avail : msg;
+    d->clear += take;
+    d->remaining = (uint32_t)(msg - take);
+  }
+}
+
+// Clears backend output for forwarding, recording ReadyForQuery. Once the client side has
+// stopped, it clears no further than the end of the current message.
+static void scanBackend(Sess *s) {
+  Dir *d = &s->b2c;
+  while (d->clear < d->r) {
+    if (d->remaining > 0) {
+      size_t take = d->r - d->clear;
+      if (take > d->remaining) take = d->remaining;
+      d->clear += take;
+      d->remaining -= (uint32_t)take;
+      continue;
+    }
+    if (s->stop) return;
+    size_t avail = d->r - d->clear;
+    if (avail < 5) return;
+    const uint8_t *m = d->buf + d->clear;
+    uint32_t len = be32(m + 1);
+    if (len < 4 || len > MAX_LARGE_MESSAGE) {
+      s->stop = R_BACKEND_PROTO;
+      return;
+    }
+    if (m[0] == 'Z') {
+      if (avail < 6) return;
+      s->status = m[5];
+      if (s->outstanding > 0) s->outstanding--;
+    }
+    size_t msg = (size_t)len + 1;
+    size_t take = avail < msg ? avail : msg;
+    d->clear += take;
+    d->remaining = (uint32_t)(msg - take);
+  }
+}
+
+// Writes what is cleared. Returns 0 when all of it went, 1 when the socket is full, -1 on error.
+static int flush(Dir *d, int fd, int *err) {
+  while (d->w < d->clear) {
+    ssize_t n = send(fd, d->buf + d->w, d->clear - d->w, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 1;
+      *err = errno;
+      return -1;
+    }
+    d->w += (size_t)n;
+  }
+  if (d->w == d->r) d->w = d->clear = d->r = 0;
+  return 0;
+}
+
+// Reads once into the free space. Returns bytes read, 0 for nothing now, -1 at EOF/error.
+static ssize_t fill(Dir *d, int fd, int *err) {
+  if (d->r == BUF_SIZE && d->w > 0) {
+    memmove(d->buf, d->buf + d->w, d->r - d->w);
+    d->clear -= d->w;
+    d->r -= d->w;
+    d->w = 0;
+  }
+  if (d->r == BUF_SIZE) return 0;
+  for (;;) {
+    ssize_t n = read(fd, d->buf + d->r, BUF_SIZE - d->r);
+    if (n > 0) {
+      d->r += (size_t)n;
+      return n;
+    }
+    if (n == 0) return -1;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    *err = errno;
+    return -1;
+  }
+}
+
+static void release(size_t idx) {
+  Sess *s = slots[idx];
+  epoll_ctl(ep, EPOLL_CTL_DEL, s->cfd, NULL);
+  epoll_ctl(ep, EPOLL_CTL_DEL, s->bfd, NULL);
+  free(s->c2b.buf);
+  free(s->b2c.buf);
+  free(s);
+  slots[idx] = NULL;
+  gens[idx]++;
+  live--;
+}
+
+static int atBoundary(const Sess *s) {
+  return s->c2b.w == s->c2b.clear && s->c2b.remaining == 0 && s->b2c.w == s->b2c.clear && s->b2c.remaining == 0;
+}
+
+static uint8_t *copyOut(const Dir *d, size_t from, size_t *len) {
+  *len = d->r - from;
+  if (*len == 0) return NULL;
+  uint8_t *p = malloc(*len);
+  if (p) memcpy(p, d->buf + from, *len);
+  else *len = 0;
+  return p;
+}
+
+static void giveBack(size_t idx, int reason, int err) {
+  Sess *s = slots[idx];
+  GiveBack *g = calloc(1, sizeof(GiveBack));
+  if (g) {
+    g->id = s->id;
+    g->reason = reason;
+    g->err = err;
+    g->outstanding = s->outstanding;
+    g->status = s->status;
+    g->boundary = atBoundary(s);
+    // Bytes read but not forwarded, from the first byte not cleared: JavaScript takes over
+    // from there (meaningful when `boundary`).
+    g->c2b = copyOut(&s->c2b, s->c2b.clear, &g->c2bLen);
+    g->b2c = copyOut(&s->b2c, s->b2c.clear, &g->b2cLen);
+    if (napi_call_threadsafe_function(tsfn, g, napi_tsfn_nonblocking) != napi_ok) {
+      free(g->c2b);
+      free(g->b2c);
+      free(g);
+    }
+  }
+  release(idx);
+}
+
+static void interest(Sess *s, size_t idx) {
+  // Read a side only while what was read from it has been written on (so a slow reader
+  // holds back the writer), and it has not stopped; wait for writability while output waits.
+  int c2bIdle = s->c2b.w == s->c2b.clear;
+  int b2cIdle = s->b2c.w == s->b2c.clear;
+  uint32_t cev = ((c2bIdle && !s->stop) ? EPOLLIN : 0) | (b2cIdle ? 0 : EPOLLOUT);
+  uint32_t bev = (b2cIdle ? EPOLLIN : 0) | (c2bIdle ? 0 : EPOLLOUT);
+  struct epoll_event ev;
+  if (cev != s->cev) {
+    ev.events = cev;
+    ev.data.u64 = token(idx, s->gen, 0);
+    epoll_ctl(ep, EPOLL_CTL_MOD, s->cfd, &ev);
+    s->cev = cev;
+  }
+  if (bev != s->bev) {
+    ev.events = bev;
+    ev.data.u64 = token(idx, s->gen, 1);
+    epoll_ctl(ep, EPOLL_CTL_MOD, s->bfd, &ev);
+    s->bev = bev;
+  }
+}
+
+// Moves what can be moved now for one session; gives it back when it must.
+static void service(size_t idx, uint32_t events, int backendSide) {
+  Sess *s = slots[idx];
+  int err = 0;
+  // A hang-up or error is reported whatever the interest, and again on every wait: the
+  // connection is dead (a peer's plain close shows as readable, then EOF), so give it back.
+  if (events & (EPOLLERR | EPOLLHUP)) {
+    socklen_t len = sizeof err;
+    getsockopt(backendSide ? s->bfd : s->cfd, SOL_SOCKET, SO_ERROR, &err, &len);
+    return giveBack(idx, backendSide ? R_BACKEND_EOF : R_CLIENT_EOF, err);
+  }
+  // Pending output first: it may free room to read.
+  if (flush(&s->b2c, s->cfd, &err) < 0) return giveBack(idx, R_CLIENT_EOF, err);
+  if (flush(&s->c2b, s->bfd, &err) < 0) return giveBack(idx, R_BACKEND_EOF, err);
+  if (!backendSide) {
+    if (!s->stop && s->c2b.w == s->c2b.clear) {
+      ssize_t n = fill(&s->c2b, s->cfd, &err);
+      if (n < 0) return giveBack(idx, R_CLIENT_EOF, err);
+      if (n > 0) {
+        scanClient(s);
+        if (flush(&s->c2b, s->bfd, &err) < 0) return giveBack(idx, R_BACKEND_EOF, err);
+      }
+    }
+  }
+  if (backendSide || s->stop) {
+    if (s->b2c.w == s->b2c.clear) {
+      ssize_t n = fill(&s->b2c, s->bfd, &err);
+      if (n < 0) return giveBack(idx, R_BACKEND_EOF, err);
+      if (n > 0) {
+        scanBackend(s);
+        if (s->stop == R_BACKEND_PROTO) return giveBack(idx, R_BACKEND_PROTO, 0);
+        if (flush(&s->b2c, s->cfd, &err) < 0) return giveBack(idx, R_CLIENT_EOF, err);
+      }
+    }
+  }
+  if (s->stop && atBoundary(s)) return giveBack(idx, s->stop, 0);
+  interest(s, idx);
+}
+
+static void *run(void *arg) {
+  (void)arg;
+  struct epoll_event evs[128];
+  for (;;) {
+    int n = epoll_wait(ep, evs, 128, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return NULL;
+    }
+    pthread_mutex_lock(&mu);
+    for (int i = 0; i < n; i++) {
+      uint64_t t = evs[i].data.u64;
+      size_t idx = (size_t)((t & 0xffffffffu) >> 1);
+      uint32_t gen = (uint32_t)(t >> 32);
+      if (idx >= nslots || !slots[idx] || gens[idx] != gen) continue;
+      service(idx, evs[i].events, (int)(t & 1));
+    }
+    pthread_mutex_unlock(&mu);
+  }
+  return NULL;
+}
+
+// ---- JavaScript side ----------------------------------------------------------------------
+
+static void callJs(napi_env env, napi_value cb, void *context, void *data) {
+  (void)context;
+  GiveBack *g = data;
+  if (env && cb) {
+    napi_value argv[8], undef;
+    napi_create_double(env, g->id, &argv[0]);
+    napi_create_int32(env, g->reason, &argv[1]);
+    napi_create_int32(env, g->err, &argv[2]);
+    napi_create_int32(env, g->outstanding, &argv[3]);
+    napi_create_int32(env, g->status, &argv[4]);
+    napi_get_boolean(env, g->boundary, &argv[5]);
+    void *p;
+    napi_create_buffer_copy(env, g->c2bLen, g->c2b ? (void *)g->c2b : (void *)"", &p, &argv[6]);
+    napi_create_buffer_copy(env, g->b2cLen, g->b2c ? (void *)g->b2c : (void *)"", &p, &argv[7]);
+    napi_get_undefined(env, &undef);
+    napi_call_function(env, undef, cb, 8, argv, NULL);
+  }
+  free(g->c2b);
+  free(g->b2c);
+  free(g);
+}
+
+static napi_value throwErr(napi_env env, const char *msg) {
+  napi_throw_error(env, NULL, msg);
+  return NULL;
+}
+
+// init(onGiveBack): starts the worker thread once.
+static napi_value Init(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (started) return NULL;
+  if (argc < 1) return throwErr(env, "splice.init: a callback is required");
+  napi_value name;
+  napi_create_string_utf8(env, "pgwatchdog-splice", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, callJs, &tsfn) != napi_ok) {
+    return throwErr(env, "splice.init: cannot create the thread-safe function");
+  }
+  // The worker must not keep the process alive: the proxy's own handles do.
+  napi_unref_threadsafe_function(env, tsfn);
+  ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) return throwErr(env, "splice.init: epoll_create1 failed");
+  if (pthread_create(&worker, NULL, run, NULL) != 0) return throwErr(env, "splice.init: cannot start the forwarding thread");
+  pthread_detach(worker);
+  started = 1;
+  return NULL;
+}
+
+static int getNumber(napi_env env, napi_value v, double *out) { return napi_get_value_double(env, v, out) == napi_ok; }
+
+// attach(id, clientFd, backendFd, counter) → handle (a number), or throws.
+static napi_value Attach(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double id, cfd, bfd, counter;
+  if (argc < 4 || !getNumber(env, argv[0], &id) || !getNumber(env, argv[1], &cfd) || !getNumber(env, argv[2], &bfd) || !getNumber(env, argv[3], &counter)) {
+    return throwErr(env, "splice.attach(id, clientFd, backendFd, counter): numbers expected");
+  }
+  if (!started) return throwErr(env, "splice.attach: init() first");
+  Sess *s = calloc(1, sizeof(Sess));
+  uint8_t *a = malloc(BUF_SIZE), *b = malloc(BUF_SIZE);
+  if (!s || !a || !b) {
+    free(s);
+    free(a);
+    free(b);
+    return throwErr(env, "splice.attach: out of memory");
+  }
+  s->id = id;
+  s->cfd = (int)cfd;
+  s->bfd = (int)bfd;
+  s->counter = (int)counter;
+  s->c2b.buf = a;
+  s->b2c.buf = b;
+  s->status = 'I';
+  s->cev = s->bev = EPOLLIN;
+  pthread_mutex_lock(&mu);
+  size_t idx = 0;
+  while (idx < nslots && slots[idx]) idx++;
+  if (idx == nslots) {
+    size_t n = nslots ? nslots * 2 : 64;
+    Sess **ns = realloc(slots, n * sizeof(Sess *));
+    uint32_t *ng = ns ? realloc(gens, n * sizeof(uint32_t)) : NULL;
+    if (ns) slots = ns;
+    if (ng) gens = ng;
+    if (!ns || !ng) {
+      pthread_mutex_unlock(&mu);
+      free(a);
+      free(b);
+      free(s);
+      return throwErr(env, "splice.attach: out of memory");
+    }
+    for (size_t i = nslots; i < n; i++) {
+      slots[i] = NULL;
+      gens[i] = 0;
+    }
+    nslots = n;
+  }
+  s->gen = gens[idx] & 0xfffff;
+  gens[idx] = s->gen;
+  slots[idx] = s;
+  live++;
+  struct epoll_event ev;
+  ev.events = EPOLLIN;
+  ev.data.u64 = token(idx, s->gen, 0);
+  int e1 = epoll_ctl(ep, EPOLL_CTL_ADD, s->cfd, &ev);
+  ev.data.u64 = token(idx, s->gen, 1);
+  int e2 = e1 == 0 ? epoll_ctl(ep, EPOLL_CTL_ADD, s->bfd, &ev) : -1;
+  if (e1 != 0 || e2 != 0) {
+    int e = errno;
+    release(idx);
+    pthread_mutex_unlock(&mu);
+    char msg[96];
+    snprintf(msg, sizeof msg, "splice.attach: epoll_ctl failed: %s", strerror(e));
+    return throwErr(env, msg);
+  }
+  pthread_mutex_unlock(&mu);
+  napi_value h;
+  napi_create_double(env, (double)s->gen * 4294967296.0 + (double)idx, &h);
+  return h;
+}
+
+// kill(handle) → { outstanding, boundary } if the session was still attached, else null
+// (its give-back is on the way). The descriptors are the caller's again at once.
+static napi_value Kill(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out = NULL;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double h;
+  if (argc < 1 || !getNumber(env, argv[0], &h)) return throwErr(env, "splice.kill(handle): a number expected");
+  size_t idx = (size_t)((uint64_t)h & 0xffffffffu);
+  uint32_t gen = (uint32_t)((uint64_t)h >> 32);
+  pthread_mutex_lock(&mu);
+  if (idx < nslots && slots[idx] && gens[idx] == gen) {
+    Sess *s = slots[idx];
+    napi_value o, v1, v2;
+    napi_create_object(env, &o);
+    napi_create_int32(env, s->outstanding, &v1);
+    napi_get_boolean(env, atBoundary(s) && s->b2c.r == s->b2c.clear, &v2);
+    napi_set_named_property(env, o, "outstanding", v1);
+    napi_set_named_property(env, o, "boundary", v2);
+    release(idx);
+    out = o;
+  }
+  pthread_mutex_unlock(&mu);
+  if (!out) napi_get_null(env, &out);
+  return out;
+}
+
+// selects(counter) → SELECT/WITH statements counted there so far.
+static napi_value Selects(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double id = -1;
+  if (argc >= 1) getNumber(env, argv[0], &id);
+  double n = 0;
+  pthread_mutex_lock(&mu);
+  if (id >= 0 && id < MAX_COUNTERS) n = selects[(int)id];
+  pthread_mutex_unlock(&mu);
+  napi_create_double(env, n, &out);
+  return out;
+}
+
+// live() → sessions attached now.
+static napi_value Live(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  pthread_mutex_lock(&mu);
+  size_t n = live;
+  pthread_mutex_unlock(&mu);
+  napi_create_double(env, (double)n, &out);
+  return out;
+}
+
+static napi_value Register(napi_env env, napi_value exports) {
+  const char *small = "EDCHSXcf", *large = "QPBdF";
+  for (const char *p = small; *p; p++) FRONTEND[(uint8_t)*p] = 1;
+  for (const char *p = large; *p; p++) FRONTEND[(uint8_t)*p] = 2;
+  napi_property_descriptor props[] = {
+      {"init", NULL, Init, NULL, NULL, NULL, napi_default, NULL},
+      {"attach", NULL, Attach, NULL, NULL, NULL, napi_default, NULL},
+      {"kill", NULL, Kill, NULL, NULL, NULL, napi_default, NULL},
+      {"selects", NULL, Selects, NULL, NULL, NULL, napi_default, NULL},
+      {"live", NULL, Live, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Register)

@@ -1,0 +1,129 @@
+// Native forwarding ("splice"): a session settled on one backend connection lends both
+// descriptors to a forwarding thread in C (native/splice.c), which moves bytes as pgbouncer
+// does, without JavaScript per message, and gives the session back at a message boundary
+// when JavaScript must act (Terminate, SHOW POOL_…, a bad message, a closed connection).
+// The addon is built by `npm install` (node-gyp, binding.gyp); without it every session
+// stays on the JavaScript path, which does the same work, only slower.
+import { createRequire } from 'node:module';
+import os from 'node:os';
+
+/** Why a session came back (native/splice.c's R_* values). */
+export const REASON = {
+  terminate: 1,
+  localQuery: 2,
+  frontendMessage: 3,
+  clientGone: 4,
+  backendGone: 5,
+  backendProtocol: 6,
+} as const;
+
+export interface GiveBack {
+  reason: number;
+  /** errno of a failed read/write, or 0. */
+  errno: number;
+  /** ReadyForQuery messages the backend still owes. */
+  outstanding: number;
+  /** Transaction status byte of the last ReadyForQuery. */
+  status: number;
+  /** Both directions were forwarded up to a message boundary. */
+  boundary: boolean;
+  /** Bytes read from the client and not forwarded, from a message boundary. */
+  fromClient: Buffer;
+  /** Bytes read from the backend and not forwarded, from a message boundary. */
+  fromBackend: Buffer;
+}
+
+export interface SpliceOwner {
+  onGiveBack(g: GiveBack): void;
+}
+
+interface Native {
+  init(cb: (key: number, reason: number, errno: number, outstanding: number, status: number, boundary: boolean, fromClient: Buffer, fromBackend: Buffer) => void): void;
+  attach(key: number, clientFd: number, backendFd: number, counter: number): number;
+  kill(handle: number): { outstanding: number; boundary: boolean } | null;
+  selects(counter: number): number;
+  live(): number;
+}
+
+const owners = new Map<number, SpliceOwner>();
+let nextKey = 1;
+let native: Native | null | undefined;
+/** select_cnt counters in native/splice.c (MAX_COUNTERS): each proxy takes a range. */
+const MAX_COUNTERS = 4096;
+let nextCounter = 0;
+
+function load(): Native | null {
+  const require = createRequire(import.meta.url);
+  // src/proxy → repo root; dist/src/proxy → repo root.
+  for (const rel of ['../../build/Release/splice.node', '../../../build/Release/splice.node']) {
+    try {
+      const n = require(rel) as Native;
+      n.init((key, reason, errno, outstanding, status, boundary, fromClient, fromBackend) => {
+        const owner = owners.get(key);
+        owners.delete(key);
+        owner?.onGiveBack({ reason, errno, outstanding, status, boundary, fromClient, fromBackend });
+      });
+      return n;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw new Error(`loading native forwarding (${rel}): ${(err as Error).message}`, { cause: err });
+    }
+  }
+  return null;
+}
+
+/** True when native forwarding is built and loads here. */
+export function available(): boolean {
+  if (native === undefined) native = load();
+  return native !== null;
+}
+
+export interface Lease {
+  readonly key: number;
+  readonly handle: number;
+}
+
+/** A range of `n` select_cnt counters for one proxy (one per backend), or -1 when none is left. */
+export function counters(n: number): number {
+  if (nextCounter + n > MAX_COUNTERS) return -1;
+  const base = nextCounter;
+  nextCounter += n;
+  return base;
+}
+
+/**
+ * Lends two descriptors to the forwarding thread; the owner hears back through onGiveBack.
+ * SELECTs forwarded are counted on `counter` (from counters(), or -1).
+ */
+export function attach(owner: SpliceOwner, clientFd: number, backendFd: number, counter: number): Lease {
+  if (!available()) throw new Error('native forwarding is not built (npm run build:native)');
+  const key = nextKey++;
+  const handle = native!.attach(key, clientFd, backendFd, counter);
+  owners.set(key, owner);
+  return { key, handle };
+}
+
+/**
+ * Takes the descriptors back now. Returns the forwarding state, or null when the session was
+ * already on its way back (its give-back will find no owner and is dropped).
+ */
+export function kill(lease: Lease): { outstanding: number; boundary: boolean } | null {
+  owners.delete(lease.key);
+  return native!.kill(lease.handle);
+}
+
+/** SELECT/WITH statements forwarded natively and counted on `counter` (pgpool's select_cnt). */
+export function selects(counter: number): number {
+  return native && counter >= 0 ? native.selects(counter) : 0;
+}
+
+/** Sessions forwarded natively now. */
+export function live(): number {
+  return native ? native.live() : 0;
+}
+
+const errnoNames = new Map(Object.entries(os.constants.errno).map(([k, v]) => [v, k]));
+
+/** "ECONNRESET" for an errno number, for messages. */
+export function errnoName(n: number): string {
+  return errnoNames.get(n) ?? `errno ${n}`;
+}
