@@ -1,0 +1,282 @@
+// Native forwarding (src/proxy/splice.ts, native/splice.c): with load balancing off a session
+// runs on the primary alone, and after two answered requests its bytes are moved by the C
+// forwarding thread. These tests check that this really happens (splice.live()) and that
+// what a client sees stays right: SHOW POOL_NODES and select_cnt, transactions and errors,
+// prepared statements, COPY both ways, LISTEN/NOTIFY, cancel, a backend killed under the
+// session, a failover, Terminate and pooled-connection reset, bad bytes and vanishing clients.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import { writeFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { createCluster, type PgCluster, SUPERUSER, SUPERUSER_PASSWORD, pgBin, run } from '../support/pg.js';
+import { startProxy, libpqEnv, type ProxyFixture } from '../support/proxy.js';
+import * as splice from '../../src/proxy/splice.js';
+import * as codec from '../../src/protocol/codec.js';
+
+async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Answers two requests, after which the session is forwarded natively. */
+async function settle(c: pg.Client): Promise<void> {
+  await c.query('SELECT 1');
+  await c.query('SELECT 2');
+}
+
+async function selectCnt(c: pg.Client): Promise<number> {
+  const r = await c.query<{ node_id: string; select_cnt: string }>('SHOW POOL_NODES');
+  return Number(r.rows.find((x) => x.node_id === '0')!.select_cnt);
+}
+
+/** Reads a raw connection until `marker` shows up in what arrived (or close/timeout). */
+function readUntil(sock: net.Socket, marker: Buffer, timeoutMs = 5000): Promise<Buffer> {
+  return new Promise((resolve) => {
+    let got = Buffer.alloc(0);
+    const done = (): void => {
+      sock.removeListener('data', onData);
+      resolve(got);
+    };
+    const onData = (d: Buffer): void => {
+      got = Buffer.concat([got, d]);
+      if (got.includes(marker)) done();
+    };
+    sock.on('data', onData);
+    sock.once('close', done);
+    setTimeout(done, timeoutMs);
+  });
+}
+
+const READY = Buffer.from('Z\0\0\0\x05I');
+
+describe('native forwarding', () => {
+  let cluster: PgCluster;
+  let fx: ProxyFixture;
+  const direct = (): pg.ClientConfig => ({ host: cluster.primary.host, port: cluster.primary.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
+
+  before(async () => {
+    cluster = await createCluster({ standbys: 1 });
+    fx = await startProxy(cluster, { proxy: { load_balance: false } });
+    assert.ok(splice.available(), 'the native addon is built (npm install runs node-gyp)');
+    assert.ok(fx.proxy.nativeForwarding);
+  });
+  after(async () => {
+    await fx?.stop();
+    await cluster?.teardown();
+  });
+
+  it('takes a settled session over, and gives it back for SHOW POOL_NODES with select_cnt counted', async () => {
+    const base = splice.live();
+    const c = await fx.connect();
+    try {
+      await c.query('SELECT 1');
+      assert.equal(splice.live(), base, 'not after one request');
+      await c.query('SELECT 2');
+      assert.equal(splice.live(), base + 1, 'forwarded natively after two');
+      const before = await selectCnt(c);
+      assert.equal(splice.live(), base, 'SHOW POOL_NODES is answered by JavaScript');
+      for (let i = 0; i < 5; i++) assert.equal((await c.query('SELECT $1::int AS v', [i])).rows[0].v, i);
+      for (let i = 0; i < 5; i++) await c.query(`  with x as (select ${i}) select * from x`);
+      await c.query('CREATE TEMP TABLE t_native (x int)');
+      assert.equal(splice.live(), base + 1, 'forwarded natively again');
+      assert.equal(await selectCnt(c), before + 10, 'SELECT and WITH counted, DDL not');
+      const v = await c.query('show   pool_version');
+      assert.match(String(Object.values(v.rows[0])[0]), /pgwatchdog/);
+    } finally {
+      await c.end();
+    }
+    await until(() => splice.live() === base, 'the session to come back on Terminate');
+  });
+
+  it('keeps transactions, errors and prepared statements right', async () => {
+    const c = await fx.connect();
+    try {
+      await settle(c);
+      await c.query('CREATE TEMP TABLE tx (id int primary key, v text)');
+      await c.query('BEGIN');
+      await c.query("INSERT INTO tx VALUES (1, 'a')");
+      assert.equal((await c.query('SELECT count(*)::int AS n FROM tx')).rows[0].n, 1);
+      await assert.rejects(c.query("INSERT INTO tx VALUES (1, 'dup')"), (e: { code?: string }) => e.code === '23505');
+      await assert.rejects(c.query('SELECT 1'), (e: { code?: string }) => e.code === '25P02', 'aborted transaction');
+      await c.query('ROLLBACK');
+      assert.equal((await c.query('SELECT count(*)::int AS n FROM tx')).rows[0].n, 0);
+      for (let i = 0; i < 3; i++) {
+        const r = await c.query({ name: 'plus', text: 'SELECT $1::int + 1 AS n', values: [i] });
+        assert.equal(r.rows[0].n, i + 1);
+      }
+      // The status the proxy reports itself (SHOW POOL_…) follows the transaction.
+      await c.query('BEGIN');
+      await c.query('SHOW POOL_VERSION');
+      await c.query("INSERT INTO tx VALUES (2, 'b')");
+      await c.query('COMMIT');
+      assert.equal((await c.query('SELECT v FROM tx')).rows[0].v, 'b');
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('moves COPY both ways with psql in one session', { timeout: 60_000 }, async () => {
+    const file = join(fx.dir, 'in.csv');
+    const rows = 200_000;
+    writeFileSync(file, Array.from({ length: rows }, (_, i) => `${i},${'y'.repeat(40)}`).join('\n') + '\n');
+    const out = join(fx.dir, 'out.csv');
+    const script = ['SELECT 1;', 'SELECT 2;', 'CREATE TEMP TABLE cp (id int, v text);', `\\copy cp FROM '${file}' WITH (FORMAT csv)`, 'SELECT count(*), sum(length(v)) FROM cp;', `\\copy cp TO '${out}' WITH (FORMAT csv)`].join('\n');
+    const got = await run(pgBin('psql'), ['-X', '-qAt', '-v', 'ON_ERROR_STOP=1'], { asPostgres: false, env: libpqEnv(fx), input: script });
+    assert.match(got, new RegExp(`^${rows}\\|${rows * 40}$`, 'm'));
+    assert.equal(statSync(out).size, statSync(file).size);
+  });
+
+  it('delivers NOTIFY to a natively forwarded listener', async () => {
+    const listener = await fx.connect();
+    const notifier = await fx.connect();
+    try {
+      await listener.query('LISTEN native_ch');
+      await settle(listener);
+      const base = splice.live();
+      assert.ok(base >= 1);
+      const got = new Promise<pg.Notification>((resolve) => listener.once('notification', resolve));
+      await notifier.query("NOTIFY native_ch, 'hello'");
+      const n = await got;
+      assert.equal(n.payload, 'hello');
+      assert.equal(n.processId, (notifier as unknown as { processID: number }).processID, 'the notifying backend, by the pid its client was given');
+    } finally {
+      await listener.end();
+      await notifier.end();
+    }
+  });
+
+  it('cancels a running query, and ends the session with an error when its backend is killed', async () => {
+    const c = await fx.connect();
+    try {
+      await settle(c);
+      const keys = c as unknown as { processID: number; secretKey: number };
+      const q = c.query('SELECT pg_sleep(30)').then(
+        () => null,
+        (e: { code?: string }) => e,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      const s = net.connect({ host: fx.host, port: fx.port });
+      await once(s, 'connect');
+      s.end(codec.cancelRequest(keys.processID, keys.secretKey));
+      assert.equal((await q)?.code, '57014');
+      assert.equal((await c.query('SELECT 3 AS x')).rows[0].x, 3);
+
+      let clientErr: Error | undefined;
+      c.on('error', (e) => (clientErr = e));
+      const admin = new pg.Client(direct());
+      await admin.connect();
+      try {
+        await admin.query('SELECT pg_terminate_backend($1)', [keys.processID]);
+      } finally {
+        await admin.end();
+      }
+      await assert.rejects(c.query('SELECT 4'));
+      assert.ok(clientErr, 'the client hears of it');
+    } finally {
+      await c.end().catch(() => {});
+    }
+    const d = await fx.connect();
+    try {
+      assert.equal((await d.query('SELECT 5 AS x')).rows[0].x, 5, 'the proxy keeps serving');
+    } finally {
+      await d.end();
+    }
+  });
+
+  it('resets the pooled connection after a natively forwarded session', async () => {
+    const a = await fx.connect();
+    const pidA = (a as unknown as { processID: number }).processID;
+    await settle(a);
+    await a.query("SET application_name = 'leaky'");
+    await a.query("SET work_mem = '7MB'");
+    await a.query('PREPARE leftover AS SELECT 1');
+    await a.end();
+    await until(() => fx.proxy.stats().clients.total === 0, 'session end');
+    const b = await fx.connect();
+    try {
+      assert.equal((b as unknown as { processID: number }).processID, pidA, 'the same backend connection was reused');
+      assert.equal((await b.query('SHOW work_mem')).rows[0].work_mem, '4MB');
+      assert.equal((await b.query('SHOW application_name')).rows[0].application_name, '');
+      assert.equal((await b.query('SELECT count(*)::int AS n FROM pg_prepared_statements')).rows[0].n, 0);
+    } finally {
+      await b.end();
+    }
+  });
+
+  it('ends natively forwarded sessions with 57P01 when the primary leaves service', async () => {
+    const c = await fx.connect();
+    let err: { code?: string } | undefined;
+    c.on('error', (e) => (err ??= e as { code?: string }));
+    try {
+      await settle(c);
+      const base = splice.live();
+      fx.registry.update(0, { status: 'down' }, 'test: primary detached');
+      await until(() => err !== undefined, 'the session to end');
+      assert.equal(err?.code, '57P01', String(err));
+      assert.equal(splice.live(), base - 1);
+    } finally {
+      fx.registry.update(0, { status: 'up' }, 'test: primary back');
+      await c.end().catch(() => {});
+    }
+    const d = await fx.connect();
+    try {
+      assert.equal((await d.query('SELECT 6 AS x')).rows[0].x, 6);
+    } finally {
+      await d.end();
+    }
+  });
+
+  it('answers bad bytes with an error, forgets vanished clients, and keeps serving', async () => {
+    const base = splice.live();
+    const raw = async (): Promise<net.Socket> => {
+      const s = net.connect({ host: fx.host, port: fx.port });
+      await once(s, 'connect');
+      s.write(codec.startupMessage({ user: SUPERUSER, database: 'postgres' }));
+      await readUntil(s, READY);
+      for (const q of ['SELECT 1', 'SELECT 2']) {
+        s.write(codec.query(q));
+        await readUntil(s, READY);
+      }
+      return s;
+    };
+    // An unknown message type, then garbage.
+    const bad = await raw();
+    assert.equal(splice.live(), base + 1);
+    bad.write(Buffer.concat([Buffer.from([0x7a, 0, 0, 0, 8, 1, 2, 3, 4]), Buffer.alloc(64, 0xff)]));
+    const reply = await readUntil(bad, Buffer.from('08P01'));
+    assert.equal(reply[0], 0x45, 'an ErrorResponse');
+    assert.match(reply.toString('latin1'), /08P01/);
+    // A length no message may have.
+    const huge = await raw();
+    huge.write(Buffer.from([0x51, 0x7f, 0xff, 0xff, 0xff]));
+    assert.match((await readUntil(huge, Buffer.from('08P01'))).toString('latin1'), /08P01/);
+    // Clients that vanish: one idle, one mid-query, one mid-message.
+    const idle = await raw();
+    const busy = await raw();
+    const half = await raw();
+    busy.write(codec.query('SELECT pg_sleep(0.3), repeat(\'z\', 100000) FROM generate_series(1, 20)'));
+    half.write(codec.query('SELECT 1').subarray(0, 6));
+    await new Promise((r) => setTimeout(r, 50));
+    idle.destroy();
+    busy.destroy();
+    half.destroy();
+    bad.destroy();
+    huge.destroy();
+    await until(() => splice.live() === base && fx.proxy.stats().clients.total === 0, 'every session to end', 10_000);
+    const clients = await Promise.all(Array.from({ length: 4 }, () => fx.connect()));
+    try {
+      for (const [i, c] of clients.entries()) {
+        await settle(c);
+        assert.equal((await c.query('SELECT $1::int * 2 AS v', [i])).rows[0].v, i * 2);
+      }
+    } finally {
+      await Promise.all(clients.map((c) => c.end()));
+    }
+  });
+});
