@@ -2,6 +2,8 @@
 // connections (junk startup packets, mutated startup packets, valid sessions fed mutated
 // protocol messages). The proxy must answer or close every bad connection, never crash,
 // leak no session or pooled connection, and keep serving a good client throughout.
+// A second run does the same with load balancing off and sessions that first answer two
+// queries, so that the mutated messages meet native forwarding (splice.ts).
 // The seed is printed; FUZZ_SEED=<n> replays a run.
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,6 +11,7 @@ import net from 'node:net';
 import { createCluster } from '../support/pg.js';
 import { startProxy } from '../support/proxy.js';
 import * as codec from '../../src/protocol/codec.js';
+import * as splice from '../../src/proxy/splice.js';
 import { Prng } from '../../src/raft/sim/prng.js';
 
 function seeded(seed: number): () => number {
@@ -80,7 +83,10 @@ interface Outcome {
   sent: number;
 }
 
-function fuzzConnection(port: number, rng: () => number, packets: number): Promise<Outcome> {
+const READY = Buffer.from('Z\0\0\0\x05I');
+
+/** `settle`: a valid startup and two answered queries come first, one at a time. */
+function fuzzConnection(port: number, rng: () => number, packets: number, settle: boolean): Promise<Outcome> {
   return new Promise((resolve) => {
     const o: Outcome = { gotData: false, closed: false, sent: 0 };
     const s = net.connect({ host: '127.0.0.1', port });
@@ -88,7 +94,22 @@ function fuzzConnection(port: number, rng: () => number, packets: number): Promi
       s.destroy();
       resolve(o);
     }, 8000);
-    s.on('data', () => (o.gotData = true));
+    let warmups: Buffer[] | undefined = settle ? [codec.query('SELECT 1'), codec.query('SELECT 2')] : undefined;
+    let tail = Buffer.alloc(0);
+    let fuzz = (): void => {};
+    s.on('data', (d: Buffer) => {
+      o.gotData = true;
+      if (warmups === undefined) return;
+      tail = Buffer.concat([tail, d]).subarray(-64);
+      if (!tail.includes(READY)) return;
+      tail = Buffer.alloc(0);
+      const w = warmups.shift();
+      if (w) s.write(w);
+      else {
+        warmups = undefined;
+        fuzz();
+      }
+    });
     s.on('error', () => {});
     s.on('close', () => {
       o.closed = true;
@@ -98,6 +119,19 @@ function fuzzConnection(port: number, rng: () => number, packets: number): Promi
     s.on('connect', () => {
       const kind = rng();
       const out: Buffer[] = [];
+      if (settle) {
+        for (let i = 0; i < packets; i++) out.push(mutate(rng, VALID[Math.floor(rng() * VALID.length)]!));
+        fuzz = () => {
+          for (const p of out) {
+            if (s.destroyed) break;
+            s.write(p);
+            o.sent++;
+          }
+          s.end();
+        };
+        s.write(codec.startupMessage({ user: 'postgres', database: 'postgres', application_name: 'fuzz' }));
+        return;
+      }
       if (kind < 0.3) {
         for (let i = 0; i < packets; i++) out.push(randomBytes(rng, 1 + Math.floor(rng() * 200)));
       } else {
@@ -116,12 +150,19 @@ function fuzzConnection(port: number, rng: () => number, packets: number): Promi
   });
 }
 
-it('survives 100 000+ fuzzed packets while serving a good client', { timeout: 300_000 }, async () => {
+const RUNS = [
+  { name: '100 000+ fuzzed packets', native: false, connections: 420, minPackets: 100_000 },
+  { name: 'fuzzed packets after sessions go native', native: true, connections: 240, minPackets: 60_000 },
+];
+
+for (const run of RUNS) it(`survives ${run.name} while serving a good client`, { timeout: 300_000 }, async () => {
   const seed = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
   console.log(`proxy fuzz seed ${seed} (FUZZ_SEED=${seed} replays it)`);
   const rng = seeded(seed);
   const cluster = await createCluster({ standbys: 1, auth: 'trust' });
-  const fx = await startProxy(cluster, { auth: 'trust' });
+  const fx = await startProxy(cluster, { auth: 'trust', proxy: { load_balance: !run.native } });
+  let maxNative = 0;
+  const sampler = setInterval(() => (maxNative = Math.max(maxNative, splice.live())), 20);
   let goodOk = 0;
   const goodErrors: string[] = [];
   let stop = false;
@@ -141,7 +182,7 @@ it('survives 100 000+ fuzzed packets while serving a good client', { timeout: 30
         await new Promise((r) => setTimeout(r, 5));
       }
     })();
-    const connections = 420;
+    const connections = run.connections;
     const packetsPer = 250;
     const concurrency = 16;
     let next = 0;
@@ -152,7 +193,7 @@ it('survives 100 000+ fuzzed packets while serving a good client', { timeout: 30
       Array.from({ length: concurrency }, async () => {
         while (next < connections) {
           const i = next++;
-          const o = await fuzzConnection(fx.port, rng, packetsPer);
+          const o = await fuzzConnection(fx.port, rng, packetsPer, run.native);
           sent += o.sent;
           if (o.gotData) answeredWithData++;
           if (!o.closed) unanswered.push(i);
@@ -164,7 +205,8 @@ it('survives 100 000+ fuzzed packets while serving a good client', { timeout: 30
     console.log(`fuzz: ${sent} packets on ${connections} connections, ${answeredWithData} answered with data, good client ${goodOk} round trips`);
     assert.deepEqual(goodErrors, [], 'the good client saw no error');
     assert.ok(goodOk > 20, `good client completed ${goodOk} round trips`);
-    assert.ok(sent >= 100_000, `sent ${sent} packets`);
+    assert.ok(sent >= run.minPackets, `sent ${sent} packets`);
+    if (run.native) assert.ok(maxNative >= 2, `sessions were forwarded natively (at most ${maxNative} at once)`);
     assert.deepEqual(unanswered, [], 'every fuzz connection was closed by the proxy after the client finished');
     // No session or backend connection leaked.
     await good.end();
@@ -185,6 +227,7 @@ it('survives 100 000+ fuzzed packets while serving a good client', { timeout: 30
     await c.end();
   } finally {
     stop = true;
+    clearInterval(sampler);
     await fx.stop();
     await cluster.teardown();
   }
