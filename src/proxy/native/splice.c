@@ -513,9 +513,11 @@ static napi_value Attach(napi_env env, napi_callback_info info) {
     snprintf(msg, sizeof msg, "splice.attach: epoll_ctl failed: %s", strerror(e));
     return throwErr(env, msg);
   }
+  // (Read before unlocking: the worker may give the session back, and free it, at once.)
+  double handle = (double)s->gen * 4294967296.0 + (double)idx;
   pthread_mutex_unlock(&mu);
   napi_value h;
-  napi_create_double(env, (double)s->gen * 4294967296.0 + (double)idx, &h);
+  napi_create_double(env, handle, &h);
   return h;
 }
 
