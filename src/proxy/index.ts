@@ -35,7 +35,8 @@ export interface ProxyOptions {
 }
 
 export interface ProxyStats {
-  clients: { active: number; idle: number; total: number };
+  /** `native`: sessions whose bytes native forwarding moves now (splice.ts). */
+  clients: { active: number; idle: number; total: number; native: number };
   pools: PoolStats[];
   /** Statements routed as reads, per backend id (pgpool's select_cnt). */
   selectCounts: number[];
@@ -343,7 +344,7 @@ export class Proxy implements SessionHost {
     if (this.multiProcess) {
       const all = [...this.workerStats.values()];
       const sum: ProxyStats = {
-        clients: { active: 0, idle: 0, total: 0 },
+        clients: { active: 0, idle: 0, total: 0, native: 0 },
         pools: this.cfg.backends.map((_, backendId) => ({ backendId, total: 0, inUse: 0, idle: 0, waiting: 0 })),
         selectCounts: this.cfg.backends.map(() => 0),
         workers: this.workers.length,
@@ -352,6 +353,7 @@ export class Proxy implements SessionHost {
         sum.clients.active += st.clients.active;
         sum.clients.idle += st.clients.idle;
         sum.clients.total += st.clients.total;
+        sum.clients.native += st.clients.native;
         st.pools.forEach((p, i) => {
           const t = sum.pools[i]!;
           t.total += p.total;
@@ -364,9 +366,13 @@ export class Proxy implements SessionHost {
       return sum;
     }
     let active = 0;
-    for (const s of this.sessions) if (s.active) active++;
+    let native = 0;
+    for (const s of this.sessions) {
+      if (s.active) active++;
+      if (s.native) native++;
+    }
     return {
-      clients: { active, idle: this.sessions.size - active, total: this.sessions.size },
+      clients: { active, idle: this.sessions.size - active, total: this.sessions.size, native },
       pools: this.pools.stats(),
       selectCounts: this.selectCounts.map((_, id) => this.selectCount(id)),
       workers: 1,

@@ -314,6 +314,11 @@ export class Session {
     return this.state === 'ready' && (this.lease !== undefined || (this.primary?.queue.length ?? 0) > 0 || (this.standby?.queue.length ?? 0) > 0);
   }
 
+  /** True while native forwarding moves this session's bytes. */
+  get native(): boolean {
+    return this.lease !== undefined;
+  }
+
   usesBackend(id: number): boolean {
     return this.primary?.conn.backendId === id || this.standby?.conn.backendId === id;
   }

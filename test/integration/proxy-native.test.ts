@@ -79,6 +79,7 @@ describe('native forwarding', () => {
       assert.equal(splice.live(), base, 'not after one request');
       await c.query('SELECT 2');
       assert.equal(splice.live(), base + 1, 'forwarded natively after two');
+      assert.equal(fx.proxy.stats().clients.native, 1);
       const before = await selectCnt(c);
       assert.equal(splice.live(), base, 'SHOW POOL_NODES is answered by JavaScript');
       for (let i = 0; i < 5; i++) assert.equal((await c.query('SELECT $1::int AS v', [i])).rows[0].v, i);
@@ -92,6 +93,21 @@ describe('native forwarding', () => {
       await c.end();
     }
     await until(() => splice.live() === base, 'the session to come back on Terminate');
+  });
+
+  it('leaves every session on the JavaScript path with proxy.native_forwarding off', async () => {
+    const off = await startProxy(cluster, { proxy: { load_balance: false, native_forwarding: false } });
+    const base = splice.live();
+    const c = await off.connect();
+    try {
+      for (let i = 0; i < 4; i++) await c.query('SELECT 1');
+      assert.equal(splice.live(), base);
+      assert.equal(off.proxy.stats().clients.native, 0);
+      assert.equal(fx.proxy.stats().clients.native, 0, 'no session on the other proxy either');
+    } finally {
+      await c.end();
+      await off.stop();
+    }
   });
 
   it('keeps transactions, errors and prepared statements right', async () => {

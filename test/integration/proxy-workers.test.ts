@@ -60,3 +60,50 @@ it('runs sessions in worker processes, mirrors the registry, routes cancels acro
     await cluster.teardown();
   }
 });
+
+it('forwards sessions natively in worker processes, with cancels and failover reaching them', { timeout: 120_000 }, async () => {
+  const cluster = await createCluster({ standbys: 1 });
+  const fx = await startProxy(cluster, { proxy: { workers: 2, load_balance: false } });
+  const clients: pg.Client[] = [];
+  try {
+    for (let i = 0; i < 8; i++) clients.push(await fx.connect());
+    for (const [i, c] of clients.entries()) {
+      for (let k = 0; k < 3; k++) assert.equal((await c.query('SELECT $1::int + $2::int AS v', [i, k])).rows[0].v, i + k);
+    }
+    // Worker stats arrive once a second.
+    await new Promise((r) => setTimeout(r, 1500));
+    const st = fx.proxy.stats();
+    assert.equal(st.clients.total, 8);
+    assert.equal(st.clients.native, 8, 'every settled session is forwarded natively');
+
+    // Cancels reach natively forwarded sessions from whichever worker takes the request.
+    for (let i = 0; i < 4; i++) {
+      const c = clients[i]!;
+      const keys = c as unknown as { processID: number; secretKey: number };
+      const q = c.query('SELECT pg_sleep(30)').then(
+        () => null,
+        (e: { code?: string }) => e,
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      const s = net.connect({ host: fx.host, port: fx.port });
+      await once(s, 'connect');
+      s.end(codec.cancelRequest(keys.processID, keys.secretKey));
+      const err = await Promise.race([q, new Promise((r) => setTimeout(() => r('timeout'), 10_000))]);
+      assert.equal((err as { code?: string } | null)?.code, '57014', `cancel ${i}`);
+    }
+
+    // The primary leaving service ends every session, in both workers, with 57P01.
+    const errors = clients.map(() => undefined as { code?: string } | undefined);
+    clients.forEach((c, i) => c.on('error', (e) => (errors[i] ??= e as { code?: string })));
+    fx.registry.update(0, { status: 'down' }, 'test: primary detached');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(
+      errors.map((e) => e?.code),
+      clients.map(() => '57P01'),
+    );
+  } finally {
+    for (const c of clients) await c.end().catch(() => {});
+    await fx.stop();
+    await cluster.teardown();
+  }
+});
