@@ -86,6 +86,8 @@ type IpcMsg =
   | { type: 'closeIdle'; ids: number[] }
   | { type: 'listening'; host: string; port: number }
   | { type: 'stats'; stats: ProxyStats }
+  /** To a worker: what the other workers last reported (for SHOW POOL_NODES and max_clients). */
+  | { type: 'others'; selectCounts: number[]; clients: number }
   | { type: 'backendError'; id: number; message: string }
   | { type: 'ready' }
   | { type: 'close' }
@@ -114,6 +116,8 @@ export class Proxy implements SessionHost {
   private readonly workerIndex: number;
   private readonly workers: Worker[] = [];
   private readonly workerStats = new Map<number, ProxyStats>();
+  /** Worker side: the other workers' select counts and clients, as of their last report. */
+  private others: { selectCounts: number[]; clients: number } = { selectCounts: [], clients: 0 };
   private closing = false;
   /** Sweeps sessions stuck in startup once a second (one timer, not one per connection). */
   private janitor: NodeJS.Timeout | undefined;
@@ -149,9 +153,14 @@ export class Proxy implements SessionHost {
     return false;
   }
 
-  /** pgpool's select_cnt for a backend: reads routed by sessions plus those forwarded natively. */
-  private selectCount(id: number): number {
+  /** pgpool's select_cnt for a backend in this process: reads routed by sessions plus those forwarded natively. */
+  private ownSelectCount(id: number): number {
     return (this.selectCounts[id] ?? 0) + (this.selectCounterBase >= 0 ? splice.selects(this.selectCounterBase + id) : 0);
+  }
+
+  /** select_cnt of the whole proxy: in a worker, with the other workers' last reports (≤ 1 s old). */
+  private selectCount(id: number): number {
+    return this.ownSelectCount(id) + (this.others.selectCounts[id] ?? 0);
   }
 
   private get multiProcess(): boolean {
@@ -289,7 +298,8 @@ export class Proxy implements SessionHost {
   }
 
   tooManyClients(): boolean {
-    return this.sessions.size > this.cfg.proxy.max_clients;
+    // Workers count the others' clients as of their last report (≤ 1 s old).
+    return this.sessions.size + this.others.clients > this.cfg.proxy.max_clients;
   }
 
   backendError(backendId: number, err: Error): void {
@@ -374,7 +384,7 @@ export class Proxy implements SessionHost {
     return {
       clients: { active, idle: this.sessions.size - active, total: this.sessions.size, native },
       pools: this.pools.stats(),
-      selectCounts: this.selectCounts.map((_, id) => this.selectCount(id)),
+      selectCounts: this.selectCounts.map((_, id) => this.ownSelectCount(id)),
       workers: 1,
     };
   }
@@ -419,6 +429,14 @@ export class Proxy implements SessionHost {
       if (w?.isConnected()) w.send(m);
     } else if (m.type === 'stats') {
       this.workerStats.set(index, m.stats);
+      const others: Extract<IpcMsg, { type: 'others' }> = { type: 'others', selectCounts: this.cfg.backends.map(() => 0), clients: 0 };
+      for (const [i, st] of this.workerStats) {
+        if (i === index) continue;
+        others.clients += st.clients.total;
+        st.selectCounts.forEach((n, id) => (others.selectCounts[id]! += n));
+      }
+      const w = this.workers[index];
+      if (w?.isConnected()) w.send(others);
     } else if (m.type === 'backendError') {
       this.opts.onBackendError?.(m.id, new Error(m.message));
     }
@@ -429,6 +447,7 @@ export class Proxy implements SessionHost {
     if (m.type === 'registry') this.registry.update(m.id, fromWire(m.patch), m.reason);
     else if (m.type === 'cancel') this.cancelLocal(m.pid, m.secret);
     else if (m.type === 'closeIdle') this.closeIdle(m.ids);
+    else if (m.type === 'others') this.others = { selectCounts: m.selectCounts, clients: m.clients };
   }
 
   // ---- shutdown --------------------------------------------------------------------------------

@@ -75,6 +75,13 @@ it('forwards sessions natively in worker processes, with cancels and failover re
     const st = fx.proxy.stats();
     assert.equal(st.clients.total, 8);
     assert.equal(st.clients.native, 8, 'every settled session is forwarded natively');
+    // Each worker answers SHOW POOL_NODES with the whole proxy's select_cnt.
+    await new Promise((r) => setTimeout(r, 1100));
+    for (const c of clients) {
+      const r = await c.query<{ node_id: string; select_cnt: string }>('SHOW POOL_NODES');
+      const n = Number(r.rows.find((x) => x.node_id === '0')!.select_cnt);
+      assert.ok(n >= 24, `select_cnt ${n} counts all 24 SELECTs, whichever worker ran them`);
+    }
 
     // Cancels reach natively forwarded sessions from whichever worker takes the request.
     for (let i = 0; i < 4; i++) {
@@ -103,6 +110,29 @@ it('forwards sessions natively in worker processes, with cancels and failover re
     );
   } finally {
     for (const c of clients) await c.end().catch(() => {});
+    await fx.stop();
+    await cluster.teardown();
+  }
+});
+
+it('holds max_clients for the whole proxy, not per worker', { timeout: 60_000 }, async () => {
+  const cluster = await createCluster({ standbys: 0 });
+  const fx = await startProxy(cluster, { proxy: { workers: 2, max_clients: 4 } });
+  const held: pg.Client[] = [];
+  try {
+    for (let i = 0; i < 4; i++) held.push(await fx.connect());
+    // Workers learn of each other's clients from the stats they report each second.
+    await new Promise((r) => setTimeout(r, 2200));
+    for (let i = 0; i < 4; i++) {
+      await assert.rejects(fx.connect(), (e: { code?: string }) => e.code === '53300', 'a fifth client is refused, whichever worker takes it');
+    }
+    await held.pop()!.end();
+    await new Promise((r) => setTimeout(r, 2200));
+    const again = await fx.connect();
+    held.push(again);
+    assert.equal((await again.query('SELECT 1 AS x')).rows[0].x, 1, 'room again once a client left');
+  } finally {
+    for (const c of held) await c.end().catch(() => {});
     await fx.stop();
     await cluster.teardown();
   }
