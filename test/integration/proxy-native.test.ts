@@ -248,6 +248,67 @@ describe('native forwarding', () => {
     }
   });
 
+  it('reads messages split at every byte, SHOW POOL_ and Terminate included', { timeout: 60_000 }, async () => {
+    const base = splice.live();
+    const s = net.connect({ host: fx.host, port: fx.port });
+    await once(s, 'connect');
+    s.setNoDelay(true);
+    const frames: Buffer[] = [];
+    s.on('data', (d: Buffer) => frames.push(d));
+    const received = (): Buffer => Buffer.concat(frames);
+    /** Writes `b` a byte at a time, letting each byte reach the proxy as its own read. */
+    const trickle = async (b: Buffer): Promise<void> => {
+      for (let i = 0; i < b.length; i++) {
+        s.write(b.subarray(i, i + 1));
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    };
+    const readies = (): number => {
+      let n = 0;
+      for (let at = received().indexOf('Z\0\0\0\x05'); at >= 0; at = received().indexOf('Z\0\0\0\x05', at + 1)) n++;
+      return n;
+    };
+    s.write(codec.startupMessage({ user: SUPERUSER, database: 'postgres' }));
+    await until(() => readies() === 1, 'startup');
+    s.write(codec.query('SELECT 1'));
+    await until(() => readies() === 2, 'first query');
+    s.write(codec.query('SELECT 2'));
+    await until(() => readies() === 3, 'second query');
+    assert.equal(splice.live(), base + 1, 'forwarded natively');
+    // A query, a SHOW POOL_NODES (given back to JavaScript once its first word is in), an
+    // extended-protocol batch, each split at every byte.
+    await trickle(codec.query("SELECT 'split' || 'query'"));
+    await until(() => readies() === 4, 'the split query');
+    assert.match(received().toString('latin1'), /splitquery/);
+    await trickle(codec.query('  SHOW\n  POOL_VERSION'));
+    await until(() => readies() === 5, 'SHOW POOL_VERSION');
+    assert.match(received().toString('latin1'), /pgwatchdog/);
+    await trickle(codec.query('SELECT 3'));
+    await until(() => readies() === 6, 'a query after the give-back');
+    assert.equal(splice.live(), base + 1, 'forwarded natively again');
+    const z = (t: string): Buffer => Buffer.from(t + '\0');
+    const msg = (type: string, body: Buffer): Buffer => {
+      const b = Buffer.alloc(5 + body.length);
+      b.write(type, 0, 'latin1');
+      b.writeInt32BE(4 + body.length, 1);
+      body.copy(b, 5);
+      return b;
+    };
+    await trickle(
+      Buffer.concat([
+        msg('P', Buffer.concat([z('st'), z('SELECT $1::text || $1::text AS doubled'), Buffer.from([0, 0])])),
+        msg('B', Buffer.concat([z(''), z('st'), Buffer.from([0, 0, 0, 1, 0, 0, 0, 3]), Buffer.from('abc'), Buffer.from([0, 0])])),
+        msg('E', Buffer.concat([z(''), Buffer.from([0, 0, 0, 0])])),
+        msg('S', Buffer.alloc(0)),
+      ]),
+    );
+    await until(() => readies() === 7, 'the extended batch');
+    assert.match(received().toString('latin1'), /abcabc/);
+    await trickle(codec.terminate());
+    await once(s, 'close');
+    await until(() => splice.live() === base && fx.proxy.stats().clients.total === 0, 'the session to end');
+  });
+
   it('answers bad bytes with an error, forgets vanished clients, and keeps serving', async () => {
     const base = splice.live();
     const raw = async (): Promise<net.Socket> => {
