@@ -192,8 +192,10 @@ describe('native forwarding', () => {
       } finally {
         await admin.end();
       }
+      // The backend's FATAL reaches the idle client as an 'error' event.
+      await until(() => clientErr !== undefined, 'the client to hear of it');
+      assert.match(String(clientErr), /terminat/);
       await assert.rejects(c.query('SELECT 4'));
-      assert.ok(clientErr, 'the client hears of it');
     } finally {
       await c.end().catch(() => {});
     }
@@ -206,22 +208,30 @@ describe('native forwarding', () => {
   });
 
   it('resets the pooled connection after a natively forwarded session', async () => {
-    const a = await fx.connect();
-    const pidA = (a as unknown as { processID: number }).processID;
-    await settle(a);
-    await a.query("SET application_name = 'leaky'");
-    await a.query("SET work_mem = '7MB'");
-    await a.query('PREPARE leftover AS SELECT 1');
-    await a.end();
-    await until(() => fx.proxy.stats().clients.total === 0, 'session end');
-    const b = await fx.connect();
+    // A proxy of its own, so that its pool holds this one connection only.
+    const own = await startProxy(cluster, { proxy: { load_balance: false } });
     try {
-      assert.equal((b as unknown as { processID: number }).processID, pidA, 'the same backend connection was reused');
-      assert.equal((await b.query('SHOW work_mem')).rows[0].work_mem, '4MB');
-      assert.equal((await b.query('SHOW application_name')).rows[0].application_name, '');
-      assert.equal((await b.query('SELECT count(*)::int AS n FROM pg_prepared_statements')).rows[0].n, 0);
+      const a = await own.connect();
+      const pidA = (a as unknown as { processID: number }).processID;
+      await settle(a);
+      assert.equal(own.proxy.stats().clients.native, 1);
+      await a.query("SET application_name = 'leaky'");
+      await a.query("SET work_mem = '7MB'");
+      await a.query('PREPARE leftover AS SELECT 1');
+      await a.end();
+      // Back in the pool once the reset query has run.
+      await until(() => own.proxy.stats().clients.total === 0 && own.proxy.stats().pools[0]!.idle === 1, 'the connection to be reset and pooled');
+      const b = await own.connect();
+      try {
+        assert.equal((b as unknown as { processID: number }).processID, pidA, 'the same backend connection was reused');
+        assert.equal((await b.query('SHOW work_mem')).rows[0].work_mem, '4MB');
+        assert.equal((await b.query('SHOW application_name')).rows[0].application_name, '');
+        assert.equal((await b.query('SELECT count(*)::int AS n FROM pg_prepared_statements')).rows[0].n, 0);
+      } finally {
+        await b.end();
+      }
     } finally {
-      await b.end();
+      await own.stop();
     }
   });
 
@@ -305,7 +315,7 @@ describe('native forwarding', () => {
     await until(() => readies() === 7, 'the extended batch');
     assert.match(received().toString('latin1'), /abcabc/);
     await trickle(codec.terminate());
-    await once(s, 'close');
+    await until(() => s.readableEnded || s.destroyed, 'the proxy to close the connection after Terminate');
     await until(() => splice.live() === base && fx.proxy.stats().clients.total === 0, 'the session to end');
   });
 
