@@ -415,6 +415,8 @@ export class Proxy implements SessionHost {
       addresses.push(listening);
       await listening;
       w.on('exit', (code, signal) => {
+        // Its clients are gone: they no longer count against max_clients in the other workers.
+        this.workerStats.delete(i);
         if (!this.closing) this.log.error({ worker: i, code, signal }, 'proxy worker died');
       });
     }
