@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import pg from 'pg';
 import { createCluster, type PgCluster, pgBin, run, freePort } from '../support/pg.js';
-import { startProxy, libpqEnv, serverPort, type ProxyFixture } from '../support/proxy.js';
+import { startProxy, libpqEnv, serverPort, backendKey, cancelThroughProxy, type ProxyFixture } from '../support/proxy.js';
 import * as codec from '../../src/protocol/codec.js';
 
 /** Reads from a raw socket until `n` bytes or close. */
@@ -95,19 +95,7 @@ describe('proxy session features', () => {
     for (const sql of ['SELECT pg_sleep(30)', 'SELECT pg_sleep(30) FROM pg_class LIMIT 1 FOR UPDATE']) {
       const c = await fx.connect();
       try {
-        const keys = c as unknown as { processID: number; secretKey: number };
-        const started = Date.now();
-        const q = c.query(sql).then(
-          () => null,
-          (e: { code?: string }) => e,
-        );
-        await new Promise((r) => setTimeout(r, 300));
-        const s = net.connect({ host: fx.host, port: fx.port });
-        await once(s, 'connect');
-        s.end(codec.cancelRequest(keys.processID, keys.secretKey));
-        const err = await q;
-        assert.equal(err?.code, '57014', `${sql}: expected query_canceled`);
-        assert.ok(Date.now() - started < 10_000);
+        assert.equal(await cancelThroughProxy(fx, c, sql), '57014', `${sql}: expected query_canceled within 10 s`);
         assert.equal((await c.query('SELECT 1 AS x')).rows[0].x, 1, 'session usable after cancel');
       } finally {
         await c.end();
@@ -224,8 +212,8 @@ describe('proxy session features', () => {
     try {
       const busy = await fx6.connect();
       const done = await fx6.connect();
-      const busyPid = (busy as unknown as { processID: number }).processID;
-      const idlePid = (done as unknown as { processID: number }).processID;
+      const busyPid = backendKey(busy).processID;
+      const idlePid = backendKey(done).processID;
       assert.notEqual(busyPid, idlePid);
       await done.query('SELECT 1');
       await done.end();

@@ -12,7 +12,7 @@ import { writeFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { createCluster, type PgCluster, SUPERUSER, SUPERUSER_PASSWORD, pgBin, run } from '../support/pg.js';
-import { startProxy, libpqEnv, type ProxyFixture } from '../support/proxy.js';
+import { startProxy, libpqEnv, backendKey, cancelThroughProxy, type ProxyFixture } from '../support/proxy.js';
 import * as splice from '../../src/proxy/splice.js';
 import * as codec from '../../src/protocol/codec.js';
 
@@ -160,7 +160,7 @@ describe('native forwarding', () => {
       await notifier.query("NOTIFY native_ch, 'hello'");
       const n = await got;
       assert.equal(n.payload, 'hello');
-      assert.equal(n.processId, (notifier as unknown as { processID: number }).processID, 'the notifying backend, by the pid its client was given');
+      assert.equal(n.processId, backendKey(notifier).processID, 'the notifying backend, by the pid its client was given');
     } finally {
       await listener.end();
       await notifier.end();
@@ -171,16 +171,7 @@ describe('native forwarding', () => {
     const c = await fx.connect();
     try {
       await settle(c);
-      const keys = c as unknown as { processID: number; secretKey: number };
-      const q = c.query('SELECT pg_sleep(30)').then(
-        () => null,
-        (e: { code?: string }) => e,
-      );
-      await new Promise((r) => setTimeout(r, 300));
-      const s = net.connect({ host: fx.host, port: fx.port });
-      await once(s, 'connect');
-      s.end(codec.cancelRequest(keys.processID, keys.secretKey));
-      assert.equal((await q)?.code, '57014');
+      assert.equal(await cancelThroughProxy(fx, c, 'SELECT pg_sleep(30)'), '57014');
       assert.equal((await c.query('SELECT 3 AS x')).rows[0].x, 3);
 
       let clientErr: Error | undefined;
@@ -188,7 +179,7 @@ describe('native forwarding', () => {
       const admin = new pg.Client(direct());
       await admin.connect();
       try {
-        await admin.query('SELECT pg_terminate_backend($1)', [keys.processID]);
+        await admin.query('SELECT pg_terminate_backend($1)', [backendKey(c).processID]);
       } finally {
         await admin.end();
       }
@@ -212,7 +203,7 @@ describe('native forwarding', () => {
     const own = await startProxy(cluster, { proxy: { load_balance: false } });
     try {
       const a = await own.connect();
-      const pidA = (a as unknown as { processID: number }).processID;
+      const pidA = backendKey(a).processID;
       await settle(a);
       assert.equal(own.proxy.stats().clients.native, 1);
       await a.query("SET application_name = 'leaky'");
@@ -223,7 +214,7 @@ describe('native forwarding', () => {
       await until(() => own.proxy.stats().clients.total === 0 && own.proxy.stats().pools[0]!.idle === 1, 'the connection to be reset and pooled');
       const b = await own.connect();
       try {
-        assert.equal((b as unknown as { processID: number }).processID, pidA, 'the same backend connection was reused');
+        assert.equal(backendKey(b).processID, pidA, 'the same backend connection was reused');
         assert.equal((await b.query('SHOW work_mem')).rows[0].work_mem, '4MB');
         assert.equal((await b.query('SHOW application_name')).rows[0].application_name, '');
         assert.equal((await b.query('SELECT count(*)::int AS n FROM pg_prepared_statements')).rows[0].n, 0);

@@ -3,12 +3,9 @@
 // worker accepts the cancel connection.
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { once } from 'node:events';
 import pg from 'pg';
 import { createCluster } from '../support/pg.js';
-import { startProxy, serverPort } from '../support/proxy.js';
-import * as codec from '../../src/protocol/codec.js';
+import { startProxy, serverPort, cancelThroughProxy } from '../support/proxy.js';
 
 it('runs sessions in worker processes, mirrors the registry, routes cancels across workers', { timeout: 120_000 }, async () => {
   const cluster = await createCluster({ standbys: 2 });
@@ -29,20 +26,7 @@ it('runs sessions in worker processes, mirrors the registry, routes cancels acro
     assert.equal(st.clients.total, 8);
 
     // Cancels: sent on fresh connections, which the cluster spreads over both workers.
-    for (let i = 0; i < 4; i++) {
-      const c = clients[i]!;
-      const keys = c as unknown as { processID: number; secretKey: number };
-      const q = c.query('SELECT pg_sleep(30)').then(
-        () => null,
-        (e: { code?: string }) => e,
-      );
-      await new Promise((r) => setTimeout(r, 200));
-      const s = net.connect({ host: fx.host, port: fx.port });
-      await once(s, 'connect');
-      s.end(codec.cancelRequest(keys.processID, keys.secretKey));
-      const err = await Promise.race([q, new Promise((r) => setTimeout(() => r('timeout'), 10_000))]);
-      assert.equal((err as { code?: string } | null)?.code, '57014', `cancel ${i}`);
-    }
+    for (let i = 0; i < 4; i++) assert.equal(await cancelThroughProxy(fx, clients[i]!, 'SELECT pg_sleep(30)', 200), '57014', `cancel ${i}`);
 
     // A registry change in the main process reaches the workers' sessions.
     const ports = await Promise.all(clients.map((c) => serverPort(c)));
@@ -84,20 +68,7 @@ it('forwards sessions natively in worker processes, with cancels and failover re
     }
 
     // Cancels reach natively forwarded sessions from whichever worker takes the request.
-    for (let i = 0; i < 4; i++) {
-      const c = clients[i]!;
-      const keys = c as unknown as { processID: number; secretKey: number };
-      const q = c.query('SELECT pg_sleep(30)').then(
-        () => null,
-        (e: { code?: string }) => e,
-      );
-      await new Promise((r) => setTimeout(r, 200));
-      const s = net.connect({ host: fx.host, port: fx.port });
-      await once(s, 'connect');
-      s.end(codec.cancelRequest(keys.processID, keys.secretKey));
-      const err = await Promise.race([q, new Promise((r) => setTimeout(() => r('timeout'), 10_000))]);
-      assert.equal((err as { code?: string } | null)?.code, '57014', `cancel ${i}`);
-    }
+    for (let i = 0; i < 4; i++) assert.equal(await cancelThroughProxy(fx, clients[i]!, 'SELECT pg_sleep(30)', 200), '57014', `cancel ${i}`);
 
     // The primary leaving service ends every session, in both workers, with 57P01.
     const errors = clients.map(() => undefined as { code?: string } | undefined);

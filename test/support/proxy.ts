@@ -1,5 +1,7 @@
 // Test helpers for the proxy: a Proxy in front of a test-bed cluster, with roles set in the
 // registry (as the health checker would), plus runners for psql and pgbench through it.
+import net from 'node:net';
+import { once } from 'node:events';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +10,7 @@ import { parseConfig, type Config } from '../../src/config/index.js';
 import { BackendRegistry } from '../../src/backends/registry.js';
 import { silentLogger, createLogger, type Logger } from '../../src/log.js';
 import { Proxy } from '../../src/proxy/index.js';
+import * as codec from '../../src/protocol/codec.js';
 import { type PgCluster, SUPERUSER, SUPERUSER_PASSWORD, pgBin, run } from './pg.js';
 
 export interface ProxyFixture {
@@ -97,4 +100,33 @@ export function pgbench(fx: ProxyFixture, args: string[]): Promise<string> {
 export async function serverPort(c: pg.Client): Promise<number> {
   const r = await c.query<{ p: number }>('SELECT inet_server_port() AS p');
   return r.rows[0]!.p;
+}
+
+/** The BackendKeyData a pg client was given at startup. */
+export function backendKey(c: pg.Client): { processID: number; secretKey: number } {
+  return c as unknown as { processID: number; secretKey: number };
+}
+
+/**
+ * Runs `sql` on `c` and, `afterMs` later, sends a CancelRequest for it to the proxy on a
+ * fresh connection. Resolves to the query's SQLSTATE (null if it succeeded), or 'timeout'
+ * when it is still running 10 s later.
+ */
+export async function cancelThroughProxy(fx: ProxyFixture, c: pg.Client, sql: string, afterMs = 300): Promise<string | null> {
+  const q = c.query(sql).then(
+    () => null,
+    (e: { code?: string }) => e.code ?? String(e),
+  );
+  await new Promise((r) => setTimeout(r, afterMs));
+  const s = net.connect({ host: fx.host, port: fx.port });
+  await once(s, 'connect');
+  const { processID, secretKey } = backendKey(c);
+  s.end(codec.cancelRequest(processID, secretKey));
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<string>((r) => (timer = setTimeout(() => r('timeout'), 10_000)));
+  try {
+    return await Promise.race([q, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
