@@ -132,16 +132,30 @@ static int classify(const uint8_t *p, size_t n, int whole) {
   return 0;
 }
 
+// Clears what has arrived of the body of the message at `clear`.
+static void clearBody(Dir *d) {
+  size_t take = d->r - d->clear;
+  if (take > d->remaining) take = d->remaining;
+  d->clear += take;
+  d->remaining -= (uint32_t)take;
+}
+
+// Clears what has arrived of the message starting at `clear` (header read: length `len`).
+static void clearMessage(Dir *d, uint32_t len) {
+  size_t avail = d->r - d->clear;
+  size_t msg = (size_t)len + 1;
+  size_t take = avail < msg ? avail : msg;
+  d->clear += take;
+  d->remaining = (uint32_t)(msg - take);
+}
+
 // Clears bytes of `d` for forwarding from the client, stopping before a message JavaScript
 // must handle.
 static void scanClient(Sess *s) {
   Dir *d = &s->c2b;
   while (d->clear < d->r) {
     if (d->remaining > 0) {
-      size_t take = d->r - d->clear;
-      if (take > d->remaining) take = d->remaining;
-      d->clear += take;
-      d->remaining -= (uint32_t)take;
+      clearBody(d);
       continue;
     }
     size_t avail = d->r - d->clear;
@@ -184,10 +198,7 @@ static void scanClient(Sess *s) {
       if (k == 1 && s->counter >= 0 && s->counter < MAX_COUNTERS) selects[s->counter]++;
     }
     if (type == 'Q' || type == 'S' || type == 'F') s->outstanding++;
-    size_t msg = (size_t)len + 1;
-    size_t take = avail < msg ? avail : msg;
-    d->clear += take;
-    d->remaining = (uint32_t)(msg - take);
+    clearMessage(d, len);
   }
 }
 
@@ -197,10 +208,7 @@ static void scanBackend(Sess *s) {
   Dir *d = &s->b2c;
   while (d->clear < d->r) {
     if (d->remaining > 0) {
-      size_t take = d->r - d->clear;
-      if (take > d->remaining) take = d->remaining;
-      d->clear += take;
-      d->remaining -= (uint32_t)take;
+      clearBody(d);
       continue;
     }
     if (s->stop) return;
@@ -217,10 +225,7 @@ static void scanBackend(Sess *s) {
       s->status = m[5];
       if (s->outstanding > 0) s->outstanding--;
     }
-    size_t msg = (size_t)len + 1;
-    size_t take = avail < msg ? avail : msg;
-    d->clear += take;
-    d->remaining = (uint32_t)(msg - take);
+    clearMessage(d, len);
   }
 }
 
@@ -302,6 +307,8 @@ static void giveBack(size_t idx, int reason, int err) {
     // from there (meaningful when `boundary`).
     g->c2b = copyOut(&s->c2b, s->c2b.clear, &g->c2bLen);
     g->b2c = copyOut(&s->b2c, s->b2c.clear, &g->b2cLen);
+    // Out of memory for the leftovers: JavaScript cannot resume from here, so it ends the session.
+    if ((!g->c2b && s->c2b.r > s->c2b.clear) || (!g->b2c && s->b2c.r > s->b2c.clear)) g->boundary = 0;
     if (napi_call_threadsafe_function(tsfn, g, napi_tsfn_nonblocking) != napi_ok) {
       free(g->c2b);
       free(g->b2c);
