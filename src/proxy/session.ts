@@ -16,7 +16,7 @@ import * as codec from '../protocol/codec.js';
 import { FrameReader, ProtocolViolation } from '../protocol/frame-reader.js';
 import type { ScanSink } from '../protocol/backend-scanner.js';
 import { BackendConn, BackendError, TYPE, encodeParameterStatus } from './backend-conn.js';
-import { TcpConn, writeAll, type Conn } from './tcp.js';
+import { TcpConn, systemErrorName, writeAll, type Conn } from './tcp.js';
 import * as splice from './splice.js';
 import type { Pools } from './pool.js';
 import { AuthFailed, authenticateClient } from './client-auth.js';
@@ -677,13 +677,13 @@ export class Session {
     P.conn.txStatus = this.lastStatus = g.status;
     this.inTxn = g.status !== 0x49;
     if (g.reason === R.clientGone) {
-      if (g.errno) this.log.debug({ reason: splice.errnoName(g.errno) }, 'client connection failed');
+      if (g.errno) this.log.debug({ reason: systemErrorName(-g.errno) }, 'client connection failed');
       this.close();
       return;
     }
     if (g.reason === R.backendGone || g.reason === R.backendProtocol) {
       const c = P.conn;
-      const why = g.reason === R.backendProtocol ? 'sent an invalid message header' : g.errno ? splice.errnoName(g.errno) : 'closed the connection';
+      const why = g.reason === R.backendProtocol ? 'sent an invalid message header' : g.errno ? systemErrorName(-g.errno) : 'closed the connection';
       const err = new BackendError(`backend ${c.backendId} (${c.login.host}:${c.login.port}): ${why}`, c.backendId);
       this.legLost(P, g.errno || g.reason === R.backendProtocol ? err : undefined);
       return;

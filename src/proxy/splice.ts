@@ -5,7 +5,6 @@
 // The addon is built by `npm install` (node-gyp, binding.gyp); without it every session
 // stays on the JavaScript path, which does the same work, only slower.
 import { createRequire } from 'node:module';
-import os from 'node:os';
 
 /** Why a session came back (native/splice.c's R_* values). */
 export const REASON = {
@@ -19,7 +18,7 @@ export const REASON = {
 
 export interface GiveBack {
   reason: number;
-  /** errno of a failed read/write, or 0. */
+  /** errno of a failed read/write (positive, as C has it), or 0. */
   errno: number;
   /** ReadyForQuery messages the backend still owes. */
   outstanding: number;
@@ -119,11 +118,4 @@ export function selects(counter: number): number {
 /** Sessions forwarded natively now. */
 export function live(): number {
   return native ? native.live() : 0;
-}
-
-const errnoNames = new Map(Object.entries(os.constants.errno).map(([k, v]) => [v, k]));
-
-/** "ECONNRESET" for an errno number, for messages. */
-export function errnoName(n: number): string {
-  return errnoNames.get(n) ?? `errno ${n}`;
 }

@@ -122,13 +122,17 @@ const B = loadBindings();
 const UV_EOF = -4095;
 const HIGH_WATER = 64 * 1024;
 
-function errnoError(code: number, syscall: string, where?: string): Error {
-  let name: string;
+/** "ECONNRESET" for a libuv error code (a negative errno). */
+export function systemErrorName(code: number): string {
   try {
-    name = getSystemErrorName(code);
+    return getSystemErrorName(code);
   } catch {
-    name = `errno ${code}`;
+    return `errno ${code}`;
   }
+}
+
+function errnoError(code: number, syscall: string, where?: string): Error {
+  const name = systemErrorName(code);
   return Object.assign(new Error(`${syscall} ${name}${where ? ` ${where}` : ''}`), { code: name, errno: code, syscall });
 }
 
