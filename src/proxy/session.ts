@@ -588,6 +588,8 @@ export class Session {
     // ReadyForQuery: one write.
     const tail = new codec.Writer(19).begin('K').int32(this.primary!.conn.pid).int32(this.secret).end().begin('Z').int8(0x49).end().done();
     this.state = 'ready';
+    // A session on the primary alone may go to native forwarding once settled (trySplice).
+    if (this.standby === undefined && this.host.nativeForwarding && this.sock instanceof TcpConn && conn.socket instanceof TcpConn) conn.afterRead = this.trySplice;
     writeAll(this.sock, [AUTH_OK, overlay ? encodeParameterStatus(overlay) : conn.statusBlock(), tail]);
     if (this.host.log.isLevelEnabled('debug')) this.log.debug({ user: this.user, database: this.database, primary: this.primary!.conn.backendId, standby: this.standby?.conn.backendId, tls: this.tlsUsed }, 'session started');
     this.flushAll();
@@ -624,7 +626,6 @@ export class Session {
     conn.out = this.toClient;
     conn.onClose = (err) => this.legLost(leg, err);
     conn.retains = this.clientRetains;
-    if (role === 'primary' && this.host.nativeForwarding && this.fastReads && this.sock instanceof TcpConn && conn.socket instanceof TcpConn) conn.afterRead = this.trySplice;
     if (!this.sock.writableNeedDrain) conn.socket.resume();
     return leg;
   }
@@ -637,7 +638,7 @@ export class Session {
    */
   private readonly trySplice = (): void => {
     const P = this.primary;
-    if (this.answered < SPLICE_AFTER || this.state !== 'ready' || this.standby !== undefined || this.lease !== undefined || P === undefined) return;
+    if (this.answered < SPLICE_AFTER || this.state !== 'ready' || this.lease !== undefined || P === undefined) return;
     if (P.queue.length > 0 || P.out.length > 0 || P.copyIn || P.swallowParse > 0 || P.swallowClose > 0 || P.broken || !P.conn.scanner.atBoundary) return;
     const b = this.batch;
     if (this.reader.buffered > 0 || this.pending !== null || b.msgs.length > 0 || b.pinned !== undefined || this.blocked || this.backendFull || this.heldAsync.length > 0) return;
@@ -675,7 +676,6 @@ export class Session {
     // then cut mid-way.
     this.resumeFromNative(P, g.outstanding, g.boundary && !(ended && g.fromBackend.length > 0));
     P.conn.txStatus = this.lastStatus = g.status;
-    this.inTxn = g.status !== 0x49;
     if (g.reason === R.clientGone) {
       if (g.errno) this.log.debug({ reason: systemErrorName(-g.errno) }, 'client connection failed');
       this.close();
