@@ -27,7 +27,8 @@ import type { WalState } from '../backends/replication.js';
 import { readStatusFile, writeStatusFile, type StatusFileContent } from './status-file.js';
 import { decideSync } from './sync.js';
 
-export type FailoverKind = 'node_down' | 'node_up' | 'promote' | 'close_idle';
+import type { FailoverKind } from './decisions.js';
+export type { Decision, Decisions, FailoverKind } from './decisions.js';
 
 export interface FailoverRequest {
   kind: FailoverKind;
