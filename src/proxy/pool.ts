@@ -149,13 +149,16 @@ export class Pools {
     }
   }
 
-  /** A session is done with `c`. Clean connections are reset and pooled; others are closed. */
   /**
-   * A session is done with `c`. Broken or busy connections are closed. The reset query runs
-   * only when the session may have changed session state (`dirty`): a session that ran
-   * nothing but reads leaves nothing to reset, and its connection is reusable at once.
-   * Startup parameters the proxy SET are tracked on the connection (c.applied) and adjusted
-   * by the next session, so they need no reset either.
+   * A session is done with `c`. Whatever the caller knows, the connection goes back to the
+   * pool only as a fresh session would find it: broken or busy connections are closed; one
+   * inside a transaction (its last ReadyForQuery said so) is rolled back; one the session may
+   * have changed (`dirty`: SET, temporary objects, prepared statements, writes…) is reset
+   * with the reset query — or, with none configured, closed, since nothing else would undo
+   * what it holds. A session that ran nothing but reads leaves nothing to reset, and its
+   * connection is reusable at once. Startup parameters the proxy SET are tracked on the
+   * connection (c.applied) and adjusted by the next session, so they need no reset either.
+   * The connection is pooled only if every step ends in ReadyForQuery 'I' without error.
    */
   release(c: BackendConn, clean: boolean, dirty = true): void {
     const pool = this.pools[c.backendId]!;
@@ -164,10 +167,16 @@ export class Pools {
       this.drop(pool, c);
       return;
     }
+    const reset = this.cfg.pool.reset_query;
+    if (dirty && !reset) {
+      this.log.debug({ backend: c.backendId, pid: c.pid }, 'closing a connection the session may have changed: proxy.pool.reset_query is empty');
+      this.drop(pool, c);
+      return;
+    }
     const steps: Buffer[] = [];
     if (c.txStatus !== 0x49) steps.push(codec.query('ROLLBACK'));
-    if (this.cfg.pool.reset_query && (dirty || c.txStatus !== 0x49)) {
-      steps.push(codec.query(this.cfg.pool.reset_query));
+    if (reset && (dirty || c.txStatus !== 0x49)) {
+      steps.push(codec.query(reset));
       c.applied.clear();
     }
     if (steps.length === 0) {

@@ -653,7 +653,7 @@ export class Session {
       return;
     }
     try {
-      this.lease = splice.attach(this, cfd, bfd, this.host.selectCounterBase < 0 ? -1 : this.host.selectCounterBase + P.conn.backendId);
+      this.lease = splice.attach(this, cfd, bfd, this.host.selectCounterBase < 0 ? -1 : this.host.selectCounterBase + P.conn.backendId, P.conn.txStatus);
     } catch (err) {
       cs.giveBack();
       bs.giveBack();
@@ -674,8 +674,7 @@ export class Session {
     const ended = g.reason === R.clientGone || g.reason === R.backendGone || g.reason === R.backendProtocol;
     // When the session ends here the backend's unforwarded bytes are dropped: its stream is
     // then cut mid-way.
-    this.resumeFromNative(P, g.outstanding, g.boundary && !(ended && g.fromBackend.length > 0));
-    P.conn.txStatus = this.lastStatus = g.status;
+    this.resumeFromNative(P, g.outstanding, g.boundary && !(ended && g.fromBackend.length > 0), g.status);
     if (g.reason === R.clientGone) {
       if (g.errno) this.log.debug({ reason: systemErrorName(-g.errno) }, 'client connection failed');
       this.close();
@@ -707,11 +706,15 @@ export class Session {
     if (lease === undefined) return;
     this.lease = undefined;
     const k = splice.kill(lease);
-    // null: the session was already on its way back, in a state not known here.
-    this.resumeFromNative(this.primary!, k?.outstanding ?? 0, k?.boundary ?? false);
+    // null: the session was already on its way back, in a state not known here (broken: the
+    // pool will not reuse the connection).
+    const P = this.primary!;
+    this.resumeFromNative(P, k?.outstanding ?? 0, k?.boundary ?? false, k?.status ?? P.conn.txStatus);
   }
 
-  private resumeFromNative(P: Leg, outstanding: number, boundary: boolean): void {
+  /** The session is JavaScript's again; `status` is what PostgreSQL last said (ReadyForQuery). */
+  private resumeFromNative(P: Leg, outstanding: number, boundary: boolean, status: number): void {
+    P.conn.txStatus = this.lastStatus = status;
     for (let i = 0; i < outstanding; i++) P.expect(FORWARD);
     if (!boundary) P.broken = true;
     (this.sock as TcpConn).giveBack();

@@ -38,8 +38,8 @@ export interface SpliceOwner {
 
 interface Native {
   init(cb: (key: number, reason: number, errno: number, outstanding: number, status: number, boundary: boolean, fromClient: Buffer, fromBackend: Buffer) => void): void;
-  attach(key: number, clientFd: number, backendFd: number, counter: number): number;
-  kill(handle: number): { outstanding: number; boundary: boolean } | null;
+  attach(key: number, clientFd: number, backendFd: number, counter: number, status: number): number;
+  kill(handle: number): Killed | null;
   selects(counter: number): number;
   live(): number;
 }
@@ -76,6 +76,16 @@ export function available(): boolean {
   return native !== null;
 }
 
+/** Where forwarding stood when JavaScript took a session back (kill). */
+export interface Killed {
+  /** ReadyForQuery messages the backend still owes. */
+  outstanding: number;
+  /** Both directions were forwarded up to a message boundary, with nothing left unforwarded. */
+  boundary: boolean;
+  /** Transaction status byte of the last ReadyForQuery. */
+  status: number;
+}
+
 export interface Lease {
   readonly key: number;
   readonly handle: number;
@@ -91,12 +101,15 @@ export function counters(n: number): number {
 
 /**
  * Lends two descriptors to the forwarding thread; the owner hears back through onGiveBack.
- * SELECTs forwarded are counted on `counter` (from counters(), or -1).
+ * SELECTs forwarded are counted on `counter` (from counters(), or -1). `status` is the
+ * transaction status of the backend's last ReadyForQuery ('I', 'T' or 'E' as a byte): the
+ * thread carries it on, so a give-back reports what PostgreSQL last said even when no
+ * ReadyForQuery passed natively.
  */
-export function attach(owner: SpliceOwner, clientFd: number, backendFd: number, counter: number): Lease {
+export function attach(owner: SpliceOwner, clientFd: number, backendFd: number, counter: number, status: number): Lease {
   if (!available()) throw new Error('native forwarding is not built (npm run build:native)');
   const key = nextKey++;
-  const handle = native!.attach(key, clientFd, backendFd, counter);
+  const handle = native!.attach(key, clientFd, backendFd, counter, status);
   owners.set(key, owner);
   return { key, handle };
 }
@@ -105,7 +118,7 @@ export function attach(owner: SpliceOwner, clientFd: number, backendFd: number, 
  * Takes the descriptors back now. Returns the forwarding state, or null when the session was
  * already on its way back (its give-back will find no owner and is dropped).
  */
-export function kill(lease: Lease): { outstanding: number; boundary: boolean } | null {
+export function kill(lease: Lease): Killed | null {
   owners.delete(lease.key);
   return native!.kill(lease.handle);
 }

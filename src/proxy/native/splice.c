@@ -454,14 +454,17 @@ static napi_value Init(napi_env env, napi_callback_info info) {
 
 static int getNumber(napi_env env, napi_value v, double *out) { return napi_get_value_double(env, v, out) == napi_ok; }
 
-// attach(id, clientFd, backendFd, counter) → handle (a number), or throws.
+// attach(id, clientFd, backendFd, counter, status) → handle (a number), or throws. `status`
+// is the transaction status of the backend's last ReadyForQuery, as JavaScript saw it: the
+// session may be handed over inside a transaction.
 static napi_value Attach(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  double id, cfd, bfd, counter;
-  if (argc < 4 || !getNumber(env, argv[0], &id) || !getNumber(env, argv[1], &cfd) || !getNumber(env, argv[2], &bfd) || !getNumber(env, argv[3], &counter)) {
-    return throwErr(env, "splice.attach(id, clientFd, backendFd, counter): numbers expected");
+  double id, cfd, bfd, counter, status;
+  if (argc < 5 || !getNumber(env, argv[0], &id) || !getNumber(env, argv[1], &cfd) || !getNumber(env, argv[2], &bfd) || !getNumber(env, argv[3], &counter) ||
+      !getNumber(env, argv[4], &status) || (status != 'I' && status != 'T' && status != 'E')) {
+    return throwErr(env, "splice.attach(id, clientFd, backendFd, counter, status): numbers expected, status one of 'I', 'T', 'E' as a byte");
   }
   if (!started) return throwErr(env, "splice.attach: init() first");
   Sess *s = calloc(1, sizeof(Sess));
@@ -478,7 +481,7 @@ static napi_value Attach(napi_env env, napi_callback_info info) {
   s->counter = (int)counter;
   s->c2b.buf = a;
   s->b2c.buf = b;
-  s->status = 'I';
+  s->status = (uint8_t)status;
   s->cev = s->bev = EPOLLIN;
   pthread_mutex_lock(&mu);
   size_t idx = 0;
@@ -528,7 +531,7 @@ static napi_value Attach(napi_env env, napi_callback_info info) {
   return h;
 }
 
-// kill(handle) → { outstanding, boundary } if the session was still attached, else null
+// kill(handle) → { outstanding, boundary, status } if the session was still attached, else null
 // (its give-back is on the way). The descriptors are the caller's again at once.
 static napi_value Kill(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -541,12 +544,14 @@ static napi_value Kill(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&mu);
   if (idx < nslots && slots[idx] && gens[idx] == gen) {
     Sess *s = slots[idx];
-    napi_value o, v1, v2;
+    napi_value o, v1, v2, v3;
     napi_create_object(env, &o);
     napi_create_int32(env, s->outstanding, &v1);
     napi_get_boolean(env, atBoundary(s) && s->b2c.r == s->b2c.clear, &v2);
+    napi_create_int32(env, s->status, &v3);
     napi_set_named_property(env, o, "outstanding", v1);
     napi_set_named_property(env, o, "boundary", v2);
+    napi_set_named_property(env, o, "status", v3);
     release(idx);
     out = o;
   }
