@@ -727,7 +727,8 @@ export class Session {
     if (this.pumping || this.state !== 'ready') return;
     this.pumping = true;
     try {
-      while (!this.blocked) {
+      // A message may end the session (Terminate, a fatal error): nothing after it is handled.
+      while (!this.blocked && this.state === 'ready') {
         const msg = this.pending ?? this.reader.next();
         if (!msg) break;
         this.pending = null;

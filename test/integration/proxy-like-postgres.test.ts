@@ -3,7 +3,12 @@
 // (issue 10): it fails on a proxy with the defect and passes on PostgreSQL itself.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
 import pg from 'pg';
+import { pino } from 'pino';
+import * as codec from '../../src/protocol/codec.js';
+import type { Logger } from '../../src/log.js';
 import { createCluster, type PgCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../support/pg.js';
 import { startProxy, backendKey, type ProxyFixture } from '../support/proxy.js';
 
@@ -12,6 +17,79 @@ function statuses(c: pg.Client): string[] {
   const seen: string[] = [];
   (c as unknown as { connection: { on(ev: string, f: (m: { status: string }) => void): void } }).connection.on('readyForQuery', (m) => seen.push(m.status));
   return seen;
+}
+
+interface Msg {
+  type: string;
+  body: Buffer;
+}
+
+/** A client speaking raw protocol bytes: every message the server sends is kept, in order. */
+class Raw {
+  readonly sock: net.Socket;
+  readonly msgs: Msg[] = [];
+  bytes = 0;
+  private buf = Buffer.alloc(0);
+  readonly closed: Promise<void>;
+
+  constructor(port: number) {
+    this.sock = net.connect({ host: '127.0.0.1', port });
+    this.sock.on('error', () => {});
+    this.closed = new Promise((r) => this.sock.once('close', () => r()));
+    this.sock.on('data', (d: Buffer) => {
+      this.bytes += d.length;
+      this.buf = Buffer.concat([this.buf, d]);
+      while (this.buf.length >= 5) {
+        const len = this.buf.readInt32BE(1);
+        if (this.buf.length < len + 1) break;
+        this.msgs.push({ type: String.fromCharCode(this.buf[0]!), body: this.buf.subarray(5, len + 1) });
+        this.buf = this.buf.subarray(len + 1);
+      }
+    });
+  }
+
+  static async open(port: number): Promise<Raw> {
+    const r = new Raw(port);
+    await once(r.sock, 'connect');
+    return r;
+  }
+
+  /** Starts a session as the superuser (trust) and waits for ReadyForQuery. */
+  static async login(port: number): Promise<Raw> {
+    const r = await Raw.open(port);
+    r.sock.write(codec.startupMessage({ user: SUPERUSER, database: 'postgres' }));
+    await r.waitFor('Z');
+    return r;
+  }
+
+  /** Waits for the n-th message of `type` counted from the start (default: one more than now). */
+  async waitFor(type: string, n = this.count(type) + 1, ms = 5000): Promise<void> {
+    await until(() => this.count(type) >= n || this.sock.destroyed, `message ${type}`, ms);
+    if (this.count(type) < n) throw new Error(`connection closed before message ${type}`);
+  }
+
+  count(type: string): number {
+    return this.msgs.filter((m) => m.type === type).length;
+  }
+
+  async query(sql: string): Promise<void> {
+    const n = this.count('Z') + 1;
+    this.sock.write(codec.query(sql));
+    await this.waitFor('Z', n);
+  }
+
+  /** The first text column of the last DataRow. */
+  lastValue(): string {
+    const d = this.msgs.filter((m) => m.type === 'D').at(-1)!.body;
+    return d.toString('utf8', 6, 6 + d.readInt32BE(2));
+  }
+}
+
+/** A logger that keeps what is logged at warn level and above. */
+function capturingLogger(): { logger: Logger; errors: () => string[] } {
+  const lines: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) });
+  return { logger, errors: () => lines.filter((l) => (JSON.parse(l) as { level: number }).level >= 50) };
 }
 
 async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
@@ -30,8 +108,8 @@ describe('behaves like PostgreSQL for real drivers', () => {
   let cluster: PgCluster;
   const direct = (): pg.ClientConfig => ({ host: cluster.primary.host, port: cluster.primary.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
   const proxies: ProxyFixture[] = [];
-  async function proxy(p: Record<string, unknown>): Promise<ProxyFixture> {
-    const fx = await startProxy(cluster, { proxy: p });
+  async function proxy(p: Record<string, unknown>, logger?: Logger): Promise<ProxyFixture> {
+    const fx = await startProxy(cluster, { proxy: p, ...(logger ? { logger } : {}) });
     proxies.push(fx);
     return fx;
   }
@@ -87,6 +165,63 @@ describe('behaves like PostgreSQL for real drivers', () => {
           }
         });
       }
+    }
+  });
+
+  describe('defect 2: Terminate before the startup packet closes the connection silently', () => {
+    for (const target of ['PostgreSQL', 'proxy']) {
+      it(target, async () => {
+        const port = target === 'proxy' ? (await proxy({})).port : cluster.primary.port;
+        const r = await Raw.open(port);
+        r.sock.write(codec.terminate());
+        await r.closed;
+        assert.equal(r.bytes, 0, 'no answer, no error: the connection just closes');
+      });
+    }
+  });
+
+  describe('defect 3: a backend that ends the session sends the one error the client sees', () => {
+    for (const [name, p] of [
+      ['proxy, native path', { load_balance: false }],
+      ['proxy, JavaScript path', { load_balance: false, native_forwarding: false }],
+      ['proxy, load-balanced', { load_balance: true }],
+    ] as const) {
+      it(name, async () => {
+        const r = await Raw.login((await proxy(p)).port);
+        await r.query('SELECT 1');
+        await r.query('SELECT pg_backend_pid()');
+        const backendPid = Number(r.lastValue());
+        const admin = new pg.Client(direct());
+        await admin.connect();
+        try {
+          await admin.query('SELECT pg_terminate_backend($1)', [backendPid]);
+        } finally {
+          await admin.end();
+        }
+        await r.closed;
+        const errors = r.msgs.filter((m) => m.type === 'E').map((m) => codec.parseErrorFields(m.body));
+        assert.deepEqual(errors.map((e) => e.C), ['57P01'], 'one FATAL, the backend’s');
+      });
+    }
+  });
+
+  describe('defect 7: nothing after Terminate is processed', () => {
+    for (const native of [true, false]) {
+      it(`${native ? 'native' : 'JavaScript'} path`, async () => {
+        const log = capturingLogger();
+        const fx = await proxy({ load_balance: false, native_forwarding: native }, log.logger);
+        const r = await Raw.login(fx.port);
+        await r.query('SELECT 1');
+        await r.query('SELECT 2');
+        if (native) assert.equal(fx.proxy.stats().clients.native, 1);
+        const bytes = r.bytes;
+        // Terminate, then an extended-protocol batch, in one write.
+        r.sock.write(Buffer.concat([codec.terminate(), Buffer.from('P\0\0\0\x10\0SELECT 3\0\0\0'), codec.sync()]));
+        await r.closed;
+        assert.equal(r.bytes, bytes, 'no answer after Terminate');
+        await new Promise((res) => setTimeout(res, 50));
+        assert.deepEqual(log.errors(), [], 'nothing logged at error level');
+      });
     }
   });
 });
