@@ -5,9 +5,14 @@
 import { MAX_LARGE_MESSAGE, MAX_SMALL_MESSAGE, MAX_STARTUP_PACKET } from './codec.js';
 
 export class ProtocolViolation extends Error {
+  /**
+   * `unanswered`: PostgreSQL only logs this one (COMMERROR) and closes the connection without
+   * a word — a client that sends Terminate before any startup packet relies on that.
+   */
   constructor(
     message: string,
     readonly sqlstate = '08P01',
+    readonly unanswered = false,
   ) {
     super(message);
     this.name = 'ProtocolViolation';
@@ -75,7 +80,7 @@ export class FrameReader {
     let total: number;
     if (this.startupPhase) {
       const len = this.buf.readInt32BE(this.pos);
-      if (len < 8 || len > MAX_STARTUP_PACKET) throw new ProtocolViolation('invalid length of startup packet');
+      if (len < 8 || len > MAX_STARTUP_PACKET) throw new ProtocolViolation('invalid length of startup packet', '08P01', true);
       total = len;
     } else {
       const type = this.buf[this.pos]!;

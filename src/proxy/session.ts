@@ -528,8 +528,9 @@ export class Session {
       this.log.info({ user: err.user, reason: err.reason }, 'client authentication failed');
       this.fatal('28P01', err.message);
     } else if (err instanceof ProtocolViolation) {
-      this.log.debug({ reason: err.message }, 'bad startup from client');
-      this.fatal(err.sqlstate, err.message);
+      this.log.debug({ reason: err.message, answered: !err.unanswered }, 'bad startup from client');
+      if (err.unanswered) this.close();
+      else this.fatal(err.sqlstate, err.message);
     } else if (err instanceof BackendError) {
       this.log.warn({ backend: err.backendId, user: this.user, database: this.database, reason: err.message }, 'could not get a backend connection for a client');
       this.fatal(err.fields?.C ?? '08006', err.fields?.M ?? err.message);
