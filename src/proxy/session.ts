@@ -140,6 +140,8 @@ class Leg implements ScanSink {
   broken = false;
   /** Something ran here that may leave session state behind (SET, named statements, writes…). */
   dirty = false;
+  /** The backend ended the session with this FATAL (or PANIC) error; `forwarded`: the client has it. */
+  ended: { fields: Record<string, string>; forwarded: boolean } | undefined;
   out: Buffer[] = [];
   /** Statement names closed by the client but still existing here. */
   readonly stale = new Set<string>();
@@ -190,13 +192,17 @@ class Leg implements ScanSink {
         if (k && v) this.conn.setParam(k[0], v[0]);
         break;
       }
-      case TYPE.E:
+      case TYPE.E: {
         // After an error the server skips everything up to Sync, including re-Parses and
         // Closes the proxy injected: none of their replies will come.
         this.swallowParse = 0;
         this.swallowClose = 0;
-        sess.onBackendErrorResponse(this, codec.parseErrorFields(buf.subarray(s, e)), this.queue[0]);
+        const fields = codec.parseErrorFields(buf.subarray(s, e));
+        const severity = fields.V ?? fields.S;
+        if (severity === 'FATAL' || severity === 'PANIC') this.ended = { fields, forwarded: this.lastForwarded };
+        sess.onBackendErrorResponse(this, fields, this.queue[0]);
         break;
+      }
       case TYPE.G:
       case TYPE.W:
         this.copyIn = true;
@@ -685,6 +691,7 @@ export class Session {
       const c = P.conn;
       const why = g.reason === R.backendProtocol ? 'sent an invalid message header' : g.errno ? systemErrorName(-g.errno) : 'closed the connection';
       const err = new BackendError(`backend ${c.backendId} (${c.login.host}:${c.login.port}): ${why}`, c.backendId);
+      if (g.fatalForwarded) P.ended = { fields: {}, forwarded: true };
       this.legLost(P, g.errno || g.reason === R.backendProtocol ? err : undefined);
       return;
     }
@@ -1137,8 +1144,6 @@ export class Session {
       }
       if (leg === this.standby) this.standbyDiverged = true;
       this.log.debug({ backend: leg.conn.backendId, error: fields.M }, 'statement sent to both backends failed on the standby');
-    } else if (!head && fields.S === 'FATAL') {
-      this.log.info({ backend: leg.conn.backendId, error: fields.M, code: fields.C }, 'backend ended the session');
     }
   }
 
@@ -1147,11 +1152,22 @@ export class Session {
     else this.toClient(msg);
   }
 
+  /**
+   * A backend connection of the session closed. The client gets one error: the backend's own
+   * FATAL when it sent one (already forwarded, or sent now), else the proxy's 08006.
+   */
   private legLost(leg: Leg, err?: Error): void {
     if (this.state === 'closed') return;
     const id = leg.conn.backendId;
-    this.log.warn({ backend: id, role: leg.role, reason: err?.message ?? 'connection closed' }, 'backend connection lost; ending the session');
     if (err) this.host.backendError(id, err);
+    const ended = leg.ended;
+    if (ended) {
+      this.log.info({ backend: id, role: leg.role, code: ended.fields.C, error: ended.fields.M }, 'backend ended the session; ending the client session with its error');
+      if (ended.forwarded) this.close();
+      else this.fatal(ended.fields.C ?? '08006', ended.fields.M ?? `backend ${id} ended the session`);
+      return;
+    }
+    this.log.warn({ backend: id, role: leg.role, reason: err?.message ?? 'connection closed' }, 'backend connection lost; ending the session');
     const name = this.host.registry.get(id).name;
     this.fatal('08006', `connection to backend ${id} (${name}) was lost`);
   }

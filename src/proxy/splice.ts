@@ -30,6 +30,8 @@ export interface GiveBack {
   fromClient: Buffer;
   /** Bytes read from the backend and not forwarded, from a message boundary. */
   fromBackend: Buffer;
+  /** A FATAL (or PANIC) ErrorResponse from the backend was forwarded to the client. */
+  fatalForwarded: boolean;
 }
 
 export interface SpliceOwner {
@@ -37,7 +39,7 @@ export interface SpliceOwner {
 }
 
 interface Native {
-  init(cb: (key: number, reason: number, errno: number, outstanding: number, status: number, boundary: boolean, fromClient: Buffer, fromBackend: Buffer) => void): void;
+  init(cb: (key: number, reason: number, errno: number, outstanding: number, status: number, boundary: boolean, fromClient: Buffer, fromBackend: Buffer, fatalForwarded: boolean) => void): void;
   attach(key: number, clientFd: number, backendFd: number, counter: number, status: number): number;
   kill(handle: number): Killed | null;
   selects(counter: number): number;
@@ -57,10 +59,10 @@ function load(): Native | null {
   for (const rel of ['../../build/Release/splice.node', '../../../build/Release/splice.node']) {
     try {
       const n = require(rel) as Native;
-      n.init((key, reason, errno, outstanding, status, boundary, fromClient, fromBackend) => {
+      n.init((key, reason, errno, outstanding, status, boundary, fromClient, fromBackend, fatalForwarded) => {
         const owner = owners.get(key);
         owners.delete(key);
-        owner?.onGiveBack({ reason, errno, outstanding, status, boundary, fromClient, fromBackend });
+        owner?.onGiveBack({ reason, errno, outstanding, status, boundary, fromClient, fromBackend, fatalForwarded });
       });
       return n;
     } catch (err) {

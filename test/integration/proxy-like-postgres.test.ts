@@ -187,9 +187,11 @@ describe('behaves like PostgreSQL for real drivers', () => {
       ['proxy, load-balanced', { load_balance: true }],
     ] as const) {
       it(name, async () => {
-        const r = await Raw.login((await proxy(p)).port);
+        const fx = await proxy(p);
+        const r = await Raw.login(fx.port);
         await r.query('SELECT 1');
         await r.query('SELECT pg_backend_pid()');
+        if (name.includes('native')) assert.equal(fx.proxy.stats().clients.native, 1, 'forwarded natively');
         const backendPid = Number(r.lastValue());
         const admin = new pg.Client(direct());
         await admin.connect();

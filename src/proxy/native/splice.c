@@ -69,6 +69,7 @@ typedef struct {
   uint32_t cev, bev; // epoll interest now registered per descriptor
   int outstanding;   // ReadyForQuery messages the backend still owes
   uint8_t status;    // from the last ReadyForQuery
+  int fatal;         // a FATAL or PANIC ErrorResponse was forwarded to the client
   int stop;          // why the client side stopped (R_TERMINATE..R_FRONTEND), or 0
   double id;         // the JavaScript session's id
 } Sess;
@@ -79,6 +80,7 @@ typedef struct {
   int err;
   int outstanding;
   int status;
+  int fatal;
   int boundary; // both directions forwarded up to a message boundary
   uint8_t *c2b;
   size_t c2bLen;
@@ -202,8 +204,24 @@ static void scanClient(Sess *s) {
   }
 }
 
-// Clears backend output for forwarding, recording ReadyForQuery. Once the client side has
-// stopped, it clears no further than the end of the current message.
+// True when an ErrorResponse body (fields: type byte, C string; a zero byte ends them) has
+// severity FATAL or PANIC: the backend ends the session after it.
+static int fatalError(const uint8_t *p, size_t n) {
+  size_t i = 0;
+  while (i < n && p[i] != 0) {
+    uint8_t field = p[i++];
+    const uint8_t *z = memchr(p + i, 0, n - i);
+    if (!z) return 0;
+    size_t len = (size_t)(z - (p + i));
+    if ((field == 'V' || field == 'S') && ((len == 5 && memcmp(p + i, "FATAL", 5) == 0) || (len == 5 && memcmp(p + i, "PANIC", 5) == 0))) return 1;
+    i += len + 1;
+  }
+  return 0;
+}
+
+// Clears backend output for forwarding, recording ReadyForQuery and whether an ErrorResponse
+// ended the session (JavaScript then sends no error of its own: the client has the backend's).
+// Once the client side has stopped, it clears no further than the end of the current message.
 static void scanBackend(Sess *s) {
   Dir *d = &s->b2c;
   while (d->clear < d->r) {
@@ -224,6 +242,10 @@ static void scanBackend(Sess *s) {
       if (avail < 6) return;
       s->status = m[5];
       if (s->outstanding > 0) s->outstanding--;
+    } else if (m[0] == 'E' && (size_t)len + 1 <= BUF_SIZE) {
+      // Read whole before it is forwarded (it fits the buffer; a larger one is not looked at).
+      if (avail < (size_t)len + 1) return;
+      if (fatalError(m + 5, len - 4)) s->fatal = 1;
     }
     clearMessage(d, len);
   }
@@ -302,6 +324,7 @@ static void giveBack(size_t idx, int reason, int err) {
     g->err = err;
     g->outstanding = s->outstanding;
     g->status = s->status;
+    g->fatal = s->fatal;
     g->boundary = atBoundary(s);
     // Bytes read but not forwarded, from the first byte not cleared: JavaScript takes over
     // from there (meaningful when `boundary`).
@@ -407,7 +430,7 @@ static void callJs(napi_env env, napi_value cb, void *context, void *data) {
   (void)context;
   GiveBack *g = data;
   if (env && cb) {
-    napi_value argv[8], undef;
+    napi_value argv[9], undef;
     napi_create_double(env, g->id, &argv[0]);
     napi_create_int32(env, g->reason, &argv[1]);
     napi_create_int32(env, g->err, &argv[2]);
@@ -417,8 +440,9 @@ static void callJs(napi_env env, napi_value cb, void *context, void *data) {
     void *p;
     napi_create_buffer_copy(env, g->c2bLen, g->c2b ? (void *)g->c2b : (void *)"", &p, &argv[6]);
     napi_create_buffer_copy(env, g->b2cLen, g->b2c ? (void *)g->b2c : (void *)"", &p, &argv[7]);
+    napi_get_boolean(env, g->fatal, &argv[8]);
     napi_get_undefined(env, &undef);
-    napi_call_function(env, undef, cb, 8, argv, NULL);
+    napi_call_function(env, undef, cb, 9, argv, NULL);
   }
   free(g->c2b);
   free(g->b2c);
