@@ -96,9 +96,9 @@ export function pgbench(fx: ProxyFixture, args: string[]): Promise<string> {
   return run(pgBin('pgbench'), args, { asPostgres: false, env: libpqEnv(fx) });
 }
 
-/** Sums a backend's share from `SELECT inet_server_port()` answers. */
+/** Sums a backend's share from `SELECT current_setting($$port$$)::int` answers. */
 export async function serverPort(c: pg.Client): Promise<number> {
-  const r = await c.query<{ p: number }>('SELECT inet_server_port() AS p');
+  const r = await c.query<{ p: number }>("SELECT current_setting($$port$$)::int AS p");
   return r.rows[0]!.p;
 }
 
