@@ -96,6 +96,7 @@ const AUTH_OK = new codec.Writer(9).begin('R').int32(0).end().done();
  */
 const SPLICE_AFTER = 2;
 const YES = Buffer.from('S');
+const ROLLBACK = codec.query('ROLLBACK');
 
 function isBlank(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d || c === 0x0c || c === 0x0b;
@@ -243,6 +244,8 @@ interface Batch {
   /** Parses of statements every leg must run (SET, BEGIN, SAVEPOINT …), and of any other kind. */
   both: number;
   others: number;
+  /** A Parse of a statement that ends the transaction (COMMIT, PREPARE TRANSACTION …). */
+  endsTxn: boolean;
 }
 
 export class Session {
@@ -262,7 +265,7 @@ export class Session {
   private readonly stmts = new Map<string, Statement>();
   private readonly unnamed: Statement = { parse: NO_PARSE, legs: new Set(), write: false };
   private readonly portals = new Map<string, Leg>();
-  private batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, pinned: undefined, reads: 0, both: 0, others: 0 };
+  private batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, pinned: undefined, reads: 0, both: 0, others: 0, endsTxn: false };
   private inTxn = false;
   private txnWrite = false;
   /** The standby failed a statement it shared with the primary: reads go to the primary until it is idle again. */
@@ -908,8 +911,22 @@ export class Session {
     if (r.txn === 'end') {
       this.inTxn = false;
       this.txnWrite = false;
+      if (S === undefined) this.endStandbyTransaction();
     }
     return true;
+  }
+
+  /**
+   * A statement that ends the transaction went to the primary alone (PREPARE TRANSACTION, a
+   * multi-statement query ending in COMMIT …): the standby leg, which BEGIN opened too, must
+   * not stay inside a transaction block. Its ROLLBACK is answered to nobody (outside a block
+   * it is a mere warning, also swallowed).
+   */
+  private endStandbyTransaction(): void {
+    const S = this.standby;
+    if (S === undefined) return;
+    S.out.push(ROLLBACK);
+    S.expect(SWALLOW);
   }
 
   // Extended protocol: messages up to Sync (or Flush) form a batch sent to one leg, chosen
@@ -938,6 +955,7 @@ export class Session {
     if (r.txn === 'end') {
       this.inTxn = false;
       this.txnWrite = false;
+      this.batch.endsTxn = true;
     }
     this.addToBatch(msg, name[0], '', r);
     return true;
@@ -987,6 +1005,10 @@ export class Session {
     }
     for (const e of b.msgs) this.emitExtended(leg, e);
     leg.out.push(msg);
+    if (b.endsTxn && leg === this.primary) {
+      b.endsTxn = false;
+      this.endStandbyTransaction();
+    }
     if (isSync) {
       this.resetBatch();
     } else {
@@ -1006,6 +1028,7 @@ export class Session {
     b.reads = 0;
     b.both = 0;
     b.others = 0;
+    b.endsTxn = false;
   }
 
   /** True when every statement the batch binds or describes is parsed in the batch itself. */

@@ -100,6 +100,11 @@ async function until(cond: () => boolean, what: string, ms = 5000): Promise<void
   }
 }
 
+/** The port of the server that answers a plain read. */
+async function readPort(c: pg.Client): Promise<number> {
+  return (await c.query<{ p: number }>('SELECT current_setting($$port$$)::int AS p')).rows[0]!.p;
+}
+
 async function pid(c: pg.Client): Promise<number> {
   return (await c.query<{ p: number }>('SELECT pg_backend_pid() AS p')).rows[0]!.p;
 }
@@ -115,7 +120,7 @@ describe('behaves like PostgreSQL for real drivers', () => {
   }
 
   before(async () => {
-    cluster = await createCluster({ standbys: 1 });
+    cluster = await createCluster({ standbys: 1, settings: { max_prepared_transactions: 10 } });
     const admin = new pg.Client(direct());
     await admin.connect();
     await admin.query('CREATE TABLE seen (x int)');
@@ -225,5 +230,62 @@ describe('behaves like PostgreSQL for real drivers', () => {
         assert.deepEqual(log.errors(), [], 'nothing logged at error level');
       });
     }
+  });
+
+  describe('with load balancing (reads on the standby)', () => {
+    it('defect 5: reads of the session’s own server state see the primary, where that state lives', async () => {
+      const fx = await proxy({ load_balance: true });
+      const c = await fx.connect();
+      try {
+        assert.notEqual(await readPort(c), cluster.primary.port, 'plain reads go to the standby');
+        await c.query('BEGIN');
+        await c.query('DECLARE cur CURSOR FOR SELECT 1');
+        assert.deepEqual((await c.query('SELECT name FROM pg_cursors')).rows, [{ name: 'cur' }], 'the cursor just declared');
+        await c.query('CLOSE cur');
+        await c.query('COMMIT');
+        await c.query('PREPARE ps AS SELECT 1');
+        assert.deepEqual((await c.query('SELECT name FROM pg_prepared_statements')).rows, [{ name: 'ps' }]);
+        await c.query('DEALLOCATE ps');
+        const me = backendKey(c).processID;
+        assert.equal((await c.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [me])).rows[0]!.n, 1, 'the session’s own backend');
+        assert.equal((await c.query<{ p: number }>('SELECT inet_server_port() AS p')).rows[0]!.p, cluster.primary.port);
+        await c.query('BEGIN');
+        await c.query('INSERT INTO seen VALUES (5)');
+        assert.notEqual((await c.query<{ x: string | null }>('SELECT txid_current_if_assigned()::text AS x')).rows[0]!.x, null, 'the transaction has an xid');
+        await c.query('ROLLBACK');
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('defect 6: two-phase commit ends the transaction on both legs', async () => {
+      const fx = await proxy({ load_balance: true });
+      const c = await fx.connect();
+      try {
+        await c.query('BEGIN');
+        await c.query('INSERT INTO seen VALUES (6)');
+        await c.query("PREPARE TRANSACTION 'like_pg_2pc'");
+        // A read on the standby runs in a transaction of its own, not in one left open.
+        assert.equal((await c.query<{ fresh: boolean }>('SELECT now() = statement_timestamp() AS fresh')).rows[0]!.fresh, true, 'no transaction left open on the standby');
+        // DISCARD ALL goes to both legs: it would fail inside a transaction block.
+        await c.query('DISCARD ALL');
+        assert.deepEqual((await c.query("SELECT gid FROM pg_prepared_xacts WHERE gid = 'like_pg_2pc'")).rows, [{ gid: 'like_pg_2pc' }]);
+        await c.query("COMMIT PREPARED 'like_pg_2pc'");
+        // The extended protocol, too.
+        const ext = (text: string, values: unknown[] = []) => c.query({ text, values, queryMode: 'extended' } as pg.QueryConfig);
+        await ext('BEGIN');
+        await ext('DELETE FROM seen WHERE x = $1', [6]);
+        await ext("PREPARE TRANSACTION 'like_pg_2pc_ext'");
+        await new Promise((r) => setTimeout(r, 20));
+        // (In the extended protocol statement_timestamp() moves at Execute: compare with the clock.)
+        const t0 = new Date();
+        assert.equal((await ext('SELECT now() >= $1::timestamptz AS fresh', [t0])).rows[0]!.fresh, true, 'no transaction left open on the standby');
+        await ext('DISCARD ALL');
+        await c.query("ROLLBACK PREPARED 'like_pg_2pc_ext'");
+        assert.equal((await c.query<{ n: number }>('SELECT count(*)::int AS n FROM seen WHERE x = 6')).rows[0]!.n, 1);
+      } finally {
+        await c.end();
+      }
+    });
   });
 });
