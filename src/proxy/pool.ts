@@ -7,6 +7,8 @@ import type { ProxyConfig } from '../config/index.js';
 import * as codec from '../protocol/codec.js';
 import type { ScanSink } from '../protocol/backend-scanner.js';
 import { BackendConn, BackendError, TYPE, poolKey, type BackendLogin } from './backend-conn.js';
+import { TcpConn } from './tcp.js';
+import * as splice from './splice.js';
 
 export type LoginFor = (backendId: number, user: string, database: string, options: string) => BackendLogin;
 
@@ -64,7 +66,11 @@ export class Pools {
     return this.pools.map((p, backendId) => ({ backendId, total: p.total, inUse: p.inUse, idle: p.idleCount, waiting: p.waiters.length }));
   }
 
-  /** An idle pooled connection for the key, taken at once, or undefined (no waiting, no connect). */
+  /**
+   * An idle pooled connection for the key, taken at once, or undefined (no waiting, no
+   * connect). Checkout: a connection with input waiting that nobody asked for (PostgreSQL
+   * ended it: a FATAL, then close, not yet read) is retired, never handed out.
+   */
   take(backendId: number, user: string, database: string, options: string): BackendConn | undefined {
     if (this.closed) return undefined;
     const pool = this.pools[backendId]!;
@@ -73,6 +79,11 @@ export class Pools {
       const c = list.pop()!;
       pool.idleCount--;
       if (c.closed) continue; // already counted out by its close handler
+      if (c.socket instanceof TcpConn && splice.inputWaiting(c.socket.descriptor)) {
+        this.log.info({ backend: backendId, pid: c.pid }, 'idle pooled connection has unsolicited input at checkout; retiring it');
+        this.drop(pool, c);
+        continue;
+      }
       pool.inUse++;
       c.onClose = undefined;
       return c;
@@ -251,23 +262,43 @@ export class Pools {
       return;
     }
     c.idleSince = Date.now();
-    c.sink = IDLE_SINK;
+    // An idle connection is owed nothing: any message but a ParameterStatus is PostgreSQL
+    // ending it (FATAL before it closes) or something else no session may inherit, and
+    // retires it at once, before the close arrives.
+    c.sink = {
+      onHeader: () => false,
+      onMessage: (type, buf, s, e) => {
+        if (type === TYPE.S) {
+          const k = codec.readCString(buf, s, e);
+          const v = k && codec.readCString(buf, k[1], e);
+          if (k && v) c.setParam(k[0], v[0]);
+          return;
+        }
+        const why = type === TYPE.E ? codec.parseErrorFields(buf.subarray(s, e)).M : `message type ${String.fromCharCode(type)}`;
+        this.log.info({ backend: c.backendId, pid: c.pid, reason: why }, 'idle pooled connection got an unsolicited message; retiring it');
+        this.forgetIdle(pool, c);
+        c.terminate();
+      },
+    };
     c.out = () => {};
     c.retains = NEVER;
-    c.onClose = () => {
-      this.countOut(pool, c);
-      const list = pool.idle.get(c.key);
-      const i = list ? list.indexOf(c) : -1;
-      if (i >= 0) {
-        list!.splice(i, 1);
-        pool.idleCount--;
-      }
-      this.serveWaiters(pool);
-    };
+    c.onClose = () => this.forgetIdle(pool, c);
     let list = pool.idle.get(c.key);
     if (!list) pool.idle.set(c.key, (list = []));
     list.push(c);
     pool.idleCount++;
+  }
+
+  /** An idle connection is gone (closed, or retired): off the idle list and the count. */
+  private forgetIdle(pool: BackendPool, c: BackendConn): void {
+    this.countOut(pool, c);
+    const list = pool.idle.get(c.key);
+    const i = list ? list.indexOf(c) : -1;
+    if (i >= 0) {
+      list!.splice(i, 1);
+      pool.idleCount--;
+    }
+    this.serveWaiters(pool);
   }
 
   private sweepIdle(): void {
@@ -340,4 +371,3 @@ export class Pools {
 }
 
 const NEVER = (): boolean => false;
-const IDLE_SINK: ScanSink = { onHeader: () => false, onMessage: () => {} };

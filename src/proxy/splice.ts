@@ -44,6 +44,7 @@ interface Native {
   kill(handle: number): Killed | null;
   selects(counter: number): number;
   live(): number;
+  inputWaiting(fd: number): boolean;
 }
 
 const owners = new Map<number, SpliceOwner>();
@@ -133,4 +134,13 @@ export function selects(counter: number): number {
 /** Sessions forwarded natively now. */
 export function live(): number {
   return native ? native.live() : 0;
+}
+
+/**
+ * True when descriptor `fd` has input waiting, or its peer closed (poll(2), no wait); false
+ * when it has none — or when the addon is not built, which cannot tell.
+ */
+export function inputWaiting(fd: number): boolean {
+  if (native === undefined) native = load();
+  return native !== null && native.inputWaiting(fd);
 }

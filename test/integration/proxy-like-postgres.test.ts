@@ -288,4 +288,32 @@ describe('behaves like PostgreSQL for real drivers', () => {
       }
     });
   });
+
+  it('defect 4: a pooled connection PostgreSQL ended while idle is never handed to a session', async () => {
+    const fx = await proxy({ load_balance: false });
+    const a = await fx.connect();
+    const idlePid = await pid(a);
+    await a.end();
+    await until(() => fx.proxy.stats().pools[0]!.idle === 1, 'the connection to be pooled');
+    const admin = new pg.Client(direct());
+    await admin.connect();
+    try {
+      const r = await Raw.open(fx.port);
+      await new Promise((res) => setTimeout(res, 50)); // the proxy accepts the connection
+      // PostgreSQL ends the idle connection (FATAL, then close) while the proxy is busy; the
+      // client's startup packet is already waiting when it looks again.
+      const terminated = admin.query('SELECT pg_terminate_backend($1)', [idlePid]);
+      r.sock.write(codec.startupMessage({ user: SUPERUSER, database: 'postgres' }));
+      const deadline = Date.now() + 300;
+      while (Date.now() < deadline); // (blocks this process, the proxy's too, on purpose)
+      await terminated;
+      await r.waitFor('Z');
+      await r.query('SELECT pg_backend_pid()');
+      assert.deepEqual(r.msgs.filter((m) => m.type === 'E').map((m) => codec.parseErrorFields(m.body).M), [], 'no error');
+      assert.notEqual(Number(r.lastValue()), idlePid, 'a fresh connection');
+      r.sock.end(codec.terminate());
+    } finally {
+      await admin.end();
+    }
+  });
 });

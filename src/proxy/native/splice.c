@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <node_api.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -599,6 +600,23 @@ static napi_value Selects(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// inputWaiting(fd) → true when the descriptor has bytes to read, or its peer closed or failed.
+// The pool asks it of an idle connection before handing it out: anything there is a message
+// nobody asked for (a FATAL before the server closes), which libuv has not read yet.
+static napi_value InputWaiting(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double fd;
+  if (argc < 1 || !getNumber(env, argv[0], &fd)) return throwErr(env, "splice.inputWaiting(fd): a number expected");
+  struct pollfd p = {.fd = (int)fd, .events = POLLIN | POLLRDHUP, .revents = 0};
+  int n;
+  do n = poll(&p, 1, 0);
+  while (n < 0 && errno == EINTR);
+  napi_get_boolean(env, n != 0, &out); // an error (a bad descriptor) counts as input: the connection is unusable
+  return out;
+}
+
 // live() → sessions attached now.
 static napi_value Live(napi_env env, napi_callback_info info) {
   (void)info;
@@ -620,6 +638,7 @@ static napi_value Register(napi_env env, napi_value exports) {
       {"kill", NULL, Kill, NULL, NULL, NULL, napi_default, NULL},
       {"selects", NULL, Selects, NULL, NULL, NULL, napi_default, NULL},
       {"live", NULL, Live, NULL, NULL, NULL, napi_default, NULL},
+      {"inputWaiting", NULL, InputWaiting, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
