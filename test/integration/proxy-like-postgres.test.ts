@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import pg from 'pg';
 import { pino } from 'pino';
 import * as codec from '../../src/protocol/codec.js';
+import { Router } from '../../src/proxy/router.js';
 import type { Logger } from '../../src/log.js';
 import { createCluster, type PgCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../support/pg.js';
 import { startProxy, backendKey, type ProxyFixture } from '../support/proxy.js';
@@ -314,6 +315,41 @@ describe('behaves like PostgreSQL for real drivers', () => {
       r.sock.end(codec.terminate());
     } finally {
       await admin.end();
+    }
+  });
+
+  it('select_cnt counts what the router counts, on the native and the JavaScript path alike', async () => {
+    const simple = [
+      'SELECT 1', 'select abalance from t where aid = 7', '', 'SHOW work_mem', 'VALUES (1)', 'TABLE seen', '(SELECT 1)', 'SELECT count(*) FROM seen',
+      "SELECT nextval('like_pg_seq')", 'SELECT 1 FROM seen FOR UPDATE', 'SELECT pg_backend_pid()', 'SELECT * FROM pg_locks', 'SELECT 1; SELECT 2',
+      'WITH x AS (SELECT 1) SELECT * FROM x', 'EXPLAIN SELECT 1', 'INSERT INTO seen VALUES (0)', 'BEGIN', 'COMMIT', '/* c */ SELECT 1', 'SELECT 1 -- for update',
+    ];
+    const extended = ['SELECT $1::int AS v', "SELECT nextval('like_pg_seq') + $1", 'SELECT x FROM seen WHERE x = $1 FOR SHARE', 'SELECT $1::text || $$;$$'];
+    const router = new Router([]);
+    const admin = new pg.Client(direct());
+    await admin.connect();
+    await admin.query('CREATE SEQUENCE IF NOT EXISTS like_pg_seq; CREATE TABLE IF NOT EXISTS t (aid int, abalance int)');
+    await admin.end();
+    for (const native of [true, false]) {
+      const fx = await proxy({ load_balance: false, native_forwarding: native });
+      const c = await fx.connect();
+      try {
+        await c.query('SELECT 1');
+        await c.query('SELECT 2');
+        if (native) assert.equal(fx.proxy.stats().clients.native, 1);
+        // Statement by statement: what the router counts (0 or 1), and what was counted.
+        const got: [string, number, number][] = [];
+        const run = async (q: string, values?: unknown[]) => {
+          const b = fx.proxy.stats().selectCounts[0]!;
+          await c.query(q, values);
+          got.push([q, router.route(q).read ? 1 : 0, fx.proxy.stats().selectCounts[0]! - b]);
+        };
+        for (const q of simple) await run(q);
+        for (const q of extended) await run(q, [1]);
+        assert.deepEqual(got.filter(([, want, n]) => want !== n), [], `select_cnt on the ${native ? 'native' : 'JavaScript'} path: [statement, router, counted]`);
+      } finally {
+        await c.end();
+      }
     }
   });
 });

@@ -9,7 +9,8 @@
 //     forwarded up to a message boundary, so the JavaScript side resumes from a clean state;
 //   - how many responses the backend still owes (one ReadyForQuery per Query, Sync and
 //     FunctionCall) and the transaction status of the last ReadyForQuery;
-//   - pgpool's select_cnt (Query/Parse texts that begin with SELECT or WITH).
+//   - pgpool's select_cnt, counted as the router counts it (classify below; texts it cannot
+//     decide go back to JavaScript).
 // A read that fills a direction's buffer waits until the other side has taken it: a slow
 // reader stops the writer (backpressure both ways), and memory per session is fixed.
 //
@@ -32,9 +33,9 @@
 #include <unistd.h>
 
 #define BUF_SIZE (32 * 1024)
-// How much of a Query's text is looked at to tell `SHOW POOL_…` and SELECT/WITH apart. A
-// query whose first word lies further in goes back to JavaScript, which reads all of it.
-#define PEEK 64
+// Statement texts up to this size are read whole and classified here (select_cnt, SHOW
+// POOL_…); a longer one goes back to JavaScript, which reads all of it.
+#define CLASSIFY_MAX 8192
 // select_cnt counters: each proxy in the process has its own range (splice.ts).
 #define MAX_COUNTERS 4096
 #define MAX_LARGE_MESSAGE 0x3fffffffu
@@ -44,7 +45,7 @@
 enum {
   R_NONE = 0,
   R_TERMINATE = 1,  // the client sent Terminate: at a boundary, not consumed
-  R_LOCAL = 2,      // a Query JavaScript must see (SHOW POOL_…, or undecided)
+  R_LOCAL = 2,      // a Query or Parse JavaScript must see (SHOW POOL_…, or not classified here)
   R_FRONTEND = 3,   // a client message type or length JavaScript must judge
   R_CLIENT_EOF = 4, // the client closed, or reading/writing it failed
   R_BACKEND_EOF = 5,
@@ -118,21 +119,59 @@ static int wordAt(const uint8_t *p, size_t n, size_t i, const char *word) {
   return 1;
 }
 
-// What the start of a query text says: 0 other, 1 SELECT/WITH, -1 JavaScript must decide.
-// `whole` is true when `n` bytes are the whole text.
-static int classify(const uint8_t *p, size_t n, int whole) {
+static int identChar(uint8_t c) { return c >= 0x80 || c == '_' || c == '$' || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }
+
+static int wordIs(const uint8_t *p, size_t n, const char *word) {
+  size_t k = strlen(word);
+  return n == k && wordAt(p, n, 0, word);
+}
+
+// How a statement text counts for select_cnt, exactly as the router (router.ts, classify.ts)
+// counts it: 1 a read, 0 not a read, -1 not decided here (JavaScript classifies it: the
+// session goes back). Only what is certain from the bytes alone is decided: the first word
+// settles everything but SELECT/WITH/VALUES/TABLE/SHOW (and EXPLAIN and COPY, always sent
+// back), and those count as reads only when
+// nothing in the text could make them more — no '(' (function calls, data-modifying WITH),
+// no second statement, no word FOR, INTO, INSERT, UPDATE, DELETE or MERGE, no pg_… name
+// (node-local views). Anything of that kind, in a string or comment or not, goes to JavaScript.
+static int classify(const uint8_t *p, size_t n) {
   size_t i = 0;
   while (i < n && blank(p[i])) i++;
-  if (i + 12 > n && !whole) return -1; // the first word (and what follows SHOW) is not all here
-  if (wordAt(p, n, i, "show")) {
-    size_t j = i + 4;
+  if (i == n) return 1; // the empty query: the router counts it as a read (any server answers)
+  if ((p[i] | 0x20) < 'a' || (p[i] | 0x20) > 'z') return -1; // a comment, '(', ';' …
+  size_t w = i;
+  while (w < n && identChar(p[w])) w++;
+  const uint8_t *first = p + i;
+  size_t fn = w - i;
+  if (wordIs(first, fn, "show")) {
+    size_t j = w;
     while (j < n && blank(p[j])) j++;
-    if (j == n && !whole) return -1;
-    if (j > i + 4 && wordAt(p, n, j, "pool")) return -1; // SHOW POOL…: JavaScript's (or not: it checks)
-    return 0;
+    if (j > w && wordAt(p, n, j, "pool")) return -1; // SHOW POOL…: JavaScript's (or not: it checks)
+  } else if (wordIs(first, fn, "explain") || wordIs(first, fn, "copy")) {
+    return -1; // a read or not by what follows (ANALYZE of what, TO STDOUT or FROM)
+  } else if (!wordIs(first, fn, "select") && !wordIs(first, fn, "with") && !wordIs(first, fn, "values") && !wordIs(first, fn, "table")) {
+    return 0; // no other statement is a read, alone or followed by others
   }
-  if (wordAt(p, n, i, "select") || wordAt(p, n, i, "with")) return 1;
-  return 0;
+  for (size_t k = w; k < n;) {
+    uint8_t c = p[k];
+    if (c == '(') return -1;
+    if (c == ';') {
+      for (size_t j = k + 1; j < n; j++) if (!blank(p[j]) && p[j] != ';') return -1;
+      return 1;
+    }
+    if (!identChar(c)) {
+      k++;
+      continue;
+    }
+    size_t e = k;
+    while (e < n && identChar(p[e])) e++;
+    const uint8_t *t = p + k;
+    size_t tn = e - k;
+    if (wordIs(t, tn, "for") || wordIs(t, tn, "into") || wordIs(t, tn, "insert") || wordIs(t, tn, "update") || wordIs(t, tn, "delete") || wordIs(t, tn, "merge")) return -1;
+    if (tn >= 3 && (t[0] | 0x20) == 'p' && (t[1] | 0x20) == 'g' && t[2] == '_') return -1;
+    k = e;
+  }
+  return 1;
 }
 
 // Clears what has arrived of the body of the message at `clear`.
@@ -177,24 +216,27 @@ static void scanClient(Sess *s) {
     }
     if (type == 'Q' || type == 'P') {
       size_t body = len - 4;
-      size_t peek = body < PEEK ? body : PEEK;
-      if (avail < 5 + peek) return; // wait for the start of the text
+      if (body > CLASSIFY_MAX) {
+        s->stop = R_LOCAL;
+        return;
+      }
+      if (avail < 5 + body) return; // wait for the whole text
       const uint8_t *text = m + 5;
-      size_t tn = peek;
-      int whole = body <= PEEK;
+      size_t tn = body;
       if (type == 'P') {
         // Skip the statement name: its text follows.
         const uint8_t *z = memchr(text, 0, tn);
-        if (z) {
-          tn -= (size_t)(z + 1 - text);
-          text = z + 1;
-        } else {
-          tn = 0;
-          whole = 0;
+        if (!z) {
+          s->stop = R_LOCAL; // malformed: JavaScript judges it
+          return;
         }
+        tn -= (size_t)(z + 1 - text);
+        text = z + 1;
       }
-      int k = classify(text, tn, whole);
-      if (type == 'Q' && k < 0) {
+      const uint8_t *end = memchr(text, 0, tn);
+      if (end) tn = (size_t)(end - text);
+      int k = classify(text, tn);
+      if (k < 0) {
         s->stop = R_LOCAL;
         return;
       }
