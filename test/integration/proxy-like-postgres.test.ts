@@ -11,7 +11,7 @@ import * as codec from '../../src/protocol/codec.js';
 import { Router } from '../../src/proxy/router.js';
 import type { Logger } from '../../src/log.js';
 import { createCluster, type PgCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../support/pg.js';
-import { startProxy, backendKey, type ProxyFixture } from '../support/proxy.js';
+import { startProxy, backendKey, until, type ProxyFixture } from '../support/proxy.js';
 
 /** The transaction status byte of every ReadyForQuery the client receives, as a string. */
 function statuses(c: pg.Client): string[] {
@@ -91,14 +91,6 @@ function capturingLogger(): { logger: Logger; errors: () => string[] } {
   const lines: string[] = [];
   const logger = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) });
   return { logger, errors: () => lines.filter((l) => (JSON.parse(l) as { level: number }).level >= 50) };
-}
-
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** The port of the server that answers a plain read. */

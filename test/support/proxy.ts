@@ -130,3 +130,12 @@ export async function cancelThroughProxy(fx: ProxyFixture, c: pg.Client, sql: st
     clearTimeout(timer);
   }
 }
+
+/** Polls `cond` every 10 ms until it holds; fails with `what` after `ms`. */
+export async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
