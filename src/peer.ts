@@ -6,14 +6,14 @@ import { BackendRegistry } from './backends/registry.js';
 import { HealthChecker } from './backends/health.js';
 import { ReplicationMonitor } from './backends/replication.js';
 import { FailoverEngine } from './failover/index.js';
-import { Proxy } from './proxy/index.js';
+import { createProxy, type ProxyService } from './proxy/index.js';
 
 export class Peer {
   readonly registry: BackendRegistry;
   readonly health: HealthChecker;
   readonly replication: ReplicationMonitor;
   readonly failover: FailoverEngine;
-  readonly proxy: Proxy;
+  readonly proxy: ProxyService;
   /** Where the proxy listens, once started. */
   proxyAddress: { host: string; port: number } | undefined;
   private stopping: Promise<void> | undefined;
@@ -38,7 +38,7 @@ export class Peer {
       onConnectionLost: (id, err) => this.health.checkNow(id, `replication monitor lost its connection: ${err.message}`),
     });
     this.failover = new FailoverEngine({ config, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health });
-    this.proxy = new Proxy({
+    this.proxy = createProxy({
       config,
       registry: this.registry,
       logger: log.child({ part: 'proxy' }),

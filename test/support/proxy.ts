@@ -9,12 +9,12 @@ import pg from 'pg';
 import { parseConfig, type Config } from '../../src/config/index.js';
 import { BackendRegistry } from '../../src/backends/registry.js';
 import { silentLogger, createLogger, type Logger } from '../../src/log.js';
-import { Proxy } from '../../src/proxy/index.js';
+import { createProxy, type ProxyService } from '../../src/proxy/index.js';
 import * as codec from '../../src/protocol/codec.js';
 import { type PgCluster, SUPERUSER, SUPERUSER_PASSWORD, pgBin, run } from './pg.js';
 
 export interface ProxyFixture {
-  proxy: Proxy;
+  proxy: ProxyService;
   registry: BackendRegistry;
   config: Config;
   host: string;
@@ -60,7 +60,7 @@ export async function startProxy(cluster: PgCluster, opts: ProxyFixtureOptions =
   const registry = new BackendRegistry(config);
   config.backends.forEach((_, i) => registry.update(i, { status: 'up', role: i === 0 ? 'primary' : 'standby', pgStatus: 'up', pgRole: i === 0 ? 'primary' : 'standby' }, 'test'));
   const logger = opts.logger ?? (process.env.PROXY_TEST_LOG ? createLogger({ level: 'debug', pretty: false }) : silentLogger);
-  const proxy = new Proxy({ config, registry, logger, ...(opts.onBackendError ? { onBackendError: opts.onBackendError } : {}) });
+  const proxy = createProxy({ config, registry, logger, ...(opts.onBackendError ? { onBackendError: opts.onBackendError } : {}) });
   const a = await proxy.listen();
   const fx: ProxyFixture = {
     proxy,
