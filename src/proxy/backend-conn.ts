@@ -85,7 +85,7 @@ export class BackendConn {
 
   /** Startup parameters a session SET on this connection (cleared by the reset query). */
   readonly applied = new Map<string, string>();
-  /** Statements the proxy knows exist on this connection (see session.ts). */
+  /** The pool key (user, database, startup options): a pooled connection serves only sessions with the same key. */
   readonly key: string;
 
   private constructor(

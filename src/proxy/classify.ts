@@ -821,11 +821,11 @@ class Classifier {
   }
 }
 
-/** Classifies one simple-protocol query string (or one Parse's statement) for routing. */
 // One of each, reused: classification is synchronous and never re-entered.
 const lexer = new Lexer();
 const classifier = new Classifier(lexer);
 
+/** Classifies one simple-protocol query string (or one Parse's statement) for routing. */
 export function classify(sql: string, opts: ClassifyOptions): Classification {
   const lx = lexer;
   lx.reset(sql, opts.standardConformingStrings === false);

@@ -72,7 +72,8 @@ export class Proxy implements SessionHost, ProxyService {
     this.registry = opts.registry;
     this.worker = opts.worker;
     this.workerIndex = opts.worker?.index ?? 0;
-    this.log = opts.logger.child({ component: 'proxy', ...(opts.worker ? { worker: opts.worker.index } : {}) });
+    // (The peer tags its parts' loggers; a worker adds its index.)
+    this.log = opts.worker ? opts.logger.child({ worker: opts.worker.index }) : opts.logger;
     this.router = new Router(this.cfg.proxy.write_functions);
     this.selectCounts = this.cfg.backends.map(() => 0);
     this.nativeForwarding = this.cfg.proxy.native_forwarding && this.loadNativeForwarding();

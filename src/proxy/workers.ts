@@ -103,13 +103,13 @@ export class WorkerSupervisor implements ProxyService {
   constructor(private readonly opts: ProxyOptions) {
     this.cfg = opts.config;
     this.registry = opts.registry;
-    this.log = opts.logger.child({ component: 'proxy' });
+    this.log = opts.logger;
     this.nativeForwarding = this.cfg.proxy.native_forwarding && splice.available();
     this.registry.on('change', this.onChange);
   }
 
   async listen(): Promise<{ host: string; port: number }> {
-    const exec = fileURLToPath(new URL('./worker-main.ts', import.meta.url)).replace(/\.js$/, '.ts');
+    const exec = fileURLToPath(new URL('./worker-main.ts', import.meta.url));
     cluster.setupPrimary({ exec, execArgv: ['--import', 'tsx'] });
     const n = this.cfg.proxy.workers;
     const registry = this.registry.list().map((b) => ({ id: b.id, state: toWire(b) }));

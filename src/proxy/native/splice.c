@@ -73,7 +73,7 @@ typedef struct {
   uint8_t status;    // from the last ReadyForQuery
   int fatal;         // a FATAL or PANIC ErrorResponse was forwarded to the client
   int stop;          // why the client side stopped (R_TERMINATE..R_FRONTEND), or 0
-  double id;         // the JavaScript session's id
+  double id;         // the owner's key in splice.ts (its owners map), handed back with the give-back
 } Sess;
 
 typedef struct {
