@@ -32,6 +32,9 @@ export interface Classification {
    * - a temporary object (CREATE TEMP …, SELECT … INTO TEMP, anything in pg_temp) exists on
    *   the primary only, and later reads of it would fail on the standby. */
   standbyUnusable?: true;
+  /** `SHOW POOL_…` alone (the one place it is recognised): the command's name, lower-cased
+   * (e.g. "pool_nodes"). The proxy answers the ones it knows itself (show.ts). */
+  showPool?: string;
 }
 
 export interface ClassifyOptions {
@@ -432,8 +435,7 @@ class Classifier {
       case 'table':
         return this.query(false);
       case 'show':
-        this.skipRest();
-        return STANDBY;
+        return this.show();
       case 'explain':
         return this.explain();
       case 'copy':
@@ -569,6 +571,15 @@ class Classifier {
       else if (k === Tok.RParen && depth-- === 0) return;
       k = lx.next();
     }
+  }
+
+  /** SHOW name: a read, and SHOW POOL_… a command of the proxy's own. */
+  private show(): Classification {
+    const lx = this.lx;
+    const k = lx.next();
+    const name = k === Tok.Word && lx.text.startsWith('pool_') ? lx.text : undefined;
+    this.skipRest();
+    return name === undefined ? STANDBY : { target: 'standby', write: false, showPool: name };
   }
 
   /** EXPLAIN [ (options) ] [ANALYZE] [VERBOSE] stmt: without ANALYZE nothing runs, so any

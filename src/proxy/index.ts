@@ -18,7 +18,7 @@ import { takeOverAccept, type Conn, type TcpConn } from './tcp.js';
 import { Router, type Route } from './router.js';
 import { loadUserlist, type UserSecret } from './userlist.js';
 import { chooseLoadBalanceNode } from './balance.js';
-import { poolNodesResult, poolVersionResult } from './show.js';
+import { showPoolResult } from './show.js';
 import * as codec from '../protocol/codec.js';
 import type { BackendLogin } from './backend-conn.js';
 import * as splice from './splice.js';
@@ -226,17 +226,9 @@ export class Proxy implements SessionHost, ProxyService {
     this.selectCounts[backendId]!++;
   }
 
-  localQuery(sql: string, s: Session): Buffer | undefined {
-    const q = sql.replace(/;\s*$/, '').trim().replace(/\s+/g, ' ').toLowerCase();
-    if (q === 'show pool_nodes') {
-      const r = poolNodesResult(this.registry, { selectCount: (id: number) => this.selectCount(id), loadBalanceNode: s.loadBalanceNode });
-      return codec.textResult(r.columns, r.rows, `SELECT ${r.rows.length}`);
-    }
-    if (q === 'show pool_version') {
-      const r = poolVersionResult();
-      return codec.textResult(r.columns, r.rows, `SELECT ${r.rows.length}`);
-    }
-    return undefined;
+  showPool(name: string, s: Session): Buffer | undefined {
+    const r = showPoolResult(name, this.registry, { selectCount: (id: number) => this.selectCount(id), loadBalanceNode: s.loadBalanceNode });
+    return r && codec.textResult(r.columns, r.rows, `SELECT ${r.rows.length}`);
   }
 
   tooManyClients(): boolean {

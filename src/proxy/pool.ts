@@ -6,7 +6,8 @@ import type { Logger } from '../log.js';
 import type { ProxyConfig } from '../config/index.js';
 import * as codec from '../protocol/codec.js';
 import type { ScanSink } from '../protocol/backend-scanner.js';
-import { BackendConn, BackendError, TYPE, poolKey, type BackendLogin } from './backend-conn.js';
+import { BackendConn, BackendError, poolKey, type BackendLogin } from './backend-conn.js';
+import { BE, TX } from '../protocol/messages.js';
 import { TcpConn } from './tcp.js';
 import * as splice from './splice.js';
 
@@ -185,8 +186,8 @@ export class Pools {
       return;
     }
     const steps: Buffer[] = [];
-    if (c.txStatus !== 0x49) steps.push(codec.query('ROLLBACK'));
-    if (reset && (dirty || c.txStatus !== 0x49)) {
+    if (c.txStatus !== TX.Idle) steps.push(codec.query('ROLLBACK'));
+    if (reset && (dirty || c.txStatus !== TX.Idle)) {
       steps.push(codec.query(reset));
       c.applied.clear();
     }
@@ -203,18 +204,18 @@ export class Pools {
     const sink: ScanSink = {
       onHeader: () => false,
       onMessage: (type, buf, s, e) => {
-        if (type === TYPE.E) {
+        if (type === BE.ErrorResponse) {
           failed = true;
           this.log.warn({ backend: c.backendId, error: codec.parseErrorFields(buf.subarray(s, e)).M }, 'reset query failed; closing the connection');
-        } else if (type === TYPE.S) {
+        } else if (type === BE.ParameterStatus) {
           const k = codec.readCString(buf, s, e);
           const v = k && codec.readCString(buf, k[1], e);
           if (k && v) c.setParam(k[0], v[0]);
-        } else if (type === TYPE.Z) {
+        } else if (type === BE.ReadyForQuery) {
           c.txStatus = buf[s]!;
           if (--pending === 0) {
             clearTimeout(timer);
-            if (failed || c.txStatus !== 0x49) this.drop(pool, c);
+            if (failed || c.txStatus !== TX.Idle) this.drop(pool, c);
             else this.makeIdle(pool, c);
           }
         }
@@ -268,13 +269,13 @@ export class Pools {
     c.sink = {
       onHeader: () => false,
       onMessage: (type, buf, s, e) => {
-        if (type === TYPE.S) {
+        if (type === BE.ParameterStatus) {
           const k = codec.readCString(buf, s, e);
           const v = k && codec.readCString(buf, k[1], e);
           if (k && v) c.setParam(k[0], v[0]);
           return;
         }
-        const why = type === TYPE.E ? codec.parseErrorFields(buf.subarray(s, e)).M : `message type ${String.fromCharCode(type)}`;
+        const why = type === BE.ErrorResponse ? codec.parseErrorFields(buf.subarray(s, e)).M : `message type ${String.fromCharCode(type)}`;
         this.log.info({ backend: c.backendId, pid: c.pid, reason: why }, 'idle pooled connection got an unsolicited message; retiring it');
         this.forgetIdle(pool, c);
         c.terminate();

@@ -85,6 +85,17 @@ export function packageVersion(): string {
 }
 
 /** SHOW POOL_VERSION, as pgpool answers it: one column, "<version> (<name>)". */
+/**
+ * The result of `SHOW <name>` for a pool command the proxy answers (`name` lower-cased, as
+ * classify.ts gives it), or undefined: an unknown SHOW POOL_… goes to PostgreSQL, which
+ * reports it as it reports any unknown parameter.
+ */
+export function showPoolResult(name: string, registry: BackendRegistry, stats: { selectCount(id: number): number; loadBalanceNode?: number }): ShowResult | undefined {
+  if (name === 'pool_nodes') return poolNodesResult(registry, stats);
+  if (name === 'pool_version') return poolVersionResult();
+  return undefined;
+}
+
 export function poolVersionResult(): { columns: ['pool_version']; rows: [[string]] } {
   return { columns: ['pool_version'], rows: [[`${packageVersion()} (pgwatchdog)`]] };
 }

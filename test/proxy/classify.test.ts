@@ -454,3 +454,14 @@ test('never throws, whatever the input', () => {
     assert.ok(r.target === 'standby' || r.target === 'primary' || r.target === 'both');
   }
 });
+
+test('SHOW POOL_… is recognised here, in any case and spacing, alone', () => {
+  const pool = (sql: string) => classify(sql, opts).showPool;
+  assert.equal(pool('SHOW POOL_NODES'), 'pool_nodes');
+  assert.equal(pool('  show\n\tPool_Version ;'), 'pool_version');
+  assert.equal(pool('/* c */ SHOW pool_whatever'), 'pool_whatever');
+  assert.equal(pool('SHOW search_path'), undefined);
+  assert.equal(pool('SHOW "pool_nodes"'), undefined);
+  assert.equal(pool('SHOW POOL_NODES; SELECT 1'), undefined);
+  assert.equal(pool('SELECT 1'), undefined);
+});
