@@ -119,7 +119,7 @@ function isShowPool(sql: string): boolean {
   i += 4;
   const afterShow = i;
   while (i < sql.length && isBlank(sql.charCodeAt(i))) i++;
-  return i > afterShow && ((wordAt(sql, i, 'pool') && sql.charCodeAt(i + 4) === 0x5f) || wordAt(sql, i, 'watchdog_'));
+  return i > afterShow && ((wordAt(sql, i, 'pool') && sql.charCodeAt(i + 4) === 0x5f) || (wordAt(sql, i, 'watchdog') && sql.charCodeAt(i + 8) === 0x5f));
 }
 
 /** Startup-packet keys that are not server settings. */
