@@ -26,8 +26,9 @@ export function readBody(req: IncomingMessage): Promise<string> {
     req.on('data', (d: Buffer) => {
       size += d.length;
       if (size > MAX_BODY) {
-        reject(new HttpError(413, `request body is larger than ${MAX_BODY} bytes`));
-        req.destroy();
+        // Answer now and drop the rest as it comes (destroying the socket would lose the answer).
+        chunks.length = 0;
+        reject(new HttpError(413, `request body is larger than ${MAX_BODY} bytes`, {}, { connection: 'close' }));
         return;
       }
       chunks.push(d);
