@@ -103,6 +103,10 @@ export class AdminServer {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"error":"malformed HTTP request"}\n');
       this.log.debug({ err: err.message }, 'admin API: malformed HTTP request');
     });
+    // Keep idle connections longer than the clients' own pools do (undici: 4 s, load balancers'
+    // checks: often 60 s): a server closing first races the client's next request on that
+    // connection, which then fails with "other side closed".
+    server.keepAliveTimeout = 65_000;
     this.server = server;
     const { host, port } = this.opts.config.admin;
     await new Promise<void>((resolve, reject) => {

@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import pg from 'pg';
 import { createCluster, pgBin } from '../support/pg.js';
 import { startPeerProcess } from '../support/peer.js';
 import { parsePrometheusText, sampleValue } from '../support/prom-text.js';
@@ -166,6 +167,19 @@ test('a peer as operators see it: checks, SHOW WATCHDOG_NODES, CLI tables and --
       assert.equal(prim.status, 200);
       assert.equal(prim.body.backend, 1);
       assert.equal((await get('/replica')).status, 503, 'no standby left once the old primary is detached');
+
+      // With no standby left, a session settles on the primary alone and goes to native
+      // forwarding after two requests: SHOW WATCHDOG_NODES is still answered by the proxy.
+      const client = new pg.Client({ host: '127.0.0.1', port: peer.port, user: 'postgres', database: 'postgres' });
+      await client.connect();
+      try {
+        for (let i = 0; i < 3; i++) await client.query('SELECT 1');
+        const native = await client.query<{ node_name: string; is_local: string }>('SHOW  watchdog_nodes;');
+        assert.deepEqual(native.rows.map((r) => [r.node_name, r.is_local]), [['alpha', 'true']]);
+        await client.query('SELECT 1');
+      } finally {
+        await client.end();
+      }
 
       const fo = JSON.parse(cli(['failovers', '--json'], env).out) as { history: { kind: string; ok: boolean; ranBy: string; nodes: number[]; steps: { name: string; ms: number }[] }[] };
       // Newest first; the engine ran and recorded the refused promotion of the primary, while the
