@@ -83,7 +83,7 @@ export function ago(iso: string | null, now: string): string {
 }
 
 function lagText(b: BackendView): string {
-  if (b.role === 'primary') return '-';
+  if (b.role !== 'standby') return '-';
   return b.lagMs === null ? bytes(b.lagBytes) : `${bytes(b.lagBytes)} ${(b.lagMs / 1000).toFixed(1)}s`;
 }
 
@@ -128,7 +128,7 @@ export function nodesTable(st: Style, backends: BackendView[]): string {
       b.pgStatus,
       b.role,
       b.lbWeight.toFixed(2),
-      b.role === 'primary' ? '-' : bytes(b.lagBytes),
+      b.role !== 'standby' ? '-' : bytes(b.lagBytes),
       b.replicationState || '-',
       b.syncState || '-',
       String(b.readsRouted),
@@ -151,9 +151,10 @@ function peersTable(st: Style, s: { peers: PeersView['peers']; now: string }): s
   );
 }
 
+/** One failover in one line (without its result text, which `failoversScreen` puts below). */
 export function failoverLine(f: FailoverView): string {
   const when = f.finishedAt.slice(11, 19);
-  return `#${f.seq} ${when} ${f.kind}${f.switchover ? ' (switchover)' : ''} of ${f.nodes.join(',') || '-'} by ${f.ranBy}, term ${f.term}: ${f.ok ? 'ok' : 'FAILED'} in ${f.durationMs} ms — ${f.result}`;
+  return `#${f.seq} ${when} ${f.kind}${f.switchover ? ' (switchover)' : ''} of ${f.nodes.join(',') || '-'} by ${f.ranBy}, term ${f.term}: ${f.ok ? 'ok' : 'FAILED'} in ${f.durationMs} ms`;
 }
 
 /** `pgwatchdog status`: one screen. */
@@ -223,6 +224,7 @@ export function failoversScreen(st: Style, f: FailoversView): string {
   if (f.history.length === 0) out.push('no failover yet');
   for (const h of f.history) {
     out.push(paint(st, h.ok ? undefined : 'red', cut(failoverLine(h), WIDTH)));
+    out.push(cut(`  ${h.result}`, WIDTH));
     for (const s of h.steps) out.push(stepLine(st, s));
   }
   return out.join('\n');

@@ -190,7 +190,7 @@ test('a peer as operators see it: checks, SHOW WATCHDOG_NODES, CLI tables and --
       const foText = cli(['failovers'], env);
       assert.equal(foText.code, 0);
       assertFits(foText.out, 'failovers');
-      assert.match(foText.out, /^#\d+ \d\d:\d\d:\d\d promote of 1 by alpha, term 0: ok in \d+ ms/m);
+      assert.match(foText.out, /^#\d+ \d\d:\d\d:\d\d promote of 1 by alpha, term 0: ok in \d+ ms\n {2}backend 1 is the new primary/m);
 
       const fams = parsePrometheusText(await (await fetch(`${admin}/metrics`)).text());
       assert.equal(sampleValue(fams, 'pgwatchdog_failovers_total', { kind: 'promote', result: 'ok' }), 1);
