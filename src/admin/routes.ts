@@ -50,6 +50,8 @@ export interface Route {
 
 const json = (body: unknown, status = 200): Answer => ({ status, json: body });
 
+export const MAX_LIVE_CLIENTS = 256;
+
 /** `:id` as a configured backend id; 400 when not an integer, 404 when not configured. */
 function backendId(raw: string, s: AdminSnapshot): number {
   if (!/^\d+$/.test(raw)) throw new HttpError(400, `backend id must be a non-negative integer, got ${JSON.stringify(raw)}`);
@@ -145,7 +147,16 @@ export const ROUTES: readonly Route[] = [
       return json(failoversView(ctx.snapshot(), raw === null ? Infinity : Number(raw)));
     },
   },
-  { method: 'GET', path: '/v1/events', summary: 'server-sent events: a status snapshot whenever it changes', handle: ({ ctx }) => ({ sse: (ch) => ctx.live.add(ch) }) },
+  {
+    method: 'GET',
+    path: '/v1/events',
+    summary: 'server-sent events: a status snapshot whenever it changes',
+    handle: ({ ctx }) => {
+      // Each open feed holds a socket in the proxy's process: bound them.
+      if (ctx.live.size >= MAX_LIVE_CLIENTS) throw new HttpError(503, `${ctx.live.size} live feeds are open on this peer already (at most ${MAX_LIVE_CLIENTS}); close a dashboard or scrape /v1/status`);
+      return { sse: (ch) => ctx.live.add(ch) };
+    },
+  },
   { method: 'POST', path: '/v1/backends/:id/attach', mutating: true, summary: 'attach a backend', handle: backendAction('attach') },
   { method: 'POST', path: '/v1/backends/:id/detach', mutating: true, summary: 'detach a backend (fails it over if it is the primary)', handle: backendAction('detach') },
   { method: 'POST', path: '/v1/backends/:id/promote', mutating: true, query: ['switchover'], summary: 'promote a standby (?switchover=true: stop the old primary cleanly first)', handle: backendAction('promote') },
