@@ -7,6 +7,10 @@ import { HealthChecker } from './backends/health.js';
 import { ReplicationMonitor } from './backends/replication.js';
 import { FailoverEngine } from './failover/index.js';
 import { Proxy } from './proxy/index.js';
+import { hostname } from 'node:os';
+import { AdminServer } from './admin/server.js';
+import { watchdogNodes } from './admin/views.js';
+import { singlePeerView, type WatchdogView } from './admin/watchdog-view.js';
 
 export class Peer {
   readonly registry: BackendRegistry;
@@ -14,13 +18,20 @@ export class Peer {
   readonly replication: ReplicationMonitor;
   readonly failover: FailoverEngine;
   readonly proxy: Proxy;
+  /** What the admin part knows of the watchdog: a standalone peer's facts until the
+   * watchdog is wired here (pass its adapter as `watchdog`). */
+  readonly watchdog: WatchdogView;
+  readonly admin: AdminServer;
   /** Where the proxy listens, once started. */
   proxyAddress: { host: string; port: number } | undefined;
+  /** Where the admin API listens, once started. */
+  adminAddress: { host: string; port: number } | undefined;
   private stopping: Promise<void> | undefined;
 
   constructor(
     readonly config: Config,
     readonly log: Logger,
+    watchdog?: WatchdogView,
   ) {
     this.registry = new BackendRegistry(config);
     this.registry.on('change', ({ id, before, after, reason }) => {
@@ -43,6 +54,19 @@ export class Peer {
       registry: this.registry,
       logger: log.child({ part: 'proxy' }),
       onBackendError: config.failover.failover_on_backend_error ? (id, err) => this.health.checkNow(id, `backend error: ${err.message}`) : undefined,
+      watchdogNodes: () => watchdogNodes(this.watchdog.facts()),
+    });
+    this.watchdog =
+      watchdog ??
+      singlePeerView({ name: config.watchdog.name ?? hostname(), host: config.proxy.host, proxyPort: () => this.proxyAddress?.port ?? null, vipAddress: config.watchdog.vip?.address });
+    this.admin = new AdminServer({
+      config,
+      registry: this.registry,
+      failover: this.failover,
+      proxyStats: () => this.proxy.stats(),
+      proxyListening: () => this.proxyAddress !== undefined && this.stopping === undefined,
+      watchdog: this.watchdog,
+      logger: log.child({ part: 'admin' }),
     });
     // pgpool's "close idle" request: the engine decides, the proxy owns the pooled connections.
     this.failover.on('closeIdle', (ids) => this.proxy.closeIdle(ids));
@@ -53,13 +77,15 @@ export class Peer {
     this.replication.start();
     await this.failover.start();
     const addr = (this.proxyAddress = await this.proxy.listen());
-    this.log.info({ proxy: addr, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
+    this.adminAddress = await this.admin.listen();
+    this.log.info({ proxy: addr, admin: this.adminAddress, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
     return addr;
   }
 
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('peer stopping');
+      await this.admin.close();
       await this.proxy.close();
       await this.failover.stop();
       await this.replication.stop();
