@@ -53,7 +53,7 @@ export class Peer {
     this.replication.start();
     await this.failover.start();
     const addr = (this.proxyAddress = await this.proxy.listen());
-    this.log.info({ proxy: addr, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
+    this.log.info({ proxy: addr, nativeForwarding: this.proxy.nativeForwarding, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
     return addr;
   }
 
