@@ -71,6 +71,16 @@ const COMMANDS: Record<string, Command> = {
     positionals: 1,
     notYet: 'the admin API',
   },
+  'import-pgpool-conf': {
+    usage: 'import-pgpool-conf FILE [-o OUT] [--force]',
+    summary: 'convert a pgpool-II 4.x pgpool.conf into a pgwatchdog config; lists what it cannot carry over',
+    options: { output: { type: 'string', short: 'o' }, force: { type: 'boolean' } },
+    positionals: 1,
+    run: async (v, p, io) => {
+      const { importPgpoolConfCommand } = await import('./import-pgpool-conf.js');
+      return importPgpoolConfCommand(p[0]!, { output: v.output as string | undefined, force: v.force === true }, io);
+    },
+  },
   demo: { usage: 'demo', summary: 'run a local demo cluster: PostgreSQL primary + standby and 3 peers', options: {}, notYet: 'the demo' },
 };
 
