@@ -1,5 +1,6 @@
 // The image's HEALTHCHECK: exit 0 when the peer's admin API answers 200 on /health (the proxy
 // accepts connections), 1 otherwise. Plain node, no curl in the image.
+/* global fetch, AbortSignal */
 const port = process.env.PGWATCHDOG_ADMIN_PORT ?? '9898';
 const host = process.env.PGWATCHDOG_ADMIN_HOST ?? '127.0.0.1';
 try {
