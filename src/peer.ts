@@ -7,6 +7,7 @@ import { HealthChecker } from './backends/health.js';
 import { ReplicationMonitor } from './backends/replication.js';
 import { FailoverEngine } from './failover/index.js';
 import { Proxy } from './proxy/index.js';
+import { reloadConfig, type ConfigSource, type ReloadOutcome } from './reload.js';
 
 export class Peer {
   readonly registry: BackendRegistry;
@@ -21,6 +22,8 @@ export class Peer {
   constructor(
     readonly config: Config,
     readonly log: Logger,
+    /** Where the config came from, for reload(). */
+    readonly source?: ConfigSource,
   ) {
     this.registry = new BackendRegistry(config);
     this.registry.on('change', ({ id, before, after, reason }) => {
@@ -57,6 +60,12 @@ export class Peer {
     return addr;
   }
 
+  /** Re-reads the config file: live keys apply now, the others are named as needing a restart. */
+  reload(): ReloadOutcome {
+    if (!this.source) throw new Error('this peer was not started from a config file');
+    return reloadConfig(this, this.source);
+  }
+
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('peer stopping');
@@ -90,7 +99,13 @@ export async function startPeer(file: string, opts: { name?: string } = {}): Pro
     config.watchdog.name = opts.name;
   }
   const log = createLogger({ level: config.log.level, name: config.watchdog.name ?? 'pgwatchdog' });
-  const peer = new Peer(config, log);
+  const peer = new Peer(config, log, { file, name: opts.name });
+  // SIGHUP re-reads the config (systemd's ExecReload); registered before start, since its
+  // default action would end the process.
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reload requested');
+    peer.reload();
+  });
   try {
     await peer.start();
   } catch (err) {

@@ -71,6 +71,15 @@ const COMMANDS: Record<string, Command> = {
     positionals: 1,
     notYet: 'the admin API',
   },
+  reload: {
+    usage: 'reload [--admin URL]',
+    summary: "re-read a running peer's config file: live settings apply now, the others are named as needing a restart",
+    options: adminOpt,
+    run: async (v, _p, io) => {
+      const { reloadCommand } = await import('./reload.js');
+      return reloadCommand(v.admin as string | undefined, io);
+    },
+  },
   'import-pgpool-conf': {
     usage: 'import-pgpool-conf FILE [-o OUT] [--force]',
     summary: 'convert a pgpool-II 4.x pgpool.conf into a pgwatchdog config; lists what it cannot carry over',
