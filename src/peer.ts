@@ -11,6 +11,7 @@ import { hostname } from 'node:os';
 import { AdminServer } from './admin/server.js';
 import { watchdogNodes } from './admin/views.js';
 import { singlePeerView, type WatchdogView } from './admin/watchdog-view.js';
+import { reloadConfig, type ConfigSource, type ReloadOutcome } from './reload.js';
 
 export class Peer {
   readonly registry: BackendRegistry;
@@ -26,13 +27,21 @@ export class Peer {
   proxyAddress: { host: string; port: number } | undefined;
   /** Where the admin API listens, once started. */
   adminAddress: { host: string; port: number } | undefined;
+  /** Where the config came from, for reload(). */
+  readonly source: ConfigSource | undefined;
   private stopping: Promise<void> | undefined;
 
   constructor(
     readonly config: Config,
     readonly log: Logger,
-    watchdog?: WatchdogView,
+    opts: {
+      /** The watchdog's facts for the admin part; a standalone peer's by default. */
+      watchdog?: WatchdogView;
+      /** Where the config came from, for reload(). */
+      source?: ConfigSource;
+    } = {},
   ) {
+    this.source = opts.source;
     this.registry = new BackendRegistry(config);
     this.registry.on('change', ({ id, before, after, reason }) => {
       if (before.status !== after.status || before.role !== after.role) {
@@ -57,7 +66,7 @@ export class Peer {
       watchdogNodes: () => watchdogNodes(this.watchdog.facts()),
     });
     this.watchdog =
-      watchdog ??
+      opts.watchdog ??
       singlePeerView({ name: config.watchdog.name ?? hostname(), host: config.proxy.host, proxyPort: () => this.proxyAddress?.port ?? null, vipAddress: config.watchdog.vip?.address });
     this.admin = new AdminServer({
       config,
@@ -78,8 +87,14 @@ export class Peer {
     await this.failover.start();
     const addr = (this.proxyAddress = await this.proxy.listen());
     this.adminAddress = await this.admin.listen();
-    this.log.info({ proxy: addr, admin: this.adminAddress, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
+    this.log.info({ proxy: addr, admin: this.adminAddress, nativeForwarding: this.proxy.nativeForwarding, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
     return addr;
+  }
+
+  /** Re-reads the config file: live keys apply now, the others are named as needing a restart. */
+  reload(): ReloadOutcome {
+    if (!this.source) throw new Error('this peer was not started from a config file');
+    return reloadConfig(this, this.source);
   }
 
   stop(): Promise<void> {
@@ -116,7 +131,13 @@ export async function startPeer(file: string, opts: { name?: string } = {}): Pro
     config.watchdog.name = opts.name;
   }
   const log = createLogger({ level: config.log.level, name: config.watchdog.name ?? 'pgwatchdog' });
-  const peer = new Peer(config, log);
+  const peer = new Peer(config, log, { source: { file, name: opts.name } });
+  // SIGHUP re-reads the config (systemd's ExecReload); registered before start, since its
+  // default action would end the process.
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reload requested');
+    peer.reload();
+  });
   try {
     await peer.start();
   } catch (err) {

@@ -9,7 +9,7 @@ import type { Config } from '../config/index.js';
 import type { BackendRegistry } from '../backends/registry.js';
 import type { Logger } from '../log.js';
 import type { ProxyStats } from '../proxy/index.js';
-import { packageVersion } from '../proxy/show.js';
+import { packageVersion } from '../version.js';
 import type { FailoverPort } from './actions.js';
 import { forwardCall, FORWARDED_HEADER } from './forward.js';
 import { bearerMatches, HttpError, readBody, sendJson, SseChannel } from './http.js';

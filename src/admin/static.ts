@@ -1,7 +1,7 @@
 // The dashboard's static assets (src/admin/static, shipped in the package): read once at
 // start into memory (a few kB), served with an ETag. Only files present in that folder are
 // ever served, so no request path reaches the file system.
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,10 @@ const TYPES: Record<string, string> = {
   '.svg': 'image/svg+xml',
 };
 
-export const STATIC_DIR = fileURLToPath(new URL('./static/', import.meta.url));
+// Beside this file in a checkout (src/admin/static); in an installed package this file runs
+// compiled from dist/src/admin while the assets ship, uncompiled, in src/admin/static.
+const beside = fileURLToPath(new URL('./static/', import.meta.url));
+export const STATIC_DIR = existsSync(beside) ? beside : fileURLToPath(new URL('../../../src/admin/static/', import.meta.url));
 
 interface Asset {
   body: Buffer;

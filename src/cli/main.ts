@@ -2,11 +2,12 @@
 // can call it in-process: 0 ok, 1 the command failed (bad config, an action refused or
 // failed), 2 usage, 3 the peer's admin API could not be reached.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfig } from '../config/index.js';
 import * as admin from './commands.js';
 
-export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+import { packageVersion } from '../version.js';
+
+export const VERSION: string = packageVersion();
 
 interface Command {
   usage: string;
@@ -86,6 +87,25 @@ const COMMANDS: Record<string, Command> = {
     run: admin.action('promote'),
   },
   transfer: { usage: 'transfer PEER [--admin URL]', summary: 'hand the coordinator role to PEER', options: adminOpt, positionals: 1, run: admin.transfer },
+  reload: {
+    usage: 'reload [--admin URL]',
+    summary: "re-read a running peer's config file: live settings apply now, the others are named as needing a restart",
+    options: adminOpt,
+    run: async (v, _p, io) => {
+      const { reloadCommand } = await import('./reload.js');
+      return reloadCommand(v.admin as string | undefined, io);
+    },
+  },
+  'import-pgpool-conf': {
+    usage: 'import-pgpool-conf FILE [-o OUT] [--force]',
+    summary: 'convert a pgpool-II 4.x pgpool.conf into a pgwatchdog config; lists what it cannot carry over',
+    options: { output: { type: 'string', short: 'o' }, force: { type: 'boolean' } },
+    positionals: 1,
+    run: async (v, p, io) => {
+      const { importPgpoolConfCommand } = await import('./import-pgpool-conf.js');
+      return importPgpoolConfCommand(p[0]!, { output: v.output as string | undefined, force: v.force === true }, io);
+    },
+  },
   demo: { usage: 'demo', summary: 'run a local demo cluster: PostgreSQL primary + standby and 3 peers', options: {}, notYet: 'the demo' },
 };
 

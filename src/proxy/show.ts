@@ -1,8 +1,6 @@
 // Result sets of pgpool's SQL SHOW commands answered by the proxy itself. Pure: the session
 // turns { columns, rows } into RowDescription / DataRow messages (all columns are text).
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageVersion } from '../version.js';
 import type { BackendRegistry } from '../backends/registry.js';
 
 export interface ShowResult {
@@ -63,25 +61,6 @@ export function poolNodesResult(registry: BackendRegistry, stats: { selectCount(
     ];
   });
   return { columns: [...POOL_NODES_COLUMNS], rows };
-}
-
-let versionCache: string | undefined;
-
-/** The version in pgwatchdog's package.json, found by walking up from this file (the same
- * code runs from src/ through tsx and from dist/src once built). */
-export function packageVersion(): string {
-  if (versionCache !== undefined) return versionCache;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const f = join(dir, 'package.json');
-    if (existsSync(f)) {
-      const pkg = JSON.parse(readFileSync(f, 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'pgwatchdog' && typeof pkg.version === 'string') return (versionCache = pkg.version);
-    }
-    const up = dirname(dir);
-    if (up === dir) return (versionCache = 'unknown');
-    dir = up;
-  }
 }
 
 /** SHOW POOL_VERSION, as pgpool answers it: one column, "<version> (<name>)". */
