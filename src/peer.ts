@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import { AdminServer } from './admin/server.js';
 import { watchdogNodes } from './admin/views.js';
 import { singlePeerView, type WatchdogView } from './admin/watchdog-view.js';
-import { reloadConfig, type ConfigSource, type ReloadOutcome } from './reload.js';
+import { reloadConfig, reloadView, type ConfigSource, type ReloadOutcome } from './reload.js';
 
 export class Peer {
   readonly registry: BackendRegistry;
@@ -76,6 +76,7 @@ export class Peer {
       proxyListening: () => this.proxyAddress !== undefined && this.stopping === undefined,
       watchdog: this.watchdog,
       logger: log.child({ part: 'admin' }),
+      reload: opts.source ? () => reloadView(this.reload()) : undefined,
     });
     // pgpool's "close idle" request: the engine decides, the proxy owns the pooled connections.
     this.failover.on('closeIdle', (ids) => this.proxy.closeIdle(ids));

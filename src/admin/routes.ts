@@ -22,6 +22,9 @@ export interface AdminContext {
   live: LiveFeed;
   assets: StaticAssets;
   log: Logger;
+  /** Re-reads this peer's config file (Peer.reload through reloadView); absent when the peer
+   * was not started from a file. */
+  reload?: () => { ok: boolean };
 }
 
 export type Answer =
@@ -42,6 +45,8 @@ export interface Route {
   /** Segments; `:name` matches one segment into params.name. */
   path: string;
   mutating?: boolean;
+  /** A mutating call about this peer itself (reload): run here, never forwarded to the coordinator. */
+  local?: boolean;
   /** Query parameters accepted; any other is a 400. */
   query?: readonly string[];
   summary: string;
@@ -175,6 +180,20 @@ export const ROUTES: readonly Route[] = [
       ctx.log.info({ to }, `admin API: transfer the coordinator role to ${to}`);
       const outcome = await ctx.watchdog.transfer(to);
       return json({ ...outcome, ...(outcome.ok ? {} : { error: outcome.summary }) }, outcome.ok ? 200 : 409);
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/reload',
+    mutating: true,
+    local: true,
+    summary: "re-read this peer's config file: live keys apply now, the others are named as needing a restart",
+    handle: ({ body, ctx }) => {
+      parseJsonObject(body, []);
+      if (!ctx.reload) throw new HttpError(409, 'this peer was not started from a config file: nothing to re-read');
+      ctx.log.info('admin API: reload the configuration');
+      const view = ctx.reload();
+      return json(view, view.ok ? 200 : 409);
     },
   },
   healthRoute('health', "200 while this peer's proxy accepts connections"),

@@ -28,6 +28,8 @@ export interface AdminServerOptions {
   proxyListening: () => boolean;
   watchdog: WatchdogView;
   logger: Logger;
+  /** `POST /v1/reload`: re-reads the config file (the peer's reload, as a JSON view). */
+  reload?: () => { ok: boolean };
   /** How often the live feed rebuilds its snapshot (ms). */
   liveTickMs?: number;
 }
@@ -65,6 +67,7 @@ export class AdminServer {
       live: this.live,
       assets: this.assets,
       log: this.log,
+      reload: opts.reload,
     };
     const onChange = (c: Parameters<Metrics['backendChanged']>[0]) => {
       this.metrics.backendChanged(c);
@@ -147,7 +150,7 @@ export class AdminServer {
       if (route.mutating) {
         this.authorize(req);
         body = await readBody(req);
-        const to = this.opts.watchdog.coordinatorAdmin();
+        const to = route.local ? ({ kind: 'self' } as const) : this.opts.watchdog.coordinatorAdmin();
         if (to.kind === 'none') throw new HttpError(503, `no coordinator to run this: ${to.reason}`);
         if (to.kind === 'forward') {
           const from = req.headers[FORWARDED_HEADER];

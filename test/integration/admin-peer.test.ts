@@ -5,7 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import pg from 'pg';
+import { parse, stringify } from 'yaml';
 import { createCluster, pgBin } from '../support/pg.js';
 import { startPeerProcess } from '../support/peer.js';
 import { parsePrometheusText, sampleValue } from '../support/prom-text.js';
@@ -198,6 +200,16 @@ test('a peer as operators see it: checks, SHOW WATCHDOG_NODES, CLI tables and --
       assert.equal(sampleValue(fams, 'pgwatchdog_backend_up', { backend: '0' }), 0);
       assert.ok((sampleValue(fams, 'pgwatchdog_backend_reads_routed_total', { backend: '1' }) ?? 0) >= 3, 'reads routed to the standby were counted');
       assert.ok((sampleValue(fams, 'pgwatchdog_backend_lsn_bytes', { backend: '1' }) ?? 0) > 0);
+
+      // ---- reload through the API: about this peer, so never forwarded; token required ----------
+      const cfg = parse(readFileSync(peer.configFile, 'utf8')) as { backends: { weight: number }[] };
+      cfg.backends[0]!.weight = 3;
+      writeFileSync(peer.configFile, stringify(cfg));
+      assert.equal((await fetch(`${admin}/v1/reload`, { method: 'POST' })).status, 401);
+      const rl = cli(['reload'], env);
+      assert.equal(rl.code, 0, rl.err);
+      assert.match(rl.out, /applied +backends\[0\]\.weight: 0 → 3/);
+      assert.equal(((await get('/v1/backends/0')).body as { weight: number }).weight, 3);
     } finally {
       await peer.stop();
     }
