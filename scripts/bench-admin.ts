@@ -10,19 +10,19 @@
 // after another, --requests of each), how many live snapshots each dashboard received per
 // second over --seconds, and the peer's CPU time over that window.
 import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { createCluster } from '../test/support/pg.js';
 import { startPeerProcess } from '../test/support/peer.js';
 
-const argv = process.argv.slice(2);
-function opt(name: string, def: number): number {
-  const i = argv.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(argv[i + 1]) : def;
-  if (!Number.isInteger(v) || v < 0) throw new Error(`--${name} must be a non-negative integer`);
+const { values } = parseArgs({ options: { dashboards: { type: 'string', default: '20' }, requests: { type: 'string', default: '300' }, seconds: { type: 'string', default: '10' } } });
+const count = (name: keyof typeof values, min: number): number => {
+  const v = Number(values[name]);
+  if (!Number.isInteger(v) || v < min) throw new Error(`--${name} must be an integer >= ${min}, got ${values[name]}`);
   return v;
-}
-const DASHBOARDS = opt('dashboards', 20);
-const REQUESTS = Math.max(1, opt('requests', 300));
-const SECONDS = Math.max(1, opt('seconds', 10));
+};
+const DASHBOARDS = count('dashboards', 0);
+const REQUESTS = count('requests', 1);
+const SECONDS = count('seconds', 1);
 process.env.PGWATCHDOG_LOG_LEVEL ??= 'info'; // the test bed waits for the 'peer ready' line
 
 const pct = (xs: number[], p: number) => {

@@ -147,28 +147,21 @@ export function createMetrics(snapshot: () => AdminSnapshot): Metrics {
     if (v.holder !== null && v.address !== null) g.set({ peer: v.holder, address: v.address }, 1);
   });
   // The view reports running totals; a Counter can only grow, so add what is new since the last scrape.
-  let escalated = 0;
-  let deEscalated = 0;
-  new Counter({
-    name: 'pgwatchdog_vip_escalations_total',
-    help: 'VIP escalations (the escalation command run) on this peer.',
-    registers: [register],
-    collect() {
-      const n = snap().watchdog.escalations;
-      if (n > escalated) this.inc(n - escalated);
-      escalated = Math.max(escalated, n);
-    },
-  });
-  new Counter({
-    name: 'pgwatchdog_vip_de_escalations_total',
-    help: 'VIP de-escalations (the de-escalation command run) on this peer.',
-    registers: [register],
-    collect() {
-      const n = snap().watchdog.deEscalations;
-      if (n > deEscalated) this.inc(n - deEscalated);
-      deEscalated = Math.max(deEscalated, n);
-    },
-  });
+  const runningTotal = (name: string, help: string, read: (s: AdminSnapshot) => number) => {
+    let seen = 0;
+    new Counter({
+      name,
+      help,
+      registers: [register],
+      collect() {
+        const n = read(snap());
+        if (n > seen) this.inc(n - seen);
+        seen = Math.max(seen, n);
+      },
+    });
+  };
+  runningTotal('pgwatchdog_vip_escalations_total', 'VIP escalations (the escalation command run) on this peer.', (s) => s.watchdog.escalations);
+  runningTotal('pgwatchdog_vip_de_escalations_total', 'VIP de-escalations (the de-escalation command run) on this peer.', (s) => s.watchdog.deEscalations);
   gauge('pgwatchdog_info', 'Constant 1, labelled with the version and this peer.', ['version', 'peer'], (g, s) => g.set({ version: s.version, peer: s.watchdog.self }, 1));
 
   return {
