@@ -71,7 +71,8 @@ export class AdminServer {
     };
     const onChange = (c: Parameters<Metrics['backendChanged']>[0]) => {
       this.metrics.backendChanged(c);
-      this.live.poke();
+      // A status or role change goes out at once; LSN and lag samples wait for the next tick.
+      if (c.before.status !== c.after.status || c.before.role !== c.after.role) this.live.poke();
     };
     const onResult = (r: Parameters<Metrics['failoverFinished']>[0]) => {
       this.metrics.failoverFinished(r);
