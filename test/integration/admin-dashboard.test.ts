@@ -20,7 +20,8 @@ test('dashboard: loads from the peer alone, shows a detach live, its attach butt
   const cluster = await createCluster({ standbys: 1 });
   const profile = mkdtempSync(join(tmpdir(), 'pgwd-chromium-'));
   try {
-    const peer = await startPeerProcess(cluster, { admin: { token: TOKEN }, watchdog: { name: 'alpha' } });
+    // Generous health-check timeouts: attach probes the backend, and a browser shares the 2 cores.
+    const peer = await startPeerProcess(cluster, { admin: { token: TOKEN }, watchdog: { name: 'alpha' }, health_check: { timeout_ms: 5000, connect_timeout_ms: 5000 } });
     const admin = `http://127.0.0.1:${peer.adminPort}`;
     const ctx = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
@@ -58,7 +59,9 @@ test('dashboard: loads from the peer alone, shows a detach live, its attach butt
       await page.locator('#action-log', { hasText: 'type the admin token first' }).waitFor();
       await page.fill('#token', TOKEN);
       await row1.locator('button[data-action="attach"]').click();
-      await page.locator('#action-log', { hasText: 'attach backend 1: done' }).waitFor({ timeout: 15_000 });
+      await page.locator('#action-log', { hasText: /attach backend 1: (done|refused)/ }).waitFor({ timeout: 30_000 });
+      const actionLog = (await page.locator('#action-log').textContent()) ?? '';
+      assert.match(actionLog, /attach backend 1: done — backend\(s\) 1 attached/, `the action log: ${actionLog}`);
       await row1.locator('td.status', { hasText: 'up' }).waitFor({ timeout: 5000 });
       const b1 = (await (await fetch(`${admin}/v1/backends/1`)).json()) as { status: string };
       assert.equal(b1.status, 'up', 'the button really attached the backend');
