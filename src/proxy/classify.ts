@@ -32,8 +32,9 @@ export interface Classification {
    * - a temporary object (CREATE TEMP …, SELECT … INTO TEMP, anything in pg_temp) exists on
    *   the primary only, and later reads of it would fail on the standby. */
   standbyUnusable?: true;
-  /** `SHOW POOL_…` alone (the one place it is recognised): the command's name, lower-cased
-   * (e.g. "pool_nodes"). The proxy answers the ones it knows itself (show.ts). */
+  /** `SHOW POOL_…` or `SHOW WATCHDOG_…` alone (the one place they are recognised): the
+   * command's name, lower-cased (e.g. "pool_nodes"). The proxy answers the ones it knows
+   * itself (show.ts). */
   showPool?: string;
 }
 
@@ -573,11 +574,11 @@ class Classifier {
     }
   }
 
-  /** SHOW name: a read, and SHOW POOL_… a command of the proxy's own. */
+  /** SHOW name: a read, and SHOW POOL_… or WATCHDOG_… a command of the proxy's own. */
   private show(): Classification {
     const lx = this.lx;
     const k = lx.next();
-    const name = k === Tok.Word && lx.text.startsWith('pool_') ? lx.text : undefined;
+    const name = k === Tok.Word && (lx.text.startsWith('pool_') || lx.text.startsWith('watchdog_')) ? lx.text : undefined;
     this.skipRest();
     return name === undefined ? STANDBY : { target: 'standby', write: false, showPool: name };
   }

@@ -19,6 +19,7 @@ import { Router, type Route } from './router.js';
 import { loadUserlist, type UserSecret } from './userlist.js';
 import { chooseLoadBalanceNode } from './balance.js';
 import { showPoolResult } from './show.js';
+import type { WatchdogNode } from './show.js';
 import * as codec from '../protocol/codec.js';
 import type { BackendLogin } from './backend-conn.js';
 import * as splice from './splice.js';
@@ -227,8 +228,35 @@ export class Proxy implements SessionHost, ProxyService {
   }
 
   showPool(name: string, s: Session): Buffer | undefined {
-    const r = showPoolResult(name, this.registry, { selectCount: (id: number) => this.selectCount(id), loadBalanceNode: s.loadBalanceNode });
+    const r = showPoolResult(name, {
+      registry: this.registry,
+      selectCount: (id: number) => this.selectCount(id),
+      loadBalanceNode: s.loadBalanceNode,
+      watchdogNodes: () => this.watchdogNodes(),
+    });
     return r && codec.textResult(r.columns, r.rows, `SELECT ${r.rows.length}`);
+  }
+
+  /** Without a provider (a proxy worker process) this peer is described from its config alone. */
+  private watchdogNodes(): WatchdogNode[] {
+    if (this.opts.watchdogNodes) return this.opts.watchdogNodes();
+    const name = this.cfg.watchdog.name ?? '';
+    const peers = this.cfg.watchdog.peers;
+    return (peers.length ? peers : [{ name, host: this.cfg.proxy.host, port: null }]).map((p, i) => ({
+      node_id: String(i),
+      node_name: p.name,
+      hostname: p.host,
+      pgpool_port: p.name === name ? String(this.cfg.proxy.port) : '',
+      watchdog_port: p.port === null ? '' : String(p.port),
+      priority: '0',
+      status_name: peers.length ? 'UNKNOWN' : 'STANDALONE',
+      membership: 'MEMBER',
+      is_coordinator: peers.length ? 'false' : 'true',
+      delegate_ip: this.cfg.watchdog.vip?.address ?? '',
+      vip_holder: 'false',
+      last_seen: '',
+      is_local: p.name === name ? 'true' : 'false',
+    }));
   }
 
   tooManyClients(): boolean {

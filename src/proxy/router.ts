@@ -20,7 +20,7 @@ export interface Route {
   /** The statement leaves state that exists on the primary only (temp objects, serializable
    * default): the session's later reads must stay on the primary. */
   standbyUnusable?: true;
-  /** `SHOW POOL_…`: the command's name (classify.ts), answered by the proxy if it knows it. */
+  /** `SHOW POOL_…`/`SHOW WATCHDOG_…`: the command's name (classify.ts), answered by the proxy if it knows it. */
   showPool?: string;
 }
 

@@ -5,12 +5,15 @@ import type { Logger } from '../log.js';
 import type { Config } from '../config/index.js';
 import type { BackendRegistry } from '../backends/registry.js';
 import type { PoolStats } from './pool.js';
+import type { WatchdogNode } from './show.js';
 
 export interface ProxyOptions {
   config: Config;
   registry: BackendRegistry;
   logger: Logger;
   onBackendError?: ((backendId: number, err: Error) => void) | undefined;
+  /** The watchdog peers for SHOW WATCHDOG_NODES (the admin part fills them from the watchdog). */
+  watchdogNodes?: () => WatchdogNode[];
 }
 
 export interface ProxyStats {

@@ -109,8 +109,9 @@ export class WorkerSupervisor implements ProxyService {
   }
 
   async listen(): Promise<{ host: string; port: number }> {
-    const exec = fileURLToPath(new URL('./worker-main.ts', import.meta.url));
-    cluster.setupPrimary({ exec, execArgv: ['--import', 'tsx'] });
+    // Compiled (an installed package), the worker is plain JavaScript; from the sources it runs through tsx.
+    const compiled = import.meta.url.endsWith('.js');
+    cluster.setupPrimary({ exec: fileURLToPath(new URL(compiled ? './worker-main.js' : './worker-main.ts', import.meta.url)), execArgv: compiled ? [] : ['--import', 'tsx'] });
     const n = this.cfg.proxy.workers;
     const registry = this.registry.list().map((b) => ({ id: b.id, state: toWire(b) }));
     const addresses: Promise<{ host: string; port: number }>[] = [];

@@ -146,7 +146,7 @@ static int classify(const uint8_t *p, size_t n) {
   if (wordIs(first, fn, "show")) {
     size_t j = w;
     while (j < n && blank(p[j])) j++;
-    if (j > w && wordAt(p, n, j, "pool")) return -1; // SHOW POOL…: JavaScript's (or not: it checks)
+    if (j > w && (wordAt(p, n, j, "pool") || wordAt(p, n, j, "watchdog"))) return -1; // SHOW POOL…/WATCHDOG…: JavaScript's (or not: it checks)
   } else if (wordIs(first, fn, "explain") || wordIs(first, fn, "copy")) {
     return -1; // a read or not by what follows (ANALYZE of what, TO STDOUT or FROM)
   } else if (!wordIs(first, fn, "select") && !wordIs(first, fn, "with") && !wordIs(first, fn, "values") && !wordIs(first, fn, "table")) {
