@@ -55,8 +55,9 @@ const failoverRecordSchema = z
     /** The peer running it now (the coordinator that started or last resumed it). */
     runner: peerName,
     started: changeSchema,
-    /** How many times a later coordinator took it over. */
+    /** How many times a later coordinator took it over, and the last time. */
     resumes: z.number().int().min(0),
+    resumed: changeSchema.nullable(),
     finished: z
       .object({ index: z.number().int().min(1), at: ms, ok: z.boolean(), summary: text, newPrimary: id.nullable() })
       .strict()
@@ -200,7 +201,7 @@ function applyCommand(s: ClusterState, cmd: ClusterCommand, meta: EntryMeta): Ap
       if (!f) return same(s, `no failover record ${cmd.seq} to resume`);
       if (f.finished) return same(s, `failover ${cmd.seq} already finished (entry ${f.finished.index}); nothing to resume`);
       if (f.runner === cmd.peer && f.term === meta.term) return same(s, `failover ${cmd.seq} already runs under ${cmd.peer} in term ${meta.term}`);
-      const rec: FailoverRecord = { ...f, runner: cmd.peer, term: meta.term, resumes: f.resumes + 1 };
+      const rec: FailoverRecord = { ...f, runner: cmd.peer, term: meta.term, resumes: f.resumes + 1, resumed: change(cmd.reason) };
       return done(withRecord(s, rec), `failover ${cmd.seq} resumed by ${cmd.peer} in term ${meta.term} (was ${f.runner}, term ${f.term}): ${cmd.reason}`);
     }
     case 'decision':
@@ -232,6 +233,7 @@ function applyDecision(s: ClusterState, d: Decision, peer: string, change: (reas
         runner: peer,
         started: change(d.reason),
         resumes: 0,
+        resumed: null,
         finished: null,
       };
       return done({ ...s, failovers: trim([...s.failovers, rec]) }, `failover ${rec.seq} (${d.kind} of ${d.ids.join(',')}) started by ${peer} in term ${meta.term}`);
