@@ -104,6 +104,15 @@ describe('cluster state apply', () => {
     assert.match(late.reason, /already finished/);
   });
 
+  it("an operator's detach stays on record while the backend is down, and attaching clears it", () => {
+    let s = applyAll(upState(), 2, { type: 'decision', peer: 'a', at: 1, decision: { type: 'backend', id: 1, status: 'down', detachedBy: 'admin', reason: 'detach by admin' } });
+    assert.equal(s.backends[1].detachedBy, 'admin');
+    s = applyAll(s, 2, { type: 'decision', peer: 'a', at: 2, decision: { type: 'backend', id: 1, role: 'unknown', reason: 'role lost' } });
+    assert.equal(s.backends[1].detachedBy, 'admin', 'a role change keeps it');
+    s = applyAll(s, 2, { type: 'decision', peer: 'a', at: 3, decision: { type: 'backend', id: 1, status: 'up', role: 'standby', reason: 'attach' } });
+    assert.equal('detachedBy' in s.backends[1], false);
+  });
+
   it('coordinator and VIP holder are recorded with their term', () => {
     let s = applyAll(upState(), 5, { type: 'coordinator', peer: 'c', at: 50 }, { type: 'vip', peer: 'c', at: 51, holding: true });
     assert.deepEqual([s.coordinator?.peer, s.coordinator?.term, s.vipHolder?.peer, s.vipHolder?.term], ['c', 5, 'c', 5]);
