@@ -5,7 +5,7 @@
 import { RaftNode } from '../../raft/core/raft.js';
 import type { Message, NodeId, Ready } from '../../raft/core/types.js';
 import { MemoryStorage } from '../../raft/storage/memory-storage.js';
-import { EventQueue } from '../../raft/sim/event-queue.js';
+import { Scheduler } from '../../raft/sim/event-queue.js';
 import { InvariantChecker } from '../../raft/sim/invariants.js';
 import { Network, RELIABLE, type NetworkConditions } from '../../raft/sim/network.js';
 import { Prng } from '../../raft/sim/prng.js';
@@ -97,11 +97,14 @@ export class WatchdogSim {
   private readonly raftChecker = new InvariantChecker();
   readonly o: Required<Omit<WatchdogSimOptions, 'faults' | 'trace'>> & Pick<WatchdogSimOptions, 'faults' | 'trace'>;
   private peers = new Map<NodeId, Peer>();
-  private queue = new EventQueue<SimEvent>();
+  private readonly clock = new Scheduler<SimEvent>((ev) => this.handle(ev));
   /** Peers eligible to hold the VIP as of their last event. */
   private eligible = new Set<NodeId>();
   private readonly initial: ClusterState;
-  now = 0;
+  /** Simulated time, in units. */
+  get now(): number {
+    return this.clock.now;
+  }
   steps = 0;
   /** The window in which a peer's "down" still counts for the consensus check: view age plus the slowest delivery. */
   declareWindow = 0;
@@ -189,34 +192,18 @@ export class WatchdogSim {
 
   // ---- control -----------------------------------------------------------------------
 
+  /** Process events up to and including time t. */
   runUntil(t: number): void {
-    for (;;) {
-      const top = this.queue.peek();
-      if (!top || top.at > t) break;
-      this.queue.pop();
-      this.now = top.at;
-      this.handle(top.ev);
-    }
-    this.now = Math.max(this.now, t);
+    this.clock.runUntil(t);
   }
 
+  /** Run until pred() holds (checked after every step) or maxTicks pass; returns whether it held. */
   runUntilTrue(pred: () => boolean, maxTicks: number): boolean {
-    const end = this.now + maxTicks * UNIT;
-    if (pred()) return true;
-    for (;;) {
-      const top = this.queue.peek();
-      if (!top || top.at > end) break;
-      this.queue.pop();
-      this.now = top.at;
-      this.handle(top.ev);
-      if (pred()) return true;
-    }
-    this.now = Math.max(this.now, end);
-    return pred();
+    return this.clock.runUntilTrueBy(pred, this.now + maxTicks * UNIT);
   }
 
   at(delay: number, fn: () => void): void {
-    this.queue.push(this.now + delay, { k: 'call', fn });
+    this.clock.push(this.now + delay, { k: 'call', fn });
   }
 
   crash(id: NodeId): void {
@@ -284,7 +271,7 @@ export class WatchdogSim {
     p.holdingVip = false; // a starting peer drops a VIP it may still hold
     p.engine = { awaiting: null, current: null, queue: [], engineSeq: 0, claimedTerm: 0 };
     this.trace(`start ${p.id} term=${p.raft.term} commit=${p.raft.log.committed}`);
-    this.queue.push(this.now + 1 + this.rng.int(p.period), { k: 'tick', id: p.id, life: p.life });
+    this.clock.push(this.now + 1 + this.rng.int(p.period), { k: 'tick', id: p.id, life: p.life });
     this.processReady(p);
   }
 
@@ -295,7 +282,7 @@ export class WatchdogSim {
         const p = this.peer(ev.id);
         if (!p.raft || p.life !== ev.life) return;
         p.raft.tick();
-        this.queue.push(this.now + p.period, ev);
+        this.clock.push(this.now + p.period, ev);
         this.processReady(p);
         this.gossip(p);
         this.watchdogStep(p);
@@ -366,7 +353,7 @@ export class WatchdogSim {
       const rd: Ready<ClusterCommand, ClusterState> = r.ready();
       if (rd.softStateChanged) this.trace(`${p.id} ${rd.softState.role} term=${r.term} leader=${rd.softState.leader ?? '-'}`);
       p.storage.save(rd);
-      for (const m of rd.messages) for (const d of this.net.route(m.from, m.to)) this.queue.push(this.now + d, { k: 'raft', m });
+      for (const m of rd.messages) for (const d of this.net.route(m.from, m.to)) this.clock.push(this.now + d, { k: 'raft', m });
       if (rd.snapshot) p.state = snapshotState(rd.snapshot.data);
       for (const e of rd.committedEntries) {
         const res = apply(p.state, e.data, { index: e.index, term: e.term });
@@ -396,7 +383,7 @@ export class WatchdogSim {
     p.views.set(p.id, { view, at: this.now });
     for (const to of this.ids) {
       if (to === p.id) continue;
-      for (const d of this.net.route(p.id, to)) this.queue.push(this.now + d, { k: 'view', to, view });
+      for (const d of this.net.route(p.id, to)) this.clock.push(this.now + d, { k: 'view', to, view });
     }
   }
 
@@ -537,7 +524,7 @@ export class WatchdogSim {
       cur.stepEnd = end;
       this.checker.execStart(cur.seq, p.id, p.life, this.now, end);
       this.trace(`${p.id} runs a step of failover ${cur.seq} (${cur.stepsLeft} left)`);
-      this.queue.push(end, { k: 'stepEnd', id: p.id, life: p.life, seq: cur.seq });
+      this.clock.push(end, { k: 'stepEnd', id: p.id, life: p.life, seq: cur.seq });
       return;
     }
     // Done: record the outcome (detach, maybe a new primary), then FailoverFinished.

@@ -4,8 +4,8 @@
 // with a liveness bound: one coordinator, every log applied, every failover finished.
 // Checks run after every step (invariants.ts). Same seed, same run, bit for bit.
 import type { NodeId } from '../../raft/core/types.js';
-import { RELIABLE, type NetworkConditions } from '../../raft/sim/network.js';
-import { SimFailure } from '../../raft/sim/run-seed.js';
+import { RELIABLE } from '../../raft/sim/network.js';
+import { NETWORK_CONDITIONS, SimFailure } from '../../raft/sim/run-seed.js';
 import { UNIT, WatchdogSim, type WatchdogFaults } from './cluster.js';
 
 export interface WatchdogSeedOptions {
@@ -36,12 +36,6 @@ export interface WatchdogSeedResult {
   healTicks: number;
 }
 
-const CONDITIONS: NetworkConditions[] = [
-  RELIABLE,
-  { drop: 0.05, duplicate: 0.02, minDelay: 5, maxDelay: 150 },
-  { drop: 0.2, duplicate: 0.05, minDelay: 5, maxDelay: 400 },
-  { drop: 0.02, duplicate: 0.1, minDelay: 10, maxDelay: 2500 },
-];
 
 export function runWatchdogSeed(o: WatchdogSeedOptions): WatchdogSeedResult {
   const T = o.electionTicks ?? 10;
@@ -92,7 +86,7 @@ export function runWatchdogSeed(o: WatchdogSeedOptions): WatchdogSeedResult {
         const down = ids.filter((id) => !sim.isUp(id));
         if (down.length) sim.restart(rng.pick(down));
       } else if (r < 0.85) {
-        sim.setNetwork(rng.pick(CONDITIONS));
+        sim.setNetwork(rng.pick(NETWORK_CONDITIONS));
         sim.trace(`network ${JSON.stringify(sim.net.conditions)}`);
       } else if (r < 0.93) {
         const to = rng.pick(ids);
