@@ -73,14 +73,7 @@ export class Scheduler<E> {
 
   /** Handle events up to and including time t. */
   runUntil(t: number): void {
-    for (;;) {
-      const top = this.queue.peek();
-      if (!top || top.at > t) break;
-      this.queue.pop();
-      this.now = top.at;
-      this.handle(top.ev);
-    }
-    this.now = Math.max(this.now, t);
+    this.runUntilTrueBy(() => false, t);
   }
 
   /** Handle events until pred() holds (checked after every event) or time `end`; returns whether it held. */
