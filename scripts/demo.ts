@@ -128,7 +128,10 @@ async function main(): Promise<number> {
   const peers = [];
   for (const name of names) {
     say(`starting peer ${name} …`);
-    const peer = await startPeerProcess(cluster, { log: { level: 'info' }, proxy: { load_balance: true }, watchdog }, { args: hasWatchdog ? ['--name', name] : [] });
+    // Health checks tolerant of a busy machine (the test bed's are tuned for fast failovers):
+    // standalone, every peer would fail the primary over on its own.
+    const health_check = { period_ms: 1000, timeout_ms: 5000, connect_timeout_ms: 5000, max_retries: 3, retry_delay_ms: 1000 };
+    const peer = await startPeerProcess(cluster, { log: { level: 'info' }, proxy: { load_balance: true }, health_check, watchdog }, { args: hasWatchdog ? ['--name', name] : [] });
     state.dirs.push(peer.dir);
     state.processes.push({ pid: peer.proc.pid!, marker: peer.dir });
     save();
@@ -152,7 +155,7 @@ async function main(): Promise<number> {
   // Each peer health-checks the backends after it is ready: wait until every peer sees them all up.
   let rows: Row[] = [];
   for (const { name, peer } of peers) {
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 60_000;
     while (!isHealthy((rows = await poolNodes(peer.port).catch(() => [])))) {
       if (Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 200));

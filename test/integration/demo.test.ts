@@ -27,7 +27,7 @@ function demo(args: string[]): Demo {
   proc.stdout!.on('data', collect);
   proc.stderr!.on('data', collect);
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-  const waitFor = (re: RegExp, timeoutMs = 120_000) =>
+  const waitFor = (re: RegExp, timeoutMs = 300_000) =>
     new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`demo: no ${re} within ${timeoutMs} ms:\n${out}`)), timeoutMs);
       const check = () => {
