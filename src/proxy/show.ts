@@ -67,3 +67,28 @@ export function poolNodesResult(registry: BackendRegistry, stats: { selectCount(
 export function poolVersionResult(): { columns: ['pool_version']; rows: [[string]] } {
   return { columns: ['pool_version'], rows: [[`${packageVersion()} (pgwatchdog)`]] };
 }
+
+/** SHOW WATCHDOG_NODES: one row per watchdog peer, the per-node fields of pgpool's
+ * pcp_watchdog_info (and of `pgwatchdog watchdog`). The admin part fills them from the
+ * watchdog's facts (src/admin/views.ts watchdogNodes); the proxy only prints them. */
+export const WATCHDOG_NODES_COLUMNS = [
+  'node_id',
+  'node_name',
+  'hostname',
+  'pgpool_port',
+  'watchdog_port',
+  'priority',
+  'status_name',
+  'membership',
+  'is_coordinator',
+  'delegate_ip',
+  'vip_holder',
+  'last_seen',
+  'is_local',
+] as const;
+
+export type WatchdogNode = Record<(typeof WATCHDOG_NODES_COLUMNS)[number], string>;
+
+export function watchdogNodesResult(nodes: readonly WatchdogNode[]): ShowResult {
+  return { columns: [...WATCHDOG_NODES_COLUMNS], rows: nodes.map((n) => WATCHDOG_NODES_COLUMNS.map((c) => n[c])) };
+}

@@ -38,7 +38,8 @@ test('npm pack → npm install → pgwatchdog runs the compiled JavaScript', { t
   assert.equal(inst.code, 0, `npm install of the tarball failed:\n${inst.err}`);
   const pkg = join(app, 'node_modules', 'pgwatchdog');
   assert.ok(!existsSync(join(app, 'node_modules', 'tsx')), 'tsx is not installed with the package');
-  assert.deepEqual(readdirSync(join(pkg, 'src')), ['proxy'], 'only the native addon sources ship under src/');
+  assert.deepEqual(readdirSync(join(pkg, 'src')).sort(), ['admin', 'proxy'], 'only the native addon sources and the dashboard assets ship under src/');
+  assert.deepEqual(readdirSync(join(pkg, 'src', 'admin')), ['static'], 'only the dashboard assets ship under src/admin');
   const bin = join(app, 'node_modules', '.bin', 'pgwatchdog');
 
   await t.test('--version', () => {
