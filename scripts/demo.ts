@@ -166,7 +166,7 @@ async function main(): Promise<number> {
 
   const lines = ['', 'Connect (any peer):'];
   for (const { name, peer } of peers) lines.push(`  ${name}: psql "${conn(peer.port)}"`);
-  lines.push('', 'Admin API and dashboard (once the admin API is in this build):');
+  lines.push('', 'Dashboard and admin API:');
   for (const { name, peer } of peers) {
     const up = await fetch(`http://127.0.0.1:${peer.adminPort}/v1/status`, { signal: AbortSignal.timeout(1000) }).then(
       (r) => (r.ok ? 'up' : `HTTP ${r.status}`),
@@ -178,6 +178,9 @@ async function main(): Promise<number> {
   for (const n of nodes.rows) lines.push(`  ${n.node_id.padEnd(3)} ${`${n.hostname}:${n.port}`.padEnd(16)} ${n.status.padEnd(7)} ${n.role.padEnd(8)} ${n.lb_weight.padEnd(10)} ${n.replication_delay}`);
   const healthy = isHealthy(nodes.rows);
   lines.push('', healthy ? 'cluster healthy: 1 primary, 2 standbys, 3 peers' : 'cluster NOT healthy (see above)');
+  // The cluster as an operator sees it: `pgwatchdog status` against the first peer's admin API.
+  const status = spawnSync(process.execPath, [new URL('../bin/pgwatchdog.js', import.meta.url).pathname, 'status', '--admin', `http://127.0.0.1:${peers[0]!.peer.adminPort}`], { encoding: 'utf8', timeout: 15_000 });
+  if (status.status === 0) lines.push('', `pgwatchdog status --admin http://127.0.0.1:${peers[0]!.peer.adminPort}`, status.stdout.trimEnd());
   process.stdout.write(`${lines.join('\n')}\n\n`);
 
   if (values.once) {
