@@ -87,8 +87,10 @@ test('demo: healthy status, Ctrl-C removes everything, a run after a crash clean
     assert.deepEqual(await gone(pids), [], 'the crashed run left nothing running');
     for (const d of state.dirs) assert.ok(!existsSync(d), `${d} removed`);
     assert.match(second.out(), /pgwd1: psql "postgresql:\/\/postgres:postgres@127\.0\.0\.1:\d+\/postgres"/);
-    assert.match(second.out(), /\n {2}0 +127\.0\.0\.1:\d+ +up +primary /);
-    assert.equal((second.out().match(/ up +standby /g) ?? []).length, 2);
+    const poolNodes = second.out().slice(second.out().indexOf('Backends (SHOW POOL_NODES'), second.out().indexOf('cluster healthy'));
+    assert.match(poolNodes, /\n {2}0 +127\.0\.0\.1:\d+ +up +primary /);
+    assert.equal((poolNodes.match(/ up +standby /g) ?? []).length, 2);
+    assert.match(second.out(), /pgwatchdog status --admin http:\/\/127\.0\.0\.1:\d+\n/, 'the status as the CLI shows it');
     assert.match(second.out(), /cluster healthy: 1 primary, 2 standbys, 3 peers/);
     assert.ok(!existsSync(STATE_FILE), '--once leaves nothing behind');
   });
