@@ -106,7 +106,16 @@ const COMMANDS: Record<string, Command> = {
       return importPgpoolConfCommand(p[0]!, { output: v.output as string | undefined, force: v.force === true }, io);
     },
   },
-  demo: { usage: 'demo', summary: 'run a local demo cluster: PostgreSQL primary + standby and 3 peers', options: {}, notYet: 'the demo' },
+  demo: {
+    usage: 'demo [--once] [--scenario failover|coordinator]',
+    summary: 'run a local demo cluster: PostgreSQL primary + 2 standbys and 3 peers (Ctrl-C removes it)',
+    options: { once: { type: 'boolean' }, scenario: { type: 'string' } },
+    run: async (v, _p, io) => {
+      const { demoCommand } = await import('./demo.js');
+      const args = [...(v.once ? ['--once'] : []), ...(typeof v.scenario === 'string' ? ['--scenario', v.scenario] : [])];
+      return demoCommand(args, io);
+    },
+  },
 };
 
 function requireConfigPath(v: Values, io: Io): string | undefined {

@@ -43,8 +43,8 @@ const LIVE: RegExp[] = [
   /^proxy\.(load_balance|max_lag_bytes|max_clients)$/,
   /^proxy\.pool\.(max_per_backend|idle_timeout_ms|acquire_timeout_ms|reset_query)$/,
 ];
-// With proxy workers each worker process holds its own copy of these, taken at start.
-const IN_WORKERS = /^(proxy\.|backends\[\d+\]\.weight$)/;
+// With proxy workers each worker process holds its own copy of these (and its own logger), taken at start.
+const IN_WORKERS = /^(proxy\.|backends\[\d+\]\.weight$|log\.level$)/;
 
 function restartReason(key: string): string {
   if (/^backends(\[\d+\])?$/.test(key)) return 'backends added or removed: backend ids are positions in the list';

@@ -5,7 +5,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { barePathDir, npmCli } from '../support/bare-path.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -19,21 +20,14 @@ function packageCopy(name: string): string {
   return pkg;
 }
 
-const npmCli = realpathSync(spawnSync('sh', ['-c', 'command -v npm'], { encoding: 'utf8' }).stdout.trim());
-
 function npmRunInstall(cwd: string, env: Record<string, string>) {
-  const r = spawnSync(process.execPath, [npmCli, 'run', 'install', '--silent'], { cwd, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  const r = spawnSync(process.execPath, [npmCli(), 'run', 'install', '--silent'], { cwd, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
 test('no compiler on PATH: the install exits 0 and says so in one line', () => {
   const pkg = packageCopy('bare');
-  // PATH holds node and sh only: no cc, g++, make or python3.
-  const bin = join(dir, 'bare-bin');
-  mkdirSync(bin);
-  symlinkSync(process.execPath, join(bin, 'node'));
-  symlinkSync('/bin/sh', join(bin, 'sh'));
-  const r = npmRunInstall(pkg, { PATH: bin });
+  const r = npmRunInstall(pkg, { PATH: barePathDir(dir) });
   assert.equal(r.code, 0, r.err);
   const lines = r.out.trim().split('\n');
   assert.equal(lines.length, 1, `one line:\n${r.out}`);

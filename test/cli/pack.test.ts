@@ -4,11 +4,12 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { freePort } from '../support/pg.js';
+import { barePathDir, npmCli } from '../support/bare-path.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const SECRETS = { PGWATCHDOG_ADMIN_TOKEN: 't', PGWATCHDOG_HC_PASSWORD: 'p', PGWATCHDOG_REPL_PASSWORD: 'r', PGWATCHDOG_WD_KEY: 'k' };
@@ -65,13 +66,9 @@ test('npm pack → npm install → pgwatchdog runs the compiled JavaScript', { t
 
   await t.test('installed without a C toolchain: npm install succeeds and the peer runs on the JavaScript path, saying so', async () => {
     const bare = join(dir, 'bare');
-    mkdirSync(join(bare, 'bin'), { recursive: true });
+    mkdirSync(bare);
     writeFileSync(join(bare, 'package.json'), JSON.stringify({ name: 'pack-test-bare', private: true }));
-    // PATH holds node and sh only: no cc, g++, make or python3.
-    symlinkSync(process.execPath, join(bare, 'bin', 'node'));
-    symlinkSync('/bin/sh', join(bare, 'bin', 'sh'));
-    const npmCli = realpathSync(spawnSync('sh', ['-c', 'command -v npm'], { encoding: 'utf8' }).stdout.trim());
-    const r = sh(process.execPath, [npmCli, 'install', '--no-audit', '--no-fund', '--prefer-offline', tarball], bare, { PATH: join(bare, 'bin') });
+    const r = sh(process.execPath, [npmCli(), 'install', '--no-audit', '--no-fund', '--prefer-offline', tarball], bare, { PATH: barePathDir(bare) });
     assert.equal(r.code, 0, `npm install without a toolchain failed:\n${r.err}`);
     assert.ok(!existsSync(join(bare, 'node_modules', 'pgwatchdog', 'build', 'Release', 'splice.node')));
     const ready = await peerReady(join(bare, 'node_modules', '.bin', 'pgwatchdog'), bare, {});

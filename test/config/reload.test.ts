@@ -71,12 +71,14 @@ test('restart keys are named with the reason; with workers the proxy keys need a
     cfg(workers),
     cfg((t) => {
       t.proxy = { workers: 2, max_clients: 3 };
+      t.log = { level: 'debug' };
       t.backends[0]!.weight = 5;
       t.health_check.period_ms = 300;
     }),
   );
   assert.deepEqual(w.live.map((c) => c.key), ['health_check.period_ms']);
   assert.deepEqual(w.needsRestart.map((c) => [c.key, /proxy worker/.test(c.why)]), [
+    ['log.level', true],
     ['proxy.max_clients', true],
     ['backends[0].weight', true],
   ]);
