@@ -25,12 +25,13 @@ function thaw(n: PgNode): void {
   if (pid !== undefined) process.kill(pid, 'SIGCONT');
 }
 
-async function inRecovery(n: PgNode): Promise<boolean | null> {
-  const c = new pg.Client({ host: n.host, port: n.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres', connectionTimeoutMillis: 2000 });
+/** One query on a new connection; null when it fails. */
+async function queryOnce<T>(host: string, port: number, sql: string): Promise<T | null> {
+  const c = new pg.Client({ host, port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres', connectionTimeoutMillis: 2000 });
   c.on('error', () => undefined);
   try {
     await c.connect();
-    return (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r;
+    return (await c.query<{ v: T }>(sql)).rows[0]!.v;
   } catch {
     return null;
   } finally {
@@ -38,18 +39,8 @@ async function inRecovery(n: PgNode): Promise<boolean | null> {
   }
 }
 
-async function writeThrough(peer: TestPeer): Promise<number | null> {
-  const c = new pg.Client({ host: peer.proxyAddress!.host, port: peer.proxyAddress!.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres', connectionTimeoutMillis: 2000 });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    return (await c.query<{ p: number }>('INSERT INTO stall_probe DEFAULT VALUES RETURNING inet_server_port() AS p')).rows[0]!.p;
-  } catch {
-    return null;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
+const inRecovery = (n: PgNode) => queryOnce<boolean>(n.host, n.port, 'SELECT pg_is_in_recovery() AS v');
+const writeThrough = (peer: TestPeer) => queryOnce<number>(peer.proxyAddress!.host, peer.proxyAddress!.port, 'INSERT INTO stall_probe DEFAULT VALUES RETURNING inet_server_port() AS v');
 
 /** The settled state, or a description of what is not settled yet. */
 async function settled(cluster: PgCluster, peer: TestPeer): Promise<{ ok: true; primary: number } | { ok: false; why: string }> {
