@@ -156,7 +156,8 @@ export class Execution {
     // when health checks decided the failure, one more direct look at the old primary: a
     // stall that just ended must not cost a failover. Both at once, so a hung primary costs
     // one timeout, not two.
-    const recheck = oldPrimary !== null && forced === null && ctx.req.source !== 'admin';
+    // Not when an operator asked for it (promote N, detach of the primary): they want it replaced.
+    const recheck = oldPrimary !== null && forced === null && ctx.req.source !== 'admin' && !this.mem.adminDetached.has(oldPrimary);
     const [wal, oldPrimaryCheck] = await Promise.all([this.walStates(failed), recheck ? this.check(oldPrimary) : Promise.resolve(null)]);
     if (oldPrimaryCheck) ctx.note('recheck old primary', oldPrimary!, true, oldPrimaryCheck.ok ? `old primary ${oldPrimary} answers (${oldPrimaryCheck.inRecovery ? 'in recovery' : 'as a primary'})` : `old primary ${oldPrimary} still does not answer: ${oldPrimaryCheck.error}`);
     const unpromotable: number[] = [];
