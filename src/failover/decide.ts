@@ -214,6 +214,10 @@ export function decideMaintenance(s: EngineState, opts: { detachFalsePrimary: bo
     else if (b.status === 'up' && b.pgStatus === 'up' && b.pgRole === 'primary' && primary && primary.id !== b.id) {
       if (opts.detachFalsePrimary) out.requests.push({ kind: 'node_down', ids: [b.id], reason: `false primary: backend ${b.id} reports itself primary while backend ${primary.id} is the primary`, source: 'health' });
       else out.idle.push({ id: b.id, reason: `reports itself primary beside backend ${primary.id}; detach_false_primary is off` });
+    } else if (b.status === 'up' && b.pgStatus === 'down') {
+      // The health checker reports a failure once, when its view changes: after a detection
+      // dropped as stale, a server that then really fails would otherwise stay routable.
+      out.requests.push({ kind: 'node_down', ids: [b.id], reason: `health check says unreachable while attached (${b.role})`, source: 'health', observed: [{ id: b.id, status: b.status, role: b.role }] });
     } else if (b.status === 'up') out.idle.push({ id: b.id, reason: `attached ${b.role}, health check ${b.pgStatus}` });
     else if (b.status !== 'down') out.idle.push({ id: b.id, reason: `status ${b.status}` });
     else if (s.adminDetached.has(b.id)) out.idle.push({ id: b.id, reason: 'detached by an operator: stays detached' });

@@ -172,6 +172,8 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
     if (plan.action === 'nothing') {
       ok = true;
       summary = `nothing to do: ${plan.reason}`;
+      // The health checker still holds the stale 'down' view: have it look again now.
+      if (req.observed) for (const id of req.ids) this.health.checkNow(id, 'a stale detection was dropped');
     } else if (plan.action === 'refuse') {
       summary = `${req.kind} refused: ${plan.reason}`;
     } else {

@@ -126,6 +126,10 @@ test('decideMaintenance: requests, failback checks, and a reason for every backe
   );
   assert.match(m.idle.find((x) => x.id === 6)!.reason, /detached by an operator/);
   assert.match(m.idle.find((x) => x.id === 9)!.reason, /answers as primary beside the primary 0: stays fenced/);
+  // A detection dropped as stale leaves the health view down: a real failure afterwards is
+  // not reported again by the checker, so maintenance asks (on fresh evidence).
+  const still = decideMaintenance(state([['up', 'primary', 'down'], S]), { detachFalsePrimary: true });
+  assert.deepEqual(still.requests, [{ kind: 'node_down', ids: [0], reason: 'health check says unreachable while attached (primary)', source: 'health', observed: [{ id: 0, status: 'up', role: 'primary' }] }]);
   const off = decideMaintenance(s, { detachFalsePrimary: false });
   assert.match(off.idle.find((x) => x.id === 4)!.reason, /detach_false_primary is off/);
 });
