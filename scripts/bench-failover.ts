@@ -61,8 +61,14 @@ function logTime(l: LogLine | undefined): number | null {
   return l && typeof l.time === 'string' ? Date.parse(l.time) : null;
 }
 
+/** The test bed could not be built (a server that did not start on a saturated machine):
+ * not a failover result, so the run is repeated. */
+class SetupError extends Error {}
+
 async function oneRun(i: number): Promise<RunResult> {
-  const cluster = await createCluster({ standbys: 2 });
+  const cluster = await createCluster({ standbys: 2 }).catch((err: Error) => {
+    throw new SetupError(err.message);
+  });
   let pgbench: ChildProcess | undefined;
   try {
     const env = { ...process.env, PGPASSWORD: SUPERUSER_PASSWORD };
@@ -204,7 +210,15 @@ async function main(): Promise<void> {
   console.log(`health_check: ${JSON.stringify(HEALTH)}; failover.promote: builtin; failover_on_backend_error: ${ON_BACKEND_ERROR}`);
   console.log(`machine: ${cpus().length} CPU(s), load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const results: RunResult[] = [];
-  for (let i = 0; i < RUNS; i++) results.push(await oneRun(i));
+  for (let i = 0, setupFailures = 0; i < RUNS; ) {
+    try {
+      results.push(await oneRun(i));
+      i++;
+    } catch (err) {
+      if (!(err instanceof SetupError) || ++setupFailures > 5) throw err;
+      console.log(`run ${i + 1}: the test bed did not start (${err.message.split('\n')[0]}); repeated`);
+    }
+  }
   const rows: [string, (r: RunResult) => number | null][] = [
     ['kill → down confirmed', (r) => r.detectedMs],
     ['kill → new primary routable', (r) => r.newPrimaryMs],
