@@ -3,11 +3,17 @@
 // without bound. Two modes: the startup phase (untyped packets: Int32 length + body) and
 // the regular phase (Byte1 type + Int32 length + body).
 import { MAX_LARGE_MESSAGE, MAX_SMALL_MESSAGE, MAX_STARTUP_PACKET } from './codec.js';
+import { FE } from './messages.js';
 
 export class ProtocolViolation extends Error {
+  /**
+   * `unanswered`: PostgreSQL only logs this one (COMMERROR) and closes the connection without
+   * a word — a client that sends Terminate before any startup packet relies on that.
+   */
   constructor(
     message: string,
     readonly sqlstate = '08P01',
+    readonly unanswered = false,
   ) {
     super(message);
     this.name = 'ProtocolViolation';
@@ -21,8 +27,8 @@ export class ProtocolViolation extends Error {
 const SMALL = 1;
 const LARGE = 2;
 const TYPES = new Uint8Array(256);
-for (const t of [0x51 /*Q*/, 0x50 /*P*/, 0x42 /*B*/, 0x64 /*d*/, 0x46 /*F*/, 0x70 /*p*/]) TYPES[t] = LARGE;
-for (const t of [0x45 /*E*/, 0x44 /*D*/, 0x43 /*C*/, 0x48 /*H*/, 0x53 /*S*/, 0x58 /*X*/, 0x63 /*c*/, 0x66 /*f*/]) TYPES[t] = SMALL;
+for (const t of [FE.Query, FE.Parse, FE.Bind, FE.CopyData, FE.FunctionCall, FE.Password]) TYPES[t] = LARGE;
+for (const t of [FE.Execute, FE.Describe, FE.Close, FE.Flush, FE.Sync, FE.Terminate, FE.CopyDone, FE.CopyFail]) TYPES[t] = SMALL;
 
 /** Beyond this, an incomplete message is collected in parts and joined once, not re-copied per chunk. */
 const COLLECT_THRESHOLD = 64 * 1024;
@@ -75,7 +81,7 @@ export class FrameReader {
     let total: number;
     if (this.startupPhase) {
       const len = this.buf.readInt32BE(this.pos);
-      if (len < 8 || len > MAX_STARTUP_PACKET) throw new ProtocolViolation('invalid length of startup packet');
+      if (len < 8 || len > MAX_STARTUP_PACKET) throw new ProtocolViolation('invalid length of startup packet', '08P01', true);
       total = len;
     } else {
       const type = this.buf[this.pos]!;

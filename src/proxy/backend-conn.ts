@@ -4,6 +4,7 @@
 // whoever owns it (a client session or the pool) through a swappable ScanSink.
 import { BackendScanner, type ScanSink } from '../protocol/backend-scanner.js';
 import * as codec from '../protocol/codec.js';
+import { BE, TX } from '../protocol/messages.js';
 import { md5Response } from '../protocol/md5.js';
 import { ScramClient, type ScramPassThrough } from '../protocol/scram.js';
 import { connect as tcpConnect, type Conn } from './tcp.js';
@@ -25,14 +26,8 @@ export interface BackendLogin {
   connectTimeoutMs: number;
 }
 
-const T = (c: string) => c.charCodeAt(0);
-export const TYPE = {
-  Z: T('Z'), S: T('S'), E: T('E'), N: T('N'), K: T('K'), R: T('R'), A: T('A'),
-  G: T('G'), H: T('H'), W: T('W'), c: T('c'), d: T('d'), one: T('1'), three: T('3'),
-} as const;
-
 const WANT = new Uint8Array(256);
-for (const t of [TYPE.Z, TYPE.S, TYPE.E, TYPE.K, TYPE.R, TYPE.A, TYPE.G, TYPE.H, TYPE.W]) WANT[t] = 1;
+for (const t of [BE.ReadyForQuery, BE.ParameterStatus, BE.ErrorResponse, BE.BackendKeyData, BE.Authentication, BE.NotificationResponse, BE.CopyInResponse, BE.CopyOutResponse, BE.CopyBothResponse]) WANT[t] = 1;
 
 export class BackendError extends Error {
   constructor(
@@ -54,7 +49,7 @@ export class BackendConn {
   secret = 0;
   readonly params = new Map<string, string>();
   /** Transaction status from the last ReadyForQuery: 'I', 'T' or 'E' as a byte. */
-  txStatus = 0x49;
+  txStatus: number = TX.Idle;
   sink: ScanSink;
   out: (b: Buffer) => void = noopOut;
   /** Called once when the socket closes or fails; `err` is set for failures. */
@@ -85,7 +80,7 @@ export class BackendConn {
 
   /** Startup parameters a session SET on this connection (cleared by the reset query). */
   readonly applied = new Map<string, string>();
-  /** Statements the proxy knows exist on this connection (see session.ts). */
+  /** The pool key (user, database, startup options): a pooled connection serves only sessions with the same key. */
   readonly key: string;
 
   private constructor(
@@ -188,7 +183,7 @@ export class BackendConn {
         onMessage: (type, buf, s, e) => {
           if (settled) return;
           try {
-            if (type === TYPE.R) {
+            if (type === BE.Authentication) {
               const code = buf.readInt32BE(s);
               if (code === 0) return;
               if (code === 3) {
@@ -218,17 +213,17 @@ export class BackendConn {
               } else {
                 throw new BackendError(`${where} asks for authentication method ${code}, not supported (use trust, password, md5 or scram-sha-256)`, login.backendId);
               }
-            } else if (type === TYPE.S) {
+            } else if (type === BE.ParameterStatus) {
               const k = codec.readCString(buf, s, e);
               const v = k && codec.readCString(buf, k[1], e);
               if (k && v) conn.setParam(k[0], v[0]);
-            } else if (type === TYPE.K) {
+            } else if (type === BE.BackendKeyData) {
               conn.pid = buf.readInt32BE(s);
               conn.secret = buf.readInt32BE(s + 4);
-            } else if (type === TYPE.Z) {
+            } else if (type === BE.ReadyForQuery) {
               conn.txStatus = buf[s]!;
               done();
-            } else if (type === TYPE.E) {
+            } else if (type === BE.ErrorResponse) {
               const f = codec.parseErrorFields(buf.subarray(s, e));
               done(new BackendError(`${where} refused login of user "${login.user}" to database "${login.database}": ${f.M ?? 'error'}`, login.backendId, f));
             }

@@ -32,6 +32,10 @@ export interface Classification {
    * - a temporary object (CREATE TEMP …, SELECT … INTO TEMP, anything in pg_temp) exists on
    *   the primary only, and later reads of it would fail on the standby. */
   standbyUnusable?: true;
+  /** `SHOW POOL_…` or `SHOW WATCHDOG_…` alone (the one place they are recognised): the
+   * command's name, lower-cased (e.g. "pool_nodes"). The proxy answers the ones it knows
+   * itself (show.ts). */
+  showPool?: string;
 }
 
 export interface ClassifyOptions {
@@ -332,7 +336,35 @@ interface FunctionRules {
 const BUILTIN_WRITE = ['nextval', 'setval', 'txid_current', 'pg_current_xact_id', 'pg_notify', 'pg_switch_wal', 'pg_create_restore_point',
   'pg_create_physical_replication_slot', 'pg_create_logical_replication_slot', 'pg_drop_replication_slot', 'lo_*', 'pg_advisory_*', 'pg_try_advisory_*', 'dblink*'];
 const BUILTIN_PRIMARY = new Set(['currval', 'lastval', 'pg_backend_pid', 'pg_current_wal_lsn', 'pg_current_wal_insert_lsn', 'pg_current_wal_flush_lsn',
-  'pg_cancel_backend', 'pg_terminate_backend']);
+  'pg_cancel_backend', 'pg_terminate_backend',
+  // NODE_LOCAL functions: they describe the server that runs them — its sessions, the session's
+  // transaction and connection, its role — and the session's server is its primary (the one
+  // whose pid the client was given). On a standby they would describe another server.
+  'txid_current_if_assigned', 'pg_current_xact_id_if_assigned', 'txid_current_snapshot', 'pg_current_snapshot',
+  'inet_server_addr', 'inet_server_port', 'inet_client_addr', 'inet_client_port', 'pg_blocking_pids', 'pg_safe_snapshot_blocking_pids',
+  'pg_listening_channels', 'pg_notification_queue_usage', 'pg_is_in_recovery', 'pg_my_temp_schema', 'pg_trigger_depth',
+  'pg_stat_get_activity', 'pg_lock_status', 'pg_cursor', 'pg_prepared_statement', 'pg_prepared_xact', 'pg_get_backend_memory_contexts']);
+const BUILTIN_PRIMARY_PREFIXES = ['pg_stat_get_backend_', 'pg_stat_get_xact_'];
+// NODE_LOCAL relations: views of one server's own sessions, transactions, cursors, prepared
+// statements and locks (drivers recovering two-phase transactions read pg_prepared_xacts; some
+// check pg_cursors before CLOSE). Reads of them go to the primary, like the functions above.
+const NODE_LOCAL_RELATIONS = new Set(['pg_prepared_xacts', 'pg_cursors', 'pg_prepared_statements', 'pg_stat_activity', 'pg_locks',
+  'pg_stat_ssl', 'pg_stat_gssapi', 'pg_backend_memory_contexts']);
+const NODE_LOCAL_RELATION_PREFIX = 'pg_stat_xact_';
+
+function isPrimaryFunction(name: string): boolean {
+  if (BUILTIN_PRIMARY.has(name)) return true;
+  for (const p of BUILTIN_PRIMARY_PREFIXES) if (name.startsWith(p)) return true;
+  return false;
+}
+
+/** Whether the token s[start, end) names a NODE_LOCAL relation (checked cheaply: most words do not start with pg_). */
+function isNodeLocalRelation(s: string, kind: Tok, start: number, end: number): boolean {
+  const a = kind === Tok.QIdent ? start + 1 : start;
+  if (end - a < 8 || (s.charCodeAt(a) | 0x20) !== 0x70 || (s.charCodeAt(a + 1) | 0x20) !== 0x67 || s.charCodeAt(a + 2) !== 0x5f) return false;
+  const name = tokenText(s, kind, start, end);
+  return NODE_LOCAL_RELATIONS.has(name) || name.startsWith(NODE_LOCAL_RELATION_PREFIX);
+}
 
 const rulesCache = new WeakMap<readonly string[], FunctionRules>();
 
@@ -404,8 +436,7 @@ class Classifier {
       case 'table':
         return this.query(false);
       case 'show':
-        this.skipRest();
-        return STANDBY;
+        return this.show();
       case 'explain':
         return this.explain();
       case 'copy':
@@ -501,7 +532,7 @@ class Classifier {
             const name = tokenText(src, k1, s1, e1).toLowerCase();
             const schema = k2 === Tok.Dot && (k3 === Tok.Word || k3 === Tok.QIdent) ? tokenText(src, k3, s3, e3).toLowerCase() : undefined;
             if (isWriteFunction(this.rules, name, schema)) flags.write = true;
-            else if (BUILTIN_PRIMARY.has(name)) flags.primary = true;
+            else if (isPrimaryFunction(name)) flags.primary = true;
             else if (name === 'set_config') flags.setConfig = true;
           }
         } else if (k === Tok.RParen) {
@@ -509,6 +540,7 @@ class Classifier {
           depth--;
         }
       }
+      if ((k === Tok.Word || k === Tok.QIdent) && !flags.primary && isNodeLocalRelation(src, k, lx.start, lx.end)) flags.primary = true;
       if (flags.write) {
         // Nothing can make it less than a write: skip the rest (or to the enclosing ')').
         if (stopAtParen) this.skipToCloseParen(depth);
@@ -540,6 +572,15 @@ class Classifier {
       else if (k === Tok.RParen && depth-- === 0) return;
       k = lx.next();
     }
+  }
+
+  /** SHOW name: a read, and SHOW POOL_… or WATCHDOG_… a command of the proxy's own. */
+  private show(): Classification {
+    const lx = this.lx;
+    const k = lx.next();
+    const name = k === Tok.Word && (lx.text.startsWith('pool_') || lx.text.startsWith('watchdog_')) ? lx.text : undefined;
+    this.skipRest();
+    return name === undefined ? STANDBY : { target: 'standby', write: false, showPool: name };
   }
 
   /** EXPLAIN [ (options) ] [ANALYZE] [VERBOSE] stmt: without ANALYZE nothing runs, so any
@@ -792,11 +833,11 @@ class Classifier {
   }
 }
 
-/** Classifies one simple-protocol query string (or one Parse's statement) for routing. */
 // One of each, reused: classification is synchronous and never re-entered.
 const lexer = new Lexer();
 const classifier = new Classifier(lexer);
 
+/** Classifies one simple-protocol query string (or one Parse's statement) for routing. */
 export function classify(sql: string, opts: ClassifyOptions): Classification {
   const lx = lexer;
   lx.reset(sql, opts.standardConformingStrings === false);

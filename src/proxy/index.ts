@@ -1,99 +1,47 @@
-// The proxy: accepts PostgreSQL clients, authenticates them, gives each a session over
-// pooled backend connections, and follows the backend registry (sessions on a backend that
-// leaves service end with 57P01; new sessions route by the current primary).
+// The proxy in one process: accepts PostgreSQL clients, authenticates them, gives each a
+// session over pooled backend connections, and follows the backend registry (sessions on a
+// backend that leaves service end with 57P01; new sessions route by the current primary).
 //
-// With proxy.workers > 1 the Proxy in the main process forks node:cluster workers that share
-// the listening socket; it mirrors registry changes to them over IPC and relays cancel
-// requests to the worker that owns the session (the worker index is in the secret key).
+// With proxy.workers > 1, createProxy returns a WorkerSupervisor instead (workers.ts): it
+// forks node:cluster workers that share the listening socket, each running a Proxy that
+// reaches its siblings through a WorkerLink (the worker index is in the cancel key).
 import net from 'node:net';
 import tls from 'node:tls';
-import cluster, { type Worker } from 'node:cluster';
 import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type { Logger } from '../log.js';
 import type { Config } from '../config/index.js';
-import type { BackendRegistry, BackendChange, BackendPatch } from '../backends/registry.js';
-import { Pools, type PoolStats } from './pool.js';
+import type { BackendRegistry, BackendChange } from '../backends/registry.js';
+import { Pools } from './pool.js';
 import { Session, type SessionHost } from './session.js';
 import { takeOverAccept, type Conn, type TcpConn } from './tcp.js';
 import { Router, type Route } from './router.js';
 import { loadUserlist, type UserSecret } from './userlist.js';
 import { chooseLoadBalanceNode } from './balance.js';
-import { poolNodesResult, poolVersionResult } from './show.js';
+import { showPoolResult } from './show.js';
+import type { WatchdogNode } from './show.js';
 import * as codec from '../protocol/codec.js';
 import type { BackendLogin } from './backend-conn.js';
 import * as splice from './splice.js';
+import type { ProxyOptions, ProxyService, ProxyStats, WorkerLink } from './service.js';
+import { WORKER_BITS, WorkerSupervisor } from './workers.js';
 
-export interface ProxyOptions {
-  config: Config;
-  registry: BackendRegistry;
-  logger: Logger;
-  onBackendError?: (backendId: number, err: Error) => void;
-  /** Internal: set in a node:cluster worker (its index, 0-based). */
-  workerIndex?: number;
+export type { ProxyOptions, ProxyService, ProxyStats } from './service.js';
+
+/** The proxy this configuration asks for: one process, or a supervisor of proxy.workers workers. */
+export function createProxy(opts: ProxyOptions): ProxyService {
+  return opts.config.proxy.workers > 1 ? new WorkerSupervisor(opts) : new Proxy(opts);
 }
 
-export interface ProxyStats {
-  /** `native`: sessions whose bytes native forwarding moves now (splice.ts). */
-  clients: { active: number; idle: number; total: number; native: number };
-  pools: PoolStats[];
-  /** Statements routed as reads, per backend id (pgpool's select_cnt). */
-  selectCounts: number[];
-  workers: number;
+export interface ProxyInWorkerOptions extends ProxyOptions {
+  /** Set when this Proxy is one of several workers (workers.ts). */
+  worker?: WorkerLink;
 }
 
-const WORKER_BITS = 6; // up to 64 workers (proxy.workers max)
+/** Bits of a cancel key that are random; the top WORKER_BITS name the worker. */
 const KEY_BITS = 32 - WORKER_BITS;
 
-/** Registry fields mirrored to workers; bigints travel as strings over IPC. */
-type WirePatch = Record<string, string | number | boolean | null>;
-
-function toWire(s: BackendChange['after']): WirePatch {
-  return {
-    status: s.status,
-    role: s.role,
-    pgStatus: s.pgStatus,
-    pgRole: s.pgRole,
-    lsn: s.lsn === null ? null : s.lsn.toString(),
-    receiveLsn: s.receiveLsn === null ? null : s.receiveLsn.toString(),
-    lagBytes: s.lagBytes,
-    lagMs: s.lagMs,
-    replicationState: s.replicationState,
-    syncState: s.syncState,
-  };
-}
-
-function fromWire(w: WirePatch): BackendPatch {
-  return {
-    status: w.status as BackendPatch['status'],
-    role: w.role as BackendPatch['role'],
-    pgStatus: w.pgStatus as BackendPatch['pgStatus'],
-    pgRole: w.pgRole as BackendPatch['pgRole'],
-    lsn: w.lsn === null ? null : BigInt(w.lsn as string),
-    receiveLsn: w.receiveLsn === null ? null : BigInt(w.receiveLsn as string),
-    lagBytes: w.lagBytes as number | null,
-    lagMs: w.lagMs as number | null,
-    replicationState: w.replicationState as string,
-    syncState: w.syncState as string,
-  };
-}
-
-type IpcMsg =
-  | { type: 'init'; config: Config; index: number; registry: { id: number; state: WirePatch }[] }
-  | { type: 'registry'; id: number; patch: WirePatch; reason: string }
-  | { type: 'cancel'; worker: number; pid: number; secret: number }
-  | { type: 'closeIdle'; ids: number[] }
-  | { type: 'listening'; host: string; port: number }
-  | { type: 'stats'; stats: ProxyStats }
-  /** To a worker: what the other workers last reported (for SHOW POOL_NODES and max_clients). */
-  | { type: 'others'; selectCounts: number[]; clients: number }
-  | { type: 'backendError'; id: number; message: string }
-  | { type: 'ready' }
-  | { type: 'close' }
-  | { type: 'closed' };
-
-export class Proxy implements SessionHost {
+export class Proxy implements SessionHost, ProxyService {
   readonly cfg: Config;
   readonly registry: BackendRegistry;
   readonly log: Logger;
@@ -114,20 +62,19 @@ export class Proxy implements SessionHost {
   readonly selectCounterBase: number;
   private nextSessionId = 1;
   private readonly workerIndex: number;
-  private readonly workers: Worker[] = [];
-  private readonly workerStats = new Map<number, ProxyStats>();
-  /** Worker side: the other workers' select counts and clients, as of their last report. */
-  private others: { selectCounts: number[]; clients: number } = { selectCounts: [], clients: 0 };
+  private readonly worker: WorkerLink | undefined;
   private closing = false;
   /** Sweeps sessions stuck in startup once a second (one timer, not one per connection). */
   private janitor: NodeJS.Timeout | undefined;
   private readonly onChange = (c: BackendChange): void => this.registryChanged(c);
 
-  constructor(private readonly opts: ProxyOptions) {
+  constructor(private readonly opts: ProxyInWorkerOptions) {
     this.cfg = opts.config;
     this.registry = opts.registry;
-    this.workerIndex = opts.workerIndex ?? 0;
-    this.log = opts.logger.child({ component: 'proxy', ...(opts.workerIndex !== undefined ? { worker: opts.workerIndex } : {}) });
+    this.worker = opts.worker;
+    this.workerIndex = opts.worker?.index ?? 0;
+    // (The peer tags its parts' loggers; a worker adds its index.)
+    this.log = opts.worker ? opts.logger.child({ worker: opts.worker.index }) : opts.logger;
     this.router = new Router(this.cfg.proxy.write_functions);
     this.selectCounts = this.cfg.backends.map(() => 0);
     this.nativeForwarding = this.cfg.proxy.native_forwarding && this.loadNativeForwarding();
@@ -160,11 +107,7 @@ export class Proxy implements SessionHost {
 
   /** select_cnt of the whole proxy: in a worker, with the other workers' last reports (≤ 1 s old). */
   private selectCount(id: number): number {
-    return this.ownSelectCount(id) + (this.others.selectCounts[id] ?? 0);
-  }
-
-  private get multiProcess(): boolean {
-    return this.cfg.proxy.workers > 1 && this.opts.workerIndex === undefined;
+    return this.ownSelectCount(id) + (this.worker?.others.selectCounts[id] ?? 0);
   }
 
   private loginFor(backendId: number, user: string, database: string, options: string): BackendLogin {
@@ -186,7 +129,6 @@ export class Proxy implements SessionHost {
   // ---- listening -------------------------------------------------------------------------------
 
   async listen(): Promise<{ host: string; port: number }> {
-    if (this.multiProcess) return this.listenWorkers();
     const server = net.createServer({ noDelay: true }, (sock) => this.accept(sock));
     this.server = server;
     server.on('error', (err) => this.log.error({ err: err.message }, 'proxy listener error'));
@@ -264,14 +206,15 @@ export class Proxy implements SessionHost {
 
   cancel(pid: number, secret: number): void {
     const worker = (secret >>> KEY_BITS) & ((1 << WORKER_BITS) - 1);
-    if (this.opts.workerIndex !== undefined && worker !== this.workerIndex) {
-      process.send?.({ type: 'cancel', worker, pid, secret } satisfies IpcMsg);
+    if (this.worker && worker !== this.workerIndex) {
+      this.worker.relayCancel(worker, pid, secret);
       return;
     }
-    this.cancelLocal(pid, secret);
+    this.cancelOwn(pid, secret);
   }
 
-  private cancelLocal(pid: number, secret: number): void {
+  /** Cancels what this process's session with that key runs (a cancel relayed by a sibling worker, too). */
+  cancelOwn(pid: number, secret: number): void {
     const s = this.byKey.get(secret | 0);
     if (!s || s.primaryPid !== pid) {
       this.log.info({ pid }, 'cancel request matches no session; ignored');
@@ -284,39 +227,50 @@ export class Proxy implements SessionHost {
     this.selectCounts[backendId]!++;
   }
 
-  localQuery(sql: string, s: Session): Buffer | undefined {
-    const q = sql.replace(/;\s*$/, '').trim().replace(/\s+/g, ' ').toLowerCase();
-    if (q === 'show pool_nodes') {
-      const r = poolNodesResult(this.registry, { selectCount: (id: number) => this.selectCount(id), loadBalanceNode: s.loadBalanceNode });
-      return codec.textResult(r.columns, r.rows, `SELECT ${r.rows.length}`);
-    }
-    if (q === 'show pool_version') {
-      const r = poolVersionResult();
-      return codec.textResult(r.columns, r.rows, `SELECT ${r.rows.length}`);
-    }
-    return undefined;
+  showPool(name: string, s: Session): Buffer | undefined {
+    const r = showPoolResult(name, {
+      registry: this.registry,
+      selectCount: (id: number) => this.selectCount(id),
+      loadBalanceNode: s.loadBalanceNode,
+      watchdogNodes: () => this.watchdogNodes(),
+    });
+    return r && codec.textResult(r.columns, r.rows, `SELECT ${r.rows.length}`);
+  }
+
+  /** Without a provider (a proxy worker process) this peer is described from its config alone. */
+  private watchdogNodes(): WatchdogNode[] {
+    if (this.opts.watchdogNodes) return this.opts.watchdogNodes();
+    const name = this.cfg.watchdog.name ?? '';
+    const peers = this.cfg.watchdog.peers;
+    return (peers.length ? peers : [{ name, host: this.cfg.proxy.host, port: null }]).map((p, i) => ({
+      node_id: String(i),
+      node_name: p.name,
+      hostname: p.host,
+      pgpool_port: p.name === name ? String(this.cfg.proxy.port) : '',
+      watchdog_port: p.port === null ? '' : String(p.port),
+      priority: '0',
+      status_name: peers.length ? 'UNKNOWN' : 'STANDALONE',
+      membership: 'MEMBER',
+      is_coordinator: peers.length ? 'false' : 'true',
+      delegate_ip: this.cfg.watchdog.vip?.address ?? '',
+      vip_holder: 'false',
+      last_seen: '',
+      is_local: p.name === name ? 'true' : 'false',
+    }));
   }
 
   tooManyClients(): boolean {
     // Workers count the others' clients as of their last report (≤ 1 s old).
-    return this.sessions.size + this.others.clients > this.cfg.proxy.max_clients;
+    return this.sessions.size + (this.worker?.others.clients ?? 0) > this.cfg.proxy.max_clients;
   }
 
   backendError(backendId: number, err: Error): void {
-    if (this.opts.workerIndex !== undefined) {
-      process.send?.({ type: 'backendError', id: backendId, message: err.message } satisfies IpcMsg);
-      return;
-    }
     this.opts.onBackendError?.(backendId, err);
   }
 
   // ---- registry --------------------------------------------------------------------------------
 
   private registryChanged(c: BackendChange): void {
-    if (this.multiProcess) {
-      for (const w of this.workers) if (w.isConnected()) w.send({ type: 'registry', id: c.id, patch: toWire(c.after), reason: c.reason } satisfies IpcMsg);
-      return;
-    }
     const leftService = c.before.status === 'up' && c.after.status !== 'up';
     const lostPrimary = c.before.role === 'primary' && c.after.role !== 'primary';
     if (!leftService && !lostPrimary) return;
@@ -335,46 +289,19 @@ export class Proxy implements SessionHost {
    * request); connections in use stay with their sessions. Workers each close their own.
    */
   closeIdle(backendIds: number[]): void {
-    if (this.multiProcess) {
-      for (const w of this.workers) if (w.isConnected()) w.send({ type: 'closeIdle', ids: backendIds } satisfies IpcMsg);
-    }
     for (const id of backendIds) {
       if (!Number.isInteger(id) || id < 0 || id >= this.cfg.backends.length) {
         this.log.warn({ backend: id }, 'close idle requested for an unknown backend id; ignored');
         continue;
       }
       const n = this.pools.closeIdle(id);
-      if (n > 0 || !this.multiProcess) this.log.info({ backend: id, closed: n, reason: 'close idle requested' }, 'closed idle pooled connections');
+      if (n > 0 || !this.worker) this.log.info({ backend: id, closed: n, reason: 'close idle requested' }, 'closed idle pooled connections');
     }
   }
 
   // ---- stats -----------------------------------------------------------------------------------
 
   stats(): ProxyStats {
-    if (this.multiProcess) {
-      const all = [...this.workerStats.values()];
-      const sum: ProxyStats = {
-        clients: { active: 0, idle: 0, total: 0, native: 0 },
-        pools: this.cfg.backends.map((_, backendId) => ({ backendId, total: 0, inUse: 0, idle: 0, waiting: 0 })),
-        selectCounts: this.cfg.backends.map(() => 0),
-        workers: this.workers.length,
-      };
-      for (const st of all) {
-        sum.clients.active += st.clients.active;
-        sum.clients.idle += st.clients.idle;
-        sum.clients.total += st.clients.total;
-        sum.clients.native += st.clients.native;
-        st.pools.forEach((p, i) => {
-          const t = sum.pools[i]!;
-          t.total += p.total;
-          t.inUse += p.inUse;
-          t.idle += p.idle;
-          t.waiting += p.waiting;
-        });
-        st.selectCounts.forEach((n, i) => (sum.selectCounts[i]! += n));
-      }
-      return sum;
-    }
     let active = 0;
     let native = 0;
     for (const s of this.sessions) {
@@ -389,69 +316,6 @@ export class Proxy implements SessionHost {
     };
   }
 
-  // ---- workers ---------------------------------------------------------------------------------
-
-  private async listenWorkers(): Promise<{ host: string; port: number }> {
-    const exec = fileURLToPath(new URL('./worker-main.ts', import.meta.url)).replace(/\.js$/, '.ts');
-    cluster.setupPrimary({ exec, execArgv: ['--import', 'tsx'] });
-    const n = this.cfg.proxy.workers;
-    const registry = this.registry.list().map((b) => ({ id: b.id, state: toWire(b) }));
-    const addresses: Promise<{ host: string; port: number }>[] = [];
-    for (let i = 0; i < n; i++) {
-      const w = cluster.fork({ PGWATCHDOG_PROXY_WORKER: String(i) });
-      this.workers.push(w);
-      const init: IpcMsg = { type: 'init', config: this.cfg, index: i, registry };
-      const listening = new Promise<{ host: string; port: number }>((resolve, reject) => {
-        w.on('message', (m: IpcMsg) => {
-          // Messages sent before the worker's module has loaded would be lost: it asks first.
-          if (m.type === 'ready') w.send(init);
-          else if (m.type === 'listening') resolve({ host: m.host, port: m.port });
-          else this.fromWorker(m, i);
-        });
-        w.once('exit', (code) => reject(new Error(`proxy worker ${i} exited with code ${code} before listening`)));
-      });
-      // Workers listen with the configured port; node:cluster shares one handle among them
-      // (with port 0, one ephemeral port for all).
-      addresses.push(listening);
-      await listening;
-      w.on('exit', (code, signal) => {
-        // Its clients are gone: they no longer count against max_clients in the other workers.
-        this.workerStats.delete(i);
-        if (!this.closing) this.log.error({ worker: i, code, signal }, 'proxy worker died');
-      });
-    }
-    const a = await addresses[0]!;
-    this.log.info({ host: a.host, port: a.port, workers: n }, 'proxy listening (workers)');
-    return a;
-  }
-
-  private fromWorker(m: IpcMsg, index: number): void {
-    if (m.type === 'cancel') {
-      const w = this.workers[m.worker];
-      if (w?.isConnected()) w.send(m);
-    } else if (m.type === 'stats') {
-      this.workerStats.set(index, m.stats);
-      const others: Extract<IpcMsg, { type: 'others' }> = { type: 'others', selectCounts: this.cfg.backends.map(() => 0), clients: 0 };
-      for (const [i, st] of this.workerStats) {
-        if (i === index) continue;
-        others.clients += st.clients.total;
-        st.selectCounts.forEach((n, id) => (others.selectCounts[id]! += n));
-      }
-      const w = this.workers[index];
-      if (w?.isConnected()) w.send(others);
-    } else if (m.type === 'backendError') {
-      this.opts.onBackendError?.(m.id, new Error(m.message));
-    }
-  }
-
-  /** Worker side: handles a message from the main process. */
-  handleIpc(m: IpcMsg): void {
-    if (m.type === 'registry') this.registry.update(m.id, fromWire(m.patch), m.reason);
-    else if (m.type === 'cancel') this.cancelLocal(m.pid, m.secret);
-    else if (m.type === 'closeIdle') this.closeIdle(m.ids);
-    else if (m.type === 'others') this.others = { selectCounts: m.selectCounts, clients: m.clients };
-  }
-
   // ---- shutdown --------------------------------------------------------------------------------
 
   async close(): Promise<void> {
@@ -459,27 +323,6 @@ export class Proxy implements SessionHost {
     this.closing = true;
     clearInterval(this.janitor);
     this.registry.off('change', this.onChange);
-    if (this.multiProcess) {
-      await Promise.all(
-        this.workers.map(
-          (w) =>
-            new Promise<void>((resolve) => {
-              if (w.isDead()) return resolve();
-              const t = setTimeout(() => {
-                w.kill('SIGKILL');
-              }, 5000);
-              w.once('exit', () => {
-                clearTimeout(t);
-                resolve();
-              });
-              if (w.isConnected()) w.send({ type: 'close' } satisfies IpcMsg);
-              else w.kill('SIGTERM');
-            }),
-        ),
-      );
-      this.pools.close();
-      return;
-    }
     const closed = this.server ? new Promise<void>((r) => this.server!.close(() => r())) : Promise.resolve();
     for (const s of [...this.sessions]) s.fatal('57P01', 'terminating connection due to administrator command (pgwatchdog is shutting down)');
     this.pools.close();
@@ -488,5 +331,3 @@ export class Proxy implements SessionHost {
   }
 }
 
-export type { IpcMsg, WirePatch };
-export { fromWire };

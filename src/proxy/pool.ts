@@ -6,7 +6,10 @@ import type { Logger } from '../log.js';
 import type { ProxyConfig } from '../config/index.js';
 import * as codec from '../protocol/codec.js';
 import type { ScanSink } from '../protocol/backend-scanner.js';
-import { BackendConn, BackendError, TYPE, poolKey, type BackendLogin } from './backend-conn.js';
+import { BackendConn, BackendError, poolKey, type BackendLogin } from './backend-conn.js';
+import { BE, TX } from '../protocol/messages.js';
+import { TcpConn } from './tcp.js';
+import * as splice from './splice.js';
 
 export type LoginFor = (backendId: number, user: string, database: string, options: string) => BackendLogin;
 
@@ -64,7 +67,11 @@ export class Pools {
     return this.pools.map((p, backendId) => ({ backendId, total: p.total, inUse: p.inUse, idle: p.idleCount, waiting: p.waiters.length }));
   }
 
-  /** An idle pooled connection for the key, taken at once, or undefined (no waiting, no connect). */
+  /**
+   * An idle pooled connection for the key, taken at once, or undefined (no waiting, no
+   * connect). Checkout: a connection with input waiting that nobody asked for (PostgreSQL
+   * ended it: a FATAL, then close, not yet read) is retired, never handed out.
+   */
   take(backendId: number, user: string, database: string, options: string): BackendConn | undefined {
     if (this.closed) return undefined;
     const pool = this.pools[backendId]!;
@@ -73,6 +80,11 @@ export class Pools {
       const c = list.pop()!;
       pool.idleCount--;
       if (c.closed) continue; // already counted out by its close handler
+      if (c.socket instanceof TcpConn && splice.inputWaiting(c.socket.descriptor)) {
+        this.log.info({ backend: backendId, pid: c.pid }, 'idle pooled connection has unsolicited input at checkout; retiring it');
+        this.drop(pool, c);
+        continue;
+      }
       pool.inUse++;
       c.onClose = undefined;
       return c;
@@ -149,13 +161,16 @@ export class Pools {
     }
   }
 
-  /** A session is done with `c`. Clean connections are reset and pooled; others are closed. */
   /**
-   * A session is done with `c`. Broken or busy connections are closed. The reset query runs
-   * only when the session may have changed session state (`dirty`): a session that ran
-   * nothing but reads leaves nothing to reset, and its connection is reusable at once.
-   * Startup parameters the proxy SET are tracked on the connection (c.applied) and adjusted
-   * by the next session, so they need no reset either.
+   * A session is done with `c`. Whatever the caller knows, the connection goes back to the
+   * pool only as a fresh session would find it: broken or busy connections are closed; one
+   * inside a transaction (its last ReadyForQuery said so) is rolled back; one the session may
+   * have changed (`dirty`: SET, temporary objects, prepared statements, writes…) is reset
+   * with the reset query — or, with none configured, closed, since nothing else would undo
+   * what it holds. A session that ran nothing but reads leaves nothing to reset, and its
+   * connection is reusable at once. Startup parameters the proxy SET are tracked on the
+   * connection (c.applied) and adjusted by the next session, so they need no reset either.
+   * The connection is pooled only if every step ends in ReadyForQuery 'I' without error.
    */
   release(c: BackendConn, clean: boolean, dirty = true): void {
     const pool = this.pools[c.backendId]!;
@@ -164,10 +179,16 @@ export class Pools {
       this.drop(pool, c);
       return;
     }
+    const reset = this.cfg.pool.reset_query;
+    if (dirty && !reset) {
+      this.log.debug({ backend: c.backendId, pid: c.pid }, 'closing a connection the session may have changed: proxy.pool.reset_query is empty');
+      this.drop(pool, c);
+      return;
+    }
     const steps: Buffer[] = [];
-    if (c.txStatus !== 0x49) steps.push(codec.query('ROLLBACK'));
-    if (this.cfg.pool.reset_query && (dirty || c.txStatus !== 0x49)) {
-      steps.push(codec.query(this.cfg.pool.reset_query));
+    if (c.txStatus !== TX.Idle) steps.push(codec.query('ROLLBACK'));
+    if (reset && (dirty || c.txStatus !== TX.Idle)) {
+      steps.push(codec.query(reset));
       c.applied.clear();
     }
     if (steps.length === 0) {
@@ -183,18 +204,18 @@ export class Pools {
     const sink: ScanSink = {
       onHeader: () => false,
       onMessage: (type, buf, s, e) => {
-        if (type === TYPE.E) {
+        if (type === BE.ErrorResponse) {
           failed = true;
           this.log.warn({ backend: c.backendId, error: codec.parseErrorFields(buf.subarray(s, e)).M }, 'reset query failed; closing the connection');
-        } else if (type === TYPE.S) {
+        } else if (type === BE.ParameterStatus) {
           const k = codec.readCString(buf, s, e);
           const v = k && codec.readCString(buf, k[1], e);
           if (k && v) c.setParam(k[0], v[0]);
-        } else if (type === TYPE.Z) {
+        } else if (type === BE.ReadyForQuery) {
           c.txStatus = buf[s]!;
           if (--pending === 0) {
             clearTimeout(timer);
-            if (failed || c.txStatus !== 0x49) this.drop(pool, c);
+            if (failed || c.txStatus !== TX.Idle) this.drop(pool, c);
             else this.makeIdle(pool, c);
           }
         }
@@ -242,23 +263,43 @@ export class Pools {
       return;
     }
     c.idleSince = Date.now();
-    c.sink = IDLE_SINK;
+    // An idle connection is owed nothing: any message but a ParameterStatus is PostgreSQL
+    // ending it (FATAL before it closes) or something else no session may inherit, and
+    // retires it at once, before the close arrives.
+    c.sink = {
+      onHeader: () => false,
+      onMessage: (type, buf, s, e) => {
+        if (type === BE.ParameterStatus) {
+          const k = codec.readCString(buf, s, e);
+          const v = k && codec.readCString(buf, k[1], e);
+          if (k && v) c.setParam(k[0], v[0]);
+          return;
+        }
+        const why = type === BE.ErrorResponse ? codec.parseErrorFields(buf.subarray(s, e)).M : `message type ${String.fromCharCode(type)}`;
+        this.log.info({ backend: c.backendId, pid: c.pid, reason: why }, 'idle pooled connection got an unsolicited message; retiring it');
+        this.forgetIdle(pool, c);
+        c.terminate();
+      },
+    };
     c.out = () => {};
     c.retains = NEVER;
-    c.onClose = () => {
-      this.countOut(pool, c);
-      const list = pool.idle.get(c.key);
-      const i = list ? list.indexOf(c) : -1;
-      if (i >= 0) {
-        list!.splice(i, 1);
-        pool.idleCount--;
-      }
-      this.serveWaiters(pool);
-    };
+    c.onClose = () => this.forgetIdle(pool, c);
     let list = pool.idle.get(c.key);
     if (!list) pool.idle.set(c.key, (list = []));
     list.push(c);
     pool.idleCount++;
+  }
+
+  /** An idle connection is gone (closed, or retired): off the idle list and the count. */
+  private forgetIdle(pool: BackendPool, c: BackendConn): void {
+    this.countOut(pool, c);
+    const list = pool.idle.get(c.key);
+    const i = list ? list.indexOf(c) : -1;
+    if (i >= 0) {
+      list!.splice(i, 1);
+      pool.idleCount--;
+    }
+    this.serveWaiters(pool);
   }
 
   private sweepIdle(): void {
@@ -331,4 +372,3 @@ export class Pools {
 }
 
 const NEVER = (): boolean => false;
-const IDLE_SINK: ScanSink = { onHeader: () => false, onMessage: () => {} };

@@ -20,6 +20,8 @@ export interface Route {
   /** The statement leaves state that exists on the primary only (temp objects, serializable
    * default): the session's later reads must stay on the primary. */
   standbyUnusable?: true;
+  /** `SHOW POOL_…`/`SHOW WATCHDOG_…`: the command's name (classify.ts), answered by the proxy if it knows it. */
+  showPool?: string;
 }
 
 const CACHE_MAX = 4096;
@@ -55,6 +57,7 @@ export class Router {
     const r: Route = { target, write: c.write, read, stateful };
     if (c.txn) r.txn = c.txn;
     if (c.standbyUnusable) r.standbyUnusable = true;
+    if (c.showPool !== undefined) r.showPool = c.showPool;
     return r;
   }
 }

@@ -15,7 +15,8 @@ import type { BackendRegistry } from '../backends/registry.js';
 import * as codec from '../protocol/codec.js';
 import { FrameReader, ProtocolViolation } from '../protocol/frame-reader.js';
 import type { ScanSink } from '../protocol/backend-scanner.js';
-import { BackendConn, BackendError, TYPE, encodeParameterStatus } from './backend-conn.js';
+import { BackendConn, BackendError, encodeParameterStatus } from './backend-conn.js';
+import { BE, FE, TARGET, TX } from '../protocol/messages.js';
 import { TcpConn, systemErrorName, writeAll, type Conn } from './tcp.js';
 import * as splice from './splice.js';
 import type { Pools } from './pool.js';
@@ -37,7 +38,8 @@ export interface SessionHost {
   unregisterSession(s: Session): void;
   cancel(pid: number, secret: number): void;
   countSelect(backendId: number): void;
-  localQuery(sql: string, s: Session): Buffer | undefined;
+  /** The answer to `SHOW <name>` (a pool command, see Route.showPool), or undefined if the proxy does not know it. */
+  showPool(name: string, s: Session): Buffer | undefined;
   tooManyClients(): boolean;
   backendError(backendId: number, err: Error): void;
   /** Sessions on the primary alone may be forwarded natively (splice.ts). */
@@ -96,31 +98,7 @@ const AUTH_OK = new codec.Writer(9).begin('R').int32(0).end().done();
  */
 const SPLICE_AFTER = 2;
 const YES = Buffer.from('S');
-
-function isBlank(c: number): boolean {
-  return c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d || c === 0x0c || c === 0x0b;
-}
-
-/** True when `sql` at `i` is `word` (lowercase ASCII letters), in any case. */
-function wordAt(sql: string, i: number, word: string): boolean {
-  if (sql.length < i + word.length) return false;
-  for (let k = 0; k < word.length; k++) if ((sql.charCodeAt(i + k) | 0x20) !== word.charCodeAt(k)) return false;
-  return true;
-}
-
-/**
- * `SHOW POOL_…` in any case and spacing: the proxy answers it itself (Proxy.localQuery). It is
- * asked of every simple query, so it reads characters rather than running a regex or slicing.
- */
-function isShowPool(sql: string): boolean {
-  let i = 0;
-  while (i < sql.length && isBlank(sql.charCodeAt(i))) i++;
-  if (!wordAt(sql, i, 'show')) return false;
-  i += 4;
-  const afterShow = i;
-  while (i < sql.length && isBlank(sql.charCodeAt(i))) i++;
-  return i > afterShow && wordAt(sql, i, 'pool') && sql.charCodeAt(i + 4) === 0x5f;
-}
+const ROLLBACK = codec.query('ROLLBACK');
 
 /** Startup-packet keys that are not server settings. */
 function isProtocolParam(k: string): boolean {
@@ -140,6 +118,8 @@ class Leg implements ScanSink {
   broken = false;
   /** Something ran here that may leave session state behind (SET, named statements, writes…). */
   dirty = false;
+  /** The backend ended the session with this FATAL (or PANIC) error; `forwarded`: the client has it. */
+  ended: { fields: Record<string, string>; forwarded: boolean } | undefined;
   out: Buffer[] = [];
   /** Statement names closed by the client but still existing here. */
   readonly stale = new Set<string>();
@@ -157,16 +137,16 @@ class Leg implements ScanSink {
 
   onHeader(type: number): boolean {
     let fwd: boolean;
-    if (type === TYPE.one && this.swallowParse > 0) {
+    if (type === BE.ParseComplete && this.swallowParse > 0) {
       this.swallowParse--;
       fwd = false;
-    } else if (type === TYPE.three && this.swallowClose > 0) {
+    } else if (type === BE.CloseComplete && this.swallowClose > 0) {
       this.swallowClose--;
       fwd = false;
     } else {
       const head = this.queue[0];
       if (head) fwd = head.forward;
-      else fwd = this.role === 'primary' && type !== TYPE.A && !this.session.otherForwarding(this);
+      else fwd = this.role === 'primary' && type !== BE.NotificationResponse && !this.session.otherForwarding(this);
     }
     this.lastForwarded = fwd;
     return fwd;
@@ -175,7 +155,7 @@ class Leg implements ScanSink {
   onMessage(type: number, buf: Buffer, s: number, e: number): void {
     const sess = this.session;
     switch (type) {
-      case TYPE.Z: {
+      case BE.ReadyForQuery: {
         const status = buf[s]!;
         this.conn.txStatus = status;
         this.copyIn = false;
@@ -184,28 +164,32 @@ class Leg implements ScanSink {
         sess.onReady(this, status, head);
         break;
       }
-      case TYPE.S: {
+      case BE.ParameterStatus: {
         const k = codec.readCString(buf, s, e);
         const v = k && codec.readCString(buf, k[1], e);
         if (k && v) this.conn.setParam(k[0], v[0]);
         break;
       }
-      case TYPE.E:
+      case BE.ErrorResponse: {
         // After an error the server skips everything up to Sync, including re-Parses and
         // Closes the proxy injected: none of their replies will come.
         this.swallowParse = 0;
         this.swallowClose = 0;
-        sess.onBackendErrorResponse(this, codec.parseErrorFields(buf.subarray(s, e)), this.queue[0]);
+        const fields = codec.parseErrorFields(buf.subarray(s, e));
+        const severity = fields.V ?? fields.S;
+        if (severity === 'FATAL' || severity === 'PANIC') this.ended = { fields, forwarded: this.lastForwarded };
+        sess.onBackendErrorResponse(this, fields, this.queue[0]);
         break;
-      case TYPE.G:
-      case TYPE.W:
+      }
+      case BE.CopyInResponse:
+      case BE.CopyBothResponse:
         this.copyIn = true;
         break;
-      case TYPE.A:
+      case BE.NotificationResponse:
         if (!this.lastForwarded && this.role === 'primary') {
           // A notification while the client waits on nobody (or on the standby): rebuild it.
           const msg = Buffer.allocUnsafe(e - s + 5);
-          msg[0] = TYPE.A;
+          msg[0] = BE.NotificationResponse;
           msg.writeInt32BE(e - s + 4, 1);
           buf.copy(msg, 5, s, e);
           sess.asyncToClient(this, msg);
@@ -237,6 +221,8 @@ interface Batch {
   /** Parses of statements every leg must run (SET, BEGIN, SAVEPOINT …), and of any other kind. */
   both: number;
   others: number;
+  /** A Parse of a statement that ends the transaction (COMMIT, PREPARE TRANSACTION …). */
+  endsTxn: boolean;
 }
 
 export class Session {
@@ -256,7 +242,7 @@ export class Session {
   private readonly stmts = new Map<string, Statement>();
   private readonly unnamed: Statement = { parse: NO_PARSE, legs: new Set(), write: false };
   private readonly portals = new Map<string, Leg>();
-  private batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, pinned: undefined, reads: 0, both: 0, others: 0 };
+  private batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, pinned: undefined, reads: 0, both: 0, others: 0, endsTxn: false };
   private inTxn = false;
   private txnWrite = false;
   /** The standby failed a statement it shared with the primary: reads go to the primary until it is idle again. */
@@ -264,7 +250,7 @@ export class Session {
   /** The session made state the standby cannot see (a temp table, serializable by default):
    * its reads stay on the primary for the rest of the session. */
   private primaryOnly = false;
-  private lastStatus = 0x49;
+  private lastStatus: number = TX.Idle;
   private heldAsync: Buffer[] = [];
   private tlsUsed = false;
   readonly startedAt = Date.now();
@@ -471,7 +457,7 @@ export class Session {
         send: (b) => this.sock.write(b),
         recvPassword: async () => {
           const m = await this.nextMessage();
-          if (m[0] !== 0x70) throw new ProtocolViolation(`expected password response, got message type ${m[0]}`);
+          if (m[0] !== FE.Password) throw new ProtocolViolation(`expected password response, got message type ${m[0]}`);
           return m.subarray(5);
         },
       });
@@ -528,8 +514,9 @@ export class Session {
       this.log.info({ user: err.user, reason: err.reason }, 'client authentication failed');
       this.fatal('28P01', err.message);
     } else if (err instanceof ProtocolViolation) {
-      this.log.debug({ reason: err.message }, 'bad startup from client');
-      this.fatal(err.sqlstate, err.message);
+      this.log.debug({ reason: err.message, answered: !err.unanswered }, 'bad startup from client');
+      if (err.unanswered) this.close();
+      else this.fatal(err.sqlstate, err.message);
     } else if (err instanceof BackendError) {
       this.log.warn({ backend: err.backendId, user: this.user, database: this.database, reason: err.message }, 'could not get a backend connection for a client');
       this.fatal(err.fields?.C ?? '08006', err.fields?.M ?? err.message);
@@ -586,7 +573,7 @@ export class Session {
     }
     // AuthenticationOk, the ParameterStatus block (shared, not copied), BackendKeyData and
     // ReadyForQuery: one write.
-    const tail = new codec.Writer(19).begin('K').int32(this.primary!.conn.pid).int32(this.secret).end().begin('Z').int8(0x49).end().done();
+    const tail = new codec.Writer(19).begin('K').int32(this.primary!.conn.pid).int32(this.secret).end().begin('Z').int8(TX.Idle).end().done();
     this.state = 'ready';
     // A session on the primary alone may go to native forwarding once settled (trySplice).
     if (this.standby === undefined && this.host.nativeForwarding && this.sock instanceof TcpConn && conn.socket instanceof TcpConn) conn.afterRead = this.trySplice;
@@ -653,7 +640,7 @@ export class Session {
       return;
     }
     try {
-      this.lease = splice.attach(this, cfd, bfd, this.host.selectCounterBase < 0 ? -1 : this.host.selectCounterBase + P.conn.backendId);
+      this.lease = splice.attach(this, cfd, bfd, this.host.selectCounterBase < 0 ? -1 : this.host.selectCounterBase + P.conn.backendId, P.conn.txStatus);
     } catch (err) {
       cs.giveBack();
       bs.giveBack();
@@ -674,8 +661,7 @@ export class Session {
     const ended = g.reason === R.clientGone || g.reason === R.backendGone || g.reason === R.backendProtocol;
     // When the session ends here the backend's unforwarded bytes are dropped: its stream is
     // then cut mid-way.
-    this.resumeFromNative(P, g.outstanding, g.boundary && !(ended && g.fromBackend.length > 0));
-    P.conn.txStatus = this.lastStatus = g.status;
+    this.resumeFromNative(P, g.outstanding, g.boundary && !(ended && g.fromBackend.length > 0), g.status);
     if (g.reason === R.clientGone) {
       if (g.errno) this.log.debug({ reason: systemErrorName(-g.errno) }, 'client connection failed');
       this.close();
@@ -685,6 +671,7 @@ export class Session {
       const c = P.conn;
       const why = g.reason === R.backendProtocol ? 'sent an invalid message header' : g.errno ? systemErrorName(-g.errno) : 'closed the connection';
       const err = new BackendError(`backend ${c.backendId} (${c.login.host}:${c.login.port}): ${why}`, c.backendId);
+      if (g.fatalForwarded) P.ended = { fields: {}, forwarded: true };
       this.legLost(P, g.errno || g.reason === R.backendProtocol ? err : undefined);
       return;
     }
@@ -707,11 +694,15 @@ export class Session {
     if (lease === undefined) return;
     this.lease = undefined;
     const k = splice.kill(lease);
-    // null: the session was already on its way back, in a state not known here.
-    this.resumeFromNative(this.primary!, k?.outstanding ?? 0, k?.boundary ?? false);
+    // null: the session was already on its way back, in a state not known here (broken: the
+    // pool will not reuse the connection).
+    const P = this.primary!;
+    this.resumeFromNative(P, k?.outstanding ?? 0, k?.boundary ?? false, k?.status ?? P.conn.txStatus);
   }
 
-  private resumeFromNative(P: Leg, outstanding: number, boundary: boolean): void {
+  /** The session is JavaScript's again; `status` is what PostgreSQL last said (ReadyForQuery). */
+  private resumeFromNative(P: Leg, outstanding: number, boundary: boolean, status: number): void {
+    P.conn.txStatus = this.lastStatus = status;
     for (let i = 0; i < outstanding; i++) P.expect(FORWARD);
     if (!boundary) P.broken = true;
     (this.sock as TcpConn).giveBack();
@@ -724,7 +715,8 @@ export class Session {
     if (this.pumping || this.state !== 'ready') return;
     this.pumping = true;
     try {
-      while (!this.blocked) {
+      // A message may end the session (Terminate, a fatal error): nothing after it is handled.
+      while (!this.blocked && this.state === 'ready') {
         const msg = this.pending ?? this.reader.next();
         if (!msg) break;
         this.pending = null;
@@ -814,17 +806,17 @@ export class Session {
   private handle(msg: Buffer): boolean {
     const type = msg[0]!;
     switch (type) {
-      case 0x51: // Q
+      case FE.Query:
         return this.simpleQuery(msg);
-      case 0x50: // P
+      case FE.Parse:
         return this.extParse(msg);
-      case 0x42: // B
+      case FE.Bind:
         return this.extBind(msg);
-      case 0x44: // D
-      case 0x43: // C
+      case FE.Describe:
+      case FE.Close:
         return this.extDescribeClose(msg);
-      case 0x45: {
-        // E: a named portal runs where it was bound.
+      case FE.Execute: {
+        // A named portal runs where it was bound.
         const portal = codec.readCString(msg, 5);
         if (!portal) throw new ProtocolViolation('invalid Execute message');
         const at = portal[0] === '' ? undefined : this.portals.get(portal[0]);
@@ -833,27 +825,27 @@ export class Session {
         this.addToBatch(msg);
         return true;
       }
-      case 0x48: // H
+      case FE.Flush:
         return this.extFlush(msg, false);
-      case 0x53: // S
+      case FE.Sync:
         return this.extFlush(msg, true);
-      case 0x64: // d
-      case 0x63: // c
-      case 0x66: {
-        // f: COPY data goes to the leg in COPY IN; outside COPY the server ignores it.
+      case FE.CopyData:
+      case FE.CopyDone:
+      case FE.CopyFail: {
+        // COPY data goes to the leg in COPY IN; outside COPY the server ignores it.
         const leg = this.standby?.copyIn ? this.standby : this.primary!;
         leg.out.push(msg);
-        if (type !== 0x64) leg.copyIn = false;
+        if (type !== FE.CopyData) leg.copyIn = false;
         return true;
       }
-      case 0x46: // F (function call): large objects and the like → primary
+      case FE.FunctionCall: // large objects and the like → primary
         if (!this.canForwardOn(this.primary!)) return false;
         this.primary!.out.push(msg);
         this.primary!.expect(FORWARD);
         this.primary!.dirty = true;
         if (this.inTxn) this.txnWrite = true;
         return true;
-      case 0x58: // X
+      case FE.Terminate:
         this.close();
         return true;
       default:
@@ -863,13 +855,13 @@ export class Session {
 
   private simpleQuery(msg: Buffer): boolean {
     const sql = msg.toString('utf8', 5, msg.length - 1);
-    const local = isShowPool(sql) ? this.host.localQuery(sql, this) : undefined;
+    const r = this.host.route(sql, false);
+    const local = r.showPool === undefined ? undefined : this.host.showPool(r.showPool, this);
     if (local) {
       if (this.primary!.fwdPending > 0 || (this.standby?.fwdPending ?? 0) > 0) return false;
       this.sock.write(Buffer.concat([local, codec.readyForQuery(this.lastStatus)]));
       return true;
     }
-    const r = this.host.route(sql, false);
     const P = this.primary!;
     let S = this.standby;
     const dirty = r.stateful;
@@ -896,8 +888,22 @@ export class Session {
     if (r.txn === 'end') {
       this.inTxn = false;
       this.txnWrite = false;
+      if (S === undefined) this.endStandbyTransaction();
     }
     return true;
+  }
+
+  /**
+   * A statement that ends the transaction went to the primary alone (PREPARE TRANSACTION, a
+   * multi-statement query ending in COMMIT …): the standby leg, which BEGIN opened too, must
+   * not stay inside a transaction block. Its ROLLBACK is answered to nobody (outside a block
+   * it is a mere warning, also swallowed).
+   */
+  private endStandbyTransaction(): void {
+    const S = this.standby;
+    if (S === undefined) return;
+    S.out.push(ROLLBACK);
+    S.expect(SWALLOW);
   }
 
   // Extended protocol: messages up to Sync (or Flush) form a batch sent to one leg, chosen
@@ -926,6 +932,7 @@ export class Session {
     if (r.txn === 'end') {
       this.inTxn = false;
       this.txnWrite = false;
+      this.batch.endsTxn = true;
     }
     this.addToBatch(msg, name[0], '', r);
     return true;
@@ -943,10 +950,10 @@ export class Session {
   private extDescribeClose(msg: Buffer): boolean {
     const kind = msg[5];
     const name = msg.length >= 7 ? codec.readCString(msg, 6) : null;
-    if ((kind !== 0x53 && kind !== 0x50) || !name) {
-      throw new ProtocolViolation(`invalid ${msg[0] === 0x44 ? 'Describe' : 'Close'} message`);
+    if ((kind !== TARGET.Statement && kind !== TARGET.Portal) || !name) {
+      throw new ProtocolViolation(`invalid ${msg[0] === FE.Describe ? 'Describe' : 'Close'} message`);
     }
-    if (kind === 0x53 && msg[0] === 0x44) this.noteStatementUse(name[0]);
+    if (kind === TARGET.Statement && msg[0] === FE.Describe) this.noteStatementUse(name[0]);
     this.addToBatch(msg, name[0]);
     return true;
   }
@@ -954,7 +961,7 @@ export class Session {
   private noteStatementUse(name: string): void {
     // A statement parsed earlier in this batch is routed by that Parse, not by its old version.
     const msgs = this.batch.msgs;
-    for (let i = msgs.length - 1; i >= 0; i--) if (msgs[i]!.msg[0] === 0x50 && msgs[i]!.name === name) return;
+    for (let i = msgs.length - 1; i >= 0; i--) if (msgs[i]!.msg[0] === FE.Parse && msgs[i]!.name === name) return;
     const st = this.stmts.get(name);
     if (!st) return;
     if (st.write) this.batch.needPrimary = true;
@@ -975,6 +982,10 @@ export class Session {
     }
     for (const e of b.msgs) this.emitExtended(leg, e);
     leg.out.push(msg);
+    if (b.endsTxn && leg === this.primary) {
+      b.endsTxn = false;
+      this.endStandbyTransaction();
+    }
     if (isSync) {
       this.resetBatch();
     } else {
@@ -994,6 +1005,7 @@ export class Session {
     b.reads = 0;
     b.both = 0;
     b.others = 0;
+    b.endsTxn = false;
   }
 
   /** True when every statement the batch binds or describes is parsed in the batch itself. */
@@ -1001,9 +1013,9 @@ export class Session {
     for (let i = 0; i < b.msgs.length; i++) {
       const e = b.msgs[i]!;
       const t = e.msg[0];
-      if (t !== 0x42 && !(t === 0x44 && e.msg[5] === 0x53)) continue;
+      if (t !== FE.Bind && !(t === FE.Describe && e.msg[5] === TARGET.Statement)) continue;
       let found = false;
-      for (let j = 0; j < i && !found; j++) found = b.msgs[j]!.msg[0] === 0x50 && b.msgs[j]!.name === e.name;
+      for (let j = 0; j < i && !found; j++) found = b.msgs[j]!.msg[0] === FE.Parse && b.msgs[j]!.name === e.name;
       if (!found) return false;
     }
     return true;
@@ -1025,7 +1037,7 @@ export class Session {
     for (const e of b.msgs) this.emitExtended(P, e);
     // Both legs now hold the batch's statements.
     for (const e of b.msgs) {
-      if (e.msg[0] !== 0x50) continue;
+      if (e.msg[0] !== FE.Parse) continue;
       this.stmts.get(e.name)?.legs.add(S);
       S.stale.delete(e.name);
     }
@@ -1040,7 +1052,7 @@ export class Session {
     const m = e.msg;
     const type = m[0]!;
     const name = e.name;
-    if (type === 0x50) {
+    if (type === FE.Parse) {
       const r = e.route!;
       if (name === '') {
         // The unnamed statement is replaced by every Parse: reuse its record, and keep a view
@@ -1064,8 +1076,8 @@ export class Session {
       leg.out.push(m);
       return;
     }
-    if (type === 0x42 || (type === 0x44 && m[5] === 0x53)) {
-      if (type === 0x42) {
+    if (type === FE.Bind || (type === FE.Describe && m[5] === TARGET.Statement)) {
+      if (type === FE.Bind) {
         if (e.portal !== '') {
           this.portals.set(e.portal, leg);
           leg.dirty = true;
@@ -1082,7 +1094,7 @@ export class Session {
       leg.out.push(m);
       return;
     }
-    if (type === 0x43 && m[5] === 0x53) {
+    if (type === FE.Close && m[5] === TARGET.Statement) {
       const st = this.stmts.get(name);
       if (st) {
         for (const l of st.legs) if (l !== leg) l.stale.add(name);
@@ -1103,9 +1115,9 @@ export class Session {
 
   onReady(leg: Leg, status: number, head: Expect | undefined): void {
     if (leg === this.primary) {
-      this.inTxn = status !== 0x49;
+      this.inTxn = status !== TX.Idle;
       if (!this.inTxn) this.txnWrite = false;
-    } else if (status === 0x49) {
+    } else if (status === TX.Idle) {
       this.standbyDiverged = false;
     }
     if (head?.forward) {
@@ -1132,8 +1144,6 @@ export class Session {
       }
       if (leg === this.standby) this.standbyDiverged = true;
       this.log.debug({ backend: leg.conn.backendId, error: fields.M }, 'statement sent to both backends failed on the standby');
-    } else if (!head && fields.S === 'FATAL') {
-      this.log.info({ backend: leg.conn.backendId, error: fields.M, code: fields.C }, 'backend ended the session');
     }
   }
 
@@ -1142,11 +1152,22 @@ export class Session {
     else this.toClient(msg);
   }
 
+  /**
+   * A backend connection of the session closed. The client gets one error: the backend's own
+   * FATAL when it sent one (already forwarded, or sent now), else the proxy's 08006.
+   */
   private legLost(leg: Leg, err?: Error): void {
     if (this.state === 'closed') return;
     const id = leg.conn.backendId;
-    this.log.warn({ backend: id, role: leg.role, reason: err?.message ?? 'connection closed' }, 'backend connection lost; ending the session');
     if (err) this.host.backendError(id, err);
+    const ended = leg.ended;
+    if (ended) {
+      this.log.info({ backend: id, role: leg.role, code: ended.fields.C, error: ended.fields.M }, 'backend ended the session; ending the client session with its error');
+      if (ended.forwarded) this.close();
+      else this.fatal(ended.fields.C ?? '08006', ended.fields.M ?? `backend ${id} ended the session`);
+      return;
+    }
+    this.log.warn({ backend: id, role: leg.role, reason: err?.message ?? 'connection closed' }, 'backend connection lost; ending the session');
     const name = this.host.registry.get(id).name;
     this.fatal('08006', `connection to backend ${id} (${name}) was lost`);
   }

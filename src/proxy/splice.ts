@@ -30,6 +30,8 @@ export interface GiveBack {
   fromClient: Buffer;
   /** Bytes read from the backend and not forwarded, from a message boundary. */
   fromBackend: Buffer;
+  /** A FATAL (or PANIC) ErrorResponse from the backend was forwarded to the client. */
+  fatalForwarded: boolean;
 }
 
 export interface SpliceOwner {
@@ -37,11 +39,12 @@ export interface SpliceOwner {
 }
 
 interface Native {
-  init(cb: (key: number, reason: number, errno: number, outstanding: number, status: number, boundary: boolean, fromClient: Buffer, fromBackend: Buffer) => void): void;
-  attach(key: number, clientFd: number, backendFd: number, counter: number): number;
-  kill(handle: number): { outstanding: number; boundary: boolean } | null;
+  init(cb: (key: number, reason: number, errno: number, outstanding: number, status: number, boundary: boolean, fromClient: Buffer, fromBackend: Buffer, fatalForwarded: boolean) => void): void;
+  attach(key: number, clientFd: number, backendFd: number, counter: number, status: number): number;
+  kill(handle: number): Killed | null;
   selects(counter: number): number;
   live(): number;
+  inputWaiting(fd: number): boolean;
 }
 
 const owners = new Map<number, SpliceOwner>();
@@ -57,10 +60,10 @@ function load(): Native | null {
   for (const rel of ['../../build/Release/splice.node', '../../../build/Release/splice.node']) {
     try {
       const n = require(rel) as Native;
-      n.init((key, reason, errno, outstanding, status, boundary, fromClient, fromBackend) => {
+      n.init((key, reason, errno, outstanding, status, boundary, fromClient, fromBackend, fatalForwarded) => {
         const owner = owners.get(key);
         owners.delete(key);
-        owner?.onGiveBack({ reason, errno, outstanding, status, boundary, fromClient, fromBackend });
+        owner?.onGiveBack({ reason, errno, outstanding, status, boundary, fromClient, fromBackend, fatalForwarded });
       });
       return n;
     } catch (err) {
@@ -74,6 +77,16 @@ function load(): Native | null {
 export function available(): boolean {
   if (native === undefined) native = load();
   return native !== null;
+}
+
+/** Where forwarding stood when JavaScript took a session back (kill). */
+export interface Killed {
+  /** ReadyForQuery messages the backend still owes. */
+  outstanding: number;
+  /** Both directions were forwarded up to a message boundary, with nothing left unforwarded. */
+  boundary: boolean;
+  /** Transaction status byte of the last ReadyForQuery. */
+  status: number;
 }
 
 export interface Lease {
@@ -91,12 +104,15 @@ export function counters(n: number): number {
 
 /**
  * Lends two descriptors to the forwarding thread; the owner hears back through onGiveBack.
- * SELECTs forwarded are counted on `counter` (from counters(), or -1).
+ * SELECTs forwarded are counted on `counter` (from counters(), or -1). `status` is the
+ * transaction status of the backend's last ReadyForQuery ('I', 'T' or 'E' as a byte): the
+ * thread carries it on, so a give-back reports what PostgreSQL last said even when no
+ * ReadyForQuery passed natively.
  */
-export function attach(owner: SpliceOwner, clientFd: number, backendFd: number, counter: number): Lease {
+export function attach(owner: SpliceOwner, clientFd: number, backendFd: number, counter: number, status: number): Lease {
   if (!available()) throw new Error('native forwarding is not built (npm run build:native)');
   const key = nextKey++;
-  const handle = native!.attach(key, clientFd, backendFd, counter);
+  const handle = native!.attach(key, clientFd, backendFd, counter, status);
   owners.set(key, owner);
   return { key, handle };
 }
@@ -105,7 +121,7 @@ export function attach(owner: SpliceOwner, clientFd: number, backendFd: number, 
  * Takes the descriptors back now. Returns the forwarding state, or null when the session was
  * already on its way back (its give-back will find no owner and is dropped).
  */
-export function kill(lease: Lease): { outstanding: number; boundary: boolean } | null {
+export function kill(lease: Lease): Killed | null {
   owners.delete(lease.key);
   return native!.kill(lease.handle);
 }
@@ -118,4 +134,13 @@ export function selects(counter: number): number {
 /** Sessions forwarded natively now. */
 export function live(): number {
   return native ? native.live() : 0;
+}
+
+/**
+ * True when descriptor `fd` has input waiting, or its peer closed (poll(2), no wait); false
+ * when it has none — or when the addon is not built, which cannot tell.
+ */
+export function inputWaiting(fd: number): boolean {
+  if (native === undefined) native = load();
+  return native !== null && native.inputWaiting(fd);
 }

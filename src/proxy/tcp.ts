@@ -260,6 +260,12 @@ export class TcpConn extends EventEmitter implements Conn {
     return undefined;
   }
 
+  /** The socket's file descriptor, or -1 (not connected, closed). */
+  get descriptor(): number {
+    const fd = this.destroyed ? -1 : this.handle.fd;
+    return typeof fd === 'number' ? fd : -1;
+  }
+
   /**
    * Lends the descriptor to native forwarding (splice.ts): reading stops, and the caller
    * promises not to write until giveBack(). -1 when it cannot be lent: not connected, closed,

@@ -61,7 +61,7 @@ test('through the proxy: kill -9 of the primary ends its sessions, new sessions 
       assert.equal(await np.isInRecovery(), false);
       const c = client();
       await c.connect();
-      const port = (await c.query<{ p: number }>('INSERT INTO fo DEFAULT VALUES RETURNING inet_server_port() AS p')).rows[0]!.p;
+      const port = (await c.query<{ p: number }>('INSERT INTO fo DEFAULT VALUES RETURNING current_setting($$port$$)::int AS p')).rows[0]!.p;
       assert.equal(port, np.port, 'writes go to the new primary');
       const nodes = (await c.query<{ node_id: string; status: string; role: string }>('SHOW POOL_NODES')).rows;
       assert.equal(nodes.find((n) => n.node_id === '0')!.status, 'down');

@@ -29,11 +29,11 @@ test('pgwatchdog start: finds the primary, proxies psql, routes reads to the sta
         [['up', 'primary'], ['up', 'standby']],
         `the peer found the primary and the standby before it said ready: ${JSON.stringify(backends)}`,
       );
-      const w = psql(peer.port, 'CREATE TABLE peer_start (x int); INSERT INTO peer_start VALUES (1); SELECT inet_server_port()');
+      const w = psql(peer.port, 'CREATE TABLE peer_start (x int); INSERT INTO peer_start VALUES (1); SELECT current_setting($$port$$)::int');
       assert.equal(w.code, 0, w.err);
       assert.equal(w.out, String(cluster.primary.port), 'a multi-statement write ran on the primary');
       await cluster.waitReplicated();
-      const r = psql(peer.port, 'SELECT inet_server_port()');
+      const r = psql(peer.port, 'SELECT current_setting($$port$$)::int');
       assert.equal(r.code, 0, r.err);
       assert.equal(r.out, String(cluster.standbys[0]!.port), 'a read went to the standby');
       const show = psql(peer.port, 'SHOW POOL_NODES');

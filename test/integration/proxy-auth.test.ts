@@ -74,9 +74,9 @@ describe('proxy client authentication', () => {
     try {
       const c = await fx.connect({ user: 'vault', password: 'vault-pw' });
       try {
-        const w = await c.query<{ p: number }>('INSERT INTO vault_t VALUES (1) RETURNING inet_server_port() AS p');
+        const w = await c.query<{ p: number }>('INSERT INTO vault_t VALUES (1) RETURNING current_setting($$port$$)::int AS p');
         assert.equal(w.rows[0]!.p, cluster.primary.port, 'logged into the primary with the learned key');
-        const r = await c.query<{ p: number; u: string }>('SELECT inet_server_port() AS p, current_user AS u');
+        const r = await c.query<{ p: number; u: string }>('SELECT current_setting($$port$$)::int AS p, current_user AS u');
         assert.deepEqual(r.rows[0], { p: cluster.standbys[0]!.port, u: 'vault' }, 'and into the standby');
       } finally {
         await c.end();
@@ -127,7 +127,7 @@ describe('proxy client authentication', () => {
       const out = await psql(fx, 'SELECT 1', { PGSSLMODE: 'require' });
       assert.equal(out.trim(), '1');
       const c = await fx.connect({ ssl: { rejectUnauthorized: false } });
-      const st = await c.query<{ p: number }>('SELECT inet_server_port() AS p');
+      const st = await c.query<{ p: number }>("SELECT current_setting($$port$$)::int AS p");
       assert.ok(st.rows[0]!.p > 0);
       assert.ok((c as unknown as { connection: { stream: { encrypted?: boolean } } }).connection.stream.encrypted, 'pg connection is encrypted');
       await c.end();

@@ -30,7 +30,7 @@ const z = (s: string) => Buffer.from(s + '\0');
 
 const VALID: Buffer[] = [
   codec.query('SELECT 1'),
-  codec.query("SELECT 'x'::text, inet_server_port()"),
+  codec.query("SELECT 'x'::text, current_setting($$port$$)::int"),
   codec.query('BEGIN'),
   codec.query('COMMIT'),
   typed('P', Buffer.concat([z(''), z('SELECT $1::int'), Buffer.from([0, 0])])),

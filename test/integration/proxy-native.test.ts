@@ -12,17 +12,9 @@ import { writeFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { createCluster, type PgCluster, SUPERUSER, SUPERUSER_PASSWORD, pgBin, run } from '../support/pg.js';
-import { startProxy, libpqEnv, backendKey, cancelThroughProxy, type ProxyFixture } from '../support/proxy.js';
+import { startProxy, libpqEnv, backendKey, cancelThroughProxy, until, type ProxyFixture } from '../support/proxy.js';
 import * as splice from '../../src/proxy/splice.js';
 import * as codec from '../../src/protocol/codec.js';
-
-async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Answers two requests, after which the session is forwarded natively. */
 async function settle(c: pg.Client): Promise<void> {

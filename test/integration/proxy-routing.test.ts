@@ -35,15 +35,15 @@ describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
       assert.ok(standbyPorts.includes(readPort), `read went to ${readPort}, expected a standby ${standbyPorts}`);
       // The same standby for the whole session.
       for (let i = 0; i < 5; i++) assert.equal(await serverPort(c), readPort);
-      const w = await c.query<{ p: number }>("INSERT INTO t VALUES (1, 'a') RETURNING inet_server_port() AS p");
+      const w = await c.query<{ p: number }>("INSERT INTO t VALUES (1, 'a') RETURNING current_setting($$port$$)::int AS p");
       assert.equal(w.rows[0]!.p, primaryPort);
-      const fu = await c.query<{ p: number }>('SELECT inet_server_port() AS p FROM t FOR UPDATE');
+      const fu = await c.query<{ p: number }>('SELECT current_setting($$port$$)::int AS p FROM t FOR UPDATE');
       assert.equal(fu.rows[0]!.p, primaryPort);
-      const nv = await c.query<{ p: number }>("SELECT nextval('s'), inet_server_port() AS p");
+      const nv = await c.query<{ p: number }>("SELECT nextval('s'), current_setting($$port$$)::int AS p");
       assert.equal(nv.rows[0]!.p, primaryPort);
-      const lo = await c.query<{ p: number }>('SELECT lo_create(0) > 0 AS made, inet_server_port() AS p');
+      const lo = await c.query<{ p: number }>('SELECT lo_create(0) > 0 AS made, current_setting($$port$$)::int AS p');
       assert.equal(lo.rows[0]!.p, primaryPort, 'large objects go to the primary');
-      const multi = await c.query('SELECT 1; SELECT inet_server_port() AS p');
+      const multi = await c.query('SELECT 1; SELECT current_setting($$port$$)::int AS p');
       assert.equal((multi as unknown as pg.QueryResult[])[1]!.rows[0].p, primaryPort);
     } finally {
       await c.end();
@@ -56,7 +56,7 @@ describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
       await c.query('BEGIN');
       assert.ok(standbyPorts.includes(await serverPort(c)), 'read before the write may use the standby');
       await c.query("INSERT INTO t VALUES (2, 'b')");
-      const r = await c.query<{ v: string; p: number }>('SELECT v, inet_server_port() AS p FROM t WHERE id = 2');
+      const r = await c.query<{ v: string; p: number }>('SELECT v, current_setting($$port$$)::int AS p FROM t WHERE id = 2');
       assert.equal(r.rows[0]!.v, 'b');
       assert.equal(r.rows[0]!.p, primaryPort);
       await c.query('COMMIT');
@@ -73,10 +73,10 @@ describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
   it('routes the extended protocol: unnamed and named statements, re-Parse on the primary', async () => {
     const c = await fx.connect();
     try {
-      const r1 = await c.query<{ p: number; x: number }>('SELECT inet_server_port() AS p, $1::int AS x', [7]);
+      const r1 = await c.query<{ p: number; x: number }>('SELECT current_setting($$port$$)::int AS p, $1::int AS x', [7]);
       assert.ok(standbyPorts.includes(r1.rows[0]!.p));
       assert.equal(r1.rows[0]!.x, 7);
-      const named = { name: 'rd', text: 'SELECT inet_server_port() AS p, $1::int + 1 AS x' };
+      const named = { name: 'rd', text: 'SELECT current_setting($$port$$)::int AS p, $1::int + 1 AS x' };
       const r2 = await c.query<{ p: number; x: number }>({ ...named, values: [1] });
       assert.ok(standbyPorts.includes(r2.rows[0]!.p));
       assert.equal(r2.rows[0]!.x, 2);
@@ -90,7 +90,7 @@ describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
       await c.query('COMMIT');
       const r4 = await c.query<{ p: number; x: number }>({ ...named, values: [3] });
       assert.equal(r4.rows[0]!.x, 4);
-      const w = await c.query<{ p: number }>({ name: 'wr2', text: 'UPDATE t SET v = $1 WHERE id = 3 RETURNING inet_server_port() AS p', values: ['cc'] });
+      const w = await c.query<{ p: number }>({ name: 'wr2', text: 'UPDATE t SET v = $1 WHERE id = 3 RETURNING current_setting($$port$$)::int AS p', values: ['cc'] });
       assert.equal(w.rows[0]!.p, primaryPort);
     } finally {
       await c.end();
@@ -101,14 +101,14 @@ describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
     const c = await fx.connect();
     try {
       await c.query("SET application_name = 'routing-test'");
-      const a = await c.query<{ a: string; p: number }>("SELECT current_setting('application_name') AS a, inet_server_port() AS p");
+      const a = await c.query<{ a: string; p: number }>("SELECT current_setting('application_name') AS a, current_setting($$port$$)::int AS p");
       assert.ok(standbyPorts.includes(a.rows[0]!.p));
       assert.equal(a.rows[0]!.a, 'routing-test');
       // Through the extended protocol too (as JDBC and other drivers send SET): both legs.
       await c.query({ text: "SET application_name = 'extended-set'", queryMode: 'extended' } as pg.QueryConfig);
       await c.query({ name: 'named-set', text: "SET search_path = pg_catalog, public" });
       const e = await c.query<{ a: string; sp: string; p: number }>({
-        text: "SELECT current_setting('application_name') AS a, current_setting('search_path') AS sp, inet_server_port() AS p",
+        text: "SELECT current_setting('application_name') AS a, current_setting('search_path') AS sp, current_setting($$port$$)::int AS p",
         queryMode: 'extended',
       } as pg.QueryConfig);
       assert.ok(standbyPorts.includes(e.rows[0]!.p));

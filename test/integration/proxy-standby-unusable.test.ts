@@ -36,7 +36,7 @@ test('temp tables and serializable sessions keep their reads on the primary; oth
           assert.equal(await serverPort(ext), standbyPort);
           await ext.query({ name: 'mk', text: 'CREATE TEMP TABLE ext_scratch (x int)' });
           await ext.query({ text: 'INSERT INTO ext_scratch VALUES ($1)', values: [7] });
-          const r = await ext.query<{ x: number; p: number }>({ text: 'SELECT x, inet_server_port() AS p FROM ext_scratch WHERE x > $1', values: [0] });
+          const r = await ext.query<{ x: number; p: number }>({ text: 'SELECT x, current_setting($$port$$)::int AS p FROM ext_scratch WHERE x > $1', values: [0] });
           assert.deepEqual(r.rows, [{ x: 7, p: cluster.primary.port }]);
         } finally {
           await ext.end();

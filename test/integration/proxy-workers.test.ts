@@ -16,7 +16,7 @@ it('runs sessions in worker processes, mirrors the registry, routes cancels acro
     for (let i = 0; i < 8; i++) clients.push(await fx.connect());
     for (const c of clients) {
       assert.ok(cluster.standbys.some((s) => s.port) && (await serverPort(c)) !== cluster.primary.port);
-      const w = await c.query<{ p: number }>('SELECT inet_server_port() AS p FROM pg_class LIMIT 1 FOR UPDATE');
+      const w = await c.query<{ p: number }>("SELECT current_setting($$port$$)::int AS p FROM pg_class LIMIT 1 FOR UPDATE");
       assert.equal(w.rows[0]!.p, cluster.primary.port);
     }
     // Stats come from both workers.

@@ -47,7 +47,7 @@ test('plain reads go to a standby', () => {
     ['SELECT 1.5e10, .5, 0x1F', 'standby', false],
     ['SELECT ARRAY[1,2,3] @> ARRAY[1]', 'standby', false],
     ['SELECT \'a\' || \'b\'', 'standby', false],
-    ['select pg_is_in_recovery()', 'standby', false],
+    ['select pg_last_wal_replay_lsn()', 'standby', false],
     ['SELECT * FROM generate_series(1, 10) AS g(i)', 'standby', false],
     ['SELECT my_reader(1)', 'standby', false],
     ['SELECT audit(1)', 'standby', false], // "audit_*" needs the underscore
@@ -179,6 +179,44 @@ test('SELECT that writes or locks goes to the primary', () => {
     ['SELECT lastval()', 'primary', false],
     ['SELECT pg_backend_pid()', 'primary', false],
     ['SELECT pg_current_wal_lsn()', 'primary', false],
+  ]);
+});
+
+test('reads of one server\'s own state go where the session\'s state lives: the primary (NODE_LOCAL)', () => {
+  check([
+    // Views of this server's sessions, transactions, cursors, statements and locks.
+    ['SELECT gid FROM pg_prepared_xacts', 'primary', false],
+    ['SELECT * FROM pg_catalog.pg_prepared_xacts WHERE gid = $1', 'primary', false],
+    ['SELECT name FROM pg_cursors', 'primary', false],
+    ['select name from PG_CURSORS', 'primary', false],
+    ['SELECT 1 FROM "pg_cursors" WHERE name = $1', 'primary', false],
+    ['SELECT name, statement FROM pg_prepared_statements', 'primary', false],
+    ['SELECT pid, state FROM pg_stat_activity WHERE pid <> $1', 'primary', false],
+    ['SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation', 'primary', false],
+    ['SELECT * FROM pg_stat_xact_user_tables', 'primary', false],
+    ['SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()', 'primary', false],
+    ['SELECT * FROM pg_backend_memory_contexts', 'primary', false],
+    ['WITH a AS (SELECT * FROM pg_stat_activity) SELECT count(*) FROM a', 'primary', false],
+    // Functions of the session's own server, transaction and connection.
+    ['SELECT txid_current_if_assigned()', 'primary', false],
+    ['SELECT pg_current_xact_id_if_assigned()', 'primary', false],
+    ['SELECT txid_current_snapshot()', 'primary', false],
+    ['SELECT pg_current_snapshot()', 'primary', false],
+    ['SELECT inet_server_addr(), inet_server_port()', 'primary', false],
+    ['SELECT inet_client_port()', 'primary', false],
+    ['SELECT pg_stat_get_backend_pid(1)', 'primary', false],
+    ['SELECT pg_stat_get_xact_numscans(16384)', 'primary', false],
+    ['SELECT pg_blocking_pids(123)', 'primary', false],
+    ['SELECT pg_listening_channels()', 'primary', false],
+    ['SELECT pg_is_in_recovery()', 'primary', false],
+    ['SELECT pg_my_temp_schema()', 'primary', false],
+    ['SELECT pg_trigger_depth()', 'primary', false],
+    // Server-wide statistics and catalogs stay balanced; a name in a string is no reference.
+    ['SELECT * FROM pg_stat_user_tables', 'standby', false],
+    ['SELECT * FROM pg_stat_database', 'standby', false],
+    ['SELECT relname FROM pg_class', 'standby', false],
+    ["SELECT 'pg_locks' AS name", 'standby', false],
+    ['SELECT pg_locks_x FROM t', 'standby', false],
   ]);
 });
 
@@ -415,4 +453,15 @@ test('never throws, whatever the input', () => {
     const r = classify(s, opts);
     assert.ok(r.target === 'standby' || r.target === 'primary' || r.target === 'both');
   }
+});
+
+test('SHOW POOL_… is recognised here, in any case and spacing, alone', () => {
+  const pool = (sql: string) => classify(sql, opts).showPool;
+  assert.equal(pool('SHOW POOL_NODES'), 'pool_nodes');
+  assert.equal(pool('  show\n\tPool_Version ;'), 'pool_version');
+  assert.equal(pool('/* c */ SHOW pool_whatever'), 'pool_whatever');
+  assert.equal(pool('SHOW search_path'), undefined);
+  assert.equal(pool('SHOW "pool_nodes"'), undefined);
+  assert.equal(pool('SHOW POOL_NODES; SELECT 1'), undefined);
+  assert.equal(pool('SELECT 1'), undefined);
 });

@@ -9,12 +9,12 @@ import pg from 'pg';
 import { parseConfig, type Config } from '../../src/config/index.js';
 import { BackendRegistry } from '../../src/backends/registry.js';
 import { silentLogger, createLogger, type Logger } from '../../src/log.js';
-import { Proxy } from '../../src/proxy/index.js';
+import { createProxy, type ProxyService } from '../../src/proxy/index.js';
 import * as codec from '../../src/protocol/codec.js';
 import { type PgCluster, SUPERUSER, SUPERUSER_PASSWORD, pgBin, run } from './pg.js';
 
 export interface ProxyFixture {
-  proxy: Proxy;
+  proxy: ProxyService;
   registry: BackendRegistry;
   config: Config;
   host: string;
@@ -60,7 +60,7 @@ export async function startProxy(cluster: PgCluster, opts: ProxyFixtureOptions =
   const registry = new BackendRegistry(config);
   config.backends.forEach((_, i) => registry.update(i, { status: 'up', role: i === 0 ? 'primary' : 'standby', pgStatus: 'up', pgRole: i === 0 ? 'primary' : 'standby' }, 'test'));
   const logger = opts.logger ?? (process.env.PROXY_TEST_LOG ? createLogger({ level: 'debug', pretty: false }) : silentLogger);
-  const proxy = new Proxy({ config, registry, logger, ...(opts.onBackendError ? { onBackendError: opts.onBackendError } : {}) });
+  const proxy = createProxy({ config, registry, logger, ...(opts.onBackendError ? { onBackendError: opts.onBackendError } : {}) });
   const a = await proxy.listen();
   const fx: ProxyFixture = {
     proxy,
@@ -96,9 +96,9 @@ export function pgbench(fx: ProxyFixture, args: string[]): Promise<string> {
   return run(pgBin('pgbench'), args, { asPostgres: false, env: libpqEnv(fx) });
 }
 
-/** Sums a backend's share from `SELECT inet_server_port()` answers. */
+/** Sums a backend's share from `SELECT current_setting($$port$$)::int` answers. */
 export async function serverPort(c: pg.Client): Promise<number> {
-  const r = await c.query<{ p: number }>('SELECT inet_server_port() AS p');
+  const r = await c.query<{ p: number }>("SELECT current_setting($$port$$)::int AS p");
   return r.rows[0]!.p;
 }
 
@@ -128,5 +128,14 @@ export async function cancelThroughProxy(fx: ProxyFixture, c: pg.Client, sql: st
     return await Promise.race([q, timeout]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/** Polls `cond` every 10 ms until it holds; fails with `what` after `ms`. */
+export async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
   }
 }

@@ -9,7 +9,8 @@
 //     forwarded up to a message boundary, so the JavaScript side resumes from a clean state;
 //   - how many responses the backend still owes (one ReadyForQuery per Query, Sync and
 //     FunctionCall) and the transaction status of the last ReadyForQuery;
-//   - pgpool's select_cnt (Query/Parse texts that begin with SELECT or WITH).
+//   - pgpool's select_cnt, counted as the router counts it (classify below; texts it cannot
+//     decide go back to JavaScript).
 // A read that fills a direction's buffer waits until the other side has taken it: a slow
 // reader stops the writer (backpressure both ways), and memory per session is fixed.
 //
@@ -21,6 +22,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <node_api.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,9 +33,9 @@
 #include <unistd.h>
 
 #define BUF_SIZE (32 * 1024)
-// How much of a Query's text is looked at to tell `SHOW POOL_…` and SELECT/WITH apart. A
-// query whose first word lies further in goes back to JavaScript, which reads all of it.
-#define PEEK 64
+// Statement texts up to this size are read whole and classified here (select_cnt, SHOW
+// POOL_…); a longer one goes back to JavaScript, which reads all of it.
+#define CLASSIFY_MAX 8192
 // select_cnt counters: each proxy in the process has its own range (splice.ts).
 #define MAX_COUNTERS 4096
 #define MAX_LARGE_MESSAGE 0x3fffffffu
@@ -43,7 +45,7 @@
 enum {
   R_NONE = 0,
   R_TERMINATE = 1,  // the client sent Terminate: at a boundary, not consumed
-  R_LOCAL = 2,      // a Query JavaScript must see (SHOW POOL_…, or undecided)
+  R_LOCAL = 2,      // a Query or Parse JavaScript must see (SHOW POOL_…, or not classified here)
   R_FRONTEND = 3,   // a client message type or length JavaScript must judge
   R_CLIENT_EOF = 4, // the client closed, or reading/writing it failed
   R_BACKEND_EOF = 5,
@@ -69,8 +71,9 @@ typedef struct {
   uint32_t cev, bev; // epoll interest now registered per descriptor
   int outstanding;   // ReadyForQuery messages the backend still owes
   uint8_t status;    // from the last ReadyForQuery
+  int fatal;         // a FATAL or PANIC ErrorResponse was forwarded to the client
   int stop;          // why the client side stopped (R_TERMINATE..R_FRONTEND), or 0
-  double id;         // the JavaScript session's id
+  double id;         // the owner's key in splice.ts (its owners map), handed back with the give-back
 } Sess;
 
 typedef struct {
@@ -79,6 +82,7 @@ typedef struct {
   int err;
   int outstanding;
   int status;
+  int fatal;
   int boundary; // both directions forwarded up to a message boundary
   uint8_t *c2b;
   size_t c2bLen;
@@ -115,21 +119,59 @@ static int wordAt(const uint8_t *p, size_t n, size_t i, const char *word) {
   return 1;
 }
 
-// What the start of a query text says: 0 other, 1 SELECT/WITH, -1 JavaScript must decide.
-// `whole` is true when `n` bytes are the whole text.
-static int classify(const uint8_t *p, size_t n, int whole) {
+static int identChar(uint8_t c) { return c >= 0x80 || c == '_' || c == '$' || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }
+
+static int wordIs(const uint8_t *p, size_t n, const char *word) {
+  size_t k = strlen(word);
+  return n == k && wordAt(p, n, 0, word);
+}
+
+// How a statement text counts for select_cnt, exactly as the router (router.ts, classify.ts)
+// counts it: 1 a read, 0 not a read, -1 not decided here (JavaScript classifies it: the
+// session goes back). Only what is certain from the bytes alone is decided: the first word
+// settles everything but SELECT/WITH/VALUES/TABLE/SHOW (and EXPLAIN and COPY, always sent
+// back), and those count as reads only when
+// nothing in the text could make them more — no '(' (function calls, data-modifying WITH),
+// no second statement, no word FOR, INTO, INSERT, UPDATE, DELETE or MERGE, no pg_… name
+// (node-local views). Anything of that kind, in a string or comment or not, goes to JavaScript.
+static int classify(const uint8_t *p, size_t n) {
   size_t i = 0;
   while (i < n && blank(p[i])) i++;
-  if (i + 12 > n && !whole) return -1; // the first word (and what follows SHOW) is not all here
-  if (wordAt(p, n, i, "show")) {
-    size_t j = i + 4;
+  if (i == n) return 1; // the empty query: the router counts it as a read (any server answers)
+  if ((p[i] | 0x20) < 'a' || (p[i] | 0x20) > 'z') return -1; // a comment, '(', ';' …
+  size_t w = i;
+  while (w < n && identChar(p[w])) w++;
+  const uint8_t *first = p + i;
+  size_t fn = w - i;
+  if (wordIs(first, fn, "show")) {
+    size_t j = w;
     while (j < n && blank(p[j])) j++;
-    if (j == n && !whole) return -1;
-    if (j > i + 4 && wordAt(p, n, j, "pool")) return -1; // SHOW POOL…: JavaScript's (or not: it checks)
-    return 0;
+    if (j > w && (wordAt(p, n, j, "pool") || wordAt(p, n, j, "watchdog"))) return -1; // SHOW POOL…/WATCHDOG…: JavaScript's (or not: it checks)
+  } else if (wordIs(first, fn, "explain") || wordIs(first, fn, "copy")) {
+    return -1; // a read or not by what follows (ANALYZE of what, TO STDOUT or FROM)
+  } else if (!wordIs(first, fn, "select") && !wordIs(first, fn, "with") && !wordIs(first, fn, "values") && !wordIs(first, fn, "table")) {
+    return 0; // no other statement is a read, alone or followed by others
   }
-  if (wordAt(p, n, i, "select") || wordAt(p, n, i, "with")) return 1;
-  return 0;
+  for (size_t k = w; k < n;) {
+    uint8_t c = p[k];
+    if (c == '(') return -1;
+    if (c == ';') {
+      for (size_t j = k + 1; j < n; j++) if (!blank(p[j]) && p[j] != ';') return -1;
+      return 1;
+    }
+    if (!identChar(c)) {
+      k++;
+      continue;
+    }
+    size_t e = k;
+    while (e < n && identChar(p[e])) e++;
+    const uint8_t *t = p + k;
+    size_t tn = e - k;
+    if (wordIs(t, tn, "for") || wordIs(t, tn, "into") || wordIs(t, tn, "insert") || wordIs(t, tn, "update") || wordIs(t, tn, "delete") || wordIs(t, tn, "merge")) return -1;
+    if (tn >= 3 && (t[0] | 0x20) == 'p' && (t[1] | 0x20) == 'g' && t[2] == '_') return -1;
+    k = e;
+  }
+  return 1;
 }
 
 // Clears what has arrived of the body of the message at `clear`.
@@ -174,24 +216,27 @@ static void scanClient(Sess *s) {
     }
     if (type == 'Q' || type == 'P') {
       size_t body = len - 4;
-      size_t peek = body < PEEK ? body : PEEK;
-      if (avail < 5 + peek) return; // wait for the start of the text
+      if (body > CLASSIFY_MAX) {
+        s->stop = R_LOCAL;
+        return;
+      }
+      if (avail < 5 + body) return; // wait for the whole text
       const uint8_t *text = m + 5;
-      size_t tn = peek;
-      int whole = body <= PEEK;
+      size_t tn = body;
       if (type == 'P') {
         // Skip the statement name: its text follows.
         const uint8_t *z = memchr(text, 0, tn);
-        if (z) {
-          tn -= (size_t)(z + 1 - text);
-          text = z + 1;
-        } else {
-          tn = 0;
-          whole = 0;
+        if (!z) {
+          s->stop = R_LOCAL; // malformed: JavaScript judges it
+          return;
         }
+        tn -= (size_t)(z + 1 - text);
+        text = z + 1;
       }
-      int k = classify(text, tn, whole);
-      if (type == 'Q' && k < 0) {
+      const uint8_t *end = memchr(text, 0, tn);
+      if (end) tn = (size_t)(end - text);
+      int k = classify(text, tn);
+      if (k < 0) {
         s->stop = R_LOCAL;
         return;
       }
@@ -202,8 +247,24 @@ static void scanClient(Sess *s) {
   }
 }
 
-// Clears backend output for forwarding, recording ReadyForQuery. Once the client side has
-// stopped, it clears no further than the end of the current message.
+// True when an ErrorResponse body (fields: type byte, C string; a zero byte ends them) has
+// severity FATAL or PANIC: the backend ends the session after it.
+static int fatalError(const uint8_t *p, size_t n) {
+  size_t i = 0;
+  while (i < n && p[i] != 0) {
+    uint8_t field = p[i++];
+    const uint8_t *z = memchr(p + i, 0, n - i);
+    if (!z) return 0;
+    size_t len = (size_t)(z - (p + i));
+    if ((field == 'V' || field == 'S') && ((len == 5 && memcmp(p + i, "FATAL", 5) == 0) || (len == 5 && memcmp(p + i, "PANIC", 5) == 0))) return 1;
+    i += len + 1;
+  }
+  return 0;
+}
+
+// Clears backend output for forwarding, recording ReadyForQuery and whether an ErrorResponse
+// ended the session (JavaScript then sends no error of its own: the client has the backend's).
+// Once the client side has stopped, it clears no further than the end of the current message.
 static void scanBackend(Sess *s) {
   Dir *d = &s->b2c;
   while (d->clear < d->r) {
@@ -224,6 +285,10 @@ static void scanBackend(Sess *s) {
       if (avail < 6) return;
       s->status = m[5];
       if (s->outstanding > 0) s->outstanding--;
+    } else if (m[0] == 'E' && (size_t)len + 1 <= BUF_SIZE) {
+      // Read whole before it is forwarded (it fits the buffer; a larger one is not looked at).
+      if (avail < (size_t)len + 1) return;
+      if (fatalError(m + 5, len - 4)) s->fatal = 1;
     }
     clearMessage(d, len);
   }
@@ -302,6 +367,7 @@ static void giveBack(size_t idx, int reason, int err) {
     g->err = err;
     g->outstanding = s->outstanding;
     g->status = s->status;
+    g->fatal = s->fatal;
     g->boundary = atBoundary(s);
     // Bytes read but not forwarded, from the first byte not cleared: JavaScript takes over
     // from there (meaningful when `boundary`).
@@ -407,7 +473,7 @@ static void callJs(napi_env env, napi_value cb, void *context, void *data) {
   (void)context;
   GiveBack *g = data;
   if (env && cb) {
-    napi_value argv[8], undef;
+    napi_value argv[9], undef;
     napi_create_double(env, g->id, &argv[0]);
     napi_create_int32(env, g->reason, &argv[1]);
     napi_create_int32(env, g->err, &argv[2]);
@@ -417,8 +483,9 @@ static void callJs(napi_env env, napi_value cb, void *context, void *data) {
     void *p;
     napi_create_buffer_copy(env, g->c2bLen, g->c2b ? (void *)g->c2b : (void *)"", &p, &argv[6]);
     napi_create_buffer_copy(env, g->b2cLen, g->b2c ? (void *)g->b2c : (void *)"", &p, &argv[7]);
+    napi_get_boolean(env, g->fatal, &argv[8]);
     napi_get_undefined(env, &undef);
-    napi_call_function(env, undef, cb, 8, argv, NULL);
+    napi_call_function(env, undef, cb, 9, argv, NULL);
   }
   free(g->c2b);
   free(g->b2c);
@@ -454,14 +521,17 @@ static napi_value Init(napi_env env, napi_callback_info info) {
 
 static int getNumber(napi_env env, napi_value v, double *out) { return napi_get_value_double(env, v, out) == napi_ok; }
 
-// attach(id, clientFd, backendFd, counter) → handle (a number), or throws.
+// attach(id, clientFd, backendFd, counter, status) → handle (a number), or throws. `status`
+// is the transaction status of the backend's last ReadyForQuery, as JavaScript saw it: the
+// session may be handed over inside a transaction.
 static napi_value Attach(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  double id, cfd, bfd, counter;
-  if (argc < 4 || !getNumber(env, argv[0], &id) || !getNumber(env, argv[1], &cfd) || !getNumber(env, argv[2], &bfd) || !getNumber(env, argv[3], &counter)) {
-    return throwErr(env, "splice.attach(id, clientFd, backendFd, counter): numbers expected");
+  double id, cfd, bfd, counter, status;
+  if (argc < 5 || !getNumber(env, argv[0], &id) || !getNumber(env, argv[1], &cfd) || !getNumber(env, argv[2], &bfd) || !getNumber(env, argv[3], &counter) ||
+      !getNumber(env, argv[4], &status) || (status != 'I' && status != 'T' && status != 'E')) {
+    return throwErr(env, "splice.attach(id, clientFd, backendFd, counter, status): numbers expected, status one of 'I', 'T', 'E' as a byte");
   }
   if (!started) return throwErr(env, "splice.attach: init() first");
   Sess *s = calloc(1, sizeof(Sess));
@@ -478,7 +548,7 @@ static napi_value Attach(napi_env env, napi_callback_info info) {
   s->counter = (int)counter;
   s->c2b.buf = a;
   s->b2c.buf = b;
-  s->status = 'I';
+  s->status = (uint8_t)status;
   s->cev = s->bev = EPOLLIN;
   pthread_mutex_lock(&mu);
   size_t idx = 0;
@@ -528,7 +598,7 @@ static napi_value Attach(napi_env env, napi_callback_info info) {
   return h;
 }
 
-// kill(handle) → { outstanding, boundary } if the session was still attached, else null
+// kill(handle) → { outstanding, boundary, status } if the session was still attached, else null
 // (its give-back is on the way). The descriptors are the caller's again at once.
 static napi_value Kill(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -541,12 +611,14 @@ static napi_value Kill(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&mu);
   if (idx < nslots && slots[idx] && gens[idx] == gen) {
     Sess *s = slots[idx];
-    napi_value o, v1, v2;
+    napi_value o, v1, v2, v3;
     napi_create_object(env, &o);
     napi_create_int32(env, s->outstanding, &v1);
     napi_get_boolean(env, atBoundary(s) && s->b2c.r == s->b2c.clear, &v2);
+    napi_create_int32(env, s->status, &v3);
     napi_set_named_property(env, o, "outstanding", v1);
     napi_set_named_property(env, o, "boundary", v2);
+    napi_set_named_property(env, o, "status", v3);
     release(idx);
     out = o;
   }
@@ -567,6 +639,23 @@ static napi_value Selects(napi_env env, napi_callback_info info) {
   if (id >= 0 && id < MAX_COUNTERS) n = selects[(int)id];
   pthread_mutex_unlock(&mu);
   napi_create_double(env, n, &out);
+  return out;
+}
+
+// inputWaiting(fd) → true when the descriptor has bytes to read, or its peer closed or failed.
+// The pool asks it of an idle connection before handing it out: anything there is a message
+// nobody asked for (a FATAL before the server closes), which libuv has not read yet.
+static napi_value InputWaiting(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double fd;
+  if (argc < 1 || !getNumber(env, argv[0], &fd)) return throwErr(env, "splice.inputWaiting(fd): a number expected");
+  struct pollfd p = {.fd = (int)fd, .events = POLLIN | POLLRDHUP, .revents = 0};
+  int n;
+  do n = poll(&p, 1, 0);
+  while (n < 0 && errno == EINTR);
+  napi_get_boolean(env, n != 0, &out); // an error (a bad descriptor) counts as input: the connection is unusable
   return out;
 }
 
@@ -591,6 +680,7 @@ static napi_value Register(napi_env env, napi_value exports) {
       {"kill", NULL, Kill, NULL, NULL, NULL, napi_default, NULL},
       {"selects", NULL, Selects, NULL, NULL, NULL, napi_default, NULL},
       {"live", NULL, Live, NULL, NULL, NULL, napi_default, NULL},
+      {"inputWaiting", NULL, InputWaiting, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -167,7 +167,7 @@ export class RaftNode<T, S> {
     if (m.to !== this.id || !this.peerSet.has(m.from) || m.from === this.id) return; // misrouted or from a non-member
     if (m.term > this.term) {
       if (m.type === 'vote' || m.type === 'preVote') {
-        if (!m.force && this.inLease()) return; // we hear from a leader: ignore disruptive candidates
+        if (!m.force && this.hearsFromLeader()) return; // we hear from a leader: ignore disruptive candidates
       }
       if (m.type === 'preVote') {
         // a pre-vote never changes our term
@@ -425,7 +425,9 @@ export class RaftNode<T, S> {
     return false;
   }
 
-  private inLease(): boolean {
+  /** True while this peer hears from a live leader (or is one): check-quorum's shield against
+   * disruptive candidates — not the leader's read lease. */
+  private hearsFromLeader(): boolean {
     if (!this.cfg.checkQuorum) return false;
     if (this.role === 'leader') return true;
     if (this.cfg.unsafeTestFaults?.grantVotesDuringLease) return false;
