@@ -9,7 +9,7 @@
 import type { BackendRole, BackendStatus } from '../backends/registry.js';
 import type { WalState } from '../backends/replication.js';
 import { chooseCandidate, type CandidateChoice, type CandidateInput } from './candidate.js';
-import { sameHost } from './pgops.js';
+import { sameHost, type ServerState } from './pgops.js';
 import type { FailoverRequest } from './types.js';
 
 /** What a decision needs to know of one backend (the registry's BackendState is one). */
@@ -24,6 +24,8 @@ export interface BackendView {
   failoverAllowed: boolean;
   priority: number;
   lsn: bigint | null;
+  /** When status or role last changed (for a detached backend: when it was detached). */
+  lastStatusChange: Date;
 }
 
 export interface EngineState {
@@ -32,6 +34,21 @@ export interface EngineState {
   lastPrimary: number | null;
   /** Backends an operator detached (auto re-attachment leaves them alone). */
   adminDetached: ReadonlySet<number>;
+  /** Set while there is no primary because the last choice found no candidate: the
+   * reachability (reachability()) it was made with. The choice runs again when it changes. */
+  noCandidate: { reachability: string } | null;
+}
+
+/** What a fresh probe of a backend said when a request ran. */
+export interface Fresh {
+  ok: boolean;
+  inRecovery?: boolean;
+  error?: string;
+}
+
+/** Every backend's decided status and health-check view, as one comparable string. */
+export function reachability(s: EngineState): string {
+  return s.backends.map((b) => `${b.id}:${b.status}/${b.pgStatus}/${b.pgRole}`).join(' ');
 }
 
 export type Plan =
@@ -49,8 +66,26 @@ function routablePrimary(s: EngineState): BackendView | undefined {
   return s.backends.find((b) => b.status === 'up' && b.role === 'primary');
 }
 
-/** What a queued request means now. */
-export function decideRequest(s: EngineState, req: FailoverRequest): Plan {
+/**
+ * Which of a detected request's backends still need it, on fresh evidence: a backend whose
+ * decided status or role changed after the detection (promoted, re-attached, detached by
+ * someone else), or that answers a fresh probe, makes its part of the request stale.
+ */
+export function staleness(s: EngineState, req: FailoverRequest, fresh: ReadonlyMap<number, Fresh>): { live: number[]; stale: { id: number; reason: string }[] } {
+  const out: { live: number[]; stale: { id: number; reason: string }[] } = { live: [], stale: [] };
+  for (const id of req.ids) {
+    const seen = req.observed?.find((o) => o.id === id);
+    const b = s.backends[id]!;
+    const f = fresh.get(id);
+    if (seen && (seen.status !== b.status || seen.role !== b.role)) out.stale.push({ id, reason: `backend ${id} changed since the detection (was ${seen.status} ${seen.role}, now ${b.status} ${b.role})` });
+    else if (f?.ok) out.stale.push({ id, reason: `backend ${id} answers a fresh probe (${f.inRecovery ? 'in recovery' : 'a primary'})` });
+    else out.live.push(id);
+  }
+  return out;
+}
+
+/** What a queued request means now. `fresh`: probes taken as it started (detected requests). */
+export function decideRequest(s: EngineState, req: FailoverRequest, fresh: ReadonlyMap<number, Fresh> = new Map()): Plan {
   switch (req.kind) {
     case 'close_idle':
       return { action: 'close idle', ids: req.ids, reason: `close idle connections of ${req.ids.length ? `backend(s) ${req.ids.join(',')}` : 'every backend'}` };
@@ -64,11 +99,20 @@ export function decideRequest(s: EngineState, req: FailoverRequest): Plan {
       return { action: 'promote', id, switchover: req.switchover ?? false, reason: req.reason };
     }
     case 'node_down': {
+      let ids = req.ids;
+      let reason = req.reason;
+      if (req.observed) {
+        const st = staleness(s, req, fresh);
+        const why = st.stale.map((x) => x.reason).join('; ');
+        if (st.live.length === 0) return { action: 'nothing', reason: `stale detection, dropped: ${why}` };
+        if (st.stale.length) reason = `${reason} (not for ${st.stale.map((x) => x.id).join(',')}: ${why})`;
+        ids = st.live;
+      }
       const primaryBefore = routablePrimary(s)?.id ?? s.lastPrimary;
-      const primaryFailed = primaryBefore !== null && req.ids.includes(primaryBefore);
-      const remaining = s.backends.find((b) => b.status === 'up' && b.role === 'primary' && !req.ids.includes(b.id));
-      if (primaryFailed && !remaining) return { action: 'replace primary', ids: req.ids, oldPrimary: primaryBefore, reason: `primary ${primaryBefore} failed: ${req.reason}` };
-      return { action: 'detach', ids: req.ids, primaryFailed, reason: req.reason };
+      const primaryFailed = primaryBefore !== null && ids.includes(primaryBefore);
+      const remaining = s.backends.find((b) => b.status === 'up' && b.role === 'primary' && !ids.includes(b.id));
+      if (primaryFailed && !remaining) return { action: 'replace primary', ids, oldPrimary: primaryBefore, reason: `primary ${primaryBefore} failed: ${reason}` };
+      return { action: 'detach', ids, primaryFailed, reason };
     }
   }
 }
@@ -77,7 +121,9 @@ export type Replacement =
   /** A server already left recovery (an earlier, interrupted run promoted it): it is the primary. */
   | { action: 'adopt'; id: number; reason: string }
   | { action: 'promote'; id: number; choice: CandidateChoice | null; reason: string }
-  | { action: 'no candidate'; choice: CandidateChoice; reason: string };
+  | { action: 'no candidate'; choice: CandidateChoice; reason: string }
+  /** The old primary answers as a primary after all: no failover; it stays the primary. */
+  | { action: 'cancel'; id: number; reason: string };
 
 export interface ReplacementInput {
   failed: readonly number[];
@@ -89,12 +135,17 @@ export interface ReplacementInput {
   /** Standbys whose promotion failed in this request: the next best is tried instead. */
   unpromotable: readonly number[];
   maxLagBytes: number;
+  /** The old primary checked once more, directly, just before the choice; null when not
+   * checked (an operator's promotion or detach: they want it replaced). */
+  oldPrimaryCheck: Fresh | null;
 }
 
 /** Which server becomes the primary when the old one is gone. */
 export function decideReplacement(s: EngineState, x: ReplacementInput): Replacement {
   const already = [...x.wal.entries()].find(([id, w]) => w !== null && !w.inRecovery && s.backends[id]!.status !== 'down' && id !== x.oldPrimary);
   if (already) return { action: 'adopt', id: already[0], reason: `backend ${already[0]} is already out of recovery: adopting it as the primary` };
+  const c = x.oldPrimaryCheck;
+  if (c?.ok && !c.inRecovery && x.oldPrimary !== null) return { action: 'cancel', id: x.oldPrimary, reason: `the old primary ${x.oldPrimary} answers as a primary when checked again before promoting: failover cancelled, it stays the primary` };
   if (x.forced !== null) return { action: 'promote', id: x.forced, choice: null, reason: `backend ${x.forced} chosen by the operator` };
   const inputs: CandidateInput[] = s.backends.map((b) => {
     const w = x.wal.get(b.id) ?? null;
@@ -141,16 +192,20 @@ export function streamsFrom(w: WalState, primary: { host: string; port: number }
 export interface Maintenance {
   /** Requests to queue. */
   requests: FailoverRequest[];
-  /** Detached standbys to read the WAL state of: re-attached if they stream from the primary. */
+  /** Detached standbys to read the server state of (decideFailback says what follows). */
   failbackChecks: number[];
+  /** No primary, and reachability changed since the last choice found no candidate: choose
+   * again (queued after what the failback checks bring). */
+  chooseAgain: FailoverRequest | null;
   /** Why nothing is done for each other backend (logged at debug, every cycle). */
   idle: { id: number; reason: string }[];
 }
 
 /** The periodic look at every backend: attach nodes still waiting, detach a false primary,
- * find standbys that may fail back. */
-export function decideMaintenance(s: EngineState, opts: { detachFalsePrimary: boolean; autoFailback: boolean }): Maintenance {
-  const out: Maintenance = { requests: [], failbackChecks: [], idle: [] };
+ * find detached standbys that may come back, and while there is no primary, choose again
+ * when reachability changes. */
+export function decideMaintenance(s: EngineState, opts: { detachFalsePrimary: boolean }): Maintenance {
+  const out: Maintenance = { requests: [], failbackChecks: [], chooseAgain: null, idle: [] };
   const primary = routablePrimary(s);
   for (const b of s.backends) {
     if (b.status === 'waiting' && b.pgStatus === 'up') out.requests.push({ kind: 'node_up', ids: [b.id], reason: 'first health check succeeded', source: 'health' });
@@ -159,25 +214,58 @@ export function decideMaintenance(s: EngineState, opts: { detachFalsePrimary: bo
     else if (b.status === 'up' && b.pgStatus === 'up' && b.pgRole === 'primary' && primary && primary.id !== b.id) {
       if (opts.detachFalsePrimary) out.requests.push({ kind: 'node_down', ids: [b.id], reason: `false primary: backend ${b.id} reports itself primary while backend ${primary.id} is the primary`, source: 'health' });
       else out.idle.push({ id: b.id, reason: `reports itself primary beside backend ${primary.id}; detach_false_primary is off` });
+    } else if (b.status === 'up' && b.pgStatus === 'down') {
+      // The health checker reports a failure once, when its view changes: after a detection
+      // dropped as stale, a server that then really fails would otherwise stay routable.
+      out.requests.push({ kind: 'node_down', ids: [b.id], reason: `health check says unreachable while attached (${b.role})`, source: 'health', observed: [{ id: b.id, status: b.status, role: b.role }] });
     } else if (b.status === 'up') out.idle.push({ id: b.id, reason: `attached ${b.role}, health check ${b.pgStatus}` });
     else if (b.status !== 'down') out.idle.push({ id: b.id, reason: `status ${b.status}` });
-    else if (b.pgStatus !== 'up') out.idle.push({ id: b.id, reason: `detached, health check ${b.pgStatus}` });
-    else if (b.pgRole !== 'standby') out.idle.push({ id: b.id, reason: `detached, answers as ${b.pgRole}` });
-    else if (!opts.autoFailback) out.idle.push({ id: b.id, reason: 'detached standby answers; auto_failback is off' });
-    else if (!primary) out.idle.push({ id: b.id, reason: 'detached standby answers; no primary to stream from' });
     else if (s.adminDetached.has(b.id)) out.idle.push({ id: b.id, reason: 'detached by an operator: stays detached' });
+    else if (b.pgStatus !== 'up') out.idle.push({ id: b.id, reason: `detached, health check ${b.pgStatus}` });
+    else if (b.pgRole !== 'standby') out.idle.push({ id: b.id, reason: `detached, answers as ${b.pgRole}${b.pgRole === 'primary' && primary ? ` beside the primary ${primary.id}: stays fenced` : ''}` });
     else out.failbackChecks.push(b.id);
+  }
+  if (!primary && s.lastPrimary !== null && s.noCandidate) {
+    const now = reachability(s);
+    if (now !== s.noCandidate.reachability) {
+      out.chooseAgain = { kind: 'node_down', ids: [s.lastPrimary], reason: `no primary: choosing again, reachability changed (${changes(s.noCandidate.reachability, now)})`, source: 'health' };
+    } else out.idle.push({ id: s.lastPrimary, reason: 'no primary; reachability unchanged since the last choice found no candidate' });
   }
   return out;
 }
 
-/** auto_failback of a detached standby, given its fresh WAL state. */
-export function decideFailback(s: EngineState, id: number, w: WalState): { request: FailoverRequest | null; reason: string } {
+function changes(before: string, now: string): string {
+  const a = before.split(' ');
+  return now
+    .split(' ')
+    .map((x, i) => (x === a[i] ? null : `${a[i] ?? '?'} → ${x.slice(x.indexOf(':') + 1)}`))
+    .filter((x) => x !== null)
+    .join(', ');
+}
+
+/** A detached standby that answers (not one an operator detached), given its server state:
+ * with no primary it is a candidate again; with one it is attached again when its server ran
+ * through the detach (a false detection: a stall, not a crash) or auto_failback is on — at
+ * once if it streams from the primary, else (builtin promotion) after following it, as the
+ * failover would have had it been attached. */
+export function decideFailback(s: EngineState, id: number, w: ServerState, opts: { autoFailback: boolean; builtinFollow: boolean }): { request: FailoverRequest | null; reason: string } {
   const primary = routablePrimary(s);
-  if (!primary) return { request: null, reason: 'no primary to stream from' };
-  if (!streamsFrom(w, primary)) return { request: null, reason: `does not stream from the primary ${primary.id} (wal receiver: ${w.walReceiverStatus ?? 'none'})` };
-  const reason = `auto_failback: backend ${id} streams from the primary ${primary.id} again`;
-  return { request: { kind: 'node_up', ids: [id], reason, source: 'health' }, reason };
+  const b = s.backends[id]!;
+  if (!w.inRecovery) return { request: null, reason: 'is not in recovery' };
+  if (!primary) {
+    const reason = `backend ${id} answers again (in recovery) while there is no primary: attached again as a promotion candidate`;
+    return { request: { kind: 'node_up', ids: [id], reason, source: 'health' }, reason };
+  }
+  const falselyDetached = w.startedAt.getTime() < b.lastStatusChange.getTime();
+  if (!falselyDetached && !opts.autoFailback) return { request: null, reason: `restarted since its detach (server start ${w.startedAt.toISOString()}); auto_failback is off` };
+  const why = falselyDetached ? `backend ${id} was falsely detached (its server runs since ${w.startedAt.toISOString()}, before the detach at ${b.lastStatusChange.toISOString()})` : `auto_failback: backend ${id}`;
+  if (streamsFrom(w, primary)) {
+    const reason = `${why}: it streams from the primary ${primary.id}${falselyDetached ? ', attached again' : ' again'}`;
+    return { request: { kind: 'node_up', ids: [id], reason, source: 'health' }, reason };
+  }
+  if (!opts.builtinFollow) return { request: null, reason: `does not stream from the primary ${primary.id} (wal receiver: ${w.walReceiverStatus ?? 'none'}); promote: command, so following it is left to follow_primary_command or the operator` };
+  const reason = `${why}: it does not stream from the primary ${primary.id} (wal receiver: ${w.walReceiverStatus ?? 'none'}, sender port ${w.senderPort ?? 'none'}): it follows it and is attached again`;
+  return { request: { kind: 'node_up', ids: [id], reason, source: 'health', follow: true }, reason };
 }
 
 export interface StartupRoles {

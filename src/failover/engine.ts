@@ -18,7 +18,7 @@ import type { Logger } from '../log.js';
 import type { BackendRegistry, BackendState } from '../backends/registry.js';
 import type { HealthChecker, HealthDownEvent } from '../backends/health.js';
 import { validateTemplate } from './commands.js';
-import { decideFailback, decideMaintenance, decideRequest, decideStartupRoles } from './decide.js';
+import { decideFailback, decideMaintenance, decideRequest, decideStartupRoles, type Fresh } from './decide.js';
 import type { Decisions } from './decisions.js';
 import { Abandoned, Execution, RunContext, type EngineMemory } from './execute.js';
 import { walState } from './pgops.js';
@@ -57,7 +57,10 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
   private readonly onChange = (ch: { id: number; before: Readonly<BackendState>; after: Readonly<BackendState> }) => {
     // Whoever set it (this engine, an operator, the watchdog's replicated state), remember
     // the last routable primary: a later node_down of it means promotion.
-    if (ch.after.status === 'up' && ch.after.role === 'primary') this.mem.lastPrimary = ch.id;
+    if (ch.after.status === 'up' && ch.after.role === 'primary') {
+      this.mem.lastPrimary = ch.id;
+      this.mem.noCandidate = null;
+    }
     if (ch.before.status !== ch.after.status) this.saveStatus();
   };
 
@@ -145,7 +148,7 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
       active: this.active ? { seq: this.active.seq, kind: this.active.req.kind, ids: this.active.req.ids, reason: this.active.req.reason, startedAt: this.active.startedAt.toISOString() } : null,
       queue: this.queue.map((q) => ({ seq: q.seq, kind: q.req.kind, ids: q.req.ids, reason: q.req.reason, queuedAt: q.queuedAt.toISOString() })),
       history: [...this.history],
-      noCandidate: this.mem.noCandidate,
+      noCandidate: this.mem.noCandidate && { at: this.mem.noCandidate.at, failed: this.mem.noCandidate.failed, summary: this.mem.noCandidate.summary, rejected: this.mem.noCandidate.rejected },
       primary: this.registry.primary()?.id ?? null,
       synchronous: { mode: this.config.failover.synchronous, savedStandbyNames: this.sync.savedNames, last: this.sync.last },
     };
@@ -164,11 +167,13 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
     let ok = false;
     let summary: string;
     let abandoned = false;
-    const plan = decideRequest(this.exec.state(), req);
+    const plan = decideRequest(this.exec.state(), req, await this.freshEvidence(req, log));
     log.info({ action: plan.action, reason: plan.reason }, `decision: ${plan.action}: ${plan.reason}`);
     if (plan.action === 'nothing') {
       ok = true;
       summary = `nothing to do: ${plan.reason}`;
+      // The health checker still holds the stale 'down' view: have it look again now.
+      if (req.observed) for (const id of req.ids) this.health.checkNow(id, 'a stale detection was dropped');
     } else if (plan.action === 'refuse') {
       summary = `${req.kind} refused: ${plan.reason}`;
     } else {
@@ -221,6 +226,21 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
     return result;
   }
 
+  /** A detected request is decided on fresh evidence: each backend probed once more as it
+   * starts (the detection may be seconds old, queued behind a failover). */
+  private async freshEvidence(req: FailoverRequest, log: Logger): Promise<Map<number, Fresh>> {
+    const out = new Map<number, Fresh>();
+    if (!req.observed || req.kind !== 'node_down') return out;
+    await Promise.all(
+      req.ids.map(async (id) => {
+        const p = await this.health.probe(id);
+        out.set(id, { ok: p.ok, inRecovery: p.inRecovery, error: p.error });
+        log.info({ backend: id, ok: p.ok, inRecovery: p.inRecovery, error: p.error, ms: p.ms }, `fresh probe of backend ${id}: ${p.ok ? `answers (${p.inRecovery ? 'in recovery' : 'primary'})` : `no answer: ${p.error}`}`);
+      }),
+    );
+    return out;
+  }
+
   // ---- detection → decision (single-peer mode) ------------------------------------------
 
   private handleDown(ev: HealthDownEvent): void {
@@ -235,6 +255,7 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
       reason: `health check: unreachable after ${ev.attempts} attempt(s) (${ev.trigger}): ${ev.error}`,
       detectedAt: ev.at,
       source: 'health',
+      observed: [{ id: ev.id, status: b.status, role: b.role }],
     }).catch((err: Error) => this.logger.error({ backend: ev.id, err: err.message }, 'node_down request failed'));
   }
 
@@ -252,17 +273,23 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
     this.maintaining = true;
     try {
       const f = this.config.failover;
-      const m = decideMaintenance(this.exec.state(), { detachFalsePrimary: f.detach_false_primary, autoFailback: f.auto_failback });
-      for (const r of m.requests) void this.queueFromMaintenance(r);
+      const m = decideMaintenance(this.exec.state(), { detachFalsePrimary: f.detach_false_primary });
+      const queue = [...m.requests];
       for (const id of m.failbackChecks) {
         try {
           const w = await walState(this.exec.target(id), this.exec.hc(id), this.exec.hc(id).timeout_ms);
-          const d = decideFailback(this.exec.state(), id, w);
-          if (d.request) void this.queueFromMaintenance(d.request);
+          const d = decideFailback(this.exec.state(), id, w, { autoFailback: f.auto_failback, builtinFollow: f.promote === 'builtin' });
+          if (d.request) queue.push(d.request);
           else m.idle.push({ id, reason: `detached standby ${d.reason}` });
         } catch (err) {
-          m.idle.push({ id, reason: `detached standby not readable right now: ${(err as Error).message}` });
+          m.idle.push({ id, reason: `detached standby answers the health check but not a WAL state read: ${(err as Error).message}` });
         }
+      }
+      // After the re-attachments, so the standbys that came back are candidates.
+      if (m.chooseAgain) queue.push(m.chooseAgain);
+      for (const r of queue) {
+        this.logger.info({ kind: r.kind, backends: r.ids, reason: r.reason }, `maintenance: ${r.reason}`);
+        void this.queueFromMaintenance(r);
       }
       if (m.idle.length) this.logger.debug({ idle: m.idle }, `maintenance: nothing to do for ${m.idle.map((x) => `backend ${x.id} (${x.reason})`).join('; ')}`);
       await this.sync.run(null);

@@ -15,7 +15,7 @@ import type { WalState } from '../backends/replication.js';
 import { formatLsn } from '../backends/lsn.js';
 import type { CandidateChoice } from './candidate.js';
 import { expandCommand, runCommand, type PlaceholderValues } from './commands.js';
-import { decideAttach, decideReplacement, type EngineState, type Plan } from './decide.js';
+import { decideAttach, decideReplacement, reachability, type EngineState, type Fresh, type Plan } from './decide.js';
 import type { Decision, Decisions } from './decisions.js';
 import { cleanShutdown, follow, promote as pgPromote, waitStreamingFrom, walState, type Target } from './pgops.js';
 import type { SyncCheck } from './sync-check.js';
@@ -28,7 +28,7 @@ export class Abandoned extends Error {}
 export interface EngineMemory {
   lastPrimary: number | null;
   adminDetached: Set<number>;
-  noCandidate: FailoverStatus['noCandidate'];
+  noCandidate: (NonNullable<FailoverStatus['noCandidate']> & { reachability: string }) | null;
 }
 
 /** One request's run: its steps (for the result) and what it found. */
@@ -88,7 +88,7 @@ export class Execution {
   }
 
   state(): EngineState {
-    return { backends: this.registry.list(), lastPrimary: this.mem.lastPrimary, adminDetached: this.mem.adminDetached };
+    return { backends: this.registry.list(), lastPrimary: this.mem.lastPrimary, adminDetached: this.mem.adminDetached, noCandidate: this.mem.noCandidate };
   }
 
   /** Records one decision; a refusal abandons the request. */
@@ -152,13 +152,25 @@ export class Execution {
   private async replacePrimary(ctx: RunContext, failed: number[], forced: number | null): Promise<string> {
     const f = this.config.failover;
     const oldPrimary = ctx.oldPrimary;
-    // Fresh WAL positions of every attached standby: the monitor's may be a period old.
-    const wal = await this.walStates(failed);
+    // Fresh WAL positions of every attached standby (the monitor's may be a period old) and,
+    // when health checks decided the failure, one more direct look at the old primary: a
+    // stall that just ended must not cost a failover. Both at once, so a hung primary costs
+    // one timeout, not two.
+    // Not when an operator asked for it (promote N, detach of the primary): they want it replaced.
+    const recheck = oldPrimary !== null && forced === null && ctx.req.source !== 'admin' && !this.mem.adminDetached.has(oldPrimary);
+    const [wal, oldPrimaryCheck] = await Promise.all([this.walStates(failed), recheck ? this.check(oldPrimary) : Promise.resolve(null)]);
+    if (oldPrimaryCheck) ctx.note('recheck old primary', oldPrimary!, true, oldPrimaryCheck.ok ? `old primary ${oldPrimary} answers (${oldPrimaryCheck.inRecovery ? 'in recovery' : 'as a primary'})` : `old primary ${oldPrimary} still does not answer: ${oldPrimaryCheck.error}`);
     const unpromotable: number[] = [];
     let chosen: number;
     let adopted = false;
     for (;;) {
-      const r = decideReplacement(this.state(), { failed, oldPrimary, forced, wal, unpromotable, maxLagBytes: this.config.proxy.max_lag_bytes });
+      const r = decideReplacement(this.state(), { failed, oldPrimary, forced, wal, unpromotable, maxLagBytes: this.config.proxy.max_lag_bytes, oldPrimaryCheck });
+      if (r.action === 'cancel') {
+        ctx.note('cancel', r.id, true, r.reason);
+        await this.setPrimary(ctx, r.id, null, 'failover cancelled');
+        this.mem.noCandidate = null;
+        return r.reason;
+      }
       if (r.action === 'adopt') {
         ctx.note('find primary', r.id, true, r.reason);
         chosen = r.id;
@@ -170,7 +182,8 @@ export class Execution {
         ctx.log.info({ candidate: r.choice.id, rejected: r.choice.rejected, referenceLsn: r.choice.referenceLsn !== null ? formatLsn(r.choice.referenceLsn) : null }, `promotion candidate: ${r.choice.summary}`);
       }
       if (r.action === 'no candidate') {
-        this.mem.noCandidate = { at: new Date().toISOString(), failed, summary: r.choice.summary, rejected: r.choice.rejected };
+        // Not an end: maintain() chooses again when any backend's reachability changes.
+        this.mem.noCandidate = { at: new Date().toISOString(), failed, summary: r.choice.summary, rejected: r.choice.rejected, reachability: reachability(this.state()) };
         ctx.log.error({ failed, rejected: r.choice.rejected }, `no promotion: ${r.choice.summary}`);
         if (f.promote === 'command') {
           // pgpool still runs failover_command, with %m = -1, so the script can alert.
@@ -229,20 +242,37 @@ export class Execution {
   }
 
   private async builtinFollow(ctx: RunContext, id: number, primary: number): Promise<void> {
-    const f = this.config.failover;
     try {
-      await ctx.step(
-        'follow',
-        id,
-        () => follow(this.target(id), this.target(primary), this.hc(id), f.command_timeout_ms, { user: f.replication_user, password: f.replication_password }),
-        (r) => `backend ${id} ${r.outcome}: primary_conninfo = ${r.conninfo}`,
-      );
-      const streaming = await waitStreamingFrom(this.target(id), this.target(primary), this.hc(id), 10_000);
-      if (streaming) ctx.note('follow check', id, true, `backend ${id} streams from backend ${primary}`);
-      else ctx.note('follow check', id, false, `backend ${id} does not stream from backend ${primary} 10 s after the change (diverged timeline? a rewind may be needed); its reads may be stale`);
+      await this.repoint(ctx, id, primary);
     } catch {
       // Recorded in the step; a standby that cannot follow serves ever staler reads.
       await this.record({ type: 'backend', id, status: 'down', detachedBy: 'failover', reason: `could not follow new primary ${primary}` });
+    }
+  }
+
+  /** Points standby `id` at `primary` and waits (10 s) until it streams from it; throws when
+   * the change itself fails, false when it does not stream. */
+  private async repoint(ctx: RunContext, id: number, primary: number): Promise<boolean> {
+    const f = this.config.failover;
+    await ctx.step(
+      'follow',
+      id,
+      () => follow(this.target(id), this.target(primary), this.hc(id), f.command_timeout_ms, { user: f.replication_user, password: f.replication_password }),
+      (r) => `backend ${id} ${r.outcome}: primary_conninfo = ${r.conninfo}`,
+    );
+    const streaming = await waitStreamingFrom(this.target(id), this.target(primary), this.hc(id), 10_000);
+    if (streaming) ctx.note('follow check', id, true, `backend ${id} streams from backend ${primary}`);
+    else ctx.note('follow check', id, false, `backend ${id} does not stream from backend ${primary} 10 s after the change (diverged timeline? a rewind may be needed); its reads may be stale`);
+    return streaming;
+  }
+
+  /** One direct check of a backend (no retries): does it answer, and as what. */
+  async check(id: number): Promise<Fresh> {
+    try {
+      const w = await walState(this.target(id), this.hc(id), this.hc(id).timeout_ms);
+      return { ok: true, inRecovery: w.inRecovery };
+    } catch (err) {
+      return { ok: false, error: (err as Error).message };
     }
   }
 
@@ -294,7 +324,14 @@ export class Execution {
         if (d.detach) await this.record({ type: 'backend', id, status: 'down', role: 'unknown', detachedBy: 'failover', reason: 'false primary' });
         continue;
       }
-      if (d.note) ctx.note('attach', id, true, d.note);
+      const primary = this.registry.primary();
+      if (d.note && ctx.req.follow && primary && d.role === 'standby') {
+        // It missed a promotion while detached: follow first, attach only once it streams.
+        if (!(await this.repoint(ctx, id, primary.id).catch(() => false))) {
+          ctx.note('attach', id, false, `backend ${id} stays detached: it does not stream from the primary ${primary.id} after following it`);
+          continue;
+        }
+      } else if (d.note) ctx.note('attach', id, true, d.note);
       await this.record({ type: 'backend', id, status: 'up', role: d.role, reason: ctx.req.reason });
       if (d.role === 'primary') {
         this.mem.lastPrimary = id;

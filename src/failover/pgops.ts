@@ -40,10 +40,16 @@ export async function withClient<T>(t: Target, hc: HealthCheckConfig, timeoutMs:
   }
 }
 
-export async function walState(t: Target, hc: HealthCheckConfig, timeoutMs: number): Promise<WalState> {
+/** A backend's WAL state, and since when its server runs (a server running since before it was
+ * detached was never down: the detach was a false detection). */
+export interface ServerState extends WalState {
+  startedAt: Date;
+}
+
+export async function walState(t: Target, hc: HealthCheckConfig, timeoutMs: number): Promise<ServerState> {
   return withClient(t, hc, timeoutMs, async (c) => {
-    const r = await c.query<{ rec: boolean; cur: string | null; recv: string | null; replay: string | null; st: string | null; sh: string | null; sp: number | null }>(
-      `SELECT pg_is_in_recovery() AS rec,
+    const r = await c.query<{ rec: boolean; cur: string | null; recv: string | null; replay: string | null; st: string | null; sh: string | null; sp: number | null; started: Date }>(
+      `SELECT pg_is_in_recovery() AS rec, pg_postmaster_start_time() AS started,
         CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS cur,
         pg_last_wal_receive_lsn()::text AS recv, pg_last_wal_replay_lsn()::text AS replay,
         w.status AS st, w.sender_host AS sh, w.sender_port AS sp
@@ -58,6 +64,7 @@ export async function walState(t: Target, hc: HealthCheckConfig, timeoutMs: numb
       walReceiverStatus: x.st,
       senderHost: x.sh,
       senderPort: x.sp,
+      startedAt: x.started,
     };
   });
 }

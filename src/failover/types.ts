@@ -1,5 +1,6 @@
 // The engine's request and result shapes, shared by the queue, the decisions and the
 // execution (and shown by the admin API and `failovers`).
+import type { BackendRole, BackendStatus } from '../backends/registry.js';
 import type { CandidateChoice } from './candidate.js';
 import type { FailoverKind } from './decisions.js';
 
@@ -15,6 +16,12 @@ export interface FailoverRequest {
   detectedAt?: Date;
   /** Who asked: "health", "admin", "watchdog", … (auto_failback respects admin detaches). */
   source?: string;
+  /** Set by detection: each backend's decided status and role when it was seen failing. The
+   * request is checked again on fresh evidence when it runs (decide.ts staleness). */
+  observed?: { id: number; status: BackendStatus; role: BackendRole }[];
+  /** node_up only: point the standby at the current primary first (builtin promotion), for a
+   * standby that was detached while a new primary was promoted and so missed the follow. */
+  follow?: boolean;
 }
 
 export interface FailoverStep {
