@@ -74,9 +74,9 @@ test('demo: healthy status, Ctrl-C removes everything, a run after a crash clean
           return false;
         }
       });
-    assert.equal(children.length, 1, 'the demo script runs as one child of the command');
-    const child = children[0]!;
-    for (const pid of [Number(child), first.proc.pid!]) process.kill(pid, 'SIGKILL');
+    // The demo script is a child of the command (tsx's esbuild service may be another one).
+    assert.ok(children.length >= 1, 'the demo script runs as a child of the command');
+    for (const pid of [...children.map(Number), first.proc.pid!]) process.kill(pid, 'SIGKILL');
     await first.exited;
     const pids = state.processes.map((p) => p.pid);
     assert.ok(pids.every(alive), 'its servers and peers outlive it');
