@@ -9,14 +9,15 @@
 // whose clock silently lost ticks would believe its lease longer than it is.
 //
 // Leadership: `propose` works on the leader only and resolves once the entry has committed
-// and been applied here. A leader periodically hands leadership to a higher-priority peer
-// that is connected, healthy (the caller says what healthy is) and fully caught up, and
-// `handOver` gives it away before a planned stop, so a restart costs no election.
+// and been applied here. `transfer` moves leadership (the coordinator decides when a
+// higher-priority peer should have it, decide.ts), and `handOver` gives it to the best
+// connected peer before a planned stop, so a restart costs no election.
 // Membership is static: the peers of the config.
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { RaftNode, type Entry, type Message, type NodeId, type RaftStorage, type Role, type Snapshot } from '../raft/index.js';
 import type { Logger } from '../log.js';
+import { observeRaft, type RaftObservation } from './raft-status.js';
 import type { PeerTransport } from './transport.js';
 import { WIRE_VERSION, type Envelope } from './wire.js';
 
@@ -50,30 +51,19 @@ export interface RaftRuntimeOptions<T, S> {
   random?: () => number;
 }
 
-/** What the coordinator, the VIP rules and the admin views read. */
-export interface RaftRuntimeStatus {
-  self: string;
-  role: Role;
-  leader: NodeId | null;
-  term: number;
-  commit: number;
-  applied: number;
-  /** This peer is the leader and holds a valid lease: no other peer can be leader now. */
-  lease: boolean;
-  /** An entry of the current term is committed (a new leader knows the whole commit then). */
-  termStartCommitted: boolean;
-  /** Ticks since start, and the tick the lease lasts until (null without one). */
-  tick: number;
-  leaseUntilTick: number | null;
+/** What the coordinator, the VIP rules and the admin views read: the core's status as the pure rules observe it, plus time. */
+export interface RaftRuntimeStatus extends RaftObservation {
   tickMs: number;
   electionTicks: number;
-  transferee: NodeId | null;
-  /** Ticks since this peer last heard from a leader (0 on the leader; since start if never). */
-  ticksSinceLeader: number;
+  /**
+   * Ms since this peer last knew itself joined to a majority: a follower, since it last heard
+   * from a leader; a leader, since its lease was last valid. null: not since start.
+   */
+  sinceContactMs: number | null;
 }
 
 export interface RaftRuntimeEvents {
-  /** Role, leader, term, lease or term-start commitment changed. */
+  /** Role, leader, term, lease, term-start commitment or transfer changed. */
   status: [status: RaftRuntimeStatus];
   /** Committed entries up to `index` are applied here. */
   applied: [index: number];
@@ -104,7 +94,8 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
   private timer: NodeJS.Timeout | undefined;
   private t0 = 0;
   private ticks = 0;
-  private lastLeaderTick = 0;
+  private lastLeaderTick: number | null = null;
+  private lastLeaseTick: number | null = null;
   private sinceCompact = 0;
   private lastStatusKey = '';
   private stopped = false;
@@ -151,23 +142,15 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
   }
 
   status(): RaftRuntimeStatus {
-    const n = this.node;
-    const leaseUntil = n.leaseValidUntilTick();
+    const obs = observeRaft(this.node as RaftNode<unknown, unknown>);
+    let contact: number | null;
+    if (obs.role === 'leader') contact = obs.hasLease ? 0 : this.lastLeaseTick;
+    else contact = this.lastLeaderTick;
     return {
-      self: n.id,
-      role: n.role,
-      leader: n.leader,
-      term: n.term,
-      commit: n.log.committed,
-      applied: n.log.applied,
-      lease: leaseUntil !== null,
-      termStartCommitted: n.log.term(n.log.committed) === n.term,
-      tick: n.tickNow(),
-      leaseUntilTick: leaseUntil,
+      ...obs,
       tickMs: this.o.tickMs,
       electionTicks: this.o.electionTicks,
-      transferee: n.status().transferee,
-      ticksSinceLeader: n.role === 'leader' ? 0 : this.ticks - this.lastLeaderTick,
+      sinceContactMs: obs.role === 'leader' && obs.hasLease ? 0 : contact === null ? null : (this.ticks - contact) * this.o.tickMs,
     };
   }
 
@@ -198,7 +181,7 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
    */
   async handOver(timeoutMs: number): Promise<boolean> {
     if (this.node.role !== 'leader') return true;
-    const to = this.bestSuccessor(false);
+    const to = this.bestSuccessor();
     if (!to) {
       this.log.warn('no connected peer to hand leadership to');
       return false;
@@ -219,8 +202,8 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
     while (this.ticks < due) {
       this.node.tick();
       this.ticks++;
+      if (this.node.hasLease()) this.lastLeaseTick = this.ticks;
     }
-    if (this.node.role === 'leader' && this.ticks % this.o.electionTicks === 0) this.maybeYieldToPriority();
     this.drain();
   }
 
@@ -289,7 +272,7 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
 
   private maybeEmitStatus(): void {
     const s = this.status();
-    const key = `${s.role}|${s.leader}|${s.term}|${s.lease}|${s.termStartCommitted}`;
+    const key = `${s.role}|${s.leader}|${s.term}|${s.hasLease}|${s.termCommitted}|${s.transferee}`;
     if (key === this.lastStatusKey) return;
     this.lastStatusKey = key;
     this.emit('status', s);
@@ -297,25 +280,14 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
 
   // ---- priority --------------------------------------------------------------------------
 
-  /** The peer leadership should go to: the highest priority among connected, healthy peers (fully caught up, if `upToDate`). */
-  private bestSuccessor(upToDate: boolean): string | null {
+  /** Where a planned stop hands leadership: the highest priority among connected, healthy peers, the most caught up first among equals. */
+  private bestSuccessor(): string | null {
     const st = this.node.status();
     const healthy = this.o.isHealthy ?? (() => true);
     const candidates = this.o.transport
       .connected()
       .filter((p) => this.priority.has(p) && healthy(p))
-      .filter((p) => !upToDate || st.progress?.[p]?.match === st.lastIndex)
       .sort((a, b) => (this.priority.get(b) ?? 0) - (this.priority.get(a) ?? 0) || (st.progress?.[b]?.match ?? 0) - (st.progress?.[a]?.match ?? 0));
     return candidates[0] ?? null;
-  }
-
-  private maybeYieldToPriority(): void {
-    if (!this.node.hasLease()) return; // settle first: a leader without a lease is still establishing itself
-    const best = this.bestSuccessor(true);
-    const mine = this.priority.get(this.o.self) ?? 0;
-    if (best && (this.priority.get(best) ?? 0) > mine) {
-      this.log.info({ to: best, priority: this.priority.get(best), mine }, 'a higher-priority peer is healthy and up to date: handing leadership to it');
-      this.transfer(best);
-    }
   }
 }
