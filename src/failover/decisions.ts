@@ -1,10 +1,10 @@
 // The failover engine's one way out: every state change it decides is a Decision, recorded
-// through a Decisions sink. With one peer the sink writes the registry at once; under the
-// watchdog it proposes the Decision to the Raft log and resolves once the entry has committed
-// and been applied here, so every peer's routing follows the same history. That is why a
-// Decision is plain JSON data (it travels in log entries) and why `record` is asynchronous and
-// may reject (a coordinator that lost its leadership can record nothing; the engine then
-// abandons the request and says why).
+// through a Decisions sink. With one peer the sink writes the registry at once
+// (RegistryDecisions); under the watchdog it proposes the Decision to the Raft log and resolves
+// once the entry has committed and been applied here, so every peer's routing follows the same
+// history. That is why a Decision is plain JSON data (it travels in log entries) and why
+// `record` is asynchronous and may reject (a coordinator that lost its leadership can record
+// nothing; the engine then abandons the request, says why and runs no further command).
 //
 // Observations (health checks, replication sampling) are not decisions: they stay local to
 // each peer and never pass through here.
@@ -14,8 +14,10 @@ import type { BackendRole, BackendStatus } from '../backends/registry.js';
 export type FailoverKind = 'node_down' | 'node_up' | 'promote' | 'close_idle';
 
 export type Decision =
-  /** A backend's decided status and/or role changes (detach, attach, new primary, false primary). */
-  | { type: 'backend'; id: number; status?: BackendStatus; role?: BackendRole; reason: string }
+  /** A backend's decided status and/or role changes (detach, attach, new primary, false
+   * primary). `detachedBy: 'admin'` marks an operator's detach, which auto re-attachment
+   * respects. */
+  | { type: 'backend'; id: number; status?: BackendStatus; role?: BackendRole; detachedBy?: 'admin' | 'failover'; reason: string }
   /** A failover event begins; recorded before any command or promotion runs (the interlock). */
   | { type: 'failoverStarted'; seq: number; kind: FailoverKind; ids: number[]; term: number; reason: string }
   /** The event ended; recorded once, after its last step. */
@@ -24,4 +26,10 @@ export type Decision =
 export interface Decisions {
   /** Resolves once the decision is in force on this peer; rejects (with why) if it cannot be recorded. */
   record(decision: Decision): Promise<void>;
+  /** The sequence number of the next failover request, unique across the cluster (under the
+   * watchdog: one more than the last one in the replicated state). */
+  nextSeq(): number;
+  /** The term decisions are recorded under now, passed to commands as %T: the coordinator's
+   * Raft term under the watchdog, 0 with one peer. */
+  term(): number;
 }

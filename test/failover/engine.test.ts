@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { parseConfig } from '../../src/config/index.js';
 import { BackendRegistry } from '../../src/backends/registry.js';
 import { HealthChecker } from '../../src/backends/health.js';
-import { FailoverEngine } from '../../src/failover/index.js';
+import { FailoverEngine, RegistryDecisions, type Decision, type Decisions } from '../../src/failover/index.js';
 import { silentLogger } from '../../src/log.js';
 
-function setup(failover: object = {}, backends: object[] = [{}, {}, {}]) {
+function setup(failover: object = {}, backends: object[] = [{}, {}, {}], decisions?: (registry: BackendRegistry) => Decisions) {
   const config = parseConfig(
     {
       auth: { method: 'trust' },
@@ -25,7 +25,7 @@ function setup(failover: object = {}, backends: object[] = [{}, {}, {}]) {
   const registry = new BackendRegistry(config);
   const health = new HealthChecker({ config, registry, logger: silentLogger });
   // autoRequest false (as under a watchdog): only explicit requests, no timer.
-  const engine = new FailoverEngine({ config, registry, logger: silentLogger, health, autoRequest: false });
+  const engine = new FailoverEngine({ config, registry, logger: silentLogger, health, autoRequest: false, decisions: decisions?.(registry) });
   registry.update(0, { status: 'up', role: 'primary' }, 'test');
   registry.update(1, { status: 'up', role: 'standby' }, 'test');
   registry.update(2, { status: 'up', role: 'standby' }, 'test');
@@ -94,4 +94,61 @@ test('the primary fails and no standby answers: no promotion, the reason is in t
   const nc = engine.status().noCandidate!;
   assert.deepEqual(nc.failed, [0]);
   assert.match(nc.summary, /no standby qualifies for promotion: node 1 health check is down; node 2 health check is down/);
+});
+
+/** A sink as the watchdog's will be: seq and term from the cluster, and it may refuse. */
+class RecordingDecisions implements Decisions {
+  readonly recorded: Decision[] = [];
+  refuseFrom = Infinity;
+  private seq = 40;
+  constructor(private readonly inner: RegistryDecisions) {}
+  async record(d: Decision): Promise<void> {
+    if (this.recorded.length >= this.refuseFrom) throw new Error('not the leader any more (term 9)');
+    this.recorded.push(d);
+    await this.inner.record(d);
+  }
+  nextSeq(): number {
+    return ++this.seq;
+  }
+  term(): number {
+    return 8;
+  }
+}
+
+test('every state change goes through the Decisions sink, with the sink\'s seq and term; a refusal abandons the request and runs no command', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pgwd-engine-'));
+  try {
+    const rec = join(dir, 'rec');
+    let sink!: RecordingDecisions;
+    const { engine, registry } = setup({ failover_command: `echo %d %T >> ${rec}` }, [{}, {}, {}], (r) => (sink = new RecordingDecisions(new RegistryDecisions(r))));
+    const r = await engine.request({ kind: 'node_down', ids: [2], reason: 'test: standby 2 failed' });
+    assert.equal(r.seq, 41);
+    assert.equal(r.term, 8);
+    assert.equal(r.ok, true, r.summary);
+    assert.deepEqual(
+      sink.recorded.map((d) => d.type),
+      ['failoverStarted', 'backend', 'failoverFinished'],
+    );
+    assert.deepEqual(sink.recorded[0], { type: 'failoverStarted', seq: 41, kind: 'node_down', ids: [2], term: 8, reason: 'test: standby 2 failed' });
+    assert.deepEqual(sink.recorded[1], { type: 'backend', id: 2, status: 'down', detachedBy: 'failover', reason: 'test: standby 2 failed' });
+    assert.equal(readFileSync(rec, 'utf8'), '2 8\n');
+
+    // The sink refuses the detach (leadership lost): abandoned, no command, no end record.
+    sink.refuseFrom = sink.recorded.length + 1;
+    const a = await engine.request({ kind: 'node_down', ids: [1], reason: 'test: standby 1 failed' });
+    assert.equal(a.ok, false);
+    assert.match(a.summary, /^abandoned: the decision could not be recorded \(backend 1: test: standby 1 failed\): not the leader any more \(term 9\)/);
+    assert.equal(registry.get(1).status, 'up', 'nothing written');
+    assert.equal(readFileSync(rec, 'utf8'), '2 8\n', 'no command ran');
+    assert.deepEqual(sink.recorded.at(-1)?.type, 'failoverStarted');
+
+    // Nothing to record for a refused request.
+    sink.refuseFrom = Infinity;
+    const n = sink.recorded.length;
+    const p = await engine.promote(0);
+    assert.match(p.summary, /promote refused: backend 0 is not an attached standby/);
+    assert.equal(sink.recorded.length, n);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
