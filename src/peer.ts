@@ -7,6 +7,7 @@ import { HealthChecker } from './backends/health.js';
 import { ReplicationMonitor } from './backends/replication.js';
 import { FailoverEngine } from './failover/index.js';
 import { Proxy } from './proxy/index.js';
+import { Watchdog, watchdogEnabled } from './cluster/watchdog.js';
 
 export class Peer {
   readonly registry: BackendRegistry;
@@ -14,6 +15,8 @@ export class Peer {
   readonly replication: ReplicationMonitor;
   readonly failover: FailoverEngine;
   readonly proxy: Proxy;
+  /** With two or more watchdog peers; with one (or none) the peer decides alone, as before. */
+  readonly watchdog: Watchdog | undefined;
   /** Where the proxy listens, once started. */
   proxyAddress: { host: string; port: number } | undefined;
   private stopping: Promise<void> | undefined;
@@ -37,7 +40,22 @@ export class Peer {
       // of a dead server when no client traffic is there to notice.
       onConnectionLost: (id, err) => this.health.checkNow(id, `replication monitor lost its connection: ${err.message}`),
     });
-    this.failover = new FailoverEngine({ config, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health });
+    if (watchdogEnabled(config)) {
+      this.watchdog = new Watchdog({
+        config,
+        registry: this.registry,
+        logger: log.child({ part: 'watchdog' }),
+        sessions: () => this.proxy.stats().clients.total,
+        proxyUp: () => this.proxyAddress !== undefined && this.stopping === undefined,
+      });
+      // Under the watchdog the replicated state is the durable record of backend states (no
+      // status file), and the engine records through Raft and runs only on the coordinator.
+      const engineConfig: Config = { ...config, failover: { ...config.failover, status_file: '' } };
+      this.failover = new FailoverEngine({ config: engineConfig, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health, decisions: this.watchdog.decisions, autoRequest: false });
+      this.watchdog.attachEngine(this.failover);
+    } else {
+      this.failover = new FailoverEngine({ config, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health });
+    }
     this.proxy = new Proxy({
       config,
       registry: this.registry,
@@ -52,6 +70,7 @@ export class Peer {
     this.health.start();
     this.replication.start();
     await this.failover.start();
+    await this.watchdog?.start();
     const addr = (this.proxyAddress = await this.proxy.listen());
     this.log.info({ proxy: addr, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
     return addr;
@@ -60,6 +79,7 @@ export class Peer {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('peer stopping');
+      await this.watchdog?.stop();
       await this.proxy.close();
       await this.failover.stop();
       await this.replication.stop();
@@ -88,6 +108,10 @@ export async function startPeer(file: string, opts: { name?: string } = {}): Pro
       return 1;
     }
     config.watchdog.name = opts.name;
+  }
+  if (config.watchdog.peers.length >= 2 && config.watchdog.name === undefined) {
+    process.stderr.write(`${file}: watchdog.name or --name must say which of watchdog.peers this peer is (${config.watchdog.peers.map((p) => p.name).join(', ')})\n`);
+    return 1;
   }
   const log = createLogger({ level: config.log.level, name: config.watchdog.name ?? 'pgwatchdog' });
   const peer = new Peer(config, log);

@@ -1,10 +1,11 @@
 // The `pgwatchdog` command line. `run` returns the exit code instead of exiting, so tests
 // can call it in-process: 0 ok, 1 the command failed (bad config, peer unreachable), 2 usage.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfig } from '../config/index.js';
 
-export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+import { VERSION } from '../version.js';
+
+export { VERSION };
 
 interface Command {
   usage: string;

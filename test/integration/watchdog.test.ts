@@ -1,0 +1,164 @@
+// Three real peer processes on loopback, a watchdog cluster over the PostgreSQL test bed.
+// VIP commands write marker files (the real address test runs in network namespaces).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { createCluster, freePort, SUPERUSER, SUPERUSER_PASSWORD, type PgCluster } from '../support/pg.js';
+import { startPeerProcess, type LogLine, type PeerProcess } from '../support/peer.js';
+
+const NAMES = ['pgwd1', 'pgwd2', 'pgwd3'] as const;
+type Name = (typeof NAMES)[number];
+
+interface Bed {
+  cluster: PgCluster;
+  dir: string;
+  peers: Map<Name, PeerProcess>;
+  start(name: Name): Promise<PeerProcess>;
+  holders(): Name[];
+  failoverCount(): number;
+  teardown(): Promise<void>;
+}
+
+async function bed(opts: { watchdog?: object } = {}): Promise<Bed> {
+  const cluster = await createCluster({ standbys: 2 });
+  const dir = mkdtempSync(join(tmpdir(), 'pgwd-wd-'));
+  const vipDir = join(dir, 'vip');
+  const failovers = join(dir, 'failovers');
+  writeFileSync(failovers, '');
+  mkdirSync(vipDir);
+  const ports = await Promise.all(NAMES.map(() => freePort()));
+  const watchdogPeers = NAMES.map((name, i) => ({ name, host: '127.0.0.1', port: ports[i] }));
+  const peers = new Map<Name, PeerProcess>();
+  const start = async (name: Name) => {
+    const p = await startPeerProcess(
+      cluster,
+      {
+        failover: { failover_command: `echo "%d %T" >> ${failovers}` },
+        watchdog: {
+          auth_key: 'test-key',
+          peers: watchdogPeers,
+          data_dir: join(dir, `raft-${name}`),
+          vip: {
+            address: '10.254.0.1/32',
+            interface: 'lo',
+            // As the sample script does, escalation first takes the address off every other peer.
+            escalation_command: `rm -f ${vipDir}/*; touch ${vipDir}/${name}`,
+            de_escalation_command: `rm -f ${vipDir}/${name}`,
+          },
+          ...opts.watchdog,
+        },
+      },
+      { args: ['--name', name], env: { PGWATCHDOG_FAULTS_FILE: join(dir, `faults-${name}`) } },
+    );
+    peers.set(name, p);
+    return p;
+  };
+  for (const n of NAMES) await start(n);
+  return {
+    cluster,
+    dir,
+    peers,
+    start,
+    holders: () => readdirSync(vipDir).sort() as Name[],
+    failoverCount: () => readFileSync(failovers, 'utf8').split('\n').filter(Boolean).length,
+    async teardown() {
+      await Promise.all([...peers.values()].map((p) => p.stop().catch(() => undefined)));
+      await cluster.teardown();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+const isEscalated = (l: LogLine) => l.msg === 'VIP escalation succeeded';
+
+async function query(p: PeerProcess, sql: string): Promise<pg.QueryResult> {
+  const c = new pg.Client({ host: p.host, port: p.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres', connectionTimeoutMillis: 3000 });
+  await c.connect();
+  try {
+    return await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+/** The peer that holds the VIP marker, once exactly one does. */
+async function oneHolder(b: Bed, timeoutMs = 20_000): Promise<Name> {
+  return waitFor('exactly one VIP holder', () => {
+    const h = b.holders();
+    return h.length === 1 ? h[0] : undefined;
+  }, timeoutMs);
+}
+
+describe('watchdog: three peer processes', { concurrency: false }, () => {
+  let b: Bed;
+  before(async () => {
+    b = await bed();
+  });
+  after(async () => {
+    await b?.teardown();
+  });
+
+  it('elects one coordinator, which escalates; every peer routes writes to the primary', async () => {
+    const holder = await oneHolder(b);
+    const hp = b.peers.get(holder)!;
+    await hp.waitForLog(isEscalated);
+    await hp.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('coordinator: claim'));
+    await query(b.peers.get('pgwd1')!, 'CREATE TABLE wd (peer text)');
+    for (const n of NAMES) {
+      await waitFor(`${n} routes writes`, async () => (await query(b.peers.get(n)!, `INSERT INTO wd VALUES ('${n}')`)).rowCount === 1);
+    }
+    const rows = await b.cluster.primary.sql<{ peer: string }>('SELECT peer FROM wd ORDER BY peer');
+    assert.deepEqual(rows.map((r) => r.peer), [...NAMES]);
+    assert.deepEqual(b.holders(), [holder]);
+  });
+
+  it('kill -9 of the coordinator: another peer escalates; the restarted one joins as STANDBY', async () => {
+    const first = await oneHolder(b);
+    await b.peers.get(first)!.kill9();
+    const second = await waitFor('another peer escalates', () => {
+      const h = b.holders();
+      return h.length === 1 && h[0] !== first ? h[0] : undefined;
+    }, 20_000);
+    const restarted = await b.start(first);
+    await restarted.waitForLog((l) => l.msg === 'raft role changed' && l.role === 'follower' && l.leader === second, 20_000);
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.deepEqual(b.holders(), [second], 'the restarted peer did not take the VIP back');
+    await waitFor(`${first} routes writes again`, async () => (await query(restarted, `INSERT INTO wd VALUES ('again')`)).rowCount === 1);
+  });
+
+  it('kill -9 of the primary: exactly one failover command in the cluster; every peer routes writes to the new primary', async () => {
+    await oneHolder(b);
+    const before = b.failoverCount();
+    await b.cluster.waitReplicated();
+    await b.cluster.primary.kill9();
+    await waitFor('one failover command', () => b.failoverCount() > before, 30_000);
+    for (const n of NAMES) {
+      await waitFor(`${n} writes to the new primary`, async () => (await query(b.peers.get(n)!, `INSERT INTO wd VALUES ('after-${n}')`)).rowCount === 1, 30_000);
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+    const lines = readFileSync(join(b.dir, 'failovers'), 'utf8').split('\n').filter(Boolean);
+    assert.equal(lines.length - before, 1, lines.join('\n'));
+    // %d is the old primary, %T the coordinator's Raft term (a fencing token, never 0 here)
+    const [failed, term] = lines.at(-1)!.split(' ');
+    assert.equal(failed, '0');
+    assert.ok(Number(term) > 0, `term ${term}`);
+  });
+});
