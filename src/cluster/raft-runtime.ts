@@ -203,6 +203,7 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
       this.node.tick();
       this.ticks++;
       if (this.node.hasLease()) this.lastLeaseTick = this.ticks;
+      if (this.node.role === 'leader') this.lastLeaderTick = this.ticks; // a leader that steps down last heard from one now
     }
     this.drain();
   }

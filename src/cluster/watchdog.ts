@@ -195,9 +195,10 @@ export class Watchdog {
       refusing: this.iso.refuseWrites,
       mode: wd.isolated_writes,
     });
-    if (this.iso.reason !== this.lastIso) {
+    const isoKey = `${this.iso.isolated}|${this.iso.refuseWrites}`;
+    if (isoKey !== this.lastIso) {
       this.log[this.iso.isolated ? 'warn' : 'info']({ isolated: this.iso.isolated, refuseWrites: this.iso.refuseWrites }, `isolation: ${this.iso.reason}`);
-      this.lastIso = this.iso.reason;
+      this.lastIso = isoKey;
       quarantineChanged = true;
     }
     if (quarantineChanged) this.route();

@@ -16,7 +16,8 @@ interface Bed {
   cluster: PgCluster;
   dir: string;
   peers: Map<Name, PeerProcess>;
-  start(name: Name): Promise<PeerProcess>;
+  start(name: Name, over?: Record<string, unknown>): Promise<PeerProcess>;
+  cut(name: Name, cut: string[] | 'all' | null): void;
   holders(): Name[];
   failoverCount(): number;
   teardown(): Promise<void>;
@@ -32,11 +33,12 @@ async function bed(opts: { watchdog?: object } = {}): Promise<Bed> {
   const ports = await Promise.all(NAMES.map(() => freePort()));
   const watchdogPeers = NAMES.map((name, i) => ({ name, host: '127.0.0.1', port: ports[i] }));
   const peers = new Map<Name, PeerProcess>();
-  const start = async (name: Name) => {
+  const start = async (name: Name, over: Record<string, unknown> = {}) => {
     const p = await startPeerProcess(
       cluster,
       {
-        failover: { failover_command: `echo "%d %T" >> ${failovers}` },
+        ...over,
+        failover: { failover_command: `echo %d %T >> ${failovers}` },
         watchdog: {
           auth_key: 'test-key',
           peers: watchdogPeers,
@@ -62,9 +64,12 @@ async function bed(opts: { watchdog?: object } = {}): Promise<Bed> {
     dir,
     peers,
     start,
+    cut: (name, cut) => writeFileSync(join(dir, `faults-${name}`), cut === null ? '' : JSON.stringify({ cut })),
     holders: () => readdirSync(vipDir).sort() as Name[],
     failoverCount: () => readFileSync(failovers, 'utf8').split('\n').filter(Boolean).length,
     async teardown() {
+      // PGWD_LOGS=DIR keeps each peer's last log lines there, to read after a failure.
+      if (process.env.PGWD_LOGS) for (const [n, p] of peers) writeFileSync(join(process.env.PGWD_LOGS, `${n}.log`), p.logs.map((l) => JSON.stringify(l)).join('\n'));
       await Promise.all([...peers.values()].map((p) => p.stop().catch(() => undefined)));
       await cluster.teardown();
       rmSync(dir, { recursive: true, force: true });
@@ -142,6 +147,64 @@ describe('watchdog: three peer processes', { concurrency: false }, () => {
     await new Promise((r) => setTimeout(r, 2000));
     assert.deepEqual(b.holders(), [second], 'the restarted peer did not take the VIP back');
     await waitFor(`${first} routes writes again`, async () => (await query(restarted, `INSERT INTO wd VALUES ('again')`)).rowCount === 1);
+  });
+
+  it('a peer that alone sees a backend down only quarantines it', async () => {
+    // pgwd3 checks backend 2 with a user that does not exist: only it sees it down.
+    await b.peers.get('pgwd3')!.stop();
+    const badCheck = b.cluster.nodes.map((n, i) => ({
+      name: n.name,
+      host: n.host,
+      port: n.port,
+      data_dir: n.dataDir,
+      ...(i === 2 ? { health_check: { user: 'nobody_here' } } : {}),
+    }));
+    const p3 = await b.start('pgwd3', { backends: badCheck });
+    await p3.waitForLog((l) => l.msg.startsWith('local quarantine:') && l.backend === 2, 30_000);
+    await p3.waitForLog((l) => l.msg === 'backend state changed' && l.backend === 2 && l.status === 'quarantine', 10_000);
+    await new Promise((r) => setTimeout(r, 3000));
+    for (const n of NAMES) {
+      const p = b.peers.get(n)!;
+      assert.equal(p.logs.filter((l) => l.msg === 'failover request queued').length, 0, `${n} queued no failover`);
+    }
+    // pgwd3 goes back to the normal checks: the quarantine is lifted.
+    await p3.stop();
+    const again = await b.start('pgwd3');
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(again.logs.filter((l) => l.msg.startsWith('local quarantine:')).length, 0);
+  });
+
+  it('a coordinator cut off from the others de-escalates within an election timeout, fails nothing over and refuses writes after the lease', async () => {
+    const holder = await oneHolder(b);
+    const hp = b.peers.get(holder)!;
+    const failoversBefore = b.failoverCount();
+    const mark = hp.logs.length;
+    const t0 = Date.now();
+    b.cut(holder, 'all');
+    try {
+      await waitFor('de-escalation on the cut-off peer', () => hp.logs.slice(mark).find((l) => l.msg.startsWith('VIP de-escalation') && l.msg.endsWith('succeeded')), 10_000);
+      const took = Date.now() - t0;
+      // election timeout: 10..20 ticks of 100 ms, plus the fault file poll (100 ms) and the command
+      assert.ok(took < 3500, `de-escalated after ${took} ms`);
+      await waitFor('another peer escalates', () => {
+        const h = b.holders();
+        return h.length === 1 && h[0] !== holder ? h : undefined;
+      }, 15_000);
+      await waitFor('isolated peer refuses writes', () => hp.logs.slice(mark).find((l) => typeof l.msg === 'string' && l.msg.startsWith('isolation: NETWORK ISOLATION')), 10_000);
+      await waitFor('writes refused through the isolated peer', async () => {
+        try {
+          await query(hp, `INSERT INTO wd VALUES ('isolated')`);
+          return false;
+        } catch (err) {
+          return /no primary/.test((err as Error).message);
+        }
+      }, 10_000);
+      assert.equal(b.failoverCount(), failoversBefore, 'nothing failed over');
+      assert.equal(hp.logs.slice(mark).filter((l) => l.msg === 'failover request queued').length, 0);
+    } finally {
+      b.cut(holder, null);
+    }
+    await waitFor('the healed peer routes writes again', async () => (await query(hp, `INSERT INTO wd VALUES ('healed')`)).rowCount === 1, 20_000);
   });
 
   it('kill -9 of the primary: exactly one failover command in the cluster; every peer routes writes to the new primary', async () => {
