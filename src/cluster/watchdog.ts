@@ -82,7 +82,7 @@ export class Watchdog {
     this.maxViewAgeMs = 3 * gossipMs + wd.tick_ms;
     // The lease: the majority cannot elect a new coordinator (and fail anything over) sooner.
     this.isolateAfterMs = (wd.election_timeout_ticks - 1) * wd.tick_ms;
-    this.wsTransport = new WsTransport({ self: name, peers: wd.peers, authKey: wd.auth_key ?? '', tls: wd.tls, logger: o.logger.child({ part: 'transport' }), pingIntervalMs: Math.max(wd.tick_ms * wd.heartbeat_ticks * 2, 100) });
+    this.wsTransport = new WsTransport({ self: name, peers: wd.peers, authKey: wd.auth_key ?? '', tls: wd.tls, logger: o.logger.child({ part: 'transport' }), pingIntervalMs: Math.max(200, Math.round((wd.tick_ms * wd.election_timeout_ticks) / 4)) });
     const faults = process.env.PGWATCHDOG_FAULTS_FILE;
     if (faults) {
       const ft = new FaultyTransport(this.wsTransport);
