@@ -19,6 +19,7 @@ export interface CoordinatorOptions {
   runtime: RaftRuntime<ClusterCommand, ClusterState>;
   engine: FailoverEngine;
   decisions: RaftDecisions;
+  state: () => ClusterState;
   logger: Logger;
 }
 
@@ -66,13 +67,25 @@ export class Coordinator {
           await runtime.propose({ type: 'coordinator', peer: this.o.self, at: Date.now() });
           logger.info({ term }, 'coordinator claimed for the term');
           break;
-        case 'resume':
-          decisions.resumeNext(a.record.seq, a.reason);
-          void engine
-            .request({ kind: a.record.kind, ids: a.record.ids, reason: `resumed: ${a.record.reason}`, term, source: 'watchdog' })
-            .then((r) => logger.info({ seq: a.record.seq, ok: r.ok, summary: r.summary }, 'resumed failover ended'))
-            .catch((err: Error) => logger.error({ seq: a.record.seq, err: err.message }, 'resumed failover failed'));
+        case 'resume': {
+          // The engine re-runs the request from what the servers say now (it finds the primary
+          // again; its steps are safe to repeat). Its failoverStarted becomes a failoverResumed
+          // of the open record (RaftDecisions). If it finds nothing left to do it records no
+          // start, so the record is closed here, by this coordinator, with the engine's word.
+          const rec = a.record;
+          decisions.resumeNext(rec.seq, a.reason);
+          const r = await engine.request({ kind: rec.kind, ids: rec.ids, reason: `resumed failover ${rec.seq}: ${rec.reason}`, term, source: 'watchdog' });
+          decisions.resumeNext(null);
+          logger.info({ seq: rec.seq, ok: r.ok, summary: r.summary }, 'resumed failover ended');
+          const still = this.o.state().failovers.find((f) => f.seq === rec.seq && f.finished === null);
+          if (still) {
+            if (still.runner !== this.o.self || still.term !== term) {
+              await runtime.propose({ type: 'failoverResumed', peer: this.o.self, at: Date.now(), seq: rec.seq, reason: `taken over to close it: ${r.summary}` });
+            }
+            await runtime.propose({ type: 'decision', peer: this.o.self, at: Date.now(), decision: { type: 'failoverFinished', seq: rec.seq, ok: r.ok, summary: `resumed: ${r.summary}`, newPrimary: r.newPrimary } });
+          }
           break;
+        }
         case 'request-down':
           for (const id of a.ids) this.pending.add(id);
           void engine

@@ -23,8 +23,11 @@ export class RaftDecisions implements Decisions {
   ) {}
 
   /** The engine's next failoverStarted resumes record `seq` rather than starting a new one. */
-  resumeNext(seq: number, reason: string): void {
-    this.resuming = { seq, reason };
+  resumeNext(seq: number, reason: string): void;
+  /** Forget a pending resume (the engine's request ended without starting anything). */
+  resumeNext(seq: null): void;
+  resumeNext(seq: number | null, reason = ''): void {
+    this.resuming = seq === null ? null : { seq, reason };
   }
 
   async record(d: Decision): Promise<void> {

@@ -116,7 +116,7 @@ export class Watchdog {
 
   /** The failover engine (built with this watchdog's `decisions`) runs its requests only on the coordinator. */
   attachEngine(engine: FailoverEngine): void {
-    this.coordinator = new Coordinator({ self: this.self, config: this.o.config, runtime: this.runtime, engine, decisions: this.decisions, logger: this.log.child({ part: 'coordinator' }) });
+    this.coordinator = new Coordinator({ self: this.self, config: this.o.config, runtime: this.runtime, engine, decisions: this.decisions, state: () => this.state.state, logger: this.log.child({ part: 'coordinator' }) });
   }
 
   async start(): Promise<void> {

@@ -149,6 +149,29 @@ describe('watchdog: three peer processes', { concurrency: false }, () => {
     await waitFor(`${first} routes writes again`, async () => (await query(restarted, `INSERT INTO wd VALUES ('again')`)).rowCount === 1);
   });
 
+  it('SIGTERM on the coordinator hands leadership over before exit: no election timeout passes', async () => {
+    const holder = await oneHolder(b);
+    const hp = b.peers.get(holder)!;
+    const others = NAMES.filter((n) => n !== holder);
+    const marks = new Map(others.map((n) => [n, b.peers.get(n)!.logs.length]));
+    const t0 = Date.now();
+    assert.equal(await hp.stop(), 0);
+    const handed = hp.logs.find((l) => l.msg === 'leadership handed over');
+    assert.ok(handed, 'the stopping coordinator handed leadership over');
+    const next = await waitFor('a new coordinator escalates', () => {
+      const h = b.holders();
+      return h.length === 1 && h[0] !== holder ? h[0] : undefined;
+    }, 10_000);
+    assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
+    assert.equal(handed.to, next);
+    // the new leader won by the transfer (timeoutNow), not after an election timeout: no pre-vote round happened
+    for (const n of others) {
+      const l = b.peers.get(n)!.logs.slice(marks.get(n)!);
+      assert.ok(!l.some((x) => x.msg === 'raft role changed' && x.role === 'pre-candidate'), `${n} ran no pre-vote`);
+    }
+    await b.start(holder);
+  });
+
   it('a peer that alone sees a backend down only quarantines it', async () => {
     // pgwd3 checks backend 2 with a user that does not exist: only it sees it down.
     await b.peers.get('pgwd3')!.stop();
