@@ -20,10 +20,12 @@ export interface GossipOptions {
   logger: Logger;
 }
 
+/** Emits 'view' when a peer's view says something new (health, roles, status). */
 export class Gossip extends EventEmitter<{ view: [peer: string] }> {
   private readonly startedAt = Date.now();
   private seq = 0;
   private readonly received = new Map<string, { view: PeerView; at: number }>();
+  private readonly lastSaid = new Map<string, string>();
   private readonly since = new Map<number, { health: BackendView['health']; at: number }>();
   private timer: NodeJS.Timeout | undefined;
   private scheduled = false;
@@ -35,7 +37,13 @@ export class Gossip extends EventEmitter<{ view: [peer: string] }> {
     const prev = this.received.get(v.peer);
     if (!isNewerView(prev?.view, v)) return;
     this.received.set(v.peer, { view: v, at: Date.now() });
-    this.emit('view', v.peer);
+    // Listeners re-decide on what a view says, not on its arrival: a periodic resend of the
+    // same observations is only freshness.
+    const said = JSON.stringify([v.backends.map((b) => [b.health, b.role]), v.status]);
+    if (said !== this.lastSaid.get(v.peer)) {
+      this.lastSaid.set(v.peer, said);
+      this.emit('view', v.peer);
+    }
   };
   private readonly onChange = () => this.sendSoon();
   private readonly onUp = (peer: string) => this.sendTo([peer]);

@@ -67,6 +67,7 @@ export class Watchdog {
   private loop: NodeJS.Timeout | undefined;
   private stopFaults: (() => void) | undefined;
   private stopping = false;
+  private stepScheduled = false;
   private readonly maxViewAgeMs: number;
   private readonly isolateAfterMs: number;
 
@@ -77,7 +78,7 @@ export class Watchdog {
     this.self = name;
     this.log = o.logger;
     this.peers = wd.peers.map((p) => p.name);
-    const gossipMs = Math.max(wd.tick_ms * wd.heartbeat_ticks * 3, 250);
+    const gossipMs = Math.max(wd.tick_ms * wd.heartbeat_ticks * 5, 500);
     // A view older than three gossip rounds (and a heartbeat of slack) is a lost peer's.
     this.maxViewAgeMs = 3 * gossipMs + wd.tick_ms;
     // The lease: the majority cannot elect a new coordinator (and fail anything over) sooner.
@@ -125,11 +126,15 @@ export class Watchdog {
     this.runtime.start();
     this.gossip.start();
     this.vip?.startProbing();
-    this.runtime.on('status', (s) => {
+    this.runtime.on('status', () => {
       this.gossip.sendSoon();
-      this.step(s);
+      this.stepSoon();
     });
-    this.loop = setInterval(() => this.step(this.runtime.status()), this.o.config.watchdog.tick_ms);
+    this.gossip.on('view', () => this.stepSoon());
+    this.state.on('change', () => this.stepSoon());
+    // Changes step the loop at once (above); the timer covers what only time changes
+    // (isolation after the lease, interlock timeouts, maintenance).
+    this.loop = setInterval(() => this.step(this.runtime.status()), 2 * this.o.config.watchdog.tick_ms);
     this.route();
     this.log.info({ self: this.self, peers: this.peers, isolateAfterMs: this.isolateAfterMs, maxViewAgeMs: this.maxViewAgeMs }, 'watchdog started');
   }
@@ -157,6 +162,15 @@ export class Watchdog {
   }
 
   // ---- the loop --------------------------------------------------------------------------
+
+  private stepSoon(): void {
+    if (this.stepScheduled) return;
+    this.stepScheduled = true;
+    setImmediate(() => {
+      this.stepScheduled = false;
+      this.step(this.runtime.status());
+    });
+  }
 
   private step(raft: RaftRuntimeStatus): void {
     if (this.stopping) return;
