@@ -12,6 +12,7 @@ import { AdminServer } from './admin/server.js';
 import { watchdogNodes } from './admin/views.js';
 import { singlePeerView, type WatchdogView } from './admin/watchdog-view.js';
 import { reloadConfig, reloadView, type ConfigSource, type ReloadOutcome } from './reload.js';
+import { Watchdog, watchdogEnabled } from './cluster/watchdog.js';
 
 export class Peer {
   readonly registry: BackendRegistry;
@@ -19,9 +20,11 @@ export class Peer {
   readonly replication: ReplicationMonitor;
   readonly failover: FailoverEngine;
   readonly proxy: Proxy;
-  /** What the admin part knows of the watchdog: a standalone peer's facts until the
-   * watchdog is wired here (pass its adapter as `watchdog`). */
-  readonly watchdog: WatchdogView;
+  /** With two or more watchdog peers; with one (or none) the peer decides alone, as before. */
+  readonly watchdog: Watchdog | undefined;
+  /** What the admin part knows of the watchdog: the cluster's facts through its adapter, or a
+   * standalone peer's. */
+  readonly watchdogView: WatchdogView;
   readonly admin: AdminServer;
   /** Where the proxy listens, once started. */
   proxyAddress: { host: string; port: number } | undefined;
@@ -35,8 +38,9 @@ export class Peer {
     readonly config: Config,
     readonly log: Logger,
     opts: {
-      /** The watchdog's facts for the admin part; a standalone peer's by default. */
-      watchdog?: WatchdogView;
+      /** The watchdog's facts for the admin part; by default the cluster's, or a standalone
+       * peer's. */
+      watchdogView?: WatchdogView;
       /** Where the config came from, for reload(). */
       source?: ConfigSource;
     } = {},
@@ -57,16 +61,31 @@ export class Peer {
       // of a dead server when no client traffic is there to notice.
       onConnectionLost: (id, err) => this.health.checkNow(id, `replication monitor lost its connection: ${err.message}`),
     });
-    this.failover = new FailoverEngine({ config, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health });
+    if (watchdogEnabled(config)) {
+      this.watchdog = new Watchdog({
+        config,
+        registry: this.registry,
+        logger: log.child({ part: 'watchdog' }),
+        sessions: () => this.proxy.stats().clients.total,
+        proxyUp: () => this.proxyAddress !== undefined && this.stopping === undefined,
+      });
+      // Under the watchdog the replicated state is the durable record of backend states (no
+      // status file), and the engine records through Raft and runs only on the coordinator.
+      const engineConfig: Config = { ...config, failover: { ...config.failover, status_file: '' } };
+      this.failover = new FailoverEngine({ config: engineConfig, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health, decisions: this.watchdog.decisions, autoRequest: false });
+      this.watchdog.attachEngine(this.failover);
+    } else {
+      this.failover = new FailoverEngine({ config, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health });
+    }
     this.proxy = new Proxy({
       config,
       registry: this.registry,
       logger: log.child({ part: 'proxy' }),
       onBackendError: config.failover.failover_on_backend_error ? (id, err) => this.health.checkNow(id, `backend error: ${err.message}`) : undefined,
-      watchdogNodes: () => watchdogNodes(this.watchdog.facts()),
+      watchdogNodes: () => watchdogNodes(this.watchdogView.facts()),
     });
-    this.watchdog =
-      opts.watchdog ??
+    this.watchdogView =
+      opts.watchdogView ??
       singlePeerView({ name: config.watchdog.name ?? hostname(), host: config.proxy.host, proxyPort: () => this.proxyAddress?.port ?? null, vipAddress: config.watchdog.vip?.address });
     this.admin = new AdminServer({
       config,
@@ -74,7 +93,7 @@ export class Peer {
       failover: this.failover,
       proxyStats: () => this.proxy.stats(),
       proxyListening: () => this.proxyAddress !== undefined && this.stopping === undefined,
-      watchdog: this.watchdog,
+      watchdog: this.watchdogView,
       logger: log.child({ part: 'admin' }),
       reload: opts.source ? () => reloadView(this.reload()) : undefined,
     });
@@ -86,6 +105,7 @@ export class Peer {
     this.health.start();
     this.replication.start();
     await this.failover.start();
+    await this.watchdog?.start();
     const addr = (this.proxyAddress = await this.proxy.listen());
     this.adminAddress = await this.admin.listen();
     this.log.info({ proxy: addr, admin: this.adminAddress, nativeForwarding: this.proxy.nativeForwarding, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
@@ -102,6 +122,7 @@ export class Peer {
     this.stopping ??= (async () => {
       this.log.info('peer stopping');
       await this.admin.close();
+      await this.watchdog?.stop();
       await this.proxy.close();
       await this.failover.stop();
       await this.replication.stop();
@@ -130,6 +151,10 @@ export async function startPeer(file: string, opts: { name?: string } = {}): Pro
       return 1;
     }
     config.watchdog.name = opts.name;
+  }
+  if (config.watchdog.peers.length >= 2 && config.watchdog.name === undefined) {
+    process.stderr.write(`${file}: watchdog.name or --name must say which of watchdog.peers this peer is (${config.watchdog.peers.map((p) => p.name).join(', ')})\n`);
+    return 1;
   }
   const log = createLogger({ level: config.log.level, name: config.watchdog.name ?? 'pgwatchdog' });
   const peer = new Peer(config, log, { source: { file, name: opts.name } });

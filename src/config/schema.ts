@@ -144,6 +144,7 @@ export const peerSchema = z
     host: z.string().min(1).describe('Host name or address the other peers reach it at.'),
     port: port.default(9000).describe('Watchdog WebSocket port.'),
     admin_url: z.string().url().optional().describe('Its admin API URL, when not `http://host:admin.port`.'),
+    priority: z.number().int().default(0).describe('Leadership moves to the highest-priority peer that is healthy and up to date.'),
   })
   .strict();
 
@@ -171,6 +172,8 @@ export const watchdogSchema = z
     interlock_timeout_ms: positiveMs.default(60_000).describe('Other peers hold routing this long (ms) for a failover that has not finished.'),
     trusted_servers: z.array(z.string().min(1)).default([]).describe('Hosts a peer pings; a peer that reaches none of them gives up the VIP.'),
     vip: vipSchema.optional().describe('The virtual IP the coordinator holds.'),
+    tls: tlsSchema.optional().describe('wss between peers: this peer\'s certificate and key; ca_file verifies the others\'.'),
+    isolated_writes: z.enum(['refuse', 'allow']).default('refuse').describe('A peer cut off from the majority longer than the leader lease: refuse writes (and say to connect through the VIP), or keep routing them as pgpool does.'),
   })
   .strict();
 
@@ -192,6 +195,9 @@ export const configSchema = z
   .superRefine((cfg, ctx) => {
     if (cfg.watchdog.name !== undefined && cfg.watchdog.peers.length > 0 && !cfg.watchdog.peers.some((p) => p.name === cfg.watchdog.name)) {
       ctx.addIssue({ code: 'custom', path: ['watchdog', 'name'], message: `"${cfg.watchdog.name}" is not one of watchdog.peers` });
+    }
+    if (cfg.watchdog.peers.length >= 2 && !cfg.watchdog.auth_key) {
+      ctx.addIssue({ code: 'custom', path: ['watchdog', 'auth_key'], message: 'required when watchdog.peers has two or more peers (it authenticates them to each other)' });
     }
     if (cfg.auth.method !== 'trust' && cfg.auth.users_file === undefined) {
       ctx.addIssue({ code: 'custom', path: ['auth', 'users_file'], message: `required when auth.method is ${cfg.auth.method}` });

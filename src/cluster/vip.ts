@@ -1,0 +1,104 @@
+// When may this peer hold the virtual IP, and when must an isolated peer stop routing
+// writes (DESIGN.md "How a decision flows", steps 6 and 7). Pure functions of the Raft
+// status, the views and a few local facts; the runner (vip-runner.ts) runs the commands.
+//
+// Why the lease is the whole safety argument for the VIP: a leader holds its lease only
+// once an entry of its term has committed and while a majority acknowledged a heartbeat
+// within the lease; a rival can only be elected by a majority that has not heard from it
+// for a full election timeout, which is longer than the lease, and a leader elected by a
+// transfer takes no lease until the old one's has run out (src/raft/core/raft.ts
+// leaseValidUntilTick). So "holds the lease" is true of at most one peer at any instant,
+// and a peer may hold the VIP only while it is. Losing the lease (check-quorum, a
+// partition, a transfer) de-escalates at once.
+import type { RaftObservation } from './raft-status.js';
+import { majority } from './tally.js';
+import type { AgedView } from './view.js';
+
+export type VipAction = 'escalate' | 'de-escalate' | 'hold' | 'nothing';
+
+export interface VipInput {
+  raft: Pick<RaftObservation, 'role' | 'term' | 'leader' | 'termCommitted' | 'hasLease' | 'leaseUntilTick' | 'tick' | 'transferee'>;
+  /** This peer holds the VIP now (escalated and not de-escalated since). */
+  holding: boolean;
+  /** `watchdog.trusted_servers`: how many are configured and how many answered the last probe. */
+  trusted: { configured: number; answering: number };
+  shuttingDown: boolean;
+}
+
+export interface Eligibility {
+  eligible: boolean;
+  reason: string;
+}
+
+/** May this peer hold the VIP right now? The first failing condition is the reason. */
+export function vipEligibility(i: Omit<VipInput, 'holding'>): Eligibility {
+  const r = i.raft;
+  if (i.shuttingDown) return { eligible: false, reason: 'shutting down' };
+  if (r.role !== 'leader') return { eligible: false, reason: `not the leader (${r.role} in term ${r.term}, leader ${r.leader ?? 'unknown'})` };
+  if (r.transferee !== null) return { eligible: false, reason: `handing leadership to ${r.transferee}` };
+  if (!r.termCommitted) return { eligible: false, reason: `leader of term ${r.term}, but no entry of the term has committed yet` };
+  if (!r.hasLease) return { eligible: false, reason: `leader of term ${r.term} without a lease: the previous leader's may not have expired, or a majority stopped answering` };
+  if (i.trusted.configured > 0 && i.trusted.answering === 0) return { eligible: false, reason: `none of the ${i.trusted.configured} trusted servers answers` };
+  return { eligible: true, reason: `leader of term ${r.term} with a lease until tick ${r.leaseUntilTick}` };
+}
+
+export function vipDecision(i: VipInput): { action: VipAction; reason: string } {
+  const e = vipEligibility(i);
+  if (e.eligible) return i.holding ? { action: 'hold', reason: `keep the VIP: ${e.reason}` } : { action: 'escalate', reason: `take the VIP: ${e.reason}` };
+  return i.holding ? { action: 'de-escalate', reason: `drop the VIP: ${e.reason}` } : { action: 'nothing', reason: `not holding the VIP: ${e.reason}` };
+}
+
+export interface IsolationInput {
+  self: string;
+  /** Configured peer names; fewer than two means a lone peer, never isolated. */
+  peers: readonly string[];
+  views: ReadonlyMap<string, AgedView>;
+  maxViewAgeMs: number;
+  raft: Pick<RaftObservation, 'role' | 'leader' | 'commit' | 'applied'>;
+  /**
+   * Ms since this peer last knew itself joined to a majority: a follower, since it last
+   * heard from the leader; a leader, since its lease was last valid. null: not since start.
+   */
+  sinceContactMs: number | null;
+  /** How long cut off before writes stop: the lease, which the majority needs at least to fail over. */
+  isolateAfterMs: number;
+  /** This peer refuses writes now. */
+  refusing: boolean;
+  /** `watchdog.isolated_writes`. */
+  mode: 'refuse' | 'allow';
+}
+
+export interface IsolationVerdict {
+  isolated: boolean;
+  refuseWrites: boolean;
+  reason: string;
+}
+
+/**
+ * Isolation: cut off from the majority (no leader contact, or too few fresh views) for
+ * longer than the lease. An isolated peer promotes nothing (it is not the coordinator)
+ * and, with `refuse`, stops routing writes; it routes them again once it has rejoined and
+ * applied the log up to the leader's commit, so it routes by the majority's current state.
+ */
+export function isolation(i: IsolationInput): IsolationVerdict {
+  if (i.peers.length < 2) return { isolated: false, refuseWrites: false, reason: 'a lone peer cannot be isolated' };
+  const fresh = i.peers.filter((p) => {
+    const v = i.views.get(p);
+    return p === i.self || (v !== undefined && v.ageMs <= i.maxViewAgeMs);
+  });
+  const need = majority(i.peers.length);
+  let cut: string | null = null;
+  if (i.sinceContactMs === null) cut = 'not joined to a majority since start';
+  else if (i.sinceContactMs > i.isolateAfterMs) cut = `no ${i.raft.role === 'leader' ? 'lease' : 'word from a leader'} for ${i.sinceContactMs} ms (> ${i.isolateAfterMs} ms)`;
+  else if (fresh.length < need) cut = `fresh views from only ${fresh.length} of ${i.peers.length} peers (${fresh.join(', ')}), ${need} needed`;
+
+  if (cut !== null) {
+    if (i.mode === 'allow') return { isolated: true, refuseWrites: false, reason: `NETWORK ISOLATION: ${cut}; isolated_writes is allow, so writes still go to the primary` };
+    return { isolated: true, refuseWrites: true, reason: `NETWORK ISOLATION: ${cut}; writes refused, connect through the VIP` };
+  }
+  if (i.refusing && i.raft.leader === null) return { isolated: false, refuseWrites: true, reason: 'rejoined, but no leader known yet: still refusing writes' };
+  if (i.refusing && i.raft.applied < i.raft.commit) {
+    return { isolated: false, refuseWrites: true, reason: `rejoined; applying the log (${i.raft.applied} of ${i.raft.commit}) before routing writes again` };
+  }
+  return { isolated: false, refuseWrites: false, reason: i.refusing ? `rejoined and applied the log to ${i.raft.applied}: writes routed again` : 'joined to a majority' };
+}
