@@ -13,6 +13,7 @@ import { watchdogNodes } from './admin/views.js';
 import { singlePeerView, type WatchdogView } from './admin/watchdog-view.js';
 import { reloadConfig, reloadView, type ConfigSource, type ReloadOutcome } from './reload.js';
 import { Watchdog, watchdogEnabled } from './cluster/watchdog.js';
+import { clusterAdminView } from './cluster/admin-view.js';
 
 export class Peer {
   readonly registry: BackendRegistry;
@@ -84,9 +85,11 @@ export class Peer {
       onBackendError: config.failover.failover_on_backend_error ? (id, err) => this.health.checkNow(id, `backend error: ${err.message}`) : undefined,
       watchdogNodes: () => watchdogNodes(this.watchdogView.facts()),
     });
+    const proxyPort = () => this.proxyAddress?.port ?? null;
     this.watchdogView =
       opts.watchdogView ??
-      singlePeerView({ name: config.watchdog.name ?? hostname(), host: config.proxy.host, proxyPort: () => this.proxyAddress?.port ?? null, vipAddress: config.watchdog.vip?.address });
+      (this.watchdog ? clusterAdminView({ config, watchdog: this.watchdog, proxyPort }) : undefined) ??
+      singlePeerView({ name: config.watchdog.name ?? hostname(), host: config.proxy.host, proxyPort, vipAddress: config.watchdog.vip?.address });
     this.admin = new AdminServer({
       config,
       registry: this.registry,

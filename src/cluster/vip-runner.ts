@@ -15,6 +15,9 @@ export function expandVipCommand(template: string, vip: Pick<VipConfig, 'address
 
 export class VipRunner {
   holding = false;
+  /** Escalation and de-escalation commands run since start, for the admin view and metrics. */
+  escalations = 0;
+  deEscalations = 0;
   private running = false;
   private lastReason = '';
   private answering = 0;
@@ -65,6 +68,7 @@ export class VipRunner {
     this.running = true;
     try {
       const ok = await this.run('VIP escalation', this.vip.escalation_command);
+      this.escalations++;
       this.holding = ok;
       return ok;
     } finally {
@@ -79,6 +83,7 @@ export class VipRunner {
     this.running = true;
     try {
       await this.run(`VIP de-escalation (${why})`, this.vip.de_escalation_command);
+      this.deEscalations++;
     } finally {
       this.running = false;
     }

@@ -56,7 +56,7 @@ export class Watchdog {
   readonly decisions: RaftDecisions;
   readonly gossip: Gossip;
   private readonly wsTransport: WsTransport;
-  private readonly vip: VipRunner | undefined;
+  readonly vip: VipRunner | undefined;
   private coordinator: Coordinator | undefined;
   private readonly log: Logger;
   private readonly peers: string[];
@@ -68,7 +68,8 @@ export class Watchdog {
   private stopFaults: (() => void) | undefined;
   private stopping = false;
   private stepScheduled = false;
-  private readonly maxViewAgeMs: number;
+  /** A peer whose latest view is older than this is lost. */
+  readonly maxViewAgeMs: number;
   private readonly isolateAfterMs: number;
 
   constructor(private readonly o: WatchdogOptions) {

@@ -22,7 +22,7 @@ export interface Bed {
   teardown(): Promise<void>;
 }
 
-export async function bed(opts: { watchdog?: object; cluster?: PgCluster } = {}): Promise<Bed> {
+export async function bed(opts: { watchdog?: object; cluster?: PgCluster; adminToken?: string } = {}): Promise<Bed> {
   const cluster = opts.cluster ?? (await createCluster({ standbys: 2 }));
   const dir = mkdtempSync(join(tmpdir(), 'pgwd-wd-'));
   const vipDir = join(dir, 'vip');
@@ -30,12 +30,15 @@ export async function bed(opts: { watchdog?: object; cluster?: PgCluster } = {})
   writeFileSync(failovers, '');
   mkdirSync(vipDir);
   const ports = await Promise.all(NAMES.map(() => freePort()));
-  const watchdogPeers = NAMES.map((name, i) => ({ name, host: '127.0.0.1', port: ports[i] }));
+  const adminPorts = await Promise.all(NAMES.map(() => freePort()));
+  // Each peer's admin API at a port known to all, so mutating calls can be forwarded.
+  const watchdogPeers = NAMES.map((name, i) => ({ name, host: '127.0.0.1', port: ports[i], admin_url: `http://127.0.0.1:${adminPorts[i]}` }));
   const peers = new Map<Name, PeerProcess>();
   const start = async (name: Name, over: Record<string, unknown> = {}) => {
     const p = await startPeerProcess(
       cluster,
       {
+        admin: { port: adminPorts[NAMES.indexOf(name)], ...(opts.adminToken ? { token: opts.adminToken } : {}) },
         ...over,
         failover: { failover_command: `echo %d %T >> ${failovers}` },
         watchdog: {
