@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { loadavg, cpus } from 'node:os';
 import pg from 'pg';
 import { createCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../test/support/pg.js';
-import { bed, NAMES, oneHolder, query, type Bed, type Name } from '../test/support/watchdog-bed.js';
+import { bed, NAMES, oneHolder, query, waitFor, type Bed, type Name } from '../test/support/watchdog-bed.js';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, def: string) => {
@@ -114,7 +114,8 @@ async function main(): Promise<void> {
         const coord = await oneHolder(b);
         const via = NAMES.find((n) => n !== coord)!;
         const p = b.peers.get(via)!;
-        await query(p, 'CREATE TABLE IF NOT EXISTS probe (id serial primary key)');
+        // the peer routes once it has applied the coordinator's find-primary entries
+        await waitFor(`${via} routes writes`, async () => (await query(p, 'CREATE TABLE IF NOT EXISTS probe (id serial primary key)')) !== undefined, 30_000);
         await b.cluster.waitReplicated();
         const oldPort = b.cluster.primary.port;
         const t0 = Date.now();

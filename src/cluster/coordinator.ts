@@ -73,16 +73,30 @@ export class Coordinator {
           // of the open record (RaftDecisions). If it finds nothing left to do it records no
           // start, so the record is closed here, by this coordinator, with the engine's word.
           const rec = a.record;
-          decisions.resumeNext(rec.seq, a.reason);
-          const r = await engine.request({ kind: rec.kind, ids: rec.ids, reason: `resumed failover ${rec.seq}: ${rec.reason}`, term, source: 'watchdog' });
-          decisions.resumeNext(null);
-          logger.info({ seq: rec.seq, ok: r.ok, summary: r.summary }, 'resumed failover ended');
+          const before = this.o.state();
+          let outcome: { ok: boolean; summary: string; newPrimary: number | null };
+          if (rec.kind === 'node_down' && before.primary !== null && rec.ids.every((id) => before.backends[id]?.status === 'down')) {
+            // Its decisive steps are committed (the backends are down, a primary is routed):
+            // re-running the request would run its commands a second time. Ask the servers
+            // who is primary, and close the record. (A command the dead coordinator had not
+            // started yet is not run: commands run at most once; per-step records would let a
+            // resume run exactly the missing ones.)
+            await engine.findPrimary(`resuming failover ${rec.seq}`);
+            const now = this.o.state();
+            outcome = { ok: now.primary !== null, summary: `backend(s) ${rec.ids.join(',')} already down and backend ${now.primary ?? 'none'} primary when resumed: closed without re-running commands`, newPrimary: now.primary };
+          } else {
+            decisions.resumeNext(rec.seq, a.reason);
+            const r = await engine.request({ kind: rec.kind, ids: rec.ids, reason: `resumed failover ${rec.seq}: ${rec.reason}`, term, source: 'watchdog' });
+            decisions.resumeNext(null);
+            outcome = { ok: r.ok, summary: r.summary, newPrimary: r.newPrimary };
+          }
+          logger.info({ seq: rec.seq, ...outcome }, 'resumed failover ended');
           const still = this.o.state().failovers.find((f) => f.seq === rec.seq && f.finished === null);
           if (still) {
             if (still.runner !== this.o.self || still.term !== term) {
-              await runtime.propose({ type: 'failoverResumed', peer: this.o.self, at: Date.now(), seq: rec.seq, reason: `taken over to close it: ${r.summary}` });
+              await runtime.propose({ type: 'failoverResumed', peer: this.o.self, at: Date.now(), seq: rec.seq, reason: `taken over to close it: ${outcome.summary}` });
             }
-            await runtime.propose({ type: 'decision', peer: this.o.self, at: Date.now(), decision: { type: 'failoverFinished', seq: rec.seq, ok: r.ok, summary: `resumed: ${r.summary}`, newPrimary: r.newPrimary } });
+            await runtime.propose({ type: 'decision', peer: this.o.self, at: Date.now(), decision: { type: 'failoverFinished', seq: rec.seq, ok: outcome.ok, summary: `resumed: ${outcome.summary}`, newPrimary: outcome.newPrimary } });
           }
           break;
         }

@@ -2,7 +2,7 @@
 // VIP commands write marker files (the real address test runs in network namespaces).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bed, isEscalated, NAMES, oneHolder, query, waitFor, type Bed } from '../support/watchdog-bed.js';
 
@@ -140,5 +140,41 @@ describe('watchdog: three peer processes', { concurrency: false }, () => {
     const [failed, term] = lines.at(-1)!.split(' ');
     assert.equal(failed, '0');
     assert.ok(Number(term) > 0, `term ${term}`);
+  });
+});
+
+describe('watchdog: the coordinator dies in the middle of a failover', { concurrency: false }, () => {
+  let b: Bed;
+  before(async () => {
+    // A slow failover_command: the coordinator is killed while it runs.
+    b = await bed({ failoverCommand: (file) => `echo %d >> ${file}.started; sleep 2; echo %d %T >> ${file}` });
+  });
+  after(async () => {
+    await b?.teardown();
+  });
+
+  it('the next coordinator finds the open failover and closes it; the command ran once', async () => {
+    const coord = await oneHolder(b);
+    const cp = b.peers.get(coord)!;
+    await query(b.peers.get(coord)!, 'CREATE TABLE mid (peer text)');
+    await b.cluster.waitReplicated();
+    await b.cluster.primary.kill9();
+    // killed while its failover_command runs (the command, in its own process group, finishes)
+    await waitFor('the failover command starts', () => existsSync(join(b.dir, 'failovers.started')), 30_000);
+    await cp.kill9();
+    const others = NAMES.filter((n) => n !== coord);
+    const resumed = await waitFor('another peer resumes the open failover', () => {
+      for (const n of others) {
+        const l = b.peers.get(n)!.logs.find((x) => x.msg === 'resumed failover ended');
+        if (l) return { n, l };
+      }
+      return undefined;
+    }, 30_000);
+    for (const n of others) {
+      await waitFor(`${n} writes to the new primary`, async () => (await query(b.peers.get(n)!, `INSERT INTO mid VALUES ('${n}')`)).rowCount === 1, 30_000);
+      await waitFor(`${n} sees the failover finished`, () => b.peers.get(n)!.logs.find((l) => typeof l.msg === 'string' && /cluster state: failover \d+ finished/.test(l.msg)), 15_000);
+    }
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal(b.failoverCount(), 1, `failover_command ran ${b.failoverCount()} times (resumed by ${resumed.n}: ${String(resumed.l.summary)})`);
   });
 });

@@ -22,7 +22,7 @@ export interface Bed {
   teardown(): Promise<void>;
 }
 
-export async function bed(opts: { watchdog?: object; cluster?: PgCluster; adminToken?: string } = {}): Promise<Bed> {
+export async function bed(opts: { watchdog?: object; cluster?: PgCluster; failoverCommand?: (countFile: string) => string; adminToken?: string } = {}): Promise<Bed> {
   const cluster = opts.cluster ?? (await createCluster({ standbys: 2 }));
   const dir = mkdtempSync(join(tmpdir(), 'pgwd-wd-'));
   const vipDir = join(dir, 'vip');
@@ -40,7 +40,7 @@ export async function bed(opts: { watchdog?: object; cluster?: PgCluster; adminT
       {
         admin: { port: adminPorts[NAMES.indexOf(name)], ...(opts.adminToken ? { token: opts.adminToken } : {}) },
         ...over,
-        failover: { failover_command: `echo %d %T >> ${failovers}` },
+        failover: { failover_command: opts.failoverCommand?.(failovers) ?? `echo %d %T >> ${failovers}` },
         watchdog: {
           auth_key: 'test-key',
           peers: watchdogPeers,
