@@ -1,12 +1,18 @@
 #!/usr/bin/env node
-// The CLI runs the TypeScript sources through tsx's loader: one way to run pgwatchdog,
-// from a git checkout, from npm or in the Docker image, with no build step to forget.
-import { register } from 'tsx/esm/api';
-import { fileURLToPath } from 'node:url';
+// The `pgwatchdog` command. An installed package ships the compiled JavaScript (dist/, built
+// by `npm pack`'s prepack) and runs it under plain node. A git checkout has the TypeScript
+// sources and runs them through tsx (a development dependency), so there is no build to
+// forget while developing; the sources win there because dist/ may be stale.
+import { existsSync } from 'node:fs';
 
-register();
-const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-const { run } = await import(main);
+const source = new URL('../src/cli/main.ts', import.meta.url);
+let main = new URL('../dist/src/cli/main.js', import.meta.url);
+if (existsSync(source)) {
+  const { register } = await import('tsx/esm/api');
+  register();
+  main = source;
+}
+const { run } = await import(main.href);
 // Exit as soon as the command is done (a peer: once every part has stopped), rather than
 // when the event loop happens to drain: an operator's stop must not wait on a stray handle.
 process.exit(await run(process.argv.slice(2)));

@@ -8,6 +8,11 @@ import { ReplicationMonitor } from './backends/replication.js';
 import { FailoverEngine } from './failover/index.js';
 import { Proxy } from './proxy/index.js';
 import { Watchdog, watchdogEnabled } from './cluster/watchdog.js';
+import { hostname } from 'node:os';
+import { AdminServer } from './admin/server.js';
+import { watchdogNodes } from './admin/views.js';
+import { singlePeerView, type WatchdogView } from './admin/watchdog-view.js';
+import { reloadConfig, reloadView, type ConfigSource, type ReloadOutcome } from './reload.js';
 
 export class Peer {
   readonly registry: BackendRegistry;
@@ -15,16 +20,31 @@ export class Peer {
   readonly replication: ReplicationMonitor;
   readonly failover: FailoverEngine;
   readonly proxy: Proxy;
-  /** With two or more watchdog peers; with one (or none) the peer decides alone, as before. */
-  readonly watchdog: Watchdog | undefined;
+  /** What the admin part knows of the watchdog: a standalone peer's facts until the
+   * watchdog is wired here (pass its adapter as `watchdog`). */
+  readonly watchdog: WatchdogView;
+  readonly admin: AdminServer;
+  /** The watchdog cluster, with two or more watchdog peers; with one (or none) the peer decides alone, as before. */
+  readonly cluster: Watchdog | undefined;
   /** Where the proxy listens, once started. */
   proxyAddress: { host: string; port: number } | undefined;
+  /** Where the admin API listens, once started. */
+  adminAddress: { host: string; port: number } | undefined;
+  /** Where the config came from, for reload(). */
+  readonly source: ConfigSource | undefined;
   private stopping: Promise<void> | undefined;
 
   constructor(
     readonly config: Config,
     readonly log: Logger,
+    opts: {
+      /** The watchdog's facts for the admin part; a standalone peer's by default. */
+      watchdog?: WatchdogView;
+      /** Where the config came from, for reload(). */
+      source?: ConfigSource;
+    } = {},
   ) {
+    this.source = opts.source;
     this.registry = new BackendRegistry(config);
     this.registry.on('change', ({ id, before, after, reason }) => {
       if (before.status !== after.status || before.role !== after.role) {
@@ -41,7 +61,7 @@ export class Peer {
       onConnectionLost: (id, err) => this.health.checkNow(id, `replication monitor lost its connection: ${err.message}`),
     });
     if (watchdogEnabled(config)) {
-      this.watchdog = new Watchdog({
+      this.cluster = new Watchdog({
         config,
         registry: this.registry,
         logger: log.child({ part: 'watchdog' }),
@@ -51,8 +71,8 @@ export class Peer {
       // Under the watchdog the replicated state is the durable record of backend states (no
       // status file), and the engine records through Raft and runs only on the coordinator.
       const engineConfig: Config = { ...config, failover: { ...config.failover, status_file: '' } };
-      this.failover = new FailoverEngine({ config: engineConfig, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health, decisions: this.watchdog.decisions, autoRequest: false });
-      this.watchdog.attachEngine(this.failover);
+      this.failover = new FailoverEngine({ config: engineConfig, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health, decisions: this.cluster.decisions, autoRequest: false });
+      this.cluster.attachEngine(this.failover);
     } else {
       this.failover = new FailoverEngine({ config, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health });
     }
@@ -61,6 +81,20 @@ export class Peer {
       registry: this.registry,
       logger: log.child({ part: 'proxy' }),
       onBackendError: config.failover.failover_on_backend_error ? (id, err) => this.health.checkNow(id, `backend error: ${err.message}`) : undefined,
+      watchdogNodes: () => watchdogNodes(this.watchdog.facts()),
+    });
+    this.watchdog =
+      opts.watchdog ??
+      singlePeerView({ name: config.watchdog.name ?? hostname(), host: config.proxy.host, proxyPort: () => this.proxyAddress?.port ?? null, vipAddress: config.watchdog.vip?.address });
+    this.admin = new AdminServer({
+      config,
+      registry: this.registry,
+      failover: this.failover,
+      proxyStats: () => this.proxy.stats(),
+      proxyListening: () => this.proxyAddress !== undefined && this.stopping === undefined,
+      watchdog: this.watchdog,
+      logger: log.child({ part: 'admin' }),
+      reload: opts.source ? () => reloadView(this.reload()) : undefined,
     });
     // pgpool's "close idle" request: the engine decides, the proxy owns the pooled connections.
     this.failover.on('closeIdle', (ids) => this.proxy.closeIdle(ids));
@@ -70,16 +104,24 @@ export class Peer {
     this.health.start();
     this.replication.start();
     await this.failover.start();
-    await this.watchdog?.start();
+    await this.cluster?.start();
     const addr = (this.proxyAddress = await this.proxy.listen());
-    this.log.info({ proxy: addr, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
+    this.adminAddress = await this.admin.listen();
+    this.log.info({ proxy: addr, admin: this.adminAddress, nativeForwarding: this.proxy.nativeForwarding, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
     return addr;
+  }
+
+  /** Re-reads the config file: live keys apply now, the others are named as needing a restart. */
+  reload(): ReloadOutcome {
+    if (!this.source) throw new Error('this peer was not started from a config file');
+    return reloadConfig(this, this.source);
   }
 
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('peer stopping');
-      await this.watchdog?.stop();
+      await this.cluster?.stop();
+      await this.admin.close();
       await this.proxy.close();
       await this.failover.stop();
       await this.replication.stop();
@@ -113,8 +155,20 @@ export async function startPeer(file: string, opts: { name?: string } = {}): Pro
     process.stderr.write(`${file}: watchdog.name or --name must say which of watchdog.peers this peer is (${config.watchdog.peers.map((p) => p.name).join(', ')})\n`);
     return 1;
   }
+  // Checked here rather than in the schema: a converted pgpool.conf without wd_authkey is a
+  // valid file to finish editing, but no peer joins a cluster without the key.
+  if (config.watchdog.peers.length >= 2 && !config.watchdog.auth_key) {
+    process.stderr.write(`${file}: watchdog.auth_key: required to join a watchdog cluster of ${config.watchdog.peers.length} peers (it authenticates them to each other)\n`);
+    return 1;
+  }
   const log = createLogger({ level: config.log.level, name: config.watchdog.name ?? 'pgwatchdog' });
-  const peer = new Peer(config, log);
+  const peer = new Peer(config, log, { source: { file, name: opts.name } });
+  // SIGHUP re-reads the config (systemd's ExecReload); registered before start, since its
+  // default action would end the process.
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reload requested');
+    peer.reload();
+  });
   try {
     await peer.start();
   } catch (err) {

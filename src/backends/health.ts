@@ -134,6 +134,11 @@ export class HealthChecker extends EventEmitter<{ down: [HealthDownEvent]; up: [
     }));
   }
 
+  /** Takes the health-check settings of a reloaded config: each backend's next check uses them. */
+  reconfigure(config: Config): void {
+    for (const s of this.slots) s.hc = healthCheckFor(config, s.id);
+  }
+
   start(): void {
     if (this.started) return;
     this.started = true;

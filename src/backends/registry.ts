@@ -106,6 +106,13 @@ export class BackendRegistry extends EventEmitter<{ change: [BackendChange] }> {
     );
   }
 
+  /** A reloaded load-balancing weight (config-derived, so not part of BackendPatch). */
+  setWeight(id: number, weight: number): void {
+    const b = this.backends[id];
+    if (!b) throw new RangeError(`no backend ${id}: configured backends are 0..${this.backends.length - 1}`);
+    this.backends[id] = { ...b, weight };
+  }
+
   /** Applies a patch; emits 'change' (with the reason, for the log) only if something differs. */
   update(id: number, patch: BackendPatch, reason: string): void {
     const b = this.backends[id];

@@ -1,11 +1,13 @@
 // The `pgwatchdog` command line. `run` returns the exit code instead of exiting, so tests
-// can call it in-process: 0 ok, 1 the command failed (bad config, peer unreachable), 2 usage.
+// can call it in-process: 0 ok, 1 the command failed (bad config, an action refused or
+// failed), 2 usage, 3 the peer's admin API could not be reached.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, loadConfig } from '../config/index.js';
+import * as admin from './commands.js';
 
-import { VERSION } from '../version.js';
+import { packageVersion } from '../version.js';
 
-export { VERSION };
+export const VERSION: string = packageVersion();
 
 interface Command {
   usage: string;
@@ -22,6 +24,8 @@ type Values = Record<string, string | boolean | undefined>;
 export interface Io {
   out: (s: string) => void;
   err: (s: string) => void;
+  /** stdout is a terminal: colour and in-place refresh. */
+  tty?: boolean;
 }
 
 const adminOpt = { admin: { type: 'string' as const } };
@@ -59,17 +63,48 @@ const COMMANDS: Record<string, Command> = {
       }
     },
   },
-  status: { usage: 'status [--json] [--admin URL]', summary: "show the cluster's state as a peer sees it", options: readOpts, notYet: 'the admin API' },
-  nodes: { usage: 'nodes [--json] [--admin URL]', summary: 'list the PostgreSQL backends (like SHOW POOL_NODES)', options: readOpts, notYet: 'the admin API' },
-  watchdog: { usage: 'watchdog [--json] [--admin URL]', summary: 'list the watchdog peers and the coordinator', options: readOpts, notYet: 'the watchdog' },
-  attach: { usage: 'attach N [--admin URL]', summary: 'attach backend N', options: adminOpt, positionals: 1, notYet: 'the admin API' },
-  detach: { usage: 'detach N [--admin URL]', summary: 'detach backend N (fails it over if it is the primary)', options: adminOpt, positionals: 1, notYet: 'the admin API' },
+  status: {
+    usage: 'status [--watch] [--json] [--admin URL]',
+    summary: "one screen: peers, coordinator, VIP, quorum, term, backends (--watch: live)",
+    options: { ...readOpts, watch: { type: 'boolean', short: 'w' } },
+    run: admin.status,
+  },
+  nodes: { usage: 'nodes [--json] [--admin URL]', summary: 'list the PostgreSQL backends (like SHOW POOL_NODES)', options: readOpts, run: admin.nodes },
+  watchdog: { usage: 'watchdog [--json] [--admin URL]', summary: "the watchdog cluster and its peers (pcp_watchdog_info's fields)", options: readOpts, run: admin.watchdog },
+  failovers: {
+    usage: 'failovers [--limit N] [--json] [--admin URL]',
+    summary: 'failover history, newest first, with each step and its duration',
+    options: { ...readOpts, limit: { type: 'string' } },
+    run: admin.failovers,
+  },
+  attach: { usage: 'attach N [--admin URL]', summary: 'attach backend N', options: adminOpt, positionals: 1, run: admin.action('attach') },
+  detach: { usage: 'detach N [--admin URL]', summary: 'detach backend N (fails it over if it is the primary)', options: adminOpt, positionals: 1, run: admin.action('detach') },
   promote: {
     usage: 'promote N [--switchover] [--admin URL]',
-    summary: 'promote standby N; --switchover stops the old primary cleanly first',
+    summary: 'promote standby N, showing each step; --switchover stops the old primary cleanly first',
     options: { ...adminOpt, switchover: { type: 'boolean' } },
     positionals: 1,
-    notYet: 'the admin API',
+    run: admin.action('promote'),
+  },
+  transfer: { usage: 'transfer PEER [--admin URL]', summary: 'hand the coordinator role to PEER', options: adminOpt, positionals: 1, run: admin.transfer },
+  reload: {
+    usage: 'reload [--admin URL]',
+    summary: "re-read a running peer's config file: live settings apply now, the others are named as needing a restart",
+    options: adminOpt,
+    run: async (v, _p, io) => {
+      const { reloadCommand } = await import('./reload.js');
+      return reloadCommand(v.admin as string | undefined, io);
+    },
+  },
+  'import-pgpool-conf': {
+    usage: 'import-pgpool-conf FILE [-o OUT] [--force]',
+    summary: 'convert a pgpool-II 4.x pgpool.conf into a pgwatchdog config; lists what it cannot carry over',
+    options: { output: { type: 'string', short: 'o' }, force: { type: 'boolean' } },
+    positionals: 1,
+    run: async (v, p, io) => {
+      const { importPgpoolConfCommand } = await import('./import-pgpool-conf.js');
+      return importPgpoolConfCommand(p[0]!, { output: v.output as string | undefined, force: v.force === true }, io);
+    },
   },
   demo: { usage: 'demo', summary: 'run a local demo cluster: PostgreSQL primary + standby and 3 peers', options: {}, notYet: 'the demo' },
 };
@@ -96,12 +131,22 @@ function help(): string {
     'Options:',
     '  -h, --help     show this help',
     '  -V, --version  print the version',
-    '  --admin URL    admin API of the peer to ask (default http://127.0.0.1:9898)',
+    '  --admin URL    admin API of the peer to ask (or PGWATCHDOG_ADMIN; default http://127.0.0.1:9898)',
     '  --json         machine-readable output for read commands',
+    '',
+    'Environment: PGWATCHDOG_ADMIN (the peer), PGWATCHDOG_TOKEN (admin.token, for attach,',
+    'detach, promote and transfer), NO_COLOR (no colour even on a terminal).',
+    '',
+    'Exit codes: 0 done; 1 failed (invalid config, call refused, action failed);',
+    '2 usage error or command not available; 3 the admin API could not be reached.',
   ].join('\n');
 }
 
-const stdio: Io = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
+const stdio: Io = {
+  out: (s) => process.stdout.write(`${s}\n`),
+  err: (s) => process.stderr.write(`${s}\n`),
+  tty: process.stdout.isTTY === true && !process.env.NO_COLOR,
+};
 
 export async function run(argv: string[], io: Io = stdio): Promise<number> {
   const [name, ...rest] = argv;

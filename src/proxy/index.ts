@@ -20,7 +20,7 @@ import { takeOverAccept, type Conn, type TcpConn } from './tcp.js';
 import { Router, type Route } from './router.js';
 import { loadUserlist, type UserSecret } from './userlist.js';
 import { chooseLoadBalanceNode } from './balance.js';
-import { poolNodesResult, poolVersionResult } from './show.js';
+import { poolNodesResult, poolVersionResult, watchdogNodesResult, type WatchdogNode } from './show.js';
 import * as codec from '../protocol/codec.js';
 import type { BackendLogin } from './backend-conn.js';
 import * as splice from './splice.js';
@@ -30,6 +30,8 @@ export interface ProxyOptions {
   registry: BackendRegistry;
   logger: Logger;
   onBackendError?: (backendId: number, err: Error) => void;
+  /** The watchdog peers for SHOW WATCHDOG_NODES (the admin part fills them from the watchdog). */
+  watchdogNodes?: () => WatchdogNode[];
   /** Internal: set in a node:cluster worker (its index, 0-based). */
   workerIndex?: number;
 }
@@ -290,11 +292,37 @@ export class Proxy implements SessionHost {
       const r = poolNodesResult(this.registry, { selectCount: (id: number) => this.selectCount(id), loadBalanceNode: s.loadBalanceNode });
       return codec.textResult(r.columns, r.rows, `SELECT ${r.rows.length}`);
     }
+    if (q === 'show watchdog_nodes') {
+      const r = watchdogNodesResult(this.watchdogNodes());
+      return codec.textResult(r.columns, r.rows, `SELECT ${r.rows.length}`);
+    }
     if (q === 'show pool_version') {
       const r = poolVersionResult();
       return codec.textResult(r.columns, r.rows, `SELECT ${r.rows.length}`);
     }
     return undefined;
+  }
+
+  /** Without a provider (a proxy worker process) this peer is described from its config alone. */
+  private watchdogNodes(): WatchdogNode[] {
+    if (this.opts.watchdogNodes) return this.opts.watchdogNodes();
+    const name = this.cfg.watchdog.name ?? '';
+    const peers = this.cfg.watchdog.peers;
+    return (peers.length ? peers : [{ name, host: this.cfg.proxy.host, port: null }]).map((p, i) => ({
+      node_id: String(i),
+      node_name: p.name,
+      hostname: p.host,
+      pgpool_port: p.name === name ? String(this.cfg.proxy.port) : '',
+      watchdog_port: p.port === null ? '' : String(p.port),
+      priority: '0',
+      status_name: peers.length ? 'UNKNOWN' : 'STANDALONE',
+      membership: 'MEMBER',
+      is_coordinator: peers.length ? 'false' : 'true',
+      delegate_ip: this.cfg.watchdog.vip?.address ?? '',
+      vip_holder: 'false',
+      last_seen: '',
+      is_local: p.name === name ? 'true' : 'false',
+    }));
   }
 
   tooManyClients(): boolean {
@@ -392,8 +420,9 @@ export class Proxy implements SessionHost {
   // ---- workers ---------------------------------------------------------------------------------
 
   private async listenWorkers(): Promise<{ host: string; port: number }> {
-    const exec = fileURLToPath(new URL('./worker-main.ts', import.meta.url)).replace(/\.js$/, '.ts');
-    cluster.setupPrimary({ exec, execArgv: ['--import', 'tsx'] });
+    // Compiled (an installed package), the worker is plain JavaScript; from the sources it runs through tsx.
+    const compiled = import.meta.url.endsWith('.js');
+    cluster.setupPrimary({ exec: fileURLToPath(new URL(compiled ? './worker-main.js' : './worker-main.ts', import.meta.url)), execArgv: compiled ? [] : ['--import', 'tsx'] });
     const n = this.cfg.proxy.workers;
     const registry = this.registry.list().map((b) => ({ id: b.id, state: toWire(b) }));
     const addresses: Promise<{ host: string; port: number }>[] = [];

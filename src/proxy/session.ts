@@ -109,7 +109,7 @@ function wordAt(sql: string, i: number, word: string): boolean {
 }
 
 /**
- * `SHOW POOL_…` in any case and spacing: the proxy answers it itself (Proxy.localQuery). It is
+ * `SHOW POOL_…` and `SHOW WATCHDOG_…` in any case and spacing: the proxy answers it itself (Proxy.localQuery). It is
  * asked of every simple query, so it reads characters rather than running a regex or slicing.
  */
 function isShowPool(sql: string): boolean {
@@ -119,7 +119,7 @@ function isShowPool(sql: string): boolean {
   i += 4;
   const afterShow = i;
   while (i < sql.length && isBlank(sql.charCodeAt(i))) i++;
-  return i > afterShow && wordAt(sql, i, 'pool') && sql.charCodeAt(i + 4) === 0x5f;
+  return i > afterShow && ((wordAt(sql, i, 'pool') && sql.charCodeAt(i + 4) === 0x5f) || (wordAt(sql, i, 'watchdog') && sql.charCodeAt(i + 8) === 0x5f));
 }
 
 /** Startup-packet keys that are not server settings. */

@@ -1,8 +1,6 @@
 // Result sets of pgpool's SQL SHOW commands answered by the proxy itself. Pure: the session
 // turns { columns, rows } into RowDescription / DataRow messages (all columns are text).
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageVersion } from '../version.js';
 import type { BackendRegistry } from '../backends/registry.js';
 
 export interface ShowResult {
@@ -65,26 +63,32 @@ export function poolNodesResult(registry: BackendRegistry, stats: { selectCount(
   return { columns: [...POOL_NODES_COLUMNS], rows };
 }
 
-let versionCache: string | undefined;
-
-/** The version in pgwatchdog's package.json, found by walking up from this file (the same
- * code runs from src/ through tsx and from dist/src once built). */
-export function packageVersion(): string {
-  if (versionCache !== undefined) return versionCache;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const f = join(dir, 'package.json');
-    if (existsSync(f)) {
-      const pkg = JSON.parse(readFileSync(f, 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'pgwatchdog' && typeof pkg.version === 'string') return (versionCache = pkg.version);
-    }
-    const up = dirname(dir);
-    if (up === dir) return (versionCache = 'unknown');
-    dir = up;
-  }
-}
-
 /** SHOW POOL_VERSION, as pgpool answers it: one column, "<version> (<name>)". */
 export function poolVersionResult(): { columns: ['pool_version']; rows: [[string]] } {
   return { columns: ['pool_version'], rows: [[`${packageVersion()} (pgwatchdog)`]] };
+}
+
+/** SHOW WATCHDOG_NODES: one row per watchdog peer, the per-node fields of pgpool's
+ * pcp_watchdog_info (and of `pgwatchdog watchdog`). The admin part fills them from the
+ * watchdog's facts (src/admin/views.ts watchdogNodes); the proxy only prints them. */
+export const WATCHDOG_NODES_COLUMNS = [
+  'node_id',
+  'node_name',
+  'hostname',
+  'pgpool_port',
+  'watchdog_port',
+  'priority',
+  'status_name',
+  'membership',
+  'is_coordinator',
+  'delegate_ip',
+  'vip_holder',
+  'last_seen',
+  'is_local',
+] as const;
+
+export type WatchdogNode = Record<(typeof WATCHDOG_NODES_COLUMNS)[number], string>;
+
+export function watchdogNodesResult(nodes: readonly WatchdogNode[]): ShowResult {
+  return { columns: [...WATCHDOG_NODES_COLUMNS], rows: nodes.map((n) => WATCHDOG_NODES_COLUMNS.map((c) => n[c])) };
 }

@@ -18,7 +18,7 @@ function cli(args: string[], env: Record<string, string> = {}) {
 test('--help lists every command of the contract; --version prints the version', () => {
   const h = cli(['--help']);
   assert.equal(h.code, 0);
-  for (const c of ['start -c FILE [--name PEER]', 'check-config -c FILE', 'status', 'nodes', 'watchdog', 'attach N', 'detach N', 'promote N [--switchover]', 'demo']) {
+  for (const c of ['start -c FILE [--name PEER]', 'check-config -c FILE', 'status [--watch]', 'nodes', 'watchdog', 'failovers', 'attach N', 'detach N', 'promote N [--switchover]', 'transfer PEER', 'demo', 'PGWATCHDOG_ADMIN', 'PGWATCHDOG_TOKEN', 'Exit codes']) {
     assert.ok(h.out.includes(c), `help mentions "${c}"`);
   }
   const v = cli(['--version']);

@@ -34,10 +34,12 @@ export function testLogger(): Logger {
 /** A peer that also records every failover result its engine emitted, in order. */
 export type TestPeer = Peer & { results: FailoverResult[] };
 
-/** The real peer (src/peer.ts), its proxy on an ephemeral loopback port, with its results recorded. */
+/** The real peer (src/peer.ts), its proxy and admin API on ephemeral loopback ports, with its results recorded. */
 export async function startPeer(config: Config, logger: Logger = testLogger()): Promise<TestPeer> {
   config.proxy.host = '127.0.0.1';
   config.proxy.port = 0;
+  config.admin.host = '127.0.0.1';
+  config.admin.port = 0; // the admin API too: never the default 9898 that parallel tests would share
   const peer = new Peer(config, logger);
   const results: FailoverResult[] = [];
   peer.failover.on('result', (r) => results.push(r));

@@ -125,7 +125,8 @@ static int classify(const uint8_t *p, size_t n, int whole) {
     size_t j = i + 4;
     while (j < n && blank(p[j])) j++;
     if (j == n && !whole) return -1;
-    if (j > i + 4 && wordAt(p, n, j, "pool")) return -1; // SHOW POOL…: JavaScript's (or not: it checks)
+    if (j + 8 > n && !whole) return -1; // not enough of the second word to tell
+    if (j > i + 4 && (wordAt(p, n, j, "pool") || wordAt(p, n, j, "watchdog"))) return -1; // SHOW POOL…/WATCHDOG…: JavaScript's (or not: it checks)
     return 0;
   }
   if (wordAt(p, n, i, "select") || wordAt(p, n, i, "with")) return 1;
