@@ -7,13 +7,13 @@ import { HealthChecker } from './backends/health.js';
 import { ReplicationMonitor } from './backends/replication.js';
 import { FailoverEngine } from './failover/index.js';
 import { Proxy } from './proxy/index.js';
+import { Watchdog, watchdogEnabled } from './cluster/watchdog.js';
+import { clusterAdminView } from './cluster/admin-view.js';
 import { hostname } from 'node:os';
 import { AdminServer } from './admin/server.js';
 import { watchdogNodes } from './admin/views.js';
 import { singlePeerView, type WatchdogView } from './admin/watchdog-view.js';
 import { reloadConfig, reloadView, type ConfigSource, type ReloadOutcome } from './reload.js';
-import { Watchdog, watchdogEnabled } from './cluster/watchdog.js';
-import { clusterAdminView } from './cluster/admin-view.js';
 
 export class Peer {
   readonly registry: BackendRegistry;
@@ -21,12 +21,12 @@ export class Peer {
   readonly replication: ReplicationMonitor;
   readonly failover: FailoverEngine;
   readonly proxy: Proxy;
-  /** With two or more watchdog peers; with one (or none) the peer decides alone, as before. */
-  readonly watchdog: Watchdog | undefined;
-  /** What the admin part knows of the watchdog: the cluster's facts through its adapter, or a
-   * standalone peer's. */
-  readonly watchdogView: WatchdogView;
+  /** What the admin part knows of the watchdog: the cluster's facts through its adapter
+   * (src/cluster/admin-view.ts), or a standalone peer's. */
+  readonly watchdog: WatchdogView;
   readonly admin: AdminServer;
+  /** The watchdog cluster, with two or more watchdog peers; with one (or none) the peer decides alone, as before. */
+  readonly cluster: Watchdog | undefined;
   /** Where the proxy listens, once started. */
   proxyAddress: { host: string; port: number } | undefined;
   /** Where the admin API listens, once started. */
@@ -39,9 +39,8 @@ export class Peer {
     readonly config: Config,
     readonly log: Logger,
     opts: {
-      /** The watchdog's facts for the admin part; by default the cluster's, or a standalone
-       * peer's. */
-      watchdogView?: WatchdogView;
+      /** The watchdog's facts for the admin part; by default the cluster's, or a standalone peer's. */
+      watchdog?: WatchdogView;
       /** Where the config came from, for reload(). */
       source?: ConfigSource;
     } = {},
@@ -63,7 +62,7 @@ export class Peer {
       onConnectionLost: (id, err) => this.health.checkNow(id, `replication monitor lost its connection: ${err.message}`),
     });
     if (watchdogEnabled(config)) {
-      this.watchdog = new Watchdog({
+      this.cluster = new Watchdog({
         config,
         registry: this.registry,
         logger: log.child({ part: 'watchdog' }),
@@ -73,8 +72,8 @@ export class Peer {
       // Under the watchdog the replicated state is the durable record of backend states (no
       // status file), and the engine records through Raft and runs only on the coordinator.
       const engineConfig: Config = { ...config, failover: { ...config.failover, status_file: '' } };
-      this.failover = new FailoverEngine({ config: engineConfig, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health, decisions: this.watchdog.decisions, autoRequest: false });
-      this.watchdog.attachEngine(this.failover);
+      this.failover = new FailoverEngine({ config: engineConfig, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health, decisions: this.cluster.decisions, autoRequest: false });
+      this.cluster.attachEngine(this.failover);
     } else {
       this.failover = new FailoverEngine({ config, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health });
     }
@@ -83,12 +82,12 @@ export class Peer {
       registry: this.registry,
       logger: log.child({ part: 'proxy' }),
       onBackendError: config.failover.failover_on_backend_error ? (id, err) => this.health.checkNow(id, `backend error: ${err.message}`) : undefined,
-      watchdogNodes: () => watchdogNodes(this.watchdogView.facts()),
+      watchdogNodes: () => watchdogNodes(this.watchdog.facts()),
     });
     const proxyPort = () => this.proxyAddress?.port ?? null;
-    this.watchdogView =
-      opts.watchdogView ??
-      (this.watchdog ? clusterAdminView({ config, watchdog: this.watchdog, proxyPort }) : undefined) ??
+    this.watchdog =
+      opts.watchdog ??
+      (this.cluster ? clusterAdminView({ config, watchdog: this.cluster, proxyPort }) : undefined) ??
       singlePeerView({ name: config.watchdog.name ?? hostname(), host: config.proxy.host, proxyPort, vipAddress: config.watchdog.vip?.address });
     this.admin = new AdminServer({
       config,
@@ -96,7 +95,7 @@ export class Peer {
       failover: this.failover,
       proxyStats: () => this.proxy.stats(),
       proxyListening: () => this.proxyAddress !== undefined && this.stopping === undefined,
-      watchdog: this.watchdogView,
+      watchdog: this.watchdog,
       logger: log.child({ part: 'admin' }),
       reload: opts.source ? () => reloadView(this.reload()) : undefined,
     });
@@ -108,7 +107,7 @@ export class Peer {
     this.health.start();
     this.replication.start();
     await this.failover.start();
-    await this.watchdog?.start();
+    await this.cluster?.start();
     const addr = (this.proxyAddress = await this.proxy.listen());
     this.adminAddress = await this.admin.listen();
     this.log.info({ proxy: addr, admin: this.adminAddress, nativeForwarding: this.proxy.nativeForwarding, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
@@ -124,8 +123,8 @@ export class Peer {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('peer stopping');
+      await this.cluster?.stop();
       await this.admin.close();
-      await this.watchdog?.stop();
       await this.proxy.close();
       await this.failover.stop();
       await this.replication.stop();
@@ -157,6 +156,12 @@ export async function startPeer(file: string, opts: { name?: string } = {}): Pro
   }
   if (config.watchdog.peers.length >= 2 && config.watchdog.name === undefined) {
     process.stderr.write(`${file}: watchdog.name or --name must say which of watchdog.peers this peer is (${config.watchdog.peers.map((p) => p.name).join(', ')})\n`);
+    return 1;
+  }
+  // Checked here rather than in the schema: a converted pgpool.conf without wd_authkey is a
+  // valid file to finish editing, but no peer joins a cluster without the key.
+  if (config.watchdog.peers.length >= 2 && !config.watchdog.auth_key) {
+    process.stderr.write(`${file}: watchdog.auth_key: required to join a watchdog cluster of ${config.watchdog.peers.length} peers (it authenticates them to each other)\n`);
     return 1;
   }
   const log = createLogger({ level: config.log.level, name: config.watchdog.name ?? 'pgwatchdog' });

@@ -21,6 +21,3 @@ export function packageVersion(): string {
     dir = up;
   }
 }
-
-// The version printed by the CLI and gossiped by watchdog peers.
-export const VERSION: string = packageVersion();

@@ -3,7 +3,9 @@
 // the tally of the views, and return ONE thing to do, with its reason on every branch.
 //
 // Order of precedence, and why:
-//   1. only a leader holding its lease coordinates (no rival can exist meanwhile);
+//   1. only a leader holding its lease coordinates (no rival can exist meanwhile); a
+//      leader whose transfer failed has no lease for the rest of its term, so it hands
+//      over again to end the term;
 //   2. claim coordination for the term first, so every peer's state says who runs things;
 //   3. resume a failover a previous coordinator left open, before anything new
 //      (its interlock is holding clients on the other peers);
@@ -31,7 +33,7 @@ export interface DecideInput {
   selfPriority: number;
   /** Configured peer names (this peer included). */
   peers: readonly string[];
-  raft: Pick<RaftObservation, 'role' | 'term' | 'leader' | 'hasLease' | 'lastIndex' | 'progress' | 'transferee'>;
+  raft: Pick<RaftObservation, 'role' | 'term' | 'leader' | 'hasLease' | 'leaseForfeited' | 'lastIndex' | 'progress' | 'transferee'>;
   state: ClusterState;
   tally: readonly BackendTally[];
   views: ReadonlyMap<string, AgedView>;
@@ -51,8 +53,13 @@ const UNFIT_STATES = new Set(['LOST', 'SHUTDOWN', 'NETWORK ISOLATION', 'JOINING'
 export function decide(i: DecideInput): CoordinatorAction {
   const r = i.raft;
   if (r.role !== 'leader') return { kind: 'nothing', reason: `not the leader (${r.role} in term ${r.term}, leader ${r.leader ?? 'unknown'})` };
-  if (!r.hasLease) return { kind: 'nothing', reason: `leader of term ${r.term} without a lease: not coordinating until a majority confirms it` };
   if (r.transferee !== null) return { kind: 'nothing', reason: `handing leadership to ${r.transferee}` };
+  if (r.leaseForfeited) {
+    const to = successor(i, -Infinity);
+    if (to) return { kind: 'transfer', to: to.name, reason: `a transfer this term failed and gave the lease up for the term: handing over again to ${to.name} (priority ${to.priority}, up to date)` };
+    return { kind: 'nothing', reason: `a transfer this term failed and gave the lease up for the term; no healthy up-to-date peer to hand over to yet` };
+  }
+  if (!r.hasLease) return { kind: 'nothing', reason: `leader of term ${r.term} without a lease: not coordinating until a majority confirms it` };
   const c = i.state.coordinator;
   if (!c || c.peer !== i.self || c.term !== r.term) {
     return { kind: 'claim', reason: `leader of term ${r.term} with a lease; the state names ${c ? `${c.peer} (term ${c.term})` : 'no coordinator'}` };
@@ -94,7 +101,7 @@ export function decide(i: DecideInput): CoordinatorAction {
   }
 
   const busy = open.length > 0 || i.engineBusy;
-  const better = busy ? undefined : successor(i);
+  const better = busy ? undefined : successor(i, i.selfPriority);
   if (better) return { kind: 'transfer', to: better.name, reason: `${better.name} has priority ${better.priority} > ${i.selfPriority}, is healthy and up to date` };
 
   const what = skipped.length ? `consensus-down backends not requested again (${skipped.join('; ')})` : 'no backend is down by consensus';
@@ -102,17 +109,30 @@ export function decide(i: DecideInput): CoordinatorAction {
   return { kind: 'nothing', reason: `coordinator of term ${r.term}: ${what}; ${failovers}` };
 }
 
-/** The highest-priority peer above this one that is healthy (fresh view, proxy up, fit state) and has the whole log. */
-function successor(i: DecideInput): { name: string; priority: number } | undefined {
+/** The highest-priority peer above `above` that is healthy (fresh view, proxy up, fit state) and has the whole log. */
+function successor(i: DecideInput, above: number): { name: string; priority: number } | undefined {
   let best: { name: string; priority: number } | undefined;
   for (const p of i.peers) {
     if (p === i.self) continue;
     const v = i.views.get(p);
     if (!v || v.ageMs > i.maxViewAgeMs) continue;
     const st = v.view.status;
-    if (st.priority <= i.selfPriority || !st.proxyUp || UNFIT_STATES.has(st.state)) continue;
+    if (st.priority <= above || !st.proxyUp || UNFIT_STATES.has(st.state)) continue;
     if (i.raft.progress?.[p]?.match !== i.raft.lastIndex) continue;
     if (!best || st.priority > best.priority || (st.priority === best.priority && p < best.name)) best = { name: p, priority: st.priority };
   }
   return best;
+}
+
+/**
+ * May the coordinator start an execution step expected to last `stepTicks`? Only while its
+ * lease covers the whole step: no other peer can hold a lease (so resume the same record)
+ * before the step ends. Commands of unbounded length cannot be covered; for those the
+ * term (%T) is the fencing token.
+ */
+export function leaseCovers(raft: Pick<RaftObservation, 'role' | 'hasLease' | 'leaseUntilTick' | 'tick'>, stepTicks: number): { ok: boolean; reason: string } {
+  if (raft.role !== 'leader' || !raft.hasLease || raft.leaseUntilTick === null) return { ok: false, reason: 'no lease: not running failover steps' };
+  const left = raft.leaseUntilTick - raft.tick;
+  if (left < stepTicks) return { ok: false, reason: `lease has ${left} ticks left, the step needs ${stepTicks}: waiting for the next heartbeat round` };
+  return { ok: true, reason: `lease covers ${left} ticks >= ${stepTicks}` };
 }

@@ -46,7 +46,7 @@ export class RaftDecisions implements Decisions {
       this.clusterSeq.delete(d.seq);
       return;
     }
-    const { index } = await this.runtime.propose({ type: 'decision', peer: this.self, at, decision: inLog(d) });
+    const { index } = await this.runtime.propose({ type: 'decision', peer: this.self, at, decision: d });
     if (d.type === 'failoverStarted') this.clusterSeq.set(d.seq, index);
   }
 
@@ -59,15 +59,4 @@ export class RaftDecisions implements Decisions {
   term(): number {
     return this.runtime.status().term;
   }
-}
-
-/**
- * The decision as state.ts's schema accepts it. That schema does not know `detachedBy` yet
- * (a strict schema would skip the whole entry on every peer), so it is left out until
- * state.ts records it; the engine keeps its own memory of admin detaches meanwhile.
- */
-function inLog(d: Decision): Extract<ClusterCommand, { type: 'decision' }>['decision'] {
-  if (d.type !== 'backend' || d.detachedBy === undefined) return d;
-  const { detachedBy: _omitted, ...rest } = d;
-  return rest;
 }

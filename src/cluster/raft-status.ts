@@ -8,9 +8,11 @@ export interface RaftObservation extends Status {
   termCommitted: boolean;
   /** The leader holds its lease: no other peer can be leader until `leaseUntilTick`. */
   hasLease: boolean;
+  /** This leader gave its lease up for the term by starting a transfer (see RaftNode.leaseForfeited). */
+  leaseForfeited: boolean;
 }
 
 export function observeRaft(node: RaftNode<unknown, unknown>): RaftObservation {
   const st = node.status();
-  return { ...st, termCommitted: node.log.term(node.log.committed) === node.term, hasLease: st.leaseUntilTick !== null };
+  return { ...st, termCommitted: node.log.term(node.log.committed) === node.term, hasLease: st.leaseUntilTick !== null, leaseForfeited: node.leaseForfeited() };
 }

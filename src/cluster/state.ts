@@ -36,6 +36,8 @@ const backendRecordSchema = z
     status: z.enum(BACKEND_STATUSES),
     role: z.enum(BACKEND_ROLES),
     weight: z.number().min(0),
+    /** Who detached it: an operator's detach ('admin') is one auto re-attachment respects. */
+    detachedBy: z.enum(['admin', 'failover']).optional(),
     lastChange: changeSchema,
   })
   .strict();
@@ -90,14 +92,25 @@ export type ClusterState = z.output<typeof clusterStateSchema>;
 // The failover engine's Decision, as a schema, so entries from the wire are checked. The
 // type checks below fail to compile if decisions.ts and this schema drift apart.
 const decisionSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('backend'), id, status: z.enum(BACKEND_STATUSES).optional(), role: z.enum(BACKEND_ROLES).optional(), reason: text }).strict(),
+  z
+    .object({
+      type: z.literal('backend'),
+      id,
+      status: z.enum(BACKEND_STATUSES).optional(),
+      role: z.enum(BACKEND_ROLES).optional(),
+      detachedBy: z.enum(['admin', 'failover']).optional(),
+      reason: text,
+    })
+    .strict(),
   z
     .object({ type: z.literal('failoverStarted'), seq: z.number().int().min(0), kind: z.enum(FAILOVER_KINDS), ids: z.array(id), term: z.number().int().min(0), reason: text })
     .strict(),
   z.object({ type: z.literal('failoverFinished'), seq: z.number().int().min(0), ok: z.boolean(), summary: text, newPrimary: id.nullable() }).strict(),
 ]);
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const decisionSchemaMatches: Same<z.output<typeof decisionSchema>, Decision> = true;
+// Optional fields added on one side only pass plain assignability, so compare the keys too.
+type Keys<U> = U extends unknown ? `${U extends { type: infer T extends string } ? T : ''}.${keyof U & string}` : never;
+const decisionSchemaMatches: Same<z.output<typeof decisionSchema>, Decision> & Same<Keys<z.output<typeof decisionSchema>>, Keys<Decision>> = true;
 void decisionSchemaMatches;
 
 /**
@@ -216,8 +229,13 @@ function applyDecision(s: ClusterState, d: Decision, peer: string, change: (reas
       if (!b) return same(s, `no backend ${d.id} (have ${s.backends.length}): decision ignored`);
       const status = d.status ?? b.status;
       const role = d.role ?? b.role;
-      if (status === b.status && role === b.role) return same(s, `backend ${d.id} already ${status}/${role}`);
-      const backends = s.backends.map((x) => (x.id === d.id ? { ...x, status, role, lastChange: change(d.reason) } : x));
+      // Who detached it stays on record while it is down; attaching clears it.
+      const detachedBy = status === 'down' ? (d.detachedBy ?? b.detachedBy) : undefined;
+      if (status === b.status && role === b.role && detachedBy === b.detachedBy) return same(s, `backend ${d.id} already ${status}/${role}`);
+      const next: BackendRecord = { ...b, status, role, lastChange: change(d.reason) };
+      if (detachedBy === undefined) delete next.detachedBy;
+      else next.detachedBy = detachedBy;
+      const backends = s.backends.map((x) => (x.id === d.id ? next : x));
       return done({ ...s, backends, primary: primaryOf(backends) }, `backend ${d.id}: ${b.status}/${b.role} -> ${status}/${role} (${d.reason})`);
     }
     case 'failoverStarted': {

@@ -14,7 +14,7 @@
 // The failover engine runs its requests only on the coordinator; its decisions reach the
 // state through RaftDecisions (Raft proposals), and so reach every peer's routing the same way.
 import type { BackendRegistry, BackendStatus } from '../backends/registry.js';
-import { VERSION } from '../version.js';
+import { packageVersion } from '../version.js';
 import type { Config } from '../config/index.js';
 import type { FailoverEngine } from '../failover/index.js';
 import type { Logger } from '../log.js';
@@ -272,6 +272,6 @@ export class Watchdog {
 
   private peerStatus(): PeerStatus {
     const me = this.o.config.watchdog.peers.find((p) => p.name === this.self);
-    return { proxyUp: this.o.proxyUp(), sessions: this.o.sessions(), version: VERSION, priority: me?.priority ?? 0, state: this.peerState() };
+    return { proxyUp: this.o.proxyUp(), sessions: this.o.sessions(), version: packageVersion(), priority: me?.priority ?? 0, state: this.peerState() };
   }
 }

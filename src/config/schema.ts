@@ -161,7 +161,7 @@ export const vipSchema = z
 export const watchdogSchema = z
   .object({
     name: z.string().min(1).optional().describe('This peer\'s name in `peers` (or `start --name`).'),
-    auth_key: z.string().optional().describe('Shared secret; peers that do not know it are refused (use `${ENV_VAR}`).'),
+    auth_key: z.string().optional().describe('Shared secret, required with two or more peers; peers that do not know it are refused (use `${ENV_VAR}`).'),
     peers: z.array(peerSchema).superRefine(uniqueBy((p) => p.name, 'name', 'duplicate peer name', 'watchdog.peers')).default([]).describe('Every peer of the cluster, this one included; empty: a single peer decides alone.'),
     require_consensus: z.boolean().default(true).describe('A backend is failed over only when a majority of peers see it down.'),
     failover_when_quorum_exists: z.boolean().default(true).describe('Without quorum, nothing is failed over.'),
@@ -172,8 +172,8 @@ export const watchdogSchema = z
     interlock_timeout_ms: positiveMs.default(60_000).describe('Other peers hold routing this long (ms) for a failover that has not finished.'),
     trusted_servers: z.array(z.string().min(1)).default([]).describe('Hosts a peer pings; a peer that reaches none of them gives up the VIP.'),
     vip: vipSchema.optional().describe('The virtual IP the coordinator holds.'),
-    tls: tlsSchema.optional().describe('wss between peers: this peer\'s certificate and key; ca_file verifies the others\'.'),
-    isolated_writes: z.enum(['refuse', 'allow']).default('refuse').describe('A peer cut off from the majority longer than the leader lease: refuse writes (and say to connect through the VIP), or keep routing them as pgpool does.'),
+    tls: tlsSchema.optional().describe('wss between peers: this peer\'s `cert_file`/`key_file`; `ca_file` verifies the other peers\' certificates.'),
+    isolated_writes: z.enum(['refuse', 'allow']).default('refuse').describe('A peer cut off from the majority longer than the lease: `refuse` writes (connect through the VIP) or `allow` them, as pgpool does.'),
   })
   .strict();
 
@@ -195,9 +195,6 @@ export const configSchema = z
   .superRefine((cfg, ctx) => {
     if (cfg.watchdog.name !== undefined && cfg.watchdog.peers.length > 0 && !cfg.watchdog.peers.some((p) => p.name === cfg.watchdog.name)) {
       ctx.addIssue({ code: 'custom', path: ['watchdog', 'name'], message: `"${cfg.watchdog.name}" is not one of watchdog.peers` });
-    }
-    if (cfg.watchdog.peers.length >= 2 && !cfg.watchdog.auth_key) {
-      ctx.addIssue({ code: 'custom', path: ['watchdog', 'auth_key'], message: 'required when watchdog.peers has two or more peers (it authenticates them to each other)' });
     }
     if (cfg.auth.method !== 'trust' && cfg.auth.users_file === undefined) {
       ctx.addIssue({ code: 'custom', path: ['auth', 'users_file'], message: `required when auth.method is ${cfg.auth.method}` });

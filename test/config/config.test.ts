@@ -113,11 +113,8 @@ test('files: unreadable and malformed YAML are refused with the file and positio
   }
 });
 
-test('two or more watchdog peers need an auth_key', () => {
+test('watchdog defaults: isolated writes refused, peer priority 0', () => {
   const peers = [{ name: 'a', host: 'h1' }, { name: 'b', host: 'h2' }];
-  assert.deepEqual(problems(() => parseConfig({ ...minimal(), watchdog: { peers } }, 'f.yaml')), [
-    'watchdog.auth_key: required when watchdog.peers has two or more peers (it authenticates them to each other)',
-  ]);
   const cfg = parseConfig({ ...minimal(), watchdog: { peers, auth_key: 'k' } }, 'f.yaml');
   assert.equal(cfg.watchdog.isolated_writes, 'refuse');
   assert.equal(cfg.watchdog.peers[0]!.priority, 0);

@@ -79,7 +79,7 @@ export class RaftNode<T, S> {
   /** Local tick at which we last heard from (or were) a leader; votes are refused for electionTicks after it. */
   private lastLeaderContact = 0;
   private transferee: NodeId | null = null;
-  private leaseForfeited = false;
+  private forfeitedLease = false;
   /** The current campaign was started by a leadership transfer (overrides leases). */
   private forcedCampaign = false;
   private leaseStart = 0;
@@ -287,10 +287,19 @@ export class RaftNode<T, S> {
    * The lease also needs an entry of this term committed, so the leader knows the commit.
    */
   leaseValidUntilTick(): number | null {
-    if (this.role !== 'leader' || !this.cfg.checkQuorum || this.leaseForfeited || this.transferee !== null) return null;
+    if (this.role !== 'leader' || !this.cfg.checkQuorum || this.forfeitedLease || this.transferee !== null) return null;
     if (this.log.term(this.log.committed) !== this.term) return null;
     if (this.now < this.leaseStart || this.now >= this.leaseUntil) return null;
     return this.leaseUntil;
+  }
+
+  /**
+   * This leader started a leadership transfer in its term and so gave its lease up for the
+   * rest of the term (a delayed TimeoutNow may still make the transferee win). If the
+   * transfer failed, the term must end by another transfer for any leader lease to return.
+   */
+  leaseForfeited(): boolean {
+    return this.role === 'leader' && this.forfeitedLease;
   }
 
   hasLease(): boolean {
@@ -341,7 +350,7 @@ export class RaftNode<T, S> {
     this.transferee = null;
     this.votes.clear();
     this.prs.clear();
-    this.leaseForfeited = false;
+    this.forfeitedLease = false;
     this.leaseUntil = -Infinity;
   }
 
@@ -633,7 +642,7 @@ export class RaftNode<T, S> {
   }
 
   private sendTimeoutNow(to: NodeId): void {
-    this.leaseForfeited = true;
+    this.forfeitedLease = true;
     this.send({ type: 'timeoutNow', to, term: this.term });
   }
 

@@ -5,7 +5,7 @@
 import { RaftNode, type RaftConfig } from '../core/raft.js';
 import type { Message, NodeId, Ready } from '../core/types.js';
 import { MemoryStorage } from '../storage/memory-storage.js';
-import { EventQueue } from './event-queue.js';
+import { Scheduler } from './event-queue.js';
 import { applyEntry, InvariantChecker, type SmState } from './invariants.js';
 import { Network, RELIABLE, type NetworkConditions } from './network.js';
 import { Prng } from './prng.js';
@@ -53,8 +53,11 @@ export class SimCluster {
   readonly checker = new InvariantChecker();
   readonly opts: Required<Omit<ClusterOptions, 'unsafeTestFaults' | 'trace'>> & Pick<ClusterOptions, 'unsafeTestFaults' | 'trace'>;
   private nodes = new Map<NodeId, SimNode>();
-  private queue = new EventQueue<SimEvent>();
-  now = 0;
+  private readonly clock = new Scheduler<SimEvent>((ev) => this.handle(ev));
+  /** Simulated time, in units. */
+  get now(): number {
+    return this.clock.now;
+  }
   steps = 0;
   private nextValue = 1;
   /** Test control: messages for which this returns true are lost. */
@@ -137,14 +140,7 @@ export class SimCluster {
 
   /** Process events up to and including time t. */
   runUntil(t: number): void {
-    for (;;) {
-      const top = this.queue.peek();
-      if (!top || top.at > t) break;
-      this.queue.pop();
-      this.now = top.at;
-      this.handle(top.ev);
-    }
-    this.now = Math.max(this.now, t);
+    this.clock.runUntil(t);
   }
 
   /** Run for n nominal ticks. */
@@ -154,23 +150,12 @@ export class SimCluster {
 
   /** Run until pred() holds (checked after every step) or maxTicks pass; returns whether it held. */
   runUntilTrue(pred: () => boolean, maxTicks: number): boolean {
-    const end = this.now + maxTicks * UNIT;
-    if (pred()) return true;
-    for (;;) {
-      const top = this.queue.peek();
-      if (!top || top.at > end) break;
-      this.queue.pop();
-      this.now = top.at;
-      this.handle(top.ev);
-      if (pred()) return true;
-    }
-    this.now = Math.max(this.now, end);
-    return pred();
+    return this.clock.runUntilTrueBy(pred, this.now + maxTicks * UNIT);
   }
 
   /** Run fn at time now + delay (units). */
   at(delay: number, fn: () => void): void {
-    this.queue.push(this.now + delay, { k: 'call', fn });
+    this.clock.push(this.now + delay, { k: 'call', fn });
   }
 
   /** Propose a fresh value at node id (or at the current leader). Returns the value, or null if refused. */
@@ -248,7 +233,7 @@ export class SimCluster {
     n.life++;
     this.checker.onStart(n.id, n.raft, n.sm);
     this.trace(`start ${n.id} term=${n.raft.term} commit=${n.raft.log.committed} last=${n.raft.log.lastIndex()}`);
-    this.queue.push(this.now + 1 + this.rng.int(n.period), { k: 'tick', id: n.id, life: n.life });
+    this.clock.push(this.now + 1 + this.rng.int(n.period), { k: 'tick', id: n.id, life: n.life });
     this.processReady(n);
   }
 
@@ -266,7 +251,7 @@ export class SimCluster {
         const n = this.node(ev.id);
         if (!n.raft || n.life !== ev.life) return;
         n.raft.tick();
-        this.queue.push(this.now + n.period, ev);
+        this.clock.push(this.now + n.period, ev);
         this.afterInput(n);
         break;
       }
@@ -311,7 +296,7 @@ export class SimCluster {
       if (n.crashAt === 'afterPersist') return this.kill(n);
       for (const m of rd.messages) {
         if (this.dropIf && this.dropIf(m)) continue;
-        for (const d of this.net.route(m.from, m.to)) this.queue.push(this.now + d, { k: 'msg', m });
+        for (const d of this.net.route(m.from, m.to)) this.clock.push(this.now + d, { k: 'msg', m });
       }
       if (n.crashAt === 'afterSend') return this.kill(n);
       if (rd.snapshot) {

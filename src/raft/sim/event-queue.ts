@@ -56,3 +56,38 @@ export class EventQueue<E> {
 function less<E>(x: Timed<E>, y: Timed<E>): boolean {
   return x.at < y.at || (x.at === y.at && x.seq < y.seq);
 }
+
+/**
+ * The simulators' virtual clock: timed events handled in order, time jumping from one to
+ * the next. `handle` runs each event at its time; predicates are checked after every event.
+ */
+export class Scheduler<E> {
+  now = 0;
+  private readonly queue = new EventQueue<E>();
+
+  constructor(private readonly handle: (ev: E) => void) {}
+
+  push(at: number, ev: E): void {
+    this.queue.push(at, ev);
+  }
+
+  /** Handle events up to and including time t. */
+  runUntil(t: number): void {
+    this.runUntilTrueBy(() => false, t);
+  }
+
+  /** Handle events until pred() holds (checked after every event) or time `end`; returns whether it held. */
+  runUntilTrueBy(pred: () => boolean, end: number): boolean {
+    if (pred()) return true;
+    for (;;) {
+      const top = this.queue.peek();
+      if (!top || top.at > end) break;
+      this.queue.pop();
+      this.now = top.at;
+      this.handle(top.ev);
+      if (pred()) return true;
+    }
+    this.now = Math.max(this.now, end);
+    return pred();
+  }
+}

@@ -57,7 +57,8 @@ export class SimFailure extends Error {
   }
 }
 
-const CONDITIONS: NetworkConditions[] = [
+/** The network conditions the fault phase switches between (the watchdog simulator uses them too). */
+export const NETWORK_CONDITIONS: readonly NetworkConditions[] = [
   RELIABLE,
   { drop: 0.05, duplicate: 0.02, minDelay: 5, maxDelay: 150 },
   { drop: 0.2, duplicate: 0.05, minDelay: 5, maxDelay: 400 },
@@ -130,7 +131,7 @@ export function runSeed(o: SeedOptions): SeedResult {
         const down = ids.filter((id) => !c.isUp(id));
         if (down.length) c.restart(rng.pick(down));
       } else if (r < 0.92) {
-        c.setNetwork(rng.pick(CONDITIONS));
+        c.setNetwork(rng.pick(NETWORK_CONDITIONS));
         trace(`network ${JSON.stringify(c.net.conditions)}`);
       } else {
         const l = c.leader();

@@ -1,0 +1,64 @@
+// VIP eligibility and isolation: every rule, every reason.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { isolation, vipDecision, type IsolationInput, type VipInput } from '../../src/cluster/vip.js';
+import { PEERS, view, views } from './fixtures.js';
+
+const leader: VipInput['raft'] = { role: 'leader', term: 4, leader: 'a', termCommitted: true, hasLease: true, leaseUntilTick: 108, tick: 100, transferee: null };
+
+describe('vip decision', () => {
+  const cases: { name: string; raft?: Partial<VipInput['raft']>; holding: boolean; trusted?: VipInput['trusted']; shuttingDown?: boolean; action: string; reason: RegExp }[] = [
+    { name: 'leader with a lease escalates', holding: false, action: 'escalate', reason: /take the VIP: leader of term 4 with a lease until tick 108/ },
+    { name: 'and then holds', holding: true, action: 'hold', reason: /keep the VIP/ },
+    { name: 'no entry of the term committed yet', raft: { termCommitted: false, hasLease: false }, holding: false, action: 'nothing', reason: /no entry of the term has committed/ },
+    { name: 'the previous lease may still run', raft: { hasLease: false, leaseUntilTick: null }, holding: false, action: 'nothing', reason: /without a lease: the previous leader's may not have expired/ },
+    { name: 'losing the lease de-escalates', raft: { hasLease: false, leaseUntilTick: null }, holding: true, action: 'de-escalate', reason: /drop the VIP: leader of term 4 without a lease/ },
+    { name: 'stepping down de-escalates', raft: { role: 'follower', leader: 'b', hasLease: false }, holding: true, action: 'de-escalate', reason: /not the leader \(follower in term 4, leader b\)/ },
+    { name: 'a follower does nothing', raft: { role: 'follower', leader: 'b', hasLease: false }, holding: false, action: 'nothing', reason: /not holding the VIP: not the leader/ },
+    { name: 'handing leadership over de-escalates', raft: { transferee: 'b' }, holding: true, action: 'de-escalate', reason: /handing leadership to b/ },
+    { name: 'no trusted server answers', holding: true, trusted: { configured: 2, answering: 0 }, action: 'de-escalate', reason: /none of the 2 trusted servers answers/ },
+    { name: 'one trusted server is enough', holding: false, trusted: { configured: 2, answering: 1 }, action: 'escalate', reason: /take the VIP/ },
+    { name: 'shutdown de-escalates', holding: true, shuttingDown: true, action: 'de-escalate', reason: /shutting down/ },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const d = vipDecision({ raft: { ...leader, ...c.raft }, holding: c.holding, trusted: c.trusted ?? { configured: 0, answering: 0 }, shuttingDown: c.shuttingDown ?? false });
+      assert.equal(d.action, c.action, d.reason);
+      assert.match(d.reason, c.reason);
+    });
+  }
+});
+
+describe('isolation', () => {
+  const base: IsolationInput = {
+    self: 'a',
+    peers: PEERS,
+    views: views(view('a', []), view('b', [], 100), view('c', [], 100)),
+    maxViewAgeMs: 1000,
+    raft: { role: 'follower', leader: 'b', commit: 10, applied: 10 },
+    sinceContactMs: 100,
+    isolateAfterMs: 800,
+    refusing: false,
+    mode: 'refuse',
+  };
+  const cases: { name: string; over: Partial<IsolationInput>; isolated: boolean; refuse: boolean; reason: RegExp }[] = [
+    { name: 'joined', over: {}, isolated: false, refuse: false, reason: /joined to a majority/ },
+    { name: 'a lone peer', over: { peers: ['a'] }, isolated: false, refuse: false, reason: /lone peer/ },
+    { name: 'no word from the leader for longer than the lease', over: { sinceContactMs: 900 }, isolated: true, refuse: true, reason: /NETWORK ISOLATION: no word from a leader for 900 ms.*connect through the VIP/ },
+    { name: 'a leader without a lease for too long', over: { raft: { role: 'leader', leader: 'a', commit: 10, applied: 10 }, sinceContactMs: 900 }, isolated: true, refuse: true, reason: /no lease for 900 ms/ },
+    { name: 'within the lease, still routing', over: { sinceContactMs: 700 }, isolated: false, refuse: false, reason: /joined/ },
+    { name: 'too few fresh views', over: { views: views(view('a', []), view('b', [], 5000), view('c', [], 5000)) }, isolated: true, refuse: true, reason: /fresh views from only 1 of 3 peers/ },
+    { name: 'never joined since start', over: { sinceContactMs: null }, isolated: true, refuse: true, reason: /not joined to a majority since start/ },
+    { name: 'isolated_writes: allow keeps writing', over: { sinceContactMs: 900, mode: 'allow' }, isolated: true, refuse: false, reason: /isolated_writes is allow/ },
+    { name: 'rejoined but behind the log', over: { refusing: true, raft: { role: 'follower', leader: 'b', commit: 12, applied: 10 } }, isolated: false, refuse: true, reason: /applying the log \(10 of 12\)/ },
+    { name: 'rejoined, no leader yet', over: { refusing: true, raft: { role: 'follower', leader: null, commit: 10, applied: 10 } }, isolated: false, refuse: true, reason: /no leader known yet/ },
+    { name: 'rejoined and caught up', over: { refusing: true }, isolated: false, refuse: false, reason: /writes routed again/ },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const v = isolation({ ...base, ...c.over });
+      assert.deepEqual([v.isolated, v.refuseWrites], [c.isolated, c.refuse], v.reason);
+      assert.match(v.reason, c.reason);
+    });
+  }
+});
