@@ -20,7 +20,7 @@ describe('watchdog: three peer processes', { concurrency: false }, () => {
     const hp = b.peers.get(holder)!;
     await hp.waitForLog(isEscalated);
     await hp.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('coordinator: claim'));
-    await query(b.peers.get('pgwd1')!, 'CREATE TABLE wd (peer text)');
+    await waitFor('pgwd1 routes writes', async () => (await query(b.peers.get('pgwd1')!, 'CREATE TABLE IF NOT EXISTS wd (peer text)')) !== undefined);
     for (const n of NAMES) {
       await waitFor(`${n} routes writes`, async () => (await query(b.peers.get(n)!, `INSERT INTO wd VALUES ('${n}')`)).rowCount === 1);
     }
@@ -156,7 +156,8 @@ describe('watchdog: the coordinator dies in the middle of a failover', { concurr
   it('the next coordinator finds the open failover and closes it; the command ran once', async () => {
     const coord = await oneHolder(b);
     const cp = b.peers.get(coord)!;
-    await query(b.peers.get(coord)!, 'CREATE TABLE mid (peer text)');
+    // the coordinator escalates first and finds the primary next: writes route once that has committed
+    await waitFor('the coordinator routes writes', async () => (await query(cp, 'CREATE TABLE IF NOT EXISTS mid (peer text)')) !== undefined);
     await b.cluster.waitReplicated();
     await b.cluster.primary.kill9();
     // killed while its failover_command runs (the command, in its own process group, finishes)
