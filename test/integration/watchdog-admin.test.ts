@@ -95,6 +95,9 @@ describe('watchdog admin: three peer processes', { concurrency: false }, () => {
 
   it('detach and attach sent to a non-coordinator are forwarded and change routing on every peer', async () => {
     const c = await agreed();
+    // Sessions open on the primary: wait until every peer routes one (the coordinator's
+    // find-primary entries may commit after it escalates).
+    for (const n of NAMES) await waitFor(`${n} routes sessions`, async () => (await query(b.peers.get(n)!, 'SELECT 1')).rowCount === 1);
     const other = NAMES.find((n) => n !== c)!;
     const refused = await fetch(`${admin(other)}/v1/backends/2/detach`, { method: 'POST' });
     assert.equal(refused.status, 401, 'no token, no action');
