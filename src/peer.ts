@@ -7,6 +7,8 @@ import { HealthChecker } from './backends/health.js';
 import { ReplicationMonitor } from './backends/replication.js';
 import { FailoverEngine } from './failover/index.js';
 import { createProxy, type ProxyService } from './proxy/index.js';
+import { Watchdog, watchdogEnabled } from './cluster/watchdog.js';
+import { clusterAdminView } from './cluster/admin-view.js';
 import { hostname } from 'node:os';
 import { AdminServer } from './admin/server.js';
 import { watchdogNodes } from './admin/views.js';
@@ -19,10 +21,12 @@ export class Peer {
   readonly replication: ReplicationMonitor;
   readonly failover: FailoverEngine;
   readonly proxy: ProxyService;
-  /** What the admin part knows of the watchdog: a standalone peer's facts until the
-   * watchdog is wired here (pass its adapter as `watchdog`). */
+  /** What the admin part knows of the watchdog: the cluster's facts through its adapter
+   * (src/cluster/admin-view.ts), or a standalone peer's. */
   readonly watchdog: WatchdogView;
   readonly admin: AdminServer;
+  /** The watchdog cluster, with two or more watchdog peers; with one (or none) the peer decides alone, as before. */
+  readonly cluster: Watchdog | undefined;
   /** Where the proxy listens, once started. */
   proxyAddress: { host: string; port: number } | undefined;
   /** Where the admin API listens, once started. */
@@ -35,7 +39,7 @@ export class Peer {
     readonly config: Config,
     readonly log: Logger,
     opts: {
-      /** The watchdog's facts for the admin part; a standalone peer's by default. */
+      /** The watchdog's facts for the admin part; by default the cluster's, or a standalone peer's. */
       watchdog?: WatchdogView;
       /** Where the config came from, for reload(). */
       source?: ConfigSource;
@@ -57,7 +61,22 @@ export class Peer {
       // of a dead server when no client traffic is there to notice.
       onConnectionLost: (id, err) => this.health.checkNow(id, `replication monitor lost its connection: ${err.message}`),
     });
-    this.failover = new FailoverEngine({ config, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health });
+    if (watchdogEnabled(config)) {
+      this.cluster = new Watchdog({
+        config,
+        registry: this.registry,
+        logger: log.child({ part: 'watchdog' }),
+        sessions: () => this.proxy.stats().clients.total,
+        proxyUp: () => this.proxyAddress !== undefined && this.stopping === undefined,
+      });
+      // Under the watchdog the replicated state is the durable record of backend states (no
+      // status file), and the engine records through Raft and runs only on the coordinator.
+      const engineConfig: Config = { ...config, failover: { ...config.failover, status_file: '' } };
+      this.failover = new FailoverEngine({ config: engineConfig, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health, decisions: this.cluster.decisions, autoRequest: false });
+      this.cluster.attachEngine(this.failover);
+    } else {
+      this.failover = new FailoverEngine({ config, registry: this.registry, logger: log.child({ part: 'failover' }), health: this.health });
+    }
     this.proxy = createProxy({
       config,
       registry: this.registry,
@@ -65,9 +84,11 @@ export class Peer {
       onBackendError: config.failover.failover_on_backend_error ? (id, err) => this.health.checkNow(id, `backend error: ${err.message}`) : undefined,
       watchdogNodes: () => watchdogNodes(this.watchdog.facts()),
     });
+    const proxyPort = () => this.proxyAddress?.port ?? null;
     this.watchdog =
       opts.watchdog ??
-      singlePeerView({ name: config.watchdog.name ?? hostname(), host: config.proxy.host, proxyPort: () => this.proxyAddress?.port ?? null, vipAddress: config.watchdog.vip?.address });
+      (this.cluster ? clusterAdminView({ config, watchdog: this.cluster, proxyPort }) : undefined) ??
+      singlePeerView({ name: config.watchdog.name ?? hostname(), host: config.proxy.host, proxyPort, vipAddress: config.watchdog.vip?.address });
     this.admin = new AdminServer({
       config,
       registry: this.registry,
@@ -86,6 +107,7 @@ export class Peer {
     this.health.start();
     this.replication.start();
     await this.failover.start();
+    await this.cluster?.start();
     const addr = (this.proxyAddress = await this.proxy.listen());
     this.adminAddress = await this.admin.listen();
     this.log.info({ proxy: addr, admin: this.adminAddress, nativeForwarding: this.proxy.nativeForwarding, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
@@ -101,6 +123,7 @@ export class Peer {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('peer stopping');
+      await this.cluster?.stop();
       await this.admin.close();
       await this.proxy.close();
       await this.failover.stop();
@@ -130,6 +153,16 @@ export async function startPeer(file: string, opts: { name?: string } = {}): Pro
       return 1;
     }
     config.watchdog.name = opts.name;
+  }
+  if (config.watchdog.peers.length >= 2 && config.watchdog.name === undefined) {
+    process.stderr.write(`${file}: watchdog.name or --name must say which of watchdog.peers this peer is (${config.watchdog.peers.map((p) => p.name).join(', ')})\n`);
+    return 1;
+  }
+  // Checked here rather than in the schema: a converted pgpool.conf without wd_authkey is a
+  // valid file to finish editing, but no peer joins a cluster without the key.
+  if (config.watchdog.peers.length >= 2 && !config.watchdog.auth_key) {
+    process.stderr.write(`${file}: watchdog.auth_key: required to join a watchdog cluster of ${config.watchdog.peers.length} peers (it authenticates them to each other)\n`);
+    return 1;
   }
   const log = createLogger({ level: config.log.level, name: config.watchdog.name ?? 'pgwatchdog' });
   const peer = new Peer(config, log, { source: { file, name: opts.name } });

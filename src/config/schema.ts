@@ -144,6 +144,7 @@ export const peerSchema = z
     host: z.string().min(1).describe('Host name or address the other peers reach it at.'),
     port: port.default(9000).describe('Watchdog WebSocket port.'),
     admin_url: z.string().url().optional().describe('Its admin API URL, when not `http://host:admin.port`.'),
+    priority: z.number().int().default(0).describe('Leadership moves to the highest-priority peer that is healthy and up to date.'),
   })
   .strict();
 
@@ -160,7 +161,7 @@ export const vipSchema = z
 export const watchdogSchema = z
   .object({
     name: z.string().min(1).optional().describe('This peer\'s name in `peers` (or `start --name`).'),
-    auth_key: z.string().optional().describe('Shared secret; peers that do not know it are refused (use `${ENV_VAR}`).'),
+    auth_key: z.string().optional().describe('Shared secret, required with two or more peers; peers that do not know it are refused (use `${ENV_VAR}`).'),
     peers: z.array(peerSchema).superRefine(uniqueBy((p) => p.name, 'name', 'duplicate peer name', 'watchdog.peers')).default([]).describe('Every peer of the cluster, this one included; empty: a single peer decides alone.'),
     require_consensus: z.boolean().default(true).describe('A backend is failed over only when a majority of peers see it down.'),
     failover_when_quorum_exists: z.boolean().default(true).describe('Without quorum, nothing is failed over.'),
@@ -171,6 +172,8 @@ export const watchdogSchema = z
     interlock_timeout_ms: positiveMs.default(60_000).describe('Other peers hold routing this long (ms) for a failover that has not finished.'),
     trusted_servers: z.array(z.string().min(1)).default([]).describe('Hosts a peer pings; a peer that reaches none of them gives up the VIP.'),
     vip: vipSchema.optional().describe('The virtual IP the coordinator holds.'),
+    tls: tlsSchema.optional().describe('wss between peers: this peer\'s `cert_file`/`key_file`; `ca_file` verifies the other peers\' certificates.'),
+    isolated_writes: z.enum(['refuse', 'allow']).default('refuse').describe('A peer cut off from the majority longer than the lease: `refuse` writes (connect through the VIP) or `allow` them, as pgpool does.'),
   })
   .strict();
 

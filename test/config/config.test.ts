@@ -54,7 +54,7 @@ test('an unknown key is refused with its path', () => {
 
 test('a duplicate peer name is refused at the second occurrence', () => {
   const p = problems(() =>
-    parseConfig({ ...minimal(), watchdog: { peers: [{ name: 'a', host: 'h1' }, { name: 'b', host: 'h2' }, { name: 'a', host: 'h3' }] } }, 'f.yaml'),
+    parseConfig({ ...minimal(), watchdog: { auth_key: 'k', peers: [{ name: 'a', host: 'h1' }, { name: 'b', host: 'h2' }, { name: 'a', host: 'h3' }] } }, 'f.yaml'),
   );
   assert.deepEqual(p, ['watchdog.peers[2].name: duplicate peer name "a" (also watchdog.peers[0])']);
 });
@@ -111,4 +111,11 @@ test('files: unreadable and malformed YAML are refused with the file and positio
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('watchdog defaults: isolated writes refused, peer priority 0', () => {
+  const peers = [{ name: 'a', host: 'h1' }, { name: 'b', host: 'h2' }];
+  const cfg = parseConfig({ ...minimal(), watchdog: { peers, auth_key: 'k' } }, 'f.yaml');
+  assert.equal(cfg.watchdog.isolated_writes, 'refuse');
+  assert.equal(cfg.watchdog.peers[0]!.priority, 0);
 });

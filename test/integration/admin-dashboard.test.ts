@@ -1,6 +1,8 @@
 // The live dashboard in a real browser (Debian's chromium, headless, driven by
 // playwright-core) against a real peer: it loads from the peer alone, shows a backend
-// detached through the API without a reload, and its attach button (behind the token) acts.
+// detached through the API without a reload, and its attach button (behind the token) acts;
+// on a three-peer watchdog cluster it shows the coordinator change after a kill -9 of the
+// coordinator, without a reload.
 // The screenshot lands in TEST_OUTPUT_DIR (default .tmp/test-output).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,12 +13,15 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { createCluster } from '../support/pg.js';
 import { startPeerProcess } from '../support/peer.js';
+import { bed, NAMES, oneHolder } from '../support/watchdog-bed.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const OUT = process.env.TEST_OUTPUT_DIR ?? fileURLToPath(new URL('../../.tmp/test-output/', import.meta.url));
 const TOKEN = 'dashboard-test-token';
+const NO_BROWSER = existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (apt-get install chromium)`;
+const BROWSER_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
-test('dashboard: loads from the peer alone, shows a detach live, its attach button acts', { skip: existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (apt-get install chromium)` }, async () => {
+test('dashboard: loads from the peer alone, shows a detach live, its attach button acts', { skip: NO_BROWSER }, async () => {
   const cluster = await createCluster({ standbys: 1 });
   const profile = mkdtempSync(join(tmpdir(), 'pgwd-chromium-'));
   try {
@@ -26,7 +31,7 @@ test('dashboard: loads from the peer alone, shows a detach live, its attach butt
     const ctx = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+      args: BROWSER_ARGS,
       viewport: { width: 1280, height: 860 },
     });
     try {
@@ -82,5 +87,42 @@ test('dashboard: loads from the peer alone, shows a detach live, its attach butt
   } finally {
     rmSync(profile, { recursive: true, force: true });
     await cluster.teardown();
+  }
+});
+
+test('dashboard on a watchdog cluster: the coordinator change after a kill -9 of the coordinator shows without a reload', { skip: NO_BROWSER }, async () => {
+  const b = await bed();
+  const profile = mkdtempSync(join(tmpdir(), 'pgwd-chromium-'));
+  try {
+    const first = await oneHolder(b);
+    const watcher = NAMES.find((n) => n !== first)!;
+    const admin = `http://127.0.0.1:${b.peers.get(watcher)!.adminPort}`;
+    const ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: BROWSER_ARGS, viewport: { width: 1280, height: 860 } });
+    try {
+      const page = ctx.pages()[0] ?? (await ctx.newPage());
+      await page.goto(admin, { waitUntil: 'load' });
+      await page.locator('#conn.up').waitFor({ timeout: 10_000 });
+      await page.locator(`#peers tr[data-peer="${first}"] td.coordinator`, { hasText: 'coordinator' }).waitFor({ timeout: 20_000 });
+      await page.evaluate(() => ((globalThis as unknown as { loadMark: number }).loadMark = 7));
+
+      await b.peers.get(first)!.kill9();
+      const next = await Promise.any(
+        NAMES.filter((n) => n !== first).map(async (n) => {
+          await page.locator(`#peers tr[data-peer="${n}"] td.coordinator`, { hasText: 'coordinator' }).waitFor({ timeout: 30_000 });
+          return n;
+        }),
+      );
+      assert.notEqual(next, first);
+      assert.equal(await page.locator(`#peers tr[data-peer="${first}"] td.coordinator`).textContent(), '', 'the dead coordinator is no longer marked');
+      await page.locator(`#peers tr[data-peer="${first}"] td.state`, { hasText: 'lost' }).waitFor({ timeout: 10_000 });
+      assert.equal(await page.evaluate(() => (globalThis as unknown as { loadMark?: number }).loadMark), 7, 'no reload happened');
+      mkdirSync(OUT, { recursive: true });
+      await page.screenshot({ path: join(OUT, 'admin-dashboard-cluster.png'), fullPage: true });
+    } finally {
+      await ctx.close();
+    }
+  } finally {
+    rmSync(profile, { recursive: true, force: true });
+    await b.teardown();
   }
 });

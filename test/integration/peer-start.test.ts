@@ -58,6 +58,10 @@ test('pgwatchdog start refuses an invalid config and an unknown --name with exit
       startPeerProcess(cluster, { watchdog: { peers: [{ name: 'a', host: '127.0.0.1' }] } }, { args: ['--name', 'zz'] }),
       /--name zz is not one of watchdog.peers/,
     );
+    await assert.rejects(
+      startPeerProcess(cluster, { watchdog: { peers: [{ name: 'a', host: '127.0.0.1' }, { name: 'b', host: '127.0.0.1' }] } }, { args: ['--name', 'a'] }),
+      /watchdog\.auth_key: required to join a watchdog cluster of 2 peers/,
+    );
   } finally {
     await cluster.teardown();
   }

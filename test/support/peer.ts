@@ -62,7 +62,7 @@ export async function peerConfig(cluster: PgCluster, dir: string, overrides: Tre
   return merge(base, overrides);
 }
 
-export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {}, opts: { readyTimeoutMs?: number; args?: string[] } = {}): Promise<PeerProcess> {
+export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {}, opts: { readyTimeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<PeerProcess> {
   if (!hooked) {
     hooked = true;
     process.on('exit', () => {
@@ -75,7 +75,7 @@ export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {},
   writeFileSync(configFile, stringify(cfg));
   const proc = spawn(process.execPath, [BIN, 'start', '-c', configFile, ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, PGWATCHDOG_LOG_LEVEL: process.env.PGWATCHDOG_LOG_LEVEL ?? 'debug' },
+    env: { ...process.env, PGWATCHDOG_LOG_LEVEL: process.env.PGWATCHDOG_LOG_LEVEL ?? 'debug', ...opts.env },
   });
   live.add(proc);
   const logs: LogLine[] = [];

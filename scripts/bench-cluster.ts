@@ -1,0 +1,157 @@
+// Watchdog benchmark on loopback: three real peer processes over a test-bed cluster, VIP
+// commands writing marker files (escalation first removes the others', as the sample does).
+//
+//   npm run bench:cluster -- [--runs 10] [--idle-seconds 10] [--only a,b,c,idle]
+//
+// (a) coordinator kill -9 → escalation finished on the new coordinator;
+// (b) coordinator frozen (SIGSTOP: its sockets stay open, as in a host hang) → escalation on
+//     another peer;
+// (c) primary kill -9 → first committed write through a surviving non-coordinator peer (a
+//     fresh test-bed cluster per run);
+// idle: CPU per peer of an idle three-peer cluster (utime+stime from /proc).
+// Timing settings: the defaults (tick_ms 100, election_timeout_ticks 10, heartbeat_ticks 1)
+// and the test peers' health checks (period 500 ms, timeout 1000 ms, 1 retry after 100 ms).
+// It also counts samples (every 5 ms) with two VIP markers at once and failover commands per
+// primary kill (must be exactly one).
+import { readFileSync } from 'node:fs';
+import { loadavg, cpus } from 'node:os';
+import pg from 'pg';
+import { createCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../test/support/pg.js';
+import { bed, NAMES, oneHolder, query, waitFor, type Bed, type Name } from '../test/support/watchdog-bed.js';
+
+const argv = process.argv.slice(2);
+const arg = (name: string, def: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1]! : def;
+};
+const RUNS = Math.max(1, Number(arg('runs', '10')));
+const IDLE_S = Math.max(1, Number(arg('idle-seconds', '10')));
+const ONLY = new Set(arg('only', 'a,b,c,idle').split(','));
+process.env.PGWATCHDOG_LOG_LEVEL ??= 'info';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let doubleHolderSamples = 0;
+function sampleHolders(b: Bed): () => void {
+  const t = setInterval(() => {
+    if (b.holders().length > 1) doubleHolderSamples++;
+  }, 5);
+  return () => clearInterval(t);
+}
+
+/** ms from t0 until one VIP marker exists and it is not `old`'s. */
+async function untilNewHolder(b: Bed, old: Name, t0: number, timeoutMs = 30_000): Promise<{ ms: number; holder: Name }> {
+  while (Date.now() - t0 < timeoutMs) {
+    const h = b.holders();
+    if (h.length === 1 && h[0] !== old) return { ms: Date.now() - t0, holder: h[0]! };
+    await sleep(2);
+  }
+  throw new Error(`no new VIP holder within ${timeoutMs} ms`);
+}
+
+async function settle(b: Bed, name: Name): Promise<void> {
+  const p = b.peers.get(name)!;
+  await p.waitForLog((l) => l.msg === 'raft role changed' && l.role === 'follower' && typeof l.leader === 'string', 30_000);
+  await sleep(2000);
+}
+
+function stats(xs: number[]): string {
+  const s = [...xs].sort((x, y) => x - y);
+  const med = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  return `median ${med} ms, max ${s[s.length - 1]} ms (n=${s.length}: ${xs.join(', ')})`;
+}
+
+function cpuTicks(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return Number(f[11]) + Number(f[12]); // utime + stime, in clock ticks (100/s)
+}
+
+async function main(): Promise<void> {
+  console.log(`bench:cluster on ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}; runs ${RUNS}; watchdog defaults (tick 100 ms, election 10 ticks, heartbeat 1 tick)`);
+  const results: Record<string, number[]> = { a: [], b: [], c: [] };
+  if (ONLY.has('a') || ONLY.has('b') || ONLY.has('idle')) {
+    const b = await bed();
+    const stop = sampleHolders(b);
+    try {
+      await oneHolder(b);
+      await sleep(2000);
+      if (ONLY.has('idle')) {
+        const pids = NAMES.map((n) => b.peers.get(n)!.proc.pid!);
+        const before = pids.map(cpuTicks);
+        await sleep(IDLE_S * 1000);
+        const used = pids.map((p, i) => (cpuTicks(p) - before[i]!) / 100 / IDLE_S);
+        console.log(`idle CPU per peer over ${IDLE_S} s: ${used.map((u, i) => `${NAMES[i]} ${(u * 100).toFixed(2)}%`).join(', ')} of one core`);
+      }
+      for (const kind of ['a', 'b'] as const) {
+        if (!ONLY.has(kind)) continue;
+        for (let i = 0; i < RUNS; i++) {
+          const old = await oneHolder(b);
+          const p = b.peers.get(old)!;
+          const t0 = Date.now();
+          if (kind === 'a') await p.kill9();
+          else p.proc.kill('SIGSTOP');
+          const { ms, holder } = await untilNewHolder(b, old, t0);
+          results[kind]!.push(ms);
+          console.log(`(${kind}) run ${i + 1}: ${kind === 'a' ? 'kill -9' : 'SIGSTOP'} of ${old} → ${holder} escalated after ${ms} ms`);
+          if (kind === 'a') await b.start(old);
+          else {
+            p.proc.kill('SIGCONT');
+            await p.waitForLog((l) => l.msg === 'raft role changed' && l.role === 'follower' && typeof l.leader === 'string' && Date.parse(String(l.time)) > t0, 30_000);
+          }
+          await settle(b, old);
+        }
+      }
+    } finally {
+      stop();
+      await b.teardown();
+    }
+  }
+  let duplicateCommands = 0;
+  if (ONLY.has('c')) {
+    for (let i = 0; i < RUNS; i++) {
+      const b = await bed({ cluster: await createCluster({ standbys: 2 }) });
+      const stop = sampleHolders(b);
+      try {
+        const coord = await oneHolder(b);
+        const via = NAMES.find((n) => n !== coord)!;
+        const p = b.peers.get(via)!;
+        // the peer routes once it has applied the coordinator's find-primary entries
+        await waitFor(`${via} routes writes`, async () => (await query(p, 'CREATE TABLE IF NOT EXISTS probe (id serial primary key)')) !== undefined, 30_000);
+        await b.cluster.waitReplicated();
+        const oldPort = b.cluster.primary.port;
+        const t0 = Date.now();
+        await b.cluster.primary.kill9();
+        let ms: number | null = null;
+        while (Date.now() - t0 < 30_000 && ms === null) {
+          const c = new pg.Client({ host: p.host, port: p.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres', connectionTimeoutMillis: 1000 });
+          c.on('error', () => undefined);
+          try {
+            await c.connect();
+            const r = await c.query<{ port: number }>('INSERT INTO probe DEFAULT VALUES RETURNING inet_server_port() AS port');
+            if (r.rows[0]!.port !== oldPort) ms = Date.now() - t0;
+          } catch {
+            // not yet
+          } finally {
+            await c.end().catch(() => undefined);
+          }
+          if (ms === null) await sleep(5);
+        }
+        await sleep(3000);
+        const n = b.failoverCount();
+        if (n !== 1) duplicateCommands++;
+        if (ms !== null) results.c!.push(ms);
+        console.log(`(c) run ${i + 1}: primary kill -9 → first committed write through ${via} (coordinator ${coord}) after ${ms ?? 'TIMEOUT'} ms; failover commands: ${n}`);
+      } finally {
+        stop();
+        await b.teardown();
+      }
+    }
+  }
+  console.log('--- summary');
+  if (results.a!.length) console.log(`(a) coordinator kill -9 → escalation on the new coordinator: ${stats(results.a!)} (target ≤ 1500 ms; pgpool-II 4.3: 6.2 s)`);
+  if (results.b!.length) console.log(`(b) coordinator SIGSTOP → escalation on another peer: ${stats(results.b!)} (target ≤ 3000 ms; pgpool-II: 10 s tuned)`);
+  if (results.c!.length) console.log(`(c) primary kill -9 → first committed write through a non-coordinator: ${stats(results.c!)} (target ≤ 1000 ms; pgpool-II: 1.9-2.0 s tuned)`);
+  console.log(`samples with two VIP markers at once: ${doubleHolderSamples}; primary kills with a failover command count other than 1: ${duplicateCommands}`);
+}
+
+await main();
+process.exit(0);

@@ -1,0 +1,294 @@
+// Drives one pure Raft core (src/raft/core) with real time, real disks and the watchdog
+// transport: the tick / ready / persist / send / apply / advance loop of src/raft/index.ts,
+// persist before send. Generic over the command type T and the snapshot type S; it knows
+// nothing of backends or failovers (the state machine it is given does).
+//
+// Time: a timer fires every tick_ms, and the number of ticks due is computed from the
+// monotonic clock, so a process that was paused (SIGSTOP, a stalled host) counts the ticks it
+// missed as soon as it runs again. The lease rule of the core depends on that: a leader
+// whose clock silently lost ticks would believe its lease longer than it is.
+//
+// Leadership: `propose` works on the leader only and resolves once the entry has committed
+// and been applied here. `transfer` moves leadership (the coordinator decides when a
+// higher-priority peer should have it, decide.ts), and `handOver` gives it to the best
+// connected peer before a planned stop, so a restart costs no election.
+// Membership is static: the peers of the config.
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import { RaftNode, type Entry, type Message, type NodeId, type RaftStorage, type Role, type Snapshot } from '../raft/index.js';
+import type { Logger } from '../log.js';
+import { observeRaft, type RaftObservation } from './raft-status.js';
+import type { PeerTransport } from './transport.js';
+import { WIRE_VERSION, type Envelope } from './wire.js';
+
+/** The replicated state machine the runtime applies committed commands to. */
+export interface StateMachine<T, S> {
+  apply(cmd: T, at: { index: number; term: number }): void;
+  /** The whole state, for a snapshot (plain JSON). */
+  snapshot(): S;
+  restore(state: S, at: { index: number; term: number }): void;
+}
+
+export interface RuntimePeer {
+  name: string;
+  priority: number;
+}
+
+export interface RaftRuntimeOptions<T, S> {
+  self: string;
+  peers: RuntimePeer[];
+  tickMs: number;
+  electionTicks: number;
+  heartbeatTicks: number;
+  storage: RaftStorage<T, S> & { close?(): void };
+  transport: PeerTransport;
+  machine: StateMachine<T, S>;
+  logger: Logger;
+  /** May leadership go to this peer (its proxy is up, it is not shutting down)? Default: yes. */
+  isHealthy?: (peer: string) => boolean;
+  /** Take a snapshot and drop the log every this many applied entries (default 1000). */
+  compactEvery?: number;
+  random?: () => number;
+}
+
+/** What the coordinator, the VIP rules and the admin views read: the core's status as the pure rules observe it, plus time. */
+export interface RaftRuntimeStatus extends RaftObservation {
+  tickMs: number;
+  electionTicks: number;
+  /**
+   * Ms since this peer last knew itself joined to a majority: a follower, since it last heard
+   * from a leader; a leader, since its lease was last valid. null: not since start.
+   */
+  sinceContactMs: number | null;
+}
+
+export interface RaftRuntimeEvents {
+  /** Role, leader, term, lease, term-start commitment or transfer changed. */
+  status: [status: RaftRuntimeStatus];
+  /** Committed entries up to `index` are applied here. */
+  applied: [index: number];
+}
+
+export class ProposalError extends Error {
+  constructor(
+    message: string,
+    readonly leader: NodeId | null,
+  ) {
+    super(message);
+    this.name = 'ProposalError';
+  }
+}
+
+interface Pending {
+  term: number;
+  resolve: (at: { index: number; term: number }) => void;
+  reject: (err: Error) => void;
+}
+
+export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
+  readonly node: RaftNode<T, S>;
+  private readonly o: RaftRuntimeOptions<T, S>;
+  private readonly log: Logger;
+  private readonly priority: Map<string, number>;
+  private readonly pending = new Map<number, Pending>();
+  private timer: NodeJS.Timeout | undefined;
+  private t0 = 0;
+  private ticks = 0;
+  private lastLeaderTick: number | null = null;
+  private lastLeaseTick: number | null = null;
+  private sinceCompact = 0;
+  private lastStatusKey = '';
+  private stopped = false;
+  private readonly onMessage = (env: Envelope) => {
+    if (env.kind !== 'raft' || this.stopped) return;
+    const m = env.body as Message<T, S>;
+    this.node.step(m);
+    if ((m.type === 'app' || m.type === 'heartbeat' || m.type === 'snap') && this.node.leader === m.from) this.lastLeaderTick = this.ticks;
+    this.drain();
+  };
+
+  constructor(opts: RaftRuntimeOptions<T, S>) {
+    super();
+    this.o = opts;
+    this.log = opts.logger;
+    this.priority = new Map(opts.peers.map((p) => [p.name, p.priority]));
+    const stored = opts.storage.load();
+    this.node = new RaftNode<T, S>(
+      { id: opts.self, peers: opts.peers.map((p) => p.name), electionTicks: opts.electionTicks, heartbeatTicks: opts.heartbeatTicks, random: opts.random ?? Math.random },
+      stored,
+    );
+    if (stored.snapshot) opts.machine.restore(stored.snapshot.data, stored.snapshot.meta);
+    this.log.info(
+      { term: stored.hardState.term, commit: stored.hardState.commit, snapshot: stored.snapshot?.meta.index ?? 0, entries: stored.entries.length, peers: opts.peers },
+      'raft state loaded',
+    );
+  }
+
+  start(): void {
+    this.o.transport.on('message', this.onMessage);
+    this.t0 = performance.now();
+    this.timer = setInterval(() => this.onTimer(), this.o.tickMs);
+    this.drain(); // committed entries after the stored snapshot are applied again at start
+  }
+
+  /** Stops ticking and listening; pending proposals are rejected. Does not close the transport. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.o.transport.off('message', this.onMessage);
+    this.rejectAll('the peer is stopping');
+    this.o.storage.close?.();
+  }
+
+  status(): RaftRuntimeStatus {
+    const obs = observeRaft(this.node as RaftNode<unknown, unknown>);
+    let contact: number | null;
+    if (obs.role === 'leader') contact = obs.hasLease ? 0 : this.lastLeaseTick;
+    else contact = this.lastLeaderTick;
+    return {
+      ...obs,
+      tickMs: this.o.tickMs,
+      electionTicks: this.o.electionTicks,
+      sinceContactMs: obs.role === 'leader' && obs.hasLease ? 0 : contact === null ? null : (this.ticks - contact) * this.o.tickMs,
+    };
+  }
+
+  /** Appends `cmd` to the log; resolves when it has committed and been applied here. */
+  propose(cmd: T): Promise<{ index: number; term: number }> {
+    if (this.stopped) return Promise.reject(new ProposalError('the peer is stopping', null));
+    const at = this.node.propose(cmd);
+    if (!at) {
+      const why = this.node.role === 'leader' ? 'leadership is being transferred' : `not the leader (leader: ${this.node.leader ?? 'none'})`;
+      return Promise.reject(new ProposalError(`cannot propose: ${why}`, this.node.leader));
+    }
+    const p = new Promise<{ index: number; term: number }>((resolve, reject) => this.pending.set(at.index, { term: at.term, resolve, reject }));
+    this.drain();
+    return p;
+  }
+
+  /** Starts handing leadership to `to`; false when this peer is not the leader or `to` is not a peer. */
+  transfer(to: string): boolean {
+    const ok = this.node.transferLeadership(to);
+    if (ok) this.log.info({ to, term: this.node.term }, 'leadership transfer started');
+    this.drain();
+    return ok;
+  }
+
+  /**
+   * Before a planned stop: hand leadership to the best other peer and wait (up to
+   * `timeoutMs`) until it has taken over. Resolves true when this peer is no longer leader.
+   */
+  async handOver(timeoutMs: number): Promise<boolean> {
+    if (this.node.role !== 'leader') return true;
+    const to = this.bestSuccessor();
+    if (!to) {
+      this.log.warn('no connected peer to hand leadership to');
+      return false;
+    }
+    this.transfer(to);
+    const end = Date.now() + timeoutMs;
+    while (this.node.role === 'leader' && Date.now() < end) await new Promise((r) => setTimeout(r, Math.min(20, this.o.tickMs)));
+    const done = this.node.role !== 'leader';
+    this.log.info({ to, done, leader: this.node.leader }, done ? 'leadership handed over' : 'leadership hand-over timed out');
+    return done;
+  }
+
+  // ---- the loop ------------------------------------------------------------------------
+
+  private onTimer(): void {
+    const due = Math.floor((performance.now() - this.t0) / this.o.tickMs);
+    if (due - this.ticks > 2) this.log.warn({ missedTicks: due - this.ticks - 1 }, 'raft ticks late (process paused or overloaded): catching up');
+    while (this.ticks < due) {
+      this.node.tick();
+      this.ticks++;
+      if (this.node.hasLease()) this.lastLeaseTick = this.ticks;
+      if (this.node.role === 'leader') this.lastLeaderTick = this.ticks; // a leader that steps down last heard from one now
+    }
+    this.drain();
+  }
+
+  private drain(): void {
+    const { node, o } = this;
+    while (node.hasReady()) {
+      const rd = node.ready();
+      o.storage.save(rd); // durable before any message of this Ready leaves
+      for (const m of rd.messages) o.transport.send(m.to, { v: WIRE_VERSION, kind: 'raft', from: o.self, body: m as Message<unknown, unknown> });
+      if (rd.snapshot) this.restore(rd.snapshot);
+      for (const e of rd.committedEntries) this.apply(e);
+      node.advance(rd);
+      if (rd.softStateChanged) this.onSoftState(rd.softState.role, rd.softState.leader);
+      if (rd.committedEntries.length) this.emit('applied', node.log.applied);
+    }
+    if (this.sinceCompact >= (o.compactEvery ?? 1000)) this.compact();
+    this.maybeEmitStatus();
+  }
+
+  private apply(e: Entry<T>): void {
+    if (e.data !== null) {
+      try {
+        this.o.machine.apply(e.data, { index: e.index, term: e.term });
+      } catch (err) {
+        // A state machine must not throw; if it does, the entry is skipped the same way on
+        // every peer (the same code, the same input), so the replicas stay equal. Say so loudly.
+        this.log.error({ err, index: e.index, term: e.term }, 'state machine refused a committed entry');
+      }
+    }
+    this.sinceCompact++;
+    const p = this.pending.get(e.index);
+    if (p) {
+      this.pending.delete(e.index);
+      if (p.term === e.term) p.resolve({ index: e.index, term: e.term });
+      else p.reject(new ProposalError(`entry ${e.index} of term ${p.term} was replaced by a new leader's (term ${e.term})`, this.node.leader));
+    }
+  }
+
+  private restore(snap: Snapshot<S>): void {
+    this.o.machine.restore(snap.data, snap.meta);
+    for (const [i, p] of this.pending) {
+      if (i <= snap.meta.index) {
+        this.pending.delete(i);
+        p.reject(new ProposalError(`entry ${i} was overtaken by a snapshot at ${snap.meta.index}: outcome unknown`, this.node.leader));
+      }
+    }
+  }
+
+  private compact(): void {
+    const at = this.node.log.applied;
+    this.o.storage.compact(this.node.compact(at, this.o.machine.snapshot()));
+    this.sinceCompact = 0;
+    this.log.debug({ index: at }, 'raft log compacted into a snapshot');
+  }
+
+  private onSoftState(role: Role, leader: NodeId | null): void {
+    this.log.info({ role, leader, term: this.node.term }, 'raft role changed');
+    if (role === 'leader') this.lastLeaderTick = this.ticks;
+    if (role !== 'leader') this.rejectAll(`leadership lost (now ${role}, leader ${leader ?? 'none'}, term ${this.node.term}); the entry may still commit under the new leader`);
+  }
+
+  private rejectAll(why: string): void {
+    for (const p of this.pending.values()) p.reject(new ProposalError(why, this.node.leader));
+    this.pending.clear();
+  }
+
+  private maybeEmitStatus(): void {
+    const s = this.status();
+    const key = `${s.role}|${s.leader}|${s.term}|${s.hasLease}|${s.termCommitted}|${s.transferee}`;
+    if (key === this.lastStatusKey) return;
+    this.lastStatusKey = key;
+    this.emit('status', s);
+  }
+
+  // ---- priority --------------------------------------------------------------------------
+
+  /** Where a planned stop hands leadership: the highest priority among connected, healthy peers, the most caught up first among equals. */
+  private bestSuccessor(): string | null {
+    const st = this.node.status();
+    const healthy = this.o.isHealthy ?? (() => true);
+    const candidates = this.o.transport
+      .connected()
+      .filter((p) => this.priority.has(p) && healthy(p))
+      .sort((a, b) => (this.priority.get(b) ?? 0) - (this.priority.get(a) ?? 0) || (st.progress?.[b]?.match ?? 0) - (st.progress?.[a]?.match ?? 0));
+    return candidates[0] ?? null;
+  }
+}

@@ -1,0 +1,277 @@
+// The watchdog of one peer (two or more `watchdog.peers`): the transport, the Raft runtime
+// with the replicated cluster state, gossip of local views, and one loop that every tick
+// tallies the views (tally.ts), runs the coordinator step (coordinator.ts, acting only on the
+// leader with its lease), the VIP rules (vip-runner.ts) and the isolation rule (vip.ts), and
+// keeps this peer's routing on the replicated state.
+//
+// Routing: the local registry's decided status/role follow the replicated state on every
+// peer, with three local overlays, in this order of precedence:
+//   - isolation (`isolated_writes: refuse`): a peer cut off longer than the lease takes the
+//     primary out of its routing, so it cannot write to a deposed primary;
+//   - the interlock: backends of a failover record another peer is running are held
+//     (status `waiting`) until it finishes or interlock_timeout_ms passes;
+//   - local quarantine: a backend only this peer sees down (status `quarantine`).
+// The failover engine runs its requests only on the coordinator; its decisions reach the
+// state through RaftDecisions (Raft proposals), and so reach every peer's routing the same way.
+import type { BackendRegistry, BackendStatus } from '../backends/registry.js';
+import { packageVersion } from '../version.js';
+import type { Config } from '../config/index.js';
+import type { FailoverEngine } from '../failover/index.js';
+import type { Logger } from '../log.js';
+import { DiskStorage } from '../raft/index.js';
+import { join } from 'node:path';
+import { Coordinator } from './coordinator.js';
+import { FaultyTransport, followFaultFile } from './fault-transport.js';
+import { Gossip } from './gossip.js';
+import { interlock } from './interlock.js';
+import { RaftDecisions } from './raft-decisions.js';
+import { RaftRuntime, type RaftRuntimeStatus } from './raft-runtime.js';
+import { ReplicatedState } from './replicated-state.js';
+import type { ClusterCommand, ClusterState } from './state.js';
+import { tally } from './tally.js';
+import { WsTransport, type PeerTransport } from './transport.js';
+import type { PeerState, PeerStatus } from './view.js';
+import { isolation, type IsolationVerdict } from './vip.js';
+import { VipRunner } from './vip-runner.js';
+
+export interface WatchdogOptions {
+  config: Config;
+  registry: BackendRegistry;
+  logger: Logger;
+  /** Sessions open on this peer's proxy, for the gossiped status. */
+  sessions: () => number;
+  proxyUp: () => boolean;
+}
+
+/** True when the config asks for a watchdog cluster (two or more peers); one peer keeps single-peer behaviour. */
+export function watchdogEnabled(config: Config): boolean {
+  return config.watchdog.peers.length >= 2;
+}
+
+export class Watchdog {
+  readonly self: string;
+  readonly transport: PeerTransport;
+  readonly state: ReplicatedState;
+  readonly runtime: RaftRuntime<ClusterCommand, ClusterState>;
+  readonly decisions: RaftDecisions;
+  readonly gossip: Gossip;
+  private readonly wsTransport: WsTransport;
+  readonly vip: VipRunner | undefined;
+  private coordinator: Coordinator | undefined;
+  private readonly log: Logger;
+  private readonly peers: string[];
+  private readonly quarantined = new Set<number>();
+  private iso: IsolationVerdict = { isolated: false, refuseWrites: false, reason: 'starting' };
+  private lastIso = '';
+  private lastHold = '';
+  private loop: NodeJS.Timeout | undefined;
+  private stopFaults: (() => void) | undefined;
+  private stopping = false;
+  private stepScheduled = false;
+  /** A peer whose latest view is older than this is lost. */
+  readonly maxViewAgeMs: number;
+  private readonly isolateAfterMs: number;
+
+  constructor(private readonly o: WatchdogOptions) {
+    const wd = o.config.watchdog;
+    const name = wd.name;
+    if (!name) throw new Error('watchdog: watchdog.name (or --name) must say which of watchdog.peers this peer is');
+    this.self = name;
+    this.log = o.logger;
+    this.peers = wd.peers.map((p) => p.name);
+    const gossipMs = Math.max(wd.tick_ms * wd.heartbeat_ticks * 5, 500);
+    // A view older than three gossip rounds (and a heartbeat of slack) is a lost peer's.
+    this.maxViewAgeMs = 3 * gossipMs + wd.tick_ms;
+    // The lease: the majority cannot elect a new coordinator (and fail anything over) sooner.
+    this.isolateAfterMs = (wd.election_timeout_ticks - 1) * wd.tick_ms;
+    this.wsTransport = new WsTransport({ self: name, peers: wd.peers, authKey: wd.auth_key ?? '', tls: wd.tls, logger: o.logger.child({ part: 'transport' }), pingIntervalMs: Math.max(200, Math.round((wd.tick_ms * wd.election_timeout_ticks) / 4)) });
+    const faults = process.env.PGWATCHDOG_FAULTS_FILE;
+    if (faults) {
+      const ft = new FaultyTransport(this.wsTransport);
+      this.stopFaults = followFaultFile(ft, faults, o.logger.child({ part: 'faults' }));
+      this.transport = ft;
+    } else {
+      this.transport = this.wsTransport;
+    }
+    this.state = new ReplicatedState(o.config, o.logger.child({ part: 'state' }));
+    const dataDir = wd.data_dir || join(process.cwd(), `pgwatchdog-raft-${name}`);
+    this.runtime = new RaftRuntime<ClusterCommand, ClusterState>({
+      self: name,
+      peers: wd.peers.map((p) => ({ name: p.name, priority: p.priority })),
+      tickMs: wd.tick_ms,
+      electionTicks: wd.election_timeout_ticks,
+      heartbeatTicks: wd.heartbeat_ticks,
+      storage: new DiskStorage<ClusterCommand, ClusterState>(dataDir),
+      transport: this.transport,
+      machine: this.state,
+      logger: o.logger.child({ part: 'raft' }),
+      isHealthy: (p) => {
+        const v = this.gossip.views().get(p);
+        return v !== undefined && v.ageMs <= this.maxViewAgeMs && v.view.status.proxyUp && v.view.status.state !== 'SHUTDOWN';
+      },
+    });
+    this.decisions = new RaftDecisions(name, this.runtime, () => this.state.state);
+    this.gossip = new Gossip({ self: name, peers: this.peers, registry: o.registry, transport: this.transport, status: () => this.peerStatus(), intervalMs: gossipMs, logger: o.logger.child({ part: 'gossip' }) });
+    this.vip = wd.vip ? new VipRunner(wd.vip, wd.trusted_servers, o.logger.child({ part: 'vip' })) : undefined;
+    this.state.on('change', () => this.route());
+  }
+
+  /** The failover engine (built with this watchdog's `decisions`) runs its requests only on the coordinator. */
+  attachEngine(engine: FailoverEngine): void {
+    this.coordinator = new Coordinator({ self: this.self, config: this.o.config, runtime: this.runtime, engine, decisions: this.decisions, state: () => this.state.state, logger: this.log.child({ part: 'coordinator' }) });
+  }
+
+  async start(): Promise<void> {
+    await this.vip?.dropIfHeld();
+    await this.wsTransport.start();
+    this.runtime.start();
+    this.gossip.start();
+    this.vip?.startProbing();
+    this.runtime.on('status', () => {
+      this.gossip.sendSoon();
+      this.stepSoon();
+    });
+    this.gossip.on('view', () => this.stepSoon());
+    this.state.on('change', () => this.stepSoon());
+    // Changes step the loop at once (above); the timer covers what only time changes
+    // (isolation after the lease, interlock timeouts, maintenance).
+    this.loop = setInterval(() => this.step(this.runtime.status()), 2 * this.o.config.watchdog.tick_ms);
+    this.route();
+    this.log.info({ self: this.self, peers: this.peers, isolateAfterMs: this.isolateAfterMs, maxViewAgeMs: this.maxViewAgeMs }, 'watchdog started');
+  }
+
+  /** A planned stop: drop the VIP, hand leadership over, then leave. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearInterval(this.loop);
+    this.gossip.sendSoon();
+    if (this.vip?.holding) await this.vip.deEscalate('shutting down');
+    this.vip?.stopProbing();
+    const wd = this.o.config.watchdog;
+    await this.runtime.handOver(2 * wd.election_timeout_ticks * wd.tick_ms);
+    this.gossip.stop();
+    this.runtime.stop();
+    this.stopFaults?.();
+    await this.transport.close();
+    this.log.info('watchdog stopped');
+  }
+
+  /** The Raft term, for %T (the engine reads it through `decisions`). */
+  status(): { raft: RaftRuntimeStatus; state: ClusterState; isolation: IsolationVerdict; peerState: PeerState } {
+    return { raft: this.runtime.status(), state: this.state.state, isolation: this.iso, peerState: this.peerState() };
+  }
+
+  // ---- the loop --------------------------------------------------------------------------
+
+  private stepSoon(): void {
+    if (this.stepScheduled) return;
+    this.stepScheduled = true;
+    setImmediate(() => {
+      this.stepScheduled = false;
+      this.step(this.runtime.status());
+    });
+  }
+
+  private step(raft: RaftRuntimeStatus): void {
+    if (this.stopping) return;
+    const wd = this.o.config.watchdog;
+    const views = this.gossip.views();
+    const s = this.state.state;
+    const t = tally({
+      self: this.self,
+      peers: this.peers,
+      views,
+      maxViewAgeMs: this.maxViewAgeMs,
+      requireConsensus: wd.require_consensus,
+      failoverWhenQuorumExists: wd.failover_when_quorum_exists,
+      state: s,
+      quarantined: this.quarantined,
+    });
+    let quarantineChanged = false;
+    for (const b of t) {
+      if (b.action === 'quarantine' && !this.quarantined.has(b.id)) {
+        this.quarantined.add(b.id);
+        quarantineChanged = true;
+        this.log.warn({ backend: b.id }, `local quarantine: ${b.reason}`);
+      } else if (b.action === 'lift-quarantine' && this.quarantined.delete(b.id)) {
+        quarantineChanged = true;
+        this.log.info({ backend: b.id }, `local quarantine lifted: ${b.reason}`);
+      }
+    }
+    this.iso = isolation({
+      self: this.self,
+      peers: this.peers,
+      views,
+      maxViewAgeMs: this.maxViewAgeMs,
+      raft,
+      sinceContactMs: raft.sinceContactMs,
+      isolateAfterMs: this.isolateAfterMs,
+      refusing: this.iso.refuseWrites,
+      mode: wd.isolated_writes,
+    });
+    const isoKey = `${this.iso.isolated}|${this.iso.refuseWrites}`;
+    if (isoKey !== this.lastIso) {
+      this.log[this.iso.isolated ? 'warn' : 'info']({ isolated: this.iso.isolated, refuseWrites: this.iso.refuseWrites }, `isolation: ${this.iso.reason}`);
+      this.lastIso = isoKey;
+      quarantineChanged = true;
+    }
+    if (quarantineChanged) this.route();
+    this.route(); // cheap: the interlock's timeout may have passed
+    this.coordinator?.step({
+      self: this.self,
+      selfPriority: wd.peers.find((p) => p.name === this.self)?.priority ?? 0,
+      peers: this.peers,
+      raft,
+      state: s,
+      tally: t,
+      views,
+      maxViewAgeMs: this.maxViewAgeMs,
+      silentPeerSafeAfterMs: this.isolateAfterMs + this.maxViewAgeMs,
+      failoverAllowed: this.o.config.backends.map((b) => b.failover === 'allow'),
+    });
+    this.vip?.step({ raft, shuttingDown: this.stopping });
+  }
+
+  /** Puts the replicated state, with this peer's overlays, into the local registry (the proxy routes by it). */
+  private route(): void {
+    const s = this.state.state;
+    const hold = interlock(s, this.self, Date.now(), this.o.config.watchdog.interlock_timeout_ms);
+    if (hold.reason !== this.lastHold) {
+      this.log.info({ held: hold.held }, `interlock: ${hold.reason}`);
+      this.lastHold = hold.reason;
+    }
+    const held = new Set(hold.held);
+    for (const b of s.backends) {
+      let status: BackendStatus = b.status;
+      let why = `cluster state (entry ${b.lastChange.index}): ${b.lastChange.reason}`;
+      if (status === 'up' && this.quarantined.has(b.id)) {
+        status = 'quarantine';
+        why = 'local quarantine: only this peer sees it down';
+      }
+      if (status === 'up' && held.has(b.id)) {
+        status = 'waiting';
+        why = `interlock: ${hold.reason}`;
+      }
+      if (status === 'up' && b.role === 'primary' && this.iso.refuseWrites) {
+        status = 'waiting';
+        why = `${this.iso.reason}`;
+      }
+      this.o.registry.update(b.id, { status, role: b.role }, why);
+    }
+  }
+
+  private peerState(): PeerState {
+    if (this.stopping) return 'SHUTDOWN';
+    const r = this.runtime.status();
+    if (r.role === 'leader' && r.hasLease) return 'LEADER';
+    if (this.iso.isolated && r.sinceContactMs !== null) return 'NETWORK ISOLATION';
+    if (r.sinceContactMs === null || r.applied < r.commit) return 'JOINING';
+    return 'STANDBY';
+  }
+
+  private peerStatus(): PeerStatus {
+    const me = this.o.config.watchdog.peers.find((p) => p.name === this.self);
+    return { proxyUp: this.o.proxyUp(), sessions: this.o.sessions(), version: packageVersion(), priority: me?.priority ?? 0, state: this.peerState() };
+  }
+}

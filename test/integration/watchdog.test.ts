@@ -1,0 +1,181 @@
+// Three real peer processes on loopback, a watchdog cluster over the PostgreSQL test bed.
+// VIP commands write marker files (the real address test runs in network namespaces).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { bed, isEscalated, NAMES, oneHolder, query, waitFor, type Bed } from '../support/watchdog-bed.js';
+
+describe('watchdog: three peer processes', { concurrency: false }, () => {
+  let b: Bed;
+  before(async () => {
+    b = await bed();
+  });
+  after(async () => {
+    await b?.teardown();
+  });
+
+  it('elects one coordinator, which escalates; every peer routes writes to the primary', async () => {
+    const holder = await oneHolder(b);
+    const hp = b.peers.get(holder)!;
+    await hp.waitForLog(isEscalated);
+    await hp.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('coordinator: claim'));
+    await waitFor('pgwd1 routes writes', async () => (await query(b.peers.get('pgwd1')!, 'CREATE TABLE IF NOT EXISTS wd (peer text)')) !== undefined);
+    for (const n of NAMES) {
+      await waitFor(`${n} routes writes`, async () => (await query(b.peers.get(n)!, `INSERT INTO wd VALUES ('${n}')`)).rowCount === 1);
+    }
+    const rows = await b.cluster.primary.sql<{ peer: string }>('SELECT peer FROM wd ORDER BY peer');
+    assert.deepEqual(rows.map((r) => r.peer), [...NAMES]);
+    assert.deepEqual(b.holders(), [holder]);
+  });
+
+  it('kill -9 of the coordinator: another peer escalates; the restarted one joins as STANDBY', async () => {
+    const first = await oneHolder(b);
+    await b.peers.get(first)!.kill9();
+    const second = await waitFor('another peer escalates', () => {
+      const h = b.holders();
+      return h.length === 1 && h[0] !== first ? h[0] : undefined;
+    }, 20_000);
+    const restarted = await b.start(first);
+    await restarted.waitForLog((l) => l.msg === 'raft role changed' && l.role === 'follower' && l.leader === second, 20_000);
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.deepEqual(b.holders(), [second], 'the restarted peer did not take the VIP back');
+    await waitFor(`${first} routes writes again`, async () => (await query(restarted, `INSERT INTO wd VALUES ('again')`)).rowCount === 1);
+  });
+
+  it('SIGTERM on the coordinator hands leadership over before exit: no election timeout passes', async () => {
+    const holder = await oneHolder(b);
+    const hp = b.peers.get(holder)!;
+    const others = NAMES.filter((n) => n !== holder);
+    const marks = new Map(others.map((n) => [n, b.peers.get(n)!.logs.length]));
+    const t0 = Date.now();
+    assert.equal(await hp.stop(), 0);
+    const handed = hp.logs.find((l) => l.msg === 'leadership handed over');
+    assert.ok(handed, 'the stopping coordinator handed leadership over');
+    const next = await waitFor('a new coordinator escalates', () => {
+      const h = b.holders();
+      return h.length === 1 && h[0] !== holder ? h[0] : undefined;
+    }, 10_000);
+    assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
+    assert.equal(handed.to, next);
+    // the new leader won by the transfer (timeoutNow), not after an election timeout: no pre-vote round happened
+    for (const n of others) {
+      const l = b.peers.get(n)!.logs.slice(marks.get(n)!);
+      assert.ok(!l.some((x) => x.msg === 'raft role changed' && x.role === 'pre-candidate'), `${n} ran no pre-vote`);
+    }
+    await b.start(holder);
+  });
+
+  it('a peer that alone sees a backend down only quarantines it', async () => {
+    // pgwd3 checks backend 2 with a user that does not exist: only it sees it down.
+    await b.peers.get('pgwd3')!.stop();
+    const badCheck = b.cluster.nodes.map((n, i) => ({
+      name: n.name,
+      host: n.host,
+      port: n.port,
+      data_dir: n.dataDir,
+      ...(i === 2 ? { health_check: { user: 'nobody_here' } } : {}),
+    }));
+    const p3 = await b.start('pgwd3', { backends: badCheck });
+    await p3.waitForLog((l) => l.msg.startsWith('local quarantine:') && l.backend === 2, 30_000);
+    await p3.waitForLog((l) => l.msg === 'backend state changed' && l.backend === 2 && l.status === 'quarantine', 10_000);
+    await new Promise((r) => setTimeout(r, 3000));
+    for (const n of NAMES) {
+      const p = b.peers.get(n)!;
+      assert.equal(p.logs.filter((l) => l.msg === 'failover request queued').length, 0, `${n} queued no failover`);
+    }
+    // pgwd3 goes back to the normal checks: the quarantine is lifted.
+    await p3.stop();
+    const again = await b.start('pgwd3');
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(again.logs.filter((l) => l.msg.startsWith('local quarantine:')).length, 0);
+  });
+
+  it('a coordinator cut off from the others de-escalates within an election timeout, fails nothing over and refuses writes after the lease', async () => {
+    const holder = await oneHolder(b);
+    const hp = b.peers.get(holder)!;
+    const failoversBefore = b.failoverCount();
+    const mark = hp.logs.length;
+    const t0 = Date.now();
+    b.cut(holder, 'all');
+    try {
+      await waitFor('de-escalation on the cut-off peer', () => hp.logs.slice(mark).find((l) => l.msg.startsWith('VIP de-escalation') && l.msg.endsWith('succeeded')), 10_000);
+      const took = Date.now() - t0;
+      // election timeout: 10..20 ticks of 100 ms, plus the fault file poll (100 ms) and the command
+      assert.ok(took < 3500, `de-escalated after ${took} ms`);
+      await waitFor('another peer escalates', () => {
+        const h = b.holders();
+        return h.length === 1 && h[0] !== holder ? h : undefined;
+      }, 15_000);
+      await waitFor('isolated peer refuses writes', () => hp.logs.slice(mark).find((l) => typeof l.msg === 'string' && l.msg.startsWith('isolation: NETWORK ISOLATION')), 10_000);
+      await waitFor('writes refused through the isolated peer', async () => {
+        try {
+          await query(hp, `INSERT INTO wd VALUES ('isolated')`);
+          return false;
+        } catch (err) {
+          return /no primary/.test((err as Error).message);
+        }
+      }, 10_000);
+      assert.equal(b.failoverCount(), failoversBefore, 'nothing failed over');
+      assert.equal(hp.logs.slice(mark).filter((l) => l.msg === 'failover request queued').length, 0);
+    } finally {
+      b.cut(holder, null);
+    }
+    await waitFor('the healed peer routes writes again', async () => (await query(hp, `INSERT INTO wd VALUES ('healed')`)).rowCount === 1, 20_000);
+  });
+
+  it('kill -9 of the primary: exactly one failover command in the cluster; every peer routes writes to the new primary', async () => {
+    await oneHolder(b);
+    const before = b.failoverCount();
+    await b.cluster.waitReplicated();
+    await b.cluster.primary.kill9();
+    await waitFor('one failover command', () => b.failoverCount() > before, 30_000);
+    for (const n of NAMES) {
+      await waitFor(`${n} writes to the new primary`, async () => (await query(b.peers.get(n)!, `INSERT INTO wd VALUES ('after-${n}')`)).rowCount === 1, 30_000);
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+    const lines = readFileSync(join(b.dir, 'failovers'), 'utf8').split('\n').filter(Boolean);
+    assert.equal(lines.length - before, 1, lines.join('\n'));
+    // %d is the old primary, %T the coordinator's Raft term (a fencing token, never 0 here)
+    const [failed, term] = lines.at(-1)!.split(' ');
+    assert.equal(failed, '0');
+    assert.ok(Number(term) > 0, `term ${term}`);
+  });
+});
+
+describe('watchdog: the coordinator dies in the middle of a failover', { concurrency: false }, () => {
+  let b: Bed;
+  before(async () => {
+    // A slow failover_command: the coordinator is killed while it runs.
+    b = await bed({ failoverCommand: (file) => `echo %d >> ${file}.started; sleep 2; echo %d %T >> ${file}` });
+  });
+  after(async () => {
+    await b?.teardown();
+  });
+
+  it('the next coordinator finds the open failover and closes it; the command ran once', async () => {
+    const coord = await oneHolder(b);
+    const cp = b.peers.get(coord)!;
+    // the coordinator escalates first and finds the primary next: writes route once that has committed
+    await waitFor('the coordinator routes writes', async () => (await query(cp, 'CREATE TABLE IF NOT EXISTS mid (peer text)')) !== undefined);
+    await b.cluster.waitReplicated();
+    await b.cluster.primary.kill9();
+    // killed while its failover_command runs (the command, in its own process group, finishes)
+    await waitFor('the failover command starts', () => existsSync(join(b.dir, 'failovers.started')), 30_000);
+    await cp.kill9();
+    const others = NAMES.filter((n) => n !== coord);
+    const resumed = await waitFor('another peer resumes the open failover', () => {
+      for (const n of others) {
+        const l = b.peers.get(n)!.logs.find((x) => x.msg === 'resumed failover ended');
+        if (l) return { n, l };
+      }
+      return undefined;
+    }, 30_000);
+    for (const n of others) {
+      await waitFor(`${n} writes to the new primary`, async () => (await query(b.peers.get(n)!, `INSERT INTO mid VALUES ('${n}')`)).rowCount === 1, 30_000);
+      await waitFor(`${n} sees the failover finished`, () => b.peers.get(n)!.logs.find((l) => typeof l.msg === 'string' && /cluster state: failover \d+ finished/.test(l.msg)), 15_000);
+    }
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal(b.failoverCount(), 1, `failover_command ran ${b.failoverCount()} times (resumed by ${resumed.n}: ${String(resumed.l.summary)})`);
+  });
+});

@@ -1,0 +1,116 @@
+// A three-peer watchdog cluster of real peer processes on loopback over a PostgreSQL test
+// bed, for the integration tests and `npm run bench:cluster`. VIP commands write marker
+// files (one per holder; escalation first removes the others', as the sample script does).
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { createCluster, freePort, SUPERUSER, SUPERUSER_PASSWORD, type PgCluster } from './pg.js';
+import { startPeerProcess, type LogLine, type PeerProcess } from './peer.js';
+
+export const NAMES = ['pgwd1', 'pgwd2', 'pgwd3'] as const;
+export type Name = (typeof NAMES)[number];
+
+export interface Bed {
+  cluster: PgCluster;
+  dir: string;
+  peers: Map<Name, PeerProcess>;
+  start(name: Name, over?: Record<string, unknown>): Promise<PeerProcess>;
+  cut(name: Name, cut: string[] | 'all' | null): void;
+  holders(): Name[];
+  failoverCount(): number;
+  teardown(): Promise<void>;
+}
+
+export async function bed(opts: { watchdog?: object; cluster?: PgCluster; failoverCommand?: (countFile: string) => string; adminToken?: string } = {}): Promise<Bed> {
+  const cluster = opts.cluster ?? (await createCluster({ standbys: 2 }));
+  const dir = mkdtempSync(join(tmpdir(), 'pgwd-wd-'));
+  const vipDir = join(dir, 'vip');
+  const failovers = join(dir, 'failovers');
+  writeFileSync(failovers, '');
+  mkdirSync(vipDir);
+  const ports = await Promise.all(NAMES.map(() => freePort()));
+  const adminPorts = await Promise.all(NAMES.map(() => freePort()));
+  // Each peer's admin API at a port known to all, so mutating calls can be forwarded.
+  const watchdogPeers = NAMES.map((name, i) => ({ name, host: '127.0.0.1', port: ports[i], admin_url: `http://127.0.0.1:${adminPorts[i]}` }));
+  const peers = new Map<Name, PeerProcess>();
+  const start = async (name: Name, over: Record<string, unknown> = {}) => {
+    const p = await startPeerProcess(
+      cluster,
+      {
+        admin: { port: adminPorts[NAMES.indexOf(name)], ...(opts.adminToken ? { token: opts.adminToken } : {}) },
+        ...over,
+        failover: { failover_command: opts.failoverCommand?.(failovers) ?? `echo %d %T >> ${failovers}` },
+        watchdog: {
+          auth_key: 'test-key',
+          peers: watchdogPeers,
+          data_dir: join(dir, `raft-${name}`),
+          vip: {
+            address: '10.254.0.1/32',
+            interface: 'lo',
+            // As the sample script does, escalation first takes the address off every other peer.
+            escalation_command: `rm -f ${vipDir}/*; touch ${vipDir}/${name}`,
+            de_escalation_command: `rm -f ${vipDir}/${name}`,
+          },
+          ...opts.watchdog,
+        },
+      },
+      { args: ['--name', name], env: { PGWATCHDOG_FAULTS_FILE: join(dir, `faults-${name}`) } },
+    );
+    peers.set(name, p);
+    return p;
+  };
+  for (const n of NAMES) await start(n);
+  return {
+    cluster,
+    dir,
+    peers,
+    start,
+    cut: (name, cut) => writeFileSync(join(dir, `faults-${name}`), cut === null ? '' : JSON.stringify({ cut })),
+    holders: () => readdirSync(vipDir).sort() as Name[],
+    failoverCount: () => readFileSync(failovers, 'utf8').split('\n').filter(Boolean).length,
+    async teardown() {
+      // PGWD_LOGS=DIR keeps each peer's last log lines there, to read after a failure.
+      if (process.env.PGWD_LOGS) for (const [n, p] of peers) writeFileSync(join(process.env.PGWD_LOGS, `${n}.log`), p.logs.map((l) => JSON.stringify(l)).join('\n'));
+      await Promise.all([...peers.values()].map((p) => p.stop().catch(() => undefined)));
+      await cluster.teardown();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+export const isEscalated = (l: LogLine) => l.msg === 'VIP escalation succeeded';
+
+export async function query(p: PeerProcess, sql: string): Promise<pg.QueryResult> {
+  const c = new pg.Client({ host: p.host, port: p.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres', connectionTimeoutMillis: 3000 });
+  await c.connect();
+  try {
+    return await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+/** The peer that holds the VIP marker, once exactly one does. */
+export async function oneHolder(b: Bed, timeoutMs = 20_000): Promise<Name> {
+  return waitFor('exactly one VIP holder', () => {
+    const h = b.holders();
+    return h.length === 1 ? h[0] : undefined;
+  }, timeoutMs);
+}
+
