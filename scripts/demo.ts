@@ -92,13 +92,13 @@ async function main(): Promise<number> {
       process.stderr.write(`demo: unknown scenario "${values.scenario}" (failover, coordinator)\n`);
       return 2;
     }
-    process.stderr.write(`demo: --scenario ${values.scenario} needs the watchdog (consensus and the coordinator), which this build does not have yet\n`);
+    process.stderr.write(`demo: --scenario ${values.scenario} needs the demo to configure the watchdog (consensus and the coordinator), which it does not do yet\n`);
     return 2;
   }
   cleanLeftovers();
   if (!(await ensurePostgres())) return 1;
   // Loaded after the check: the test bed looks for the server binaries when it loads.
-  const { createCluster, freePort, SUPERUSER, SUPERUSER_PASSWORD } = await import('../test/support/pg.js');
+  const { createCluster, SUPERUSER, SUPERUSER_PASSWORD } = await import('../test/support/pg.js');
   const { startPeerProcess } = await import('../test/support/peer.js');
   process.env.PGWATCHDOG_LOG_LEVEL ??= 'info';
 
@@ -119,19 +119,16 @@ async function main(): Promise<number> {
   say(`PostgreSQL up: primary :${cluster.primary.port}, standbys :${cluster.standbys.map((s) => s.port).join(', :')}`);
 
   const names = ['pgwd1', 'pgwd2', 'pgwd3'];
-  const wdPorts = await Promise.all(names.map(() => freePort()));
-  // With watchdog peers configured the failover engine waits for the coordinator, so until the
-  // watchdog (src/cluster) is in the build the peers run standalone, each deciding alone.
-  const hasWatchdog = existsSync(new URL('../src/cluster/index.ts', import.meta.url));
-  const watchdog = hasWatchdog ? { peers: names.map((name, i) => ({ name, host: '127.0.0.1', port: wdPorts[i]! })) } : {};
-  if (!hasWatchdog) say('this build has no watchdog yet (src/cluster): the three peers run standalone, each deciding failovers alone');
+  // The demo does not configure the watchdog yet (auth key, data dirs, admin URLs per peer):
+  // its peers run standalone, each deciding failovers alone.
+  say('the demo does not configure the watchdog yet: the three peers run standalone, each deciding failovers alone');
   const peers = [];
   for (const name of names) {
     say(`starting peer ${name} …`);
     // Health checks tolerant of a busy machine (the test bed's are tuned for fast failovers):
     // standalone, every peer would fail the primary over on its own.
     const health_check = { period_ms: 1000, timeout_ms: 5000, connect_timeout_ms: 5000, max_retries: 3, retry_delay_ms: 1000 };
-    const peer = await startPeerProcess(cluster, { log: { level: 'info' }, proxy: { load_balance: true }, health_check, watchdog }, { args: hasWatchdog ? ['--name', name] : [] });
+    const peer = await startPeerProcess(cluster, { log: { level: 'info' }, proxy: { load_balance: true }, health_check }, { args: [] });
     state.dirs.push(peer.dir);
     state.processes.push({ pid: peer.proc.pid!, marker: peer.dir });
     save();
