@@ -10,6 +10,7 @@ import { healthCheckFor } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { BackendRegistry } from './registry.js';
 import { parseLsn } from './lsn.js';
+import { sameHost } from './hosts.js';
 
 /** What one backend says of its WAL and where it streams from. */
 export interface WalState {
@@ -252,8 +253,7 @@ export class ReplicationMonitor {
   private sendsTo(x: ReplicationSample, primaryId: number): boolean {
     const p = this.registry.get(primaryId);
     if (x.senderHost === null) return false;
-    const sameHost = x.senderHost === p.host || (isLoopback(x.senderHost) && isLoopback(p.host));
-    return sameHost && x.senderPort === p.port;
+    return sameHost(x.senderHost, p.host) && x.senderPort === p.port;
   }
 
   /** The decided primary if it has a sample, else a reachable server that is not in recovery. */
@@ -267,6 +267,3 @@ export class ReplicationMonitor {
   }
 }
 
-function isLoopback(h: string): boolean {
-  return h === 'localhost' || h === '::1' || h.startsWith('127.');
-}

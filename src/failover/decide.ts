@@ -9,7 +9,8 @@
 import type { BackendRole, BackendStatus } from '../backends/registry.js';
 import type { WalState } from '../backends/replication.js';
 import { chooseCandidate, type CandidateChoice, type CandidateInput } from './candidate.js';
-import { sameHost, type ServerState } from './pgops.js';
+import type { ServerState } from './pgops.js';
+import { sameHost } from '../backends/hosts.js';
 import type { FailoverRequest } from './types.js';
 
 /** What a decision needs to know of one backend (the registry's BackendState is one). */

@@ -6,6 +6,7 @@
 import pg from 'pg';
 import type { HealthCheckConfig } from '../config/index.js';
 import { parseLsn } from '../backends/lsn.js';
+import { sameHost } from '../backends/hosts.js';
 import type { WalState } from '../backends/replication.js';
 
 export interface Target {
@@ -160,12 +161,6 @@ export async function waitStreamingFrom(t: Target, primary: Target, hc: HealthCh
     await sleep(100);
   }
   return false;
-}
-
-export function sameHost(a: string | null, b: string): boolean {
-  if (a === null) return false;
-  const lo = (h: string) => h === 'localhost' || h === '::1' || h.startsWith('127.');
-  return a === b || (lo(a) && lo(b));
 }
 
 export function redact(conninfo: string): string {
