@@ -59,6 +59,13 @@ export class BackendConn {
   private statusCache: Buffer | undefined;
 
   /** Records a ParameterStatus value (invalidates the encoded block). */
+  /** A ParameterStatus message's body (buf[s..e]): records the server's new value. */
+  onParameterStatus(buf: Buffer, s: number, e: number): void {
+    const k = codec.readCString(buf, s, e);
+    const v = k && codec.readCString(buf, k[1], e);
+    if (k && v) this.setParam(k[0], v[0]);
+  }
+
   setParam(name: string, value: string): void {
     if (this.params.get(name) === value) return;
     this.params.set(name, value);
@@ -214,9 +221,7 @@ export class BackendConn {
                 throw new BackendError(`${where} asks for authentication method ${code}, not supported (use trust, password, md5 or scram-sha-256)`, login.backendId);
               }
             } else if (type === BE.ParameterStatus) {
-              const k = codec.readCString(buf, s, e);
-              const v = k && codec.readCString(buf, k[1], e);
-              if (k && v) conn.setParam(k[0], v[0]);
+              conn.onParameterStatus(buf, s, e);
             } else if (type === BE.BackendKeyData) {
               conn.pid = buf.readInt32BE(s);
               conn.secret = buf.readInt32BE(s + 4);

@@ -208,9 +208,7 @@ export class Pools {
           failed = true;
           this.log.warn({ backend: c.backendId, error: codec.parseErrorFields(buf.subarray(s, e)).M }, 'reset query failed; closing the connection');
         } else if (type === BE.ParameterStatus) {
-          const k = codec.readCString(buf, s, e);
-          const v = k && codec.readCString(buf, k[1], e);
-          if (k && v) c.setParam(k[0], v[0]);
+          c.onParameterStatus(buf, s, e);
         } else if (type === BE.ReadyForQuery) {
           c.txStatus = buf[s]!;
           if (--pending === 0) {
@@ -270,9 +268,7 @@ export class Pools {
       onHeader: () => false,
       onMessage: (type, buf, s, e) => {
         if (type === BE.ParameterStatus) {
-          const k = codec.readCString(buf, s, e);
-          const v = k && codec.readCString(buf, k[1], e);
-          if (k && v) c.setParam(k[0], v[0]);
+          c.onParameterStatus(buf, s, e);
           return;
         }
         const why = type === BE.ErrorResponse ? codec.parseErrorFields(buf.subarray(s, e)).M : `message type ${String.fromCharCode(type)}`;

@@ -164,12 +164,9 @@ class Leg implements ScanSink {
         sess.onReady(this, status, head);
         break;
       }
-      case BE.ParameterStatus: {
-        const k = codec.readCString(buf, s, e);
-        const v = k && codec.readCString(buf, k[1], e);
-        if (k && v) this.conn.setParam(k[0], v[0]);
+      case BE.ParameterStatus:
+        this.conn.onParameterStatus(buf, s, e);
         break;
-      }
       case BE.ErrorResponse: {
         // After an error the server skips everything up to Sync, including re-Parses and
         // Closes the proxy injected: none of their replies will come.
