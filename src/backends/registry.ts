@@ -52,8 +52,25 @@ export interface BackendChange {
   reason: string;
 }
 
-export class BackendRegistry extends EventEmitter<{ change: [BackendChange] }> {
+/**
+ * Gates on this peer's routing, set by whoever owns the reason (the watchdog's interlock and
+ * isolation rules; the failover engine while it fails over in single-peer mode). They are not
+ * backend states: SHOW POOL_NODES and the failover engine keep seeing the decided status.
+ *   - `held`: a statement that needs one of these backends, outside a transaction, waits until
+ *     the hold is lifted or `untilMs` (epoch ms) passes, instead of failing.
+ *   - `refuseWrites`: non-null, this peer answers writes with an error that says this reason
+ *     (an isolated peer must not write to a possibly deposed primary); reads keep going.
+ */
+export interface RoutingGates {
+  held: readonly { id: number; reason: string; untilMs: number }[];
+  refuseWrites: string | null;
+}
+
+export const OPEN_GATES: RoutingGates = Object.freeze({ held: Object.freeze([]) as readonly never[], refuseWrites: null });
+
+export class BackendRegistry extends EventEmitter<{ change: [BackendChange]; gates: [RoutingGates, string] }> {
   private readonly backends: BackendState[];
+  private currentGates: RoutingGates = OPEN_GATES;
 
   constructor(cfg: Pick<Config, 'backends'>) {
     super();
@@ -104,6 +121,18 @@ export class BackendRegistry extends EventEmitter<{ change: [BackendChange] }> {
     return this.backends.filter(
       (b) => b.status === 'up' && b.role === 'standby' && (b.lagBytes === null || b.lagBytes <= maxLagBytes),
     );
+  }
+
+  /** The routing gates in force (OPEN_GATES when none). */
+  gates(): RoutingGates {
+    return this.currentGates;
+  }
+
+  /** Replaces the routing gates; emits 'gates' with the reason only if they differ. */
+  setGates(g: RoutingGates, reason: string): void {
+    if (JSON.stringify(g) === JSON.stringify(this.currentGates)) return;
+    this.currentGates = g;
+    this.emit('gates', g, reason);
   }
 
   /** A reloaded load-balancing weight (config-derived, so not part of BackendPatch). */

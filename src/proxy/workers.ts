@@ -9,7 +9,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../log.js';
 import type { Config } from '../config/index.js';
-import { BackendRegistry, type BackendChange, type BackendPatch } from '../backends/registry.js';
+import { BackendRegistry, type BackendChange, type BackendPatch, type RoutingGates } from '../backends/registry.js';
 import { createLogger } from '../log.js';
 import * as splice from './splice.js';
 import type { ProxyOptions, ProxyService, ProxyStats, WorkerLink } from './service.js';
@@ -51,8 +51,9 @@ function fromWire(w: WirePatch): BackendPatch {
 }
 
 export type IpcMsg =
-  | { type: 'init'; config: Config; index: number; registry: { id: number; state: WirePatch }[] }
+  | { type: 'init'; config: Config; index: number; registry: { id: number; state: WirePatch }[]; gates: RoutingGates }
   | { type: 'registry'; id: number; patch: WirePatch; reason: string }
+  | { type: 'gates'; gates: RoutingGates; reason: string }
   | { type: 'cancel'; worker: number; pid: number; secret: number }
   | { type: 'closeIdle'; ids: number[] }
   | { type: 'listening'; host: string; port: number }
@@ -99,6 +100,9 @@ export class WorkerSupervisor implements ProxyService {
   private readonly onChange = (c: BackendChange): void => {
     for (const w of this.workers) if (w.isConnected()) w.send({ type: 'registry', id: c.id, patch: toWire(c.after), reason: c.reason } satisfies IpcMsg);
   };
+  private readonly onGates = (gates: RoutingGates, reason: string): void => {
+    for (const w of this.workers) if (w.isConnected()) w.send({ type: 'gates', gates, reason } satisfies IpcMsg);
+  };
 
   constructor(private readonly opts: ProxyOptions) {
     this.cfg = opts.config;
@@ -106,6 +110,7 @@ export class WorkerSupervisor implements ProxyService {
     this.log = opts.logger;
     this.nativeForwarding = this.cfg.proxy.native_forwarding && splice.available();
     this.registry.on('change', this.onChange);
+    this.registry.on('gates', this.onGates);
   }
 
   async listen(): Promise<{ host: string; port: number }> {
@@ -118,7 +123,7 @@ export class WorkerSupervisor implements ProxyService {
     for (let i = 0; i < n; i++) {
       const w = cluster.fork({ PGWATCHDOG_PROXY_WORKER: String(i) });
       this.workers.push(w);
-      const init: IpcMsg = { type: 'init', config: this.cfg, index: i, registry };
+      const init: IpcMsg = { type: 'init', config: this.cfg, index: i, registry, gates: this.registry.gates() };
       const listening = new Promise<{ host: string; port: number }>((resolve, reject) => {
         w.on('message', (m: IpcMsg) => {
           // Messages sent before the worker's module has loaded would be lost: it asks first.
@@ -181,6 +186,7 @@ export class WorkerSupervisor implements ProxyService {
     if (this.closing) return;
     this.closing = true;
     this.registry.off('change', this.onChange);
+    this.registry.off('gates', this.onGates);
     await Promise.all(
       this.workers.map(
         (w) =>
@@ -229,6 +235,7 @@ export function serveAsWorker(make: (opts: ProxyOptions, link: WorkerLink) => Wo
   async function start(m: Extract<IpcMsg, { type: 'init' }>): Promise<void> {
     registry = new BackendRegistry(m.config);
     for (const { id, state } of m.registry) registry.update(id, fromWire(state), 'initial state from the main process');
+    registry.setGates(m.gates, 'initial gates from the main process');
     const logger = createLogger({ level: m.config.log.level, name: `pgwatchdog-worker-${m.index}`, pretty: false });
     link.index = m.index;
     const onBackendError = (id: number, err: Error): void => void process.send?.({ type: 'backendError', id, message: err.message } satisfies IpcMsg);
@@ -247,6 +254,7 @@ export function serveAsWorker(make: (opts: ProxyOptions, link: WorkerLink) => Wo
       });
     } else if (m.type === 'close') stop();
     else if (m.type === 'registry') registry?.update(m.id, fromWire(m.patch), m.reason);
+    else if (m.type === 'gates') registry?.setGates(m.gates, m.reason);
     else if (m.type === 'cancel') proxy?.cancelOwn(m.pid, m.secret);
     else if (m.type === 'closeIdle') proxy?.closeIdle(m.ids);
     else if (m.type === 'others') link.others = { selectCounts: m.selectCounts, clients: m.clients };
