@@ -3,12 +3,14 @@
 // leg.ts). Client messages are decoded only as far as routing needs (Query text, Parse text,
 // statement and portal names); backend output is forwarded by header scanning only.
 //
-// Its phases live apart: the handshake and first checkout in startup.ts, extended-protocol
+// Its phases live apart: the handshake and first checkout in startup.ts, client reads in
+// client-input.ts, a backend leg and the transaction state in leg.ts, extended-protocol
 // batching in extended.ts, the routing gates' rule in gates.ts, native forwarding in
-// splice.ts. This file keeps what ties them: the client socket, the order of responses, simple
-// queries, the transaction state, and ending. (Over 500 lines because the client socket's
-// read buffers, backpressure and the native hand-over all touch the same few fields; split
-// further, each piece would reach into the others' state.)
+// splice.ts. This file keeps what ties them: the order of responses, simple queries,
+// backpressure, the hand-over to and from native forwarding, applying the gates, and ending.
+// (Over 500 lines for that reason: the hand-over, the gates' waits and backpressure all act on
+// the same few fields — pending, blocked, the legs' queues — and split apart each would reach
+// into the others' state.)
 //
 // Ordering invariant: the client must see responses in the order it sent requests. A batch
 // whose response goes to the client is written to a leg only when no *other* leg still owes
@@ -19,7 +21,8 @@ import type tls from 'node:tls';
 import type { Logger } from '../log.js';
 import type { RoutingGates } from '../backends/registry.js';
 import * as codec from '../protocol/codec.js';
-import { FrameReader, ProtocolViolation } from '../protocol/frame-reader.js';
+import { ProtocolViolation, type FrameReader } from '../protocol/frame-reader.js';
+import { ClientInput } from './client-input.js';
 import { BackendError, encodeParameterStatus, type BackendConn } from './backend-conn.js';
 import { FE, TX } from '../protocol/messages.js';
 import { TcpConn, systemErrorName, writeAll, type Conn } from './tcp.js';
@@ -60,21 +63,6 @@ export interface SessionHost {
 const MAX_EARLY_BYTES = 1024 * 1024;
 /** Startup and authentication must be done within this (PostgreSQL's authentication_timeout is 60 s). */
 const STARTUP_TIMEOUT_MS = 60_000;
-/** Read buffer of a client connection that reads into the session's buffers (tcp.ts), once reads fill a small one. */
-const CLIENT_READ_BUFFER = 32 * 1024;
-/**
- * The first read buffers are small slices of Node's shared Buffer pool (under 4 KiB): a
- * connection-per-transaction client then costs no buffer of its own, whose external memory
- * would drive V8 into major GCs (measured: pgbench -C, +90 µs of proxy CPU per connection).
- */
-const SMALL_READ_BUFFER = 2048;
-/**
- * Small read buffers of sessions that ended, for new sessions: a connection-per-transaction
- * client then allocates none. A buffer is put here only when nothing can still read from it
- * or into it (see Session.close).
- */
-const spareReadBuffers: Buffer[] = [];
-const MAX_SPARE_READ_BUFFERS = 256;
 const AUTH_OK = new codec.Writer(9).begin('R').int32(0).end().done();
 /**
  * A session goes to native forwarding after this many answered requests: a client that
@@ -87,10 +75,10 @@ const ROLLBACK = codec.query('ROLLBACK');
 const ABORT_REFUSED = codec.query(`DO $pgwatchdog$BEGIN RAISE EXCEPTION USING ERRCODE = '25006', MESSAGE = 'write refused by pgwatchdog: this peer refuses writes'; END$pgwatchdog$`);
 
 export class Session implements LegOwner, BatchSession {
-  private readonly reader = new FrameReader(true);
+  private readonly input: ClientInput;
+  private readonly reader: FrameReader;
   private state: 'startup' | 'auth' | 'connecting' | 'ready' | 'closed' = 'startup';
   private sock: Conn;
-  private waiter: ((m: Buffer | null, err?: Error) => void) | undefined;
   user = '';
   database = '';
   private startupParams = new Map<string, string>();
@@ -134,6 +122,10 @@ export class Session implements LegOwner, BatchSession {
     readonly fastReads = false,
   ) {
     this.sock = socket;
+    this.input = new ClientInput(fastReads, () => this.inputRetained(), this.onClientData);
+    this.reader = this.input.reader;
+    this.nextReadBuffer = this.input.nextReadBuffer;
+    this.onClientRead = this.input.onRead;
     this.attachClient(socket);
     void this.start().catch((err: Error) => this.startFailed(err));
   }
@@ -175,7 +167,7 @@ export class Session implements LegOwner, BatchSession {
   // ---- client socket -------------------------------------------------------------------------
 
   private attachClient(s: Conn): void {
-    if (!this.fastReads || this.tlsUsed) s.on('data', this.onClientData);
+    if (!this.fastReads || this.tlsUsed) s.on('data', this.input.onData);
     s.on('error', (err) => {
       this.log.debug({ err: err.message }, 'client socket error');
       this.close();
@@ -187,24 +179,9 @@ export class Session implements LegOwner, BatchSession {
     });
   }
 
-  private rbuf: Buffer | undefined;
-  private lastReadFull = false;
-
-  /**
-   * The buffer the next client read lands in. It is reused only while nothing holds a view
-   * of the last read (messages the reader still buffers, a blocked message, an unfinished
-   * extended batch, bytes queued on a backend socket); otherwise a fresh one. (Startup
-   * messages reach the awaiting code as copies, see wakeWaiter.) Buffers start small; a read
-   * that fills one moves the session to CLIENT_READ_BUFFER.
-   */
-  readonly nextReadBuffer = (): Buffer => {
-    const b = this.rbuf;
-    const grow = this.lastReadFull && (b === undefined || b.length < CLIENT_READ_BUFFER);
-    if (b !== undefined && !grow && this.state !== 'closed' && !this.inputRetained()) return b;
-    if (grow || (b !== undefined && b.length >= CLIENT_READ_BUFFER)) return (this.rbuf = Buffer.allocUnsafe(CLIENT_READ_BUFFER));
-    // A closed session's connection reads no more: never hand it a spare.
-    return (this.rbuf = (this.state !== 'closed' && spareReadBuffers.pop()) || Buffer.allocUnsafe(SMALL_READ_BUFFER));
-  };
+  /** Where the lean connection reads and what it calls (tcp.ts; see ClientInput). */
+  readonly nextReadBuffer: () => Buffer;
+  readonly onClientRead: (n: number, buf: Buffer) => void;
 
   private inputRetained(): boolean {
     if (this.reader.buffered > 0 || this.pending !== null || this.ext.open) return true;
@@ -214,46 +191,13 @@ export class Session implements LegOwner, BatchSession {
     return sb !== undefined && (sb.out.length > 0 || sb.conn.socket.writableLength > 0);
   }
 
-  /** `n` bytes from the client landed in `buf` (the fast read path). */
-  readonly onClientRead = (n: number, buf: Buffer): void => {
-    this.lastReadFull = n === buf.length;
-    this.onClientData(buf.subarray(0, n));
-  };
-
-  private readonly onClientData = (chunk: Buffer): void => {
-    this.reader.push(chunk);
+  private readonly onClientData = (): void => {
     if (this.state === 'ready') this.pump();
     else if (this.reader.buffered > MAX_EARLY_BYTES && this.state !== 'startup' && this.state !== 'auth') {
       // Pipelined queries before the session is ready are fine; megabytes of them are not.
       this.fatal('08P01', `client sent more than ${MAX_EARLY_BYTES} bytes before the session was ready`);
-    } else this.wakeWaiter();
+    } else this.input.wake();
   };
-
-  private wakeWaiter(): void {
-    const w = this.waiter;
-    if (!w) return;
-    let m: Buffer | null;
-    try {
-      m = this.reader.next();
-    } catch (err) {
-      this.waiter = undefined;
-      w(null, err as Error);
-      return;
-    }
-    if (m) {
-      this.waiter = undefined;
-      // A copy: the awaiting code runs after the read buffer may have been reused.
-      w(this.fastReads ? Buffer.from(m) : m);
-    }
-  }
-
-  private nextMessage(): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      if (this.state === 'closed') return reject(new Error('client closed'));
-      this.waiter = (m, err) => (m ? resolve(m) : reject(err ?? new Error('client closed the connection')));
-      this.wakeWaiter();
-    });
-  }
 
   private readonly clientRetains = (): boolean => this.sock.writableLength > 0;
 
@@ -271,7 +215,7 @@ export class Session implements LegOwner, BatchSession {
     const reader = this.reader;
     const c = await handshake(
       {
-        next: () => this.nextMessage(),
+        next: () => this.input.next(),
         write: (b) => this.sock.write(b),
         get buffered() {
           return reader.buffered;
@@ -324,7 +268,7 @@ export class Session implements LegOwner, BatchSession {
     // With TLS configured the proxy serves clients on net.Sockets (see Proxy.serveLean).
     if (!(this.sock instanceof net.Socket)) throw new Error('TLS requested on a connection that is not a net.Socket');
     const raw = this.sock;
-    raw.removeListener('data', this.onClientData);
+    raw.removeListener('data', this.input.onData);
     raw.removeAllListeners('close');
     raw.removeAllListeners('error');
     raw.removeAllListeners('drain');
@@ -860,11 +804,6 @@ export class Session implements LegOwner, BatchSession {
     if (this.state === 'closed') return;
     this.unsplice();
     this.state = 'closed';
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = undefined;
-      w(null, new Error('client closed the connection'));
-    }
     clearTimeout(this.gateTimer);
     this.gateTimer = undefined;
     const wake = this.gateWake;
@@ -876,13 +815,7 @@ export class Session implements LegOwner, BatchSession {
       this.sock.destroySoon();
       if (this.sock.writableLength > 0) setTimeout(() => this.sock.destroy(), 2000).unref();
     }
-    // The read buffer can serve another session once the connection reads no more and no
-    // bytes of it wait in a backend's write queue.
-    const rb = this.rbuf;
-    if (this.fastReads && this.sock.destroyed && rb?.length === SMALL_READ_BUFFER && !this.inputRetained() && spareReadBuffers.length < MAX_SPARE_READ_BUFFERS) {
-      spareReadBuffers.push(rb);
-      this.rbuf = undefined;
-    }
+    this.input.close(this.sock.destroyed);
     for (const leg of [this.primary, this.standby]) {
       if (!leg) continue;
       const c = leg.conn;
