@@ -494,9 +494,13 @@ export class Session implements LegOwner, BatchSession {
     if (error) {
       out.push(codec.errorResponse(refusalError(this.refusal)));
       if (this.txn.inTxn && this.lastStatus !== TX.Failed) {
-        // In a transaction block PostgreSQL would abort the block: so does its backend.
-        this.primary!.out.push(ABORT_REFUSED);
-        this.primary!.expect(SWALLOW);
+        // In a transaction block PostgreSQL would abort the block: so do its backends (the
+        // standby's too: BEGIN opened one there).
+        for (const leg of [this.primary, this.standby]) {
+          if (!leg) continue;
+          leg.out.push(ABORT_REFUSED);
+          leg.expect(SWALLOW);
+        }
         this.lastStatus = TX.Failed;
       }
     }
