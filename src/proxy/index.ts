@@ -302,7 +302,8 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
 
   /** Held statements try again, and natively forwarded sessions the gates now concern come back to JavaScript. */
   private gatesChanged(g: RoutingGates, reason: string): void {
-    this.log.info({ held: g.held, refuseWrites: g.refuseWrites, reason }, 'routing gates changed');
+    // (Whoever set the gates logs them at info; this is the proxy's side.)
+    this.log.debug({ held: g.held.map((h) => h.id), refuseWrites: g.refuseWrites, reason, sessions: this.sessions.size }, 'sessions apply the new gates');
     for (const s of [...this.sessions]) s.gatesChanged();
   }
 
