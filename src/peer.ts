@@ -52,6 +52,9 @@ export class Peer {
         log.info({ backend: id, status: after.status, role: after.role, was: { status: before.status, role: before.role }, reason }, 'backend state changed');
       }
     });
+    // Under the watchdog the cluster logs the gates it sets; with one peer the failover engine
+    // sets them (a hold while it fails over), and this says so.
+    if (!watchdogEnabled(config)) this.registry.on('gates', (g, reason) => log.info({ held: g.held.map((h) => h.id), refuseWrites: g.refuseWrites }, `routing gates: ${reason}`));
     this.health = new HealthChecker({ config, registry: this.registry, logger: log.child({ part: 'health' }) });
     this.replication = new ReplicationMonitor({
       config,
