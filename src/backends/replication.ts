@@ -4,6 +4,12 @@
 // query; a primary is also asked for pg_stat_replication (replication_state, sync_state,
 // replay lag in time). Each backend has its own loop, so a hung backend never delays the
 // others. Observations only: it never decides status or role.
+//
+// Causal reads (src/proxy/causal.ts) read two more things from each sample: the primary's WAL
+// insert position and the instant the sample's query was sent (`sampledAt`, mono-clock.ts). A
+// commit a session saw complete before that instant is covered by that insert position. While
+// a session waits on such a sample, the proxy asks for one sooner (hurry): every backend is
+// sampled at most every proxy.causal_sample_ms instead of every period_ms.
 import pg from 'pg';
 import type { Config, HealthCheckConfig } from '../config/index.js';
 import { healthCheckFor } from '../config/index.js';
@@ -11,11 +17,12 @@ import type { Logger } from '../log.js';
 import type { BackendRegistry } from './registry.js';
 import { parseLsn } from './lsn.js';
 import { sameHost } from './hosts.js';
+import { monotonicMs } from './mono-clock.js';
 
 /** What one backend says of its WAL and where it streams from. */
 export interface WalState {
   inRecovery: boolean;
-  /** Primary: current WAL insert position. */
+  /** Primary: current WAL write position (pg_current_wal_lsn). */
   currentLsn: bigint | null;
   receiveLsn: bigint | null;
   replayLsn: bigint | null;
@@ -29,6 +36,11 @@ export interface WalState {
 export interface ReplicationSample extends WalState {
   id: number;
   at: Date;
+  /** When the query was sent (mono-clock.ts): the server ran it after this instant. */
+  sentAt: number;
+  /** Primary: current WAL insert position (pg_current_wal_insert_lsn), at or past every commit
+   * record already written to WAL buffers, even one not yet written out (synchronous_commit off). */
+  insertLsn: bigint | null;
   /** Standby: the application_name its walsender shows on the primary. */
   applicationName: string;
 }
@@ -43,6 +55,7 @@ export interface ReplicationRow {
 
 const SAMPLE_SQL = `SELECT pg_is_in_recovery() AS rec,
   CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS cur,
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END AS ins,
   pg_last_wal_receive_lsn()::text AS recv,
   pg_last_wal_replay_lsn()::text AS replay,
   w.status AS wr_status, w.sender_host, w.sender_port, w.conninfo AS wr_conninfo,
@@ -71,6 +84,8 @@ interface Slot {
   sample: ReplicationSample | null;
   rows: ReplicationRow[] | null;
   wake: (() => void) | null;
+  /** hurry() came while this slot was sampling: sample again without sleeping. */
+  hurried: boolean;
   loop: Promise<void> | null;
 }
 
@@ -80,6 +95,10 @@ export class ReplicationMonitor {
   private readonly slots: Slot[];
   private stopping = false;
   private started = false;
+  /** Causal reads: the shortest time between two hurried rounds of samples (ms). */
+  private readonly hurryMs: number;
+  private lastHurry = -Infinity;
+  private hurryTimer: NodeJS.Timeout | undefined;
 
   private readonly onConnectionLost: ((id: number, err: Error) => void) | undefined;
 
@@ -90,7 +109,8 @@ export class ReplicationMonitor {
     this.onConnectionLost = opts.onConnectionLost;
     this.registry = opts.registry;
     this.logger = opts.logger.child({ component: 'replication' });
-    this.slots = opts.config.backends.map((_, id) => ({ id, hc: healthCheckFor(opts.config, id), client: null, sample: null, rows: null, wake: null, loop: null }));
+    this.slots = opts.config.backends.map((_, id) => ({ id, hc: healthCheckFor(opts.config, id), client: null, sample: null, rows: null, wake: null, hurried: false, loop: null }));
+    this.hurryMs = opts.config.proxy.causal_sample_ms;
   }
 
   start(): void {
@@ -102,6 +122,8 @@ export class ReplicationMonitor {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    clearTimeout(this.hurryTimer);
+    this.hurryTimer = undefined;
     for (const s of this.slots) s.wake?.();
     await Promise.all(this.slots.map((s) => s.loop));
     await Promise.all(this.slots.map((s) => this.drop(s)));
@@ -116,6 +138,30 @@ export class ReplicationMonitor {
   /** Samples every backend now (e.g. right after a failover) instead of at the next period. */
   refresh(): void {
     for (const s of this.slots) s.wake?.();
+  }
+
+  /**
+   * A session waits on a fresh sample (causal reads: a primary sample sent after its commit, or
+   * a standby sample that shows the commit replayed): sample every backend soon, coalescing
+   * calls so that rounds start at most every proxy.causal_sample_ms. Cheap to call per read.
+   */
+  hurry(): void {
+    if (this.hurryTimer !== undefined || !this.started || this.stopping) return;
+    const wait = this.lastHurry + this.hurryMs - monotonicMs();
+    if (wait <= 0) return this.hurryNow();
+    this.hurryTimer = setTimeout(() => {
+      this.hurryTimer = undefined;
+      this.hurryNow();
+    }, wait);
+    this.hurryTimer.unref();
+  }
+
+  private hurryNow(): void {
+    this.lastHurry = monotonicMs();
+    for (const s of this.slots) {
+      if (s.wake) s.wake();
+      else s.hurried = true;
+    }
   }
 
   private async runLoop(s: Slot): Promise<void> {
@@ -134,6 +180,11 @@ export class ReplicationMonitor {
         s.sample = null;
         s.rows = null;
         await this.drop(s);
+      }
+      if (s.hurried) {
+        // A round was asked for while this sample ran (it may have been sent too early).
+        s.hurried = false;
+        continue;
       }
       await new Promise<void>((resolve) => {
         if (this.stopping) return resolve();
@@ -181,9 +232,11 @@ export class ReplicationMonitor {
 
   private async sampleOnce(s: Slot): Promise<void> {
     const c = await this.connect(s);
+    const sentAt = monotonicMs();
     const r = await c.query<{
       rec: boolean;
       cur: string | null;
+      ins: string | null;
       recv: string | null;
       replay: string | null;
       wr_status: string | null;
@@ -196,8 +249,10 @@ export class ReplicationMonitor {
     s.sample = {
       id: s.id,
       at: new Date(),
+      sentAt,
       inRecovery: row.rec,
       currentLsn: parseLsn(row.cur),
+      insertLsn: parseLsn(row.ins),
       receiveLsn: parseLsn(row.recv),
       replayLsn: parseLsn(row.replay),
       walReceiverStatus: row.wr_status,
@@ -220,7 +275,7 @@ export class ReplicationMonitor {
       const x = s.sample;
       if (!x) continue;
       if (!x.inRecovery) {
-        this.registry.update(s.id, { lsn: x.currentLsn, receiveLsn: null, lagBytes: 0, lagMs: 0, replicationState: '', syncState: '' }, 'replication sample');
+        this.registry.update(s.id, { lsn: x.currentLsn, receiveLsn: null, insertLsn: x.insertLsn, sampledAt: x.sentAt, lagBytes: 0, lagMs: 0, replicationState: '', syncState: '' }, 'replication sample');
         continue;
       }
       let lagBytes: number | null = null;
@@ -240,6 +295,8 @@ export class ReplicationMonitor {
         {
           lsn: x.replayLsn,
           receiveLsn: x.receiveLsn,
+          insertLsn: null,
+          sampledAt: x.sentAt,
           lagBytes,
           lagMs: lagMs === null ? null : Math.round(lagMs),
           replicationState: row?.state ?? x.walReceiverStatus ?? '',

@@ -223,6 +223,10 @@ export class Proxy implements SessionHost, ProxyService {
     s.cancelRunning();
   }
 
+  causalWait(): void {
+    this.opts.onCausalWait?.();
+  }
+
   countSelect(backendId: number): void {
     this.selectCounts[backendId]!++;
   }

@@ -23,6 +23,8 @@ import type { Pools } from './pool.js';
 import { AuthFailed, authenticateClient } from './client-auth.js';
 import type { UserSecret } from './userlist.js';
 import type { Route } from './router.js';
+import { NO_NEED, committed, decideRead, describeNeed, parseReadAfterLsn, readAfterLsn, writeSent, type CausalNeed, type CausalReason } from './causal.js';
+import { monotonicMs } from '../backends/mono-clock.js';
 
 export interface SessionHost {
   readonly cfg: Config;
@@ -48,6 +50,8 @@ export interface SessionHost {
   readonly selectCounterBase: number;
   /** A client proved this ClientKey for `user` (SCRAM): backend logins may use it. */
   rememberScramKey(user: string, clientKey: Buffer): void;
+  /** Causal reads: a session waits on fresh WAL samples (asks the replication monitor for them soon). */
+  causalWait(): void;
 }
 
 interface Expect {
@@ -217,6 +221,8 @@ interface Batch {
   reads: number;
   /** Parses of statements every leg must run (SET, BEGIN, SAVEPOINT …), and of any other kind. */
   both: number;
+  /** The batch parses or runs a statement that may write (causal reads wait for its commit). */
+  writes: boolean;
   others: number;
   /** A Parse of a statement that ends the transaction (COMMIT, PREPARE TRANSACTION …). */
   endsTxn: boolean;
@@ -239,7 +245,7 @@ export class Session {
   private readonly stmts = new Map<string, Statement>();
   private readonly unnamed: Statement = { parse: NO_PARSE, legs: new Set(), write: false };
   private readonly portals = new Map<string, Leg>();
-  private batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, pinned: undefined, reads: 0, both: 0, others: 0, endsTxn: false };
+  private batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, pinned: undefined, reads: 0, both: 0, others: 0, writes: false, endsTxn: false };
   private inTxn = false;
   private txnWrite = false;
   /** The standby failed a statement it shared with the primary: reads go to the primary until it is idle again. */
@@ -256,6 +262,10 @@ export class Session {
   private lease: splice.Lease | undefined;
   /** Requests answered to the client (ReadyForQuery forwarded). */
   private answered = 0;
+  /** Causal reads (causal.ts): what the session's reads must see before they use the standby. */
+  private causal: CausalNeed = NO_NEED;
+  /** The last causal decision's reason, to log when it changes. */
+  private causalReason: CausalReason | undefined;
 
   /**
    * `fastReads`: the connection reads into nextReadBuffer() and calls onClientRead() (a
@@ -796,7 +806,59 @@ export class Session {
     const sb = this.standby;
     if (!sb || this.txnWrite || this.standbyDiverged || this.primaryOnly) return false;
     const st = this.host.registry.get(sb.conn.backendId);
-    return st.status === 'up' && (st.lagBytes === null || st.lagBytes <= this.host.cfg.proxy.max_lag_bytes);
+    if (st.status !== 'up' || (st.lagBytes !== null && st.lagBytes > this.host.cfg.proxy.max_lag_bytes)) return false;
+    return this.causal === NO_NEED || this.causalAllows(st);
+  }
+
+  // ---- causal reads (causal.ts) ----------------------------------------------------------------
+
+  /** A statement that may write went to the primary: later reads wait for its commit. */
+  private causalWriteSent(): void {
+    if (this.standby !== undefined && this.host.cfg.proxy.causal_reads) this.causal = writeSent(this.causal);
+  }
+
+  /** May this read use the standby, as far as the session's committed writes go? */
+  private causalAllows(standby: Parameters<typeof decideRead>[2]): boolean {
+    if (!this.host.cfg.proxy.causal_reads) {
+      this.causal = NO_NEED;
+      return true;
+    }
+    const d = decideRead(this.causal, this.host.registry.primary(), standby);
+    if (d.reason !== this.causalReason) {
+      this.causalReason = d.reason;
+      if (this.host.log.isLevelEnabled('debug')) this.log.debug({ target: d.target, reason: d.reason, waitsFor: describeNeed(this.causal) }, 'causal read');
+    }
+    this.causal = d.need;
+    if (d.target === 'standby') return true;
+    this.host.causalWait();
+    return false;
+  }
+
+  /** `SET pgwatchdog.…` as a simple query: the proxy's own setting, answered here. */
+  private answerProxySetting(p: { name: string; value: string | null }): boolean {
+    if (this.primary!.fwdPending > 0 || (this.standby?.fwdPending ?? 0) > 0) return false;
+    const err = this.noteProxySetting(p);
+    const reply = err ? codec.errorResponse({ severity: 'ERROR', code: err.code, message: err.message }) : codec.commandComplete('SET');
+    this.sock.write(Buffer.concat([reply, codec.readyForQuery(this.lastStatus)]));
+    return true;
+  }
+
+  /**
+   * Applies `SET pgwatchdog.read_after_lsn`; returns the error for a bad one. (Through the
+   * extended protocol the statement also reaches PostgreSQL, which keeps it as a placeholder
+   * setting; there a bad value is only logged.)
+   */
+  private noteProxySetting(p: { name: string; value: string | null }): { code: string; message: string } | undefined {
+    if (p.name !== 'read_after_lsn') return { code: '42704', message: `unrecognized configuration parameter "pgwatchdog.${p.name}" (pgwatchdog knows pgwatchdog.read_after_lsn)` };
+    let lsn: bigint;
+    try {
+      lsn = parseReadAfterLsn(p.value ?? '');
+    } catch (e) {
+      this.log.info({ value: p.value }, (e as Error).message);
+      return { code: '22023', message: (e as Error).message };
+    }
+    if (this.standby !== undefined && this.host.cfg.proxy.causal_reads) this.causal = readAfterLsn(this.causal, lsn);
+    return undefined;
   }
 
   /** Handles one client message; false = cannot proceed yet (ordering), try again later. */
@@ -841,6 +903,7 @@ export class Session {
         this.primary!.expect(FORWARD);
         this.primary!.dirty = true;
         if (this.inTxn) this.txnWrite = true;
+        this.causalWriteSent();
         return true;
       case FE.Terminate:
         this.close();
@@ -859,6 +922,7 @@ export class Session {
       this.sock.write(Buffer.concat([local, codec.readyForQuery(this.lastStatus)]));
       return true;
     }
+    if (r.proxySetting) return this.answerProxySetting(r.proxySetting);
     const P = this.primary!;
     let S = this.standby;
     const dirty = r.stateful;
@@ -877,6 +941,7 @@ export class Session {
       leg.expect(FORWARD);
       if (r.read) this.host.countSelect(leg.conn.backendId);
       if (dirty) leg.dirty = true;
+      if (r.write) this.causalWriteSent();
       S = undefined;
     }
     if (r.standbyUnusable) this.primaryOnly = true;
@@ -923,6 +988,8 @@ export class Session {
     if (toPrimary) this.batch.needPrimary = true;
     else this.batch.preferStandby = true;
     if (r.read) this.batch.reads++;
+    if (r.write) this.batch.writes = true;
+    if (r.proxySetting) this.noteProxySetting(r.proxySetting);
     if (r.standbyUnusable) this.primaryOnly = true;
     if (r.txn === 'begin') this.inTxn = true;
     if (r.write && this.inTxn) this.txnWrite = true;
@@ -961,8 +1028,10 @@ export class Session {
     for (let i = msgs.length - 1; i >= 0; i--) if (msgs[i]!.msg[0] === FE.Parse && msgs[i]!.name === name) return;
     const st = this.stmts.get(name);
     if (!st) return;
-    if (st.write) this.batch.needPrimary = true;
-    else if (this.standby && st.legs.has(this.standby) && !st.legs.has(this.primary!)) this.batch.preferStandby = true;
+    if (st.write) {
+      this.batch.needPrimary = true;
+      this.batch.writes = true;
+    } else if (this.standby && st.legs.has(this.standby) && !st.legs.has(this.primary!)) this.batch.preferStandby = true;
   }
 
   private extFlush(msg: Buffer, isSync: boolean): boolean {
@@ -979,6 +1048,7 @@ export class Session {
     }
     for (const e of b.msgs) this.emitExtended(leg, e);
     leg.out.push(msg);
+    if (b.writes && leg === this.primary) this.causalWriteSent();
     if (b.endsTxn && leg === this.primary) {
       b.endsTxn = false;
       this.endStandbyTransaction();
@@ -1002,6 +1072,7 @@ export class Session {
     b.reads = 0;
     b.both = 0;
     b.others = 0;
+    b.writes = false;
     b.endsTxn = false;
   }
 
@@ -1114,6 +1185,8 @@ export class Session {
     if (leg === this.primary) {
       this.inTxn = status !== TX.Idle;
       if (!this.inTxn) this.txnWrite = false;
+      // Idle with nothing more outstanding: every write sent so far has committed (or rolled back).
+      if (!this.inTxn && leg.queue.length === 0 && this.causal.pendingSince === Infinity) this.causal = committed(this.causal, monotonicMs());
     } else if (status === TX.Idle) {
       this.standbyDiverged = false;
     }
