@@ -82,7 +82,7 @@ export class Peer {
       registry: this.registry,
       logger: log.child({ part: 'proxy' }),
       onBackendError: config.failover.failover_on_backend_error ? (id, err) => this.health.checkNow(id, `backend error: ${err.message}`) : undefined,
-      onCausalWait: () => this.replication.hurry(),
+      onCausalWait: (id) => this.replication.hurry(id),
       watchdogNodes: () => watchdogNodes(this.watchdog.facts()),
     });
     const proxyPort = () => this.proxyAddress?.port ?? null;

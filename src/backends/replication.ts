@@ -8,8 +8,9 @@
 // Causal reads (src/proxy/causal.ts) read two more things from each sample: the primary's WAL
 // insert position and the instant the sample's query was sent (`sampledAt`, mono-clock.ts). A
 // commit a session saw complete before that instant is covered by that insert position. While
-// a session waits on such a sample, the proxy asks for one sooner (hurry): every backend is
-// sampled at most every proxy.causal_sample_ms instead of every period_ms.
+// a session waits on such a sample, the proxy asks for one of that backend sooner (hurry): it
+// is then sampled at most every proxy.causal_sample_ms instead of every period_ms, with a
+// lighter query (WAL positions only; LSN_SQL) that refreshes the last full sample.
 import pg from 'pg';
 import type { Config, HealthCheckConfig } from '../config/index.js';
 import { healthCheckFor } from '../config/index.js';
@@ -62,6 +63,13 @@ const SAMPLE_SQL = `SELECT pg_is_in_recovery() AS rec,
   current_setting('cluster_name') AS cluster_name
 FROM (SELECT 1) one LEFT JOIN (SELECT * FROM pg_stat_wal_receiver LIMIT 1) w ON true`;
 
+/** A hurried sample: the WAL positions alone (the rest of the last full sample stands). */
+const LSN_SQL = `SELECT pg_is_in_recovery() AS rec,
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS cur,
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END AS ins,
+  pg_last_wal_receive_lsn()::text AS recv,
+  pg_last_wal_replay_lsn()::text AS replay`;
+
 const REPLICATION_SQL = `SELECT application_name, state, sync_state,
   (extract(epoch FROM replay_lag) * 1000)::float8 AS replay_lag_ms, replay_lsn::text AS replay_lsn
 FROM pg_stat_replication`;
@@ -86,6 +94,11 @@ interface Slot {
   wake: (() => void) | null;
   /** hurry() came while this slot was sampling: sample again without sleeping. */
   hurried: boolean;
+  /** The next round is a hurried one (LSN_SQL). */
+  light: boolean;
+  /** When the last hurried round was asked for (mono-clock.ts ms), and the timer of the next. */
+  lastHurry: number;
+  hurryTimer: NodeJS.Timeout | undefined;
   loop: Promise<void> | null;
 }
 
@@ -95,10 +108,8 @@ export class ReplicationMonitor {
   private readonly slots: Slot[];
   private stopping = false;
   private started = false;
-  /** Causal reads: the shortest time between two hurried rounds of samples (ms). */
+  /** Causal reads: the shortest time between two hurried samples of a backend (ms). */
   private readonly hurryMs: number;
-  private lastHurry = -Infinity;
-  private hurryTimer: NodeJS.Timeout | undefined;
 
   private readonly onConnectionLost: ((id: number, err: Error) => void) | undefined;
 
@@ -109,7 +120,7 @@ export class ReplicationMonitor {
     this.onConnectionLost = opts.onConnectionLost;
     this.registry = opts.registry;
     this.logger = opts.logger.child({ component: 'replication' });
-    this.slots = opts.config.backends.map((_, id) => ({ id, hc: healthCheckFor(opts.config, id), client: null, sample: null, rows: null, wake: null, hurried: false, loop: null }));
+    this.slots = opts.config.backends.map((_, id) => ({ id, hc: healthCheckFor(opts.config, id), client: null, sample: null, rows: null, wake: null, hurried: false, light: false, lastHurry: -Infinity, hurryTimer: undefined, loop: null }));
     this.hurryMs = opts.config.proxy.causal_sample_ms;
   }
 
@@ -122,9 +133,11 @@ export class ReplicationMonitor {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    clearTimeout(this.hurryTimer);
-    this.hurryTimer = undefined;
-    for (const s of this.slots) s.wake?.();
+    for (const s of this.slots) {
+      clearTimeout(s.hurryTimer);
+      s.hurryTimer = undefined;
+      s.wake?.();
+    }
     await Promise.all(this.slots.map((s) => s.loop));
     await Promise.all(this.slots.map((s) => this.drop(s)));
     this.started = false;
@@ -141,35 +154,37 @@ export class ReplicationMonitor {
   }
 
   /**
-   * A session waits on a fresh sample (causal reads: a primary sample sent after its commit, or
-   * a standby sample that shows the commit replayed): sample every backend soon, coalescing
-   * calls so that rounds start at most every proxy.causal_sample_ms. Cheap to call per read.
+   * A session waits on a fresh sample of backend `id` (causal reads: of the primary, sent after
+   * its commit; of its standby, showing the commit replayed): sample it soon, coalescing calls
+   * so that hurried samples start at most every proxy.causal_sample_ms. Cheap to call per read.
    */
-  hurry(): void {
-    if (this.hurryTimer !== undefined || !this.started || this.stopping) return;
-    const wait = this.lastHurry + this.hurryMs - monotonicMs();
-    if (wait <= 0) return this.hurryNow();
-    this.hurryTimer = setTimeout(() => {
-      this.hurryTimer = undefined;
-      this.hurryNow();
+  hurry(id: number): void {
+    const s = this.slots[id];
+    if (s === undefined || s.hurryTimer !== undefined || !this.started || this.stopping) return;
+    const wait = s.lastHurry + this.hurryMs - monotonicMs();
+    if (wait <= 0) return this.hurryNow(s);
+    s.hurryTimer = setTimeout(() => {
+      s.hurryTimer = undefined;
+      this.hurryNow(s);
     }, wait);
-    this.hurryTimer.unref();
+    s.hurryTimer.unref();
   }
 
-  private hurryNow(): void {
-    this.lastHurry = monotonicMs();
-    for (const s of this.slots) {
-      if (s.wake) s.wake();
-      else s.hurried = true;
-    }
+  private hurryNow(s: Slot): void {
+    s.lastHurry = monotonicMs();
+    s.light = true;
+    if (s.wake) s.wake();
+    else s.hurried = true;
   }
 
   private async runLoop(s: Slot): Promise<void> {
     while (!this.stopping) {
       // Only backends the health check currently reaches: no point queuing on a dead one.
       if (this.registry.get(s.id).pgStatus !== 'down') {
+        const light = s.light ? s.sample : null;
+        s.light = false;
         try {
-          await this.sampleOnce(s);
+          await (light ? this.sampleLsn(s, light) : this.sampleOnce(s));
         } catch (err) {
           this.logger.debug({ backend: s.id, err: (err as Error).message }, 'replication sample failed');
           s.sample = null;
@@ -264,6 +279,17 @@ export class ReplicationMonitor {
       const rr = await c.query<{ application_name: string; state: string; sync_state: string; replay_lag_ms: number | null; replay_lsn: string | null }>(REPLICATION_SQL);
       s.rows = rr.rows.map((x) => ({ applicationName: x.application_name, state: x.state, syncState: x.sync_state, replayLagMs: x.replay_lag_ms, replayLsn: parseLsn(x.replay_lsn) }));
     } else s.rows = null;
+    this.publish();
+  }
+
+  /** A hurried sample: the WAL positions of `prev`, the last full sample, brought up to date. */
+  private async sampleLsn(s: Slot, prev: ReplicationSample): Promise<void> {
+    const c = await this.connect(s);
+    const sentAt = monotonicMs();
+    const row = (await c.query<{ rec: boolean; cur: string | null; ins: string | null; recv: string | null; replay: string | null }>(LSN_SQL)).rows[0]!;
+    // Promoted (or demoted) since: the rest of the last sample is stale too.
+    if (row.rec !== prev.inRecovery) return this.sampleOnce(s);
+    s.sample = { ...prev, at: new Date(), sentAt, currentLsn: parseLsn(row.cur), insertLsn: parseLsn(row.ins), receiveLsn: parseLsn(row.recv), replayLsn: parseLsn(row.replay) };
     this.publish();
   }
 

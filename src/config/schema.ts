@@ -100,7 +100,7 @@ export const proxySchema = z
       ),
     causal_sample_ms: positiveMs
       .default(10)
-      .describe('While a session waits for causal reads, the replication monitor samples every backend at most this often (ms), instead of every `health_check.period_ms`.'),
+      .describe('While a session waits for causal reads, the replication monitor samples the backend it waits on (WAL positions only) at most this often (ms), instead of every `health_check.period_ms`.'),
     write_functions: z.array(z.string().min(1)).default(['nextval', 'setval', 'pg_advisory_lock', 'pg_advisory_xact_lock', 'lo_create', 'lo_import', 'lo_unlink']).describe('Functions whose calls send a statement to the primary.'),
     pool: z
       .object({

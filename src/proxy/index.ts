@@ -223,8 +223,8 @@ export class Proxy implements SessionHost, ProxyService {
     s.cancelRunning();
   }
 
-  causalWait(): void {
-    this.opts.onCausalWait?.();
+  causalWait(backendId: number): void {
+    this.opts.onCausalWait?.(backendId);
   }
 
   countSelect(backendId: number): void {

@@ -50,8 +50,8 @@ export interface SessionHost {
   readonly selectCounterBase: number;
   /** A client proved this ClientKey for `user` (SCRAM): backend logins may use it. */
   rememberScramKey(user: string, clientKey: Buffer): void;
-  /** Causal reads: a session waits on fresh WAL samples (asks the replication monitor for them soon). */
-  causalWait(): void;
+  /** Causal reads: a session waits on a fresh WAL sample of this backend (asks the replication monitor for one soon). */
+  causalWait(backendId: number): void;
 }
 
 interface Expect {
@@ -830,7 +830,9 @@ export class Session {
     }
     this.causal = d.need;
     if (d.target === 'standby') return true;
-    this.host.causalWait();
+    // A fresh sample of the backend the decision waits on (none while the write still runs).
+    if (d.reason === 'no primary WAL sample since the commit') this.host.causalWait(this.primary!.conn.backendId);
+    else if (d.reason !== 'write not committed yet') this.host.causalWait(this.standby!.conn.backendId);
     return false;
   }
 

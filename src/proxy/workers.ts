@@ -67,7 +67,7 @@ export type IpcMsg =
   | { type: 'others'; selectCounts: number[]; clients: number }
   | { type: 'backendError'; id: number; message: string }
   /** From a worker: a session waits on fresh WAL samples (causal reads). */
-  | { type: 'causalWait' }
+  | { type: 'causalWait'; id: number }
   | { type: 'ready' }
   | { type: 'close' };
 
@@ -172,7 +172,7 @@ export class WorkerSupervisor implements ProxyService {
     } else if (m.type === 'backendError') {
       this.opts.onBackendError?.(m.id, new Error(m.message));
     } else if (m.type === 'causalWait') {
-      this.opts.onCausalWait?.();
+      this.opts.onCausalWait?.(m.id);
     }
   }
 
@@ -250,12 +250,12 @@ export function serveAsWorker(make: (opts: ProxyOptions, link: WorkerLink) => Wo
     const onBackendError = (id: number, err: Error): void => void process.send?.({ type: 'backendError', id, message: err.message } satisfies IpcMsg);
     // Sessions ask on every read they keep off the standby: one message per causal_sample_ms
     // at most (the monitor would coalesce them anyway).
-    let lastWait = -Infinity;
-    const onCausalWait = (): void => {
+    const lastWait = m.config.backends.map(() => -Infinity);
+    const onCausalWait = (id: number): void => {
       const now = monotonicMs();
-      if (now - lastWait < m.config.proxy.causal_sample_ms) return;
-      lastWait = now;
-      process.send?.({ type: 'causalWait' } satisfies IpcMsg);
+      if (!(now - lastWait[id]! >= m.config.proxy.causal_sample_ms)) return;
+      lastWait[id] = now;
+      process.send?.({ type: 'causalWait', id } satisfies IpcMsg);
     };
     proxy = make({ config: m.config, registry, logger, onBackendError, onCausalWait }, link);
     const a = await proxy.listen();

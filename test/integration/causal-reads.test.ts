@@ -92,11 +92,11 @@ describe('causal reads (a standby 300 ms behind)', () => {
     const backends = cluster.nodes.map((n, i) => ({ name: n.name, host: n.host, port: n.port, data_dir: n.dataDir, weight: i === 0 ? 0 : 1 }));
     const env = { PGWATCHDOG_LOG_LEVEL: 'info' };
     [causal, plain, workers] = await Promise.all([
-      startPeerProcess(cluster, { backends }, { env }),
-      startPeerProcess(cluster, { backends, proxy: { causal_reads: false } }, { env }),
+      startPeerProcess(cluster, { backends }, { env, readyTimeoutMs: 60_000 }),
+      startPeerProcess(cluster, { backends, proxy: { causal_reads: false } }, { env, readyTimeoutMs: 60_000 }),
       // A second peer with causal reads on, its proxy in two worker processes: the monitor's
       // samples and the sessions' requests for them cross process boundaries.
-      startPeerProcess(cluster, { backends, proxy: { workers: 2 } }, { env }),
+      startPeerProcess(cluster, { backends, proxy: { workers: 2 } }, { env, readyTimeoutMs: 60_000 }),
     ]);
     await Promise.all([causal, plain, workers].map(waitRouting));
   });
@@ -128,8 +128,10 @@ describe('causal reads (a standby 300 ms behind)', () => {
         await c.connect();
         try {
           await c.query(`INSERT INTO loop_t VALUES (${id}, 1000)`);
-          // This session's last write: the first reads wait for it, then the standby serves.
-          await new Promise((r) => setTimeout(r, APPLY_DELAY_MS + 200));
+          // Once the standby has replayed this last write (seen on the servers directly), 50
+          // reads at once: the first may go to the primary until the monitor's samples show
+          // the replay; the others go to the standby.
+          await cluster.standbys[0]!.waitReplay(await cluster.primary.currentLsn());
           for (let i = 0; i < 50; i++) {
             const r = await c.query(`SELECT count(*)::int AS n FROM loop_t WHERE s = ${id}`);
             assert.equal(r.rows[0].n, 201);
