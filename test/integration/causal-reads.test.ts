@@ -106,12 +106,13 @@ describe('causal reads (a standby 300 ms behind)', () => {
     await cluster?.teardown();
   });
 
-  it('control: with causal_reads off, a read right after a write misses it on the delayed standby', async () => {
+  it('control: with causal_reads off, a read right after a write misses it on the delayed standby', async (t) => {
     const misses = await insertThenSelect(plain, 'plain_t', 10, 10);
+    t.diagnostic(`causal_reads off: ${misses} of 100 reads missed their session's row`);
     assert.ok(misses > 50, `expected most of 100 reads to miss their row without causal reads, ${misses} did`);
   });
 
-  it('20 sessions × 200 insert-then-select never miss their row; reads return to the standby once it has replayed', async () => {
+  it('20 sessions × 200 insert-then-select never miss their row; reads return to the standby once it has replayed', async (t) => {
     const before = await selectCounts(causal);
     const misses = await insertThenSelect(causal, 'loop_t', 20, 200);
     assert.equal(misses, 0, 'every read saw the row its session had just written');
@@ -144,11 +145,12 @@ describe('causal reads (a standby 300 ms behind)', () => {
     const afterCounts = await selectCounts(causal);
     const onStandby = afterCounts[1]! - during[1]!;
     const onPrimary = afterCounts[0]! - during[0]!;
+    t.diagnostic(`loop: 0 of 4000 reads missed, ${during[0]! - before[0]!} on the primary; after catching up: ${onStandby} of 1000 reads on the standby`);
     assert.equal(onStandby + onPrimary, 1000, `1000 reads counted: ${onPrimary} on the primary + ${onStandby} on the standby`);
     assert.ok(onStandby >= 800, `most reads after catching up land on the standby: ${onStandby} of 1000 (primary ${onPrimary})`);
   });
 
-  it('another connection through another peer reads a write once it names the writer\'s LSN', async () => {
+  it('another connection through another peer reads a write once it names the writer\'s LSN', async (t) => {
     const w = client(causal);
     const r = client(workers);
     await Promise.all([w.connect(), r.connect()]);
@@ -159,6 +161,7 @@ describe('causal reads (a standby 300 ms behind)', () => {
         const got = await r.query(`SELECT count(*)::int AS n FROM across_t WHERE i = ${i}`);
         if (got.rows[0].n !== 1) missesWithout++;
       }
+      t.diagnostic(`without read_after_lsn: ${missesWithout} of 10 reads through the other peer missed the write`);
       assert.ok(missesWithout >= 5, `control: without the LSN the other connection misses the write (${missesWithout} of 10 did)`);
 
       for (let i = 100; i < 140; i++) {
