@@ -5,14 +5,18 @@
 //
 //   npm run bench:proxy -- [--seconds 15] [--clients 16] [--threads 2] [--rounds 1]
 //                          [--scale 10] [--auth trust|md5] [--workers 1]
-//                          [--modes select-simple,select-extended,tpcb-N,select-connect]
-//                          [--targets direct,direct-split,pgbouncer,pgwatchdog,pgwatchdog-lb,pgpool]
+//                          [--modes select-simple,select-extended,tpcb-N,select-connect,mixed-9-1]
+//                          [--targets direct,direct-split,pgbouncer,pgwatchdog,pgwatchdog-lb,pgwatchdog-lb-nocausal,pgpool]
 //                          [--peer-prof DIR] [--peer-node-args "--trace-gc …"]
 //
 // Targets: pgbouncer, pgpool and `pgwatchdog` (load balancing off) all send everything to the
 // primary: the like-for-like comparison. `pgwatchdog-lb` balances reads over primary and
-// standby (weights 1:1). On one machine that costs CPU even without a proxy, which
+// standby (weights 1:1), with causal reads (the default); `pgwatchdog-lb-nocausal` the same
+// with proxy.causal_reads off. On one machine that costs CPU even without a proxy, which
 // `direct-split` shows: half the clients straight on the primary, half on the standby.
+// `mixed-9-1` is 90% pgbench -S and 10% simple-update transactions per client: reads right
+// after a client's writes, where causal reads keep them on the primary until the standby has
+// replayed; the "standby reads" column (select_cnt from SHOW POOL_NODES) shows the share.
 //
 // --peer-prof DIR runs the pgwatchdog peer under node --cpu-prof and leaves its CPU
 // profiles in DIR (written when the peer exits), to see where the proxy spends its time.
@@ -67,11 +71,13 @@ const ALL_MODES: Mode[] = [
   { name: 'select-extended', args: ['-S', '-M', 'extended'], what: 'pgbench -S -M extended' },
   { name: 'tpcb-N', args: ['-N', '-M', 'simple'], what: 'pgbench -N (writes)' },
   { name: 'select-connect', args: ['-S', '-C', '-M', 'simple'], what: 'pgbench -S -C (connection per transaction)' },
+  { name: 'mixed-9-1', args: ['-b', 'select-only@9', '-b', 'simple-update@1', '-M', 'simple'], what: 'pgbench -b select-only@9 -b simple-update@1 (a write in every 10 transactions)' },
 ];
+const writes = (m: Mode) => m.args.includes('-N') || m.args.some((a) => a.startsWith('simple-update'));
 const modeNames = opt('modes', ALL_MODES.map((m) => m.name).join(',')).split(',');
 const MODES = ALL_MODES.filter((m) => modeNames.includes(m.name));
 if (MODES.length !== modeNames.length) throw new Error(`--modes: unknown mode in ${modeNames.join(',')}; known: ${ALL_MODES.map((m) => m.name).join(', ')}`);
-const ALL_TARGETS = ['direct', 'direct-split', 'pgbouncer', 'pgwatchdog', 'pgwatchdog-lb', 'pgpool'] as const;
+const ALL_TARGETS = ['direct', 'direct-split', 'pgbouncer', 'pgwatchdog', 'pgwatchdog-lb', 'pgwatchdog-lb-nocausal', 'pgpool'] as const;
 type TargetName = (typeof ALL_TARGETS)[number];
 const targetNames = opt('targets', ALL_TARGETS.join(',')).split(',') as TargetName[];
 for (const t of targetNames) if (!ALL_TARGETS.includes(t)) throw new Error(`--targets: unknown target ${t}; known: ${ALL_TARGETS.join(', ')}`);
@@ -193,6 +199,8 @@ interface Target {
   readsOn: string;
   error?: string;
   stop(): Promise<void>;
+  /** select_cnt per backend (pgwatchdog: SHOW POOL_NODES), to tell where reads went. */
+  selectCounts?: () => Promise<number[]>;
 }
 
 let cluster: PgCluster | undefined;
@@ -251,8 +259,8 @@ async function startPgbouncer(c: PgCluster): Promise<Target> {
   return { name: 'pgbouncer', ports: [port], pid: child.pid, readsOn: 'primary', stop };
 }
 
-async function startPgwatchdog(c: PgCluster, name: 'pgwatchdog' | 'pgwatchdog-lb'): Promise<Target> {
-  const LB = name === 'pgwatchdog-lb';
+async function startPgwatchdog(c: PgCluster, name: 'pgwatchdog' | 'pgwatchdog-lb' | 'pgwatchdog-lb-nocausal'): Promise<Target> {
+  const LB = name !== 'pgwatchdog';
   const dir = workDir(name);
   const [port, adminPort] = [await freePort(), await freePort()];
   writeFileSync(join(dir, 'userlist.txt'), userlist());
@@ -265,6 +273,7 @@ async function startPgwatchdog(c: PgCluster, name: 'pgwatchdog' | 'pgwatchdog-lb
       workers: WORKERS,
       max_clients: Math.max(200, CLIENTS * 4),
       load_balance: LB,
+      causal_reads: name !== 'pgwatchdog-lb-nocausal',
       pool: { max_per_backend: Math.max(CLIENTS * 2, 20) },
     },
     auth: { method: AUTH, users_file: join(dir, 'userlist.txt') },
@@ -307,7 +316,16 @@ async function startPgwatchdog(c: PgCluster, name: 'pgwatchdog' | 'pgwatchdog-lb
     await stop();
     return { name, readsOn: '-', error, stop: async () => undefined };
   }
-  return { name, ports: [port], pid: child.pid, readsOn: LB ? 'primary+standby' : 'primary', stop };
+  const selectCounts = async (): Promise<number[]> => {
+    const cl = new pg.Client({ host: '127.0.0.1', port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
+    await cl.connect();
+    try {
+      return (await cl.query<{ select_cnt: string }>('SHOW POOL_NODES')).rows.map((r) => Number(r.select_cnt));
+    } finally {
+      await cl.end();
+    }
+  };
+  return { name, ports: [port], pid: child.pid, readsOn: LB ? 'primary+standby' : 'primary', stop, selectCounts };
 }
 
 async function startPgpool(c: PgCluster): Promise<Target> {
@@ -431,6 +449,8 @@ interface RunResult {
   proxyUser?: number;
   proxySys?: number;
   machine?: number;
+  /** Of the reads the proxy routed, the share that went to the standby (select_cnt). */
+  standbyShare?: number;
   failed?: string;
 }
 
@@ -513,7 +533,7 @@ async function main(): Promise<void> {
       if (name === 'direct') t = { name, ports: [cluster.primary.port], readsOn: 'primary', stop: async () => undefined };
       else if (name === 'direct-split') t = { name, ports: [cluster.primary.port, cluster.standbys[0]!.port], readsOn: 'primary+standby', stop: async () => undefined };
       else if (name === 'pgbouncer') t = await startPgbouncer(cluster);
-      else if (name === 'pgwatchdog' || name === 'pgwatchdog-lb') t = await startPgwatchdog(cluster, name);
+      else if (name === 'pgwatchdog' || name === 'pgwatchdog-lb' || name === 'pgwatchdog-lb-nocausal') t = await startPgwatchdog(cluster, name);
       else t = await startPgpool(cluster);
       targets.push(t);
       log(t.error ? `${name}: ${t.error}` : `${name}: listening on 127.0.0.1:${t.ports!.join(',')}`);
@@ -528,11 +548,20 @@ async function main(): Promise<void> {
         rotation++;
         for (const t of order) {
           // Writes cannot go to a standby.
-          if (t.name === 'direct-split' && mode.args.includes('-N')) continue;
+          if (t.name === 'direct-split' && writes(mode)) continue;
           log(`round ${round + 1}/${ROUNDS} ${mode.name} → ${t.name}`);
           const cpu0 = t.pid !== undefined ? processTreeCpu(t.pid) : undefined;
           const busy0 = machineBusy();
+          const sel0 = await t.selectCounts?.();
           const r = await runPgbenchOn(t.ports!, mode, logDir);
+          if (sel0 && t.selectCounts) {
+            // Worker processes report select_cnt once a second.
+            if (WORKERS > 1) await sleep(1100);
+            const sel1 = await t.selectCounts();
+            const d = sel1.map((n, i) => n - (sel0[i] ?? 0));
+            const total = d.reduce((a, b) => a + b, 0);
+            if (total > 0) r.standbyShare = d.slice(1).reduce((a, b) => a + b, 0) / total;
+          }
           const txs = r.tps * SECONDS;
           if (txs > 0) {
             r.machine = (machineBusy() - busy0) / txs;
@@ -574,10 +603,11 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
       proxyUser: mean((r) => r.proxyUser),
       proxySys: mean((r) => r.proxySys),
       machine: mean((r) => r.machine),
+      standbyShare: mean((r) => r.standbyShare),
       ...(failed ? { failed } : {}),
     };
   };
-  const header = ['mode', 'target', 'reads on', 'TPS', 'p99 ms', 'vs direct*', 'vs pgbouncer', 'proxy usr µs/tx', 'sys µs/tx', 'machine µs/tx'];
+  const header = ['mode', 'target', 'reads on', 'TPS', 'p99 ms', 'vs direct*', 'vs pgbouncer', 'proxy usr µs/tx', 'sys µs/tx', 'machine µs/tx', 'standby reads'];
   const rows: string[][] = [];
   const summary: string[] = [];
   for (const mode of MODES) {
@@ -589,7 +619,7 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
       const ratio = (base: RunResult | undefined) => (r && r.tps > 0 && base && base.tps > 0 ? `${(r.tps / base.tps).toFixed(2)}×` : '-');
       if (!t.error && !r) continue; // not run in this mode (direct-split with writes)
       if (t.error || !r) {
-        rows.push([mode.name, t.name, '-', t.error ? 'not run' : '-', '-', '-', '-', '-', '-', '-']);
+        rows.push([mode.name, t.name, '-', t.error ? 'not run' : '-', '-', '-', '-', '-', '-', '-', '-']);
         continue;
       }
       rows.push([
@@ -599,11 +629,12 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
         r.tps > 0 ? r.tps.toFixed(0) : 'FAILED',
         r.tps > 0 ? r.p99ms.toFixed(2) : '-',
         // Reads split over both servers compare with direct-split: the same backends, no proxy.
-        ratio(t.readsOn === 'primary+standby' && !mode.args.includes('-N') ? directSplit : direct),
+        ratio(t.readsOn === 'primary+standby' && !writes(mode) ? directSplit : direct),
         ratio(bouncer),
         r.proxyUser !== undefined ? r.proxyUser.toFixed(1) : '-',
         r.proxySys !== undefined ? r.proxySys.toFixed(1) : '-',
         r.machine !== undefined ? r.machine.toFixed(1) : '-',
+        r.standbyShare !== undefined ? `${(100 * r.standbyShare).toFixed(0)}%` : '-',
       ]);
     }
     const wd = agg(mode.name, 'pgwatchdog');
@@ -615,11 +646,18 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
     }
     const lb = agg(mode.name, 'pgwatchdog-lb');
     // (-C directly is all PostgreSQL process starts: no telling figure for the split there.)
-    if (lb && lb.tps > 0 && directSplit && directSplit.tps > 0 && direct && direct.tps > 0 && !mode.args.includes('-N') && !mode.args.includes('-C')) {
+    if (lb && lb.tps > 0 && directSplit && directSplit.tps > 0 && direct && direct.tps > 0 && !writes(mode) && !mode.args.includes('-C')) {
       summary.push(
         `${''.padEnd(16)} with load balancing: ${lb.tps.toFixed(0)} TPS; reads split over two servers on this one machine cost ${(100 * (1 - directSplit.tps / direct.tps)).toFixed(0)}% even directly (direct-split vs direct)`,
       );
     }
+  }
+  for (const mode of MODES) {
+    const lb = agg(mode.name, 'pgwatchdog-lb');
+    const nc = agg(mode.name, 'pgwatchdog-lb-nocausal');
+    if (!lb || !nc || lb.tps === 0 || nc.tps === 0) continue;
+    const share = (r: RunResult) => (r.standbyShare === undefined ? '?' : `${(100 * r.standbyShare).toFixed(0)}%`);
+    summary.push(`${mode.name.padEnd(16)} causal reads on: ${lb.tps.toFixed(0)} TPS, ${share(lb)} of reads on the standby; off: ${nc.tps.toFixed(0)} TPS, ${share(nc)} (${(lb.tps / nc.tps).toFixed(2)}×)`);
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');

@@ -86,6 +86,7 @@ export class Peer {
       registry: this.registry,
       logger: log.child({ part: 'proxy' }),
       onBackendError: config.failover.failover_on_backend_error ? (id, err) => this.health.checkNow(id, `backend error: ${err.message}`) : undefined,
+      onCausalWait: (id) => this.replication.hurry(id),
       watchdogNodes: () => watchdogNodes(this.watchdog.facts()),
     });
     const proxyPort = () => this.proxyAddress?.port ?? null;

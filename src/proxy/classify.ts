@@ -36,6 +36,10 @@ export interface Classification {
    * command's name, lower-cased (e.g. "pool_nodes"). The proxy answers the ones it knows
    * itself (show.ts). */
   showPool?: string;
+  /** `SET pgwatchdog.<name> = '<value>'` (or TO): a setting of the proxy's own, which it
+   * answers and never sends to PostgreSQL (causal.ts). `value` is the string's content, null
+   * when the value is not one plain string. */
+  proxySetting?: { name: string; value: string | null };
 }
 
 export interface ClassifyOptions {
@@ -663,6 +667,7 @@ class Classifier {
         return this.transactionModes(lx.next(), true) ? { target: 'both', write: false, standbyUnusable: true } : BOTH;
       }
     }
+    if (k === Tok.Word && lx.text === 'pgwatchdog') return this.proxySetting();
     if (k === Tok.Word && lx.text === 'transaction') {
       const m = this.transactionModes(lx.next());
       return m ? WRITE : BOTH;
@@ -680,6 +685,29 @@ class Classifier {
     }
     this.skipRest();
     return BOTH;
+  }
+
+  /** SET pgwatchdog.name {=|TO} 'value' (the lexer is on `pgwatchdog`). */
+  private proxySetting(): Classification {
+    const lx = this.lx;
+    if (lx.next() !== Tok.Dot || lx.next() !== Tok.Word) {
+      this.skipRest();
+      return BOTH;
+    }
+    const name = lx.text;
+    let k = lx.next();
+    if (k === Tok.Word && lx.text === 'to') k = lx.next();
+    else if (k === Tok.Op && lx.text === '=') k = lx.next();
+    else k = Tok.EOF;
+    let value: string | null = null;
+    if (k === Tok.Str) {
+      const raw = lx.text;
+      if (raw.length >= 2 && raw.startsWith("'") && raw.endsWith("'")) value = raw.slice(1, -1).replaceAll("''", "'");
+      k = lx.next();
+    }
+    if (k !== Tok.Semi && k !== Tok.EOF) value = null;
+    this.skipRest();
+    return { target: 'both', write: false, proxySetting: { name, value } };
   }
 
   /** Scans transaction modes to the end of the statement; true if a standby cannot run them

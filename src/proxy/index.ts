@@ -27,6 +27,7 @@ import type { BackendLogin } from './backend-conn.js';
 import * as splice from './splice.js';
 import type { ProxyOptions, ProxyService, ProxyStats, WorkerLink } from './service.js';
 import { WORKER_BITS, WorkerSupervisor } from './workers.js';
+import { decideRead, type CausalDecision, type CausalNeed } from './causal.js';
 
 export type { ProxyOptions, ProxyService, ProxyStats } from './service.js';
 
@@ -251,6 +252,18 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
       return;
     }
     s.cancelRunning();
+  }
+
+  get causalReads(): boolean {
+    return this.cfg.proxy.causal_reads;
+  }
+
+  causalRead(need: CausalNeed, standbyId: number): CausalDecision {
+    return decideRead(need, this.registry.primary(), this.registry.get(standbyId));
+  }
+
+  causalWait(backendId: number): void {
+    this.opts.onCausalWait?.(backendId);
   }
 
   countSelect(backendId: number): void {

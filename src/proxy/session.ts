@@ -34,6 +34,8 @@ import { FORWARD, Leg, STARTUP_SET, SWALLOW, TxnState, type Expect, type LegOwne
 import { ExtendedBatcher, type Admission, type BatchNeeds, type BatchSession } from './extended.js';
 import { acquire, handshake, startTls, startupSets, statusOverlay, takePooled, type BackendPick, type StartupHost } from './startup.js';
 import { activeHold, gatesOpen, judgeCheckout, judgeStatement, refusalError } from './gates.js';
+import { NO_NEED, committed, describeNeed, parseReadAfterLsn, readAfterLsn, writeSent, type CausalDecision, type CausalNeed, type CausalReason } from './causal.js';
+import { monotonicMs } from '../backends/mono-clock.js';
 
 /** What a session needs of its proxy. */
 export interface SessionHost {
@@ -58,6 +60,12 @@ export interface SessionHost {
   /** The answer to `SHOW <name>` (a pool command, see Route.showPool), or undefined if the proxy does not know it. */
   showPool(name: string, s: Session): Buffer | undefined;
   backendError(backendId: number, err: Error): void;
+  /** proxy.causal_reads, read at use (a reload turns it on or off). */
+  readonly causalReads: boolean;
+  /** Causal reads (causal.ts): where the next read may go, by the registry's WAL samples of the primary and this standby. */
+  causalRead(need: CausalNeed, standbyId: number): CausalDecision;
+  /** Causal reads: a session waits on a fresh WAL sample of this backend (asks the replication monitor for one soon). */
+  causalWait(backendId: number): void;
 }
 
 const MAX_EARLY_BYTES = 1024 * 1024;
@@ -105,6 +113,10 @@ export class Session implements LegOwner, BatchSession {
   private lease: splice.Lease | undefined;
   /** Requests answered to the client (ReadyForQuery forwarded). */
   private answered = 0;
+  /** Causal reads (causal.ts): what the session's reads must see before they use the standby. */
+  private causal: CausalNeed = NO_NEED;
+  /** The last causal decision's reason, to log when it changes. */
+  private causalReason: CausalReason | undefined;
   /** Set while a routing gate holds the session (a statement, or its first checkout). */
   private gateTimer: NodeJS.Timeout | undefined;
   private gateWake: (() => void) | undefined;
@@ -598,7 +610,61 @@ export class Session implements LegOwner, BatchSession {
   standbyReadable(): boolean {
     const sb = this.standby;
     if (!sb || this.txn.wrote || this.standbyDiverged || this.primaryOnly) return false;
-    return this.host.standbyReadable(sb.conn.backendId);
+    if (!this.host.standbyReadable(sb.conn.backendId)) return false;
+    return this.causal === NO_NEED || this.causalAllows(sb.conn.backendId);
+  }
+
+  // ---- causal reads (causal.ts) ----------------------------------------------------------------
+
+  /** A statement that may write went to the primary: later reads wait for its commit (BatchSession). */
+  causalWriteSent(): void {
+    if (this.standby !== undefined && this.host.causalReads) this.causal = writeSent(this.causal);
+  }
+
+  /** May this read use the standby, as far as the session's committed writes go? */
+  private causalAllows(standbyId: number): boolean {
+    if (!this.host.causalReads) {
+      this.causal = NO_NEED;
+      return true;
+    }
+    const d = this.host.causalRead(this.causal, standbyId);
+    if (d.reason !== this.causalReason) {
+      this.causalReason = d.reason;
+      if (this.host.log.isLevelEnabled('debug')) this.log.debug({ target: d.target, reason: d.reason, waitsFor: describeNeed(this.causal) }, 'causal read');
+    }
+    this.causal = d.need;
+    if (d.target === 'standby') return true;
+    // A fresh sample of the backend the decision waits on (none while the write still runs).
+    if (d.reason === 'no primary WAL sample since the commit') this.host.causalWait(this.primary!.conn.backendId);
+    else if (d.reason !== 'write not committed yet') this.host.causalWait(standbyId);
+    return false;
+  }
+
+  /** `SET pgwatchdog.…` as a simple query: the proxy's own setting, answered here. */
+  private answerProxySetting(p: { name: string; value: string | null }): boolean {
+    if (this.primary!.fwdPending > 0 || (this.standby?.fwdPending ?? 0) > 0) return false;
+    const err = this.noteProxySetting(p);
+    const reply = err ? codec.errorResponse({ severity: 'ERROR', code: err.code, message: err.message }) : codec.commandComplete('SET');
+    this.sock.write(Buffer.concat([reply, codec.readyForQuery(this.lastStatus)]));
+    return true;
+  }
+
+  /**
+   * Applies `SET pgwatchdog.read_after_lsn`; returns the error for a bad one (BatchSession:
+   * through the extended protocol the statement also reaches PostgreSQL, which keeps it as a
+   * placeholder setting, and a bad value is only logged).
+   */
+  noteProxySetting(p: { name: string; value: string | null }): { code: string; message: string } | undefined {
+    if (p.name !== 'read_after_lsn') return { code: '42704', message: `unrecognized configuration parameter "pgwatchdog.${p.name}" (pgwatchdog knows pgwatchdog.read_after_lsn)` };
+    let lsn: bigint;
+    try {
+      lsn = parseReadAfterLsn(p.value ?? '');
+    } catch (e) {
+      this.log.info({ value: p.value }, (e as Error).message);
+      return { code: '22023', message: (e as Error).message };
+    }
+    if (this.standby !== undefined && this.host.causalReads) this.causal = readAfterLsn(this.causal, lsn);
+    return undefined;
   }
 
   route(sql: string): Route {
@@ -654,6 +720,7 @@ export class Session implements LegOwner, BatchSession {
         P.expect(FORWARD);
         P.dirty = true;
         this.txn.onWrite();
+        this.causalWriteSent();
         return true;
       }
       case FE.Terminate:
@@ -673,6 +740,7 @@ export class Session implements LegOwner, BatchSession {
       this.sock.write(Buffer.concat([local, codec.readyForQuery(this.lastStatus)]));
       return true;
     }
+    if (r.proxySetting) return this.answerProxySetting(r.proxySetting);
     const P = this.primary!;
     let S = this.standby;
     let admission: Admission = 'go';
@@ -697,6 +765,7 @@ export class Session implements LegOwner, BatchSession {
       leg.expect(FORWARD);
       if (r.read) this.host.countSelect(leg.conn.backendId);
       if (dirty) leg.dirty = true;
+      if (r.write) this.causalWriteSent();
       S = undefined;
     }
     if (r.standbyUnusable) this.primaryOnly = true;
@@ -720,8 +789,11 @@ export class Session implements LegOwner, BatchSession {
   // ---- backend events (LegOwner) -------------------------------------------------------------
 
   onReady(leg: Leg, status: number, head: Expect | undefined): void {
-    if (leg === this.primary) this.txn.onPrimaryReady(status);
-    else if (status === TX.Idle) this.standbyDiverged = false;
+    if (leg === this.primary) {
+      this.txn.onPrimaryReady(status);
+      // Idle with nothing more outstanding: every write sent so far has committed (or rolled back).
+      if (!this.txn.inTxn && leg.queue.length === 0 && this.causal.pendingSince === Infinity) this.causal = committed(this.causal, monotonicMs());
+    } else if (status === TX.Idle) this.standbyDiverged = false;
     if (head?.forward) {
       this.lastStatus = status;
       this.answered++;
