@@ -48,6 +48,8 @@ interface Native {
 }
 
 const owners = new Map<number, SpliceOwner>();
+/** Give-backs so far in this process, indexed by reason (REASON). */
+const gaveBack: number[] = [0, 0, 0, 0, 0, 0, 0];
 let nextKey = 1;
 let native: Native | null | undefined;
 /** select_cnt counters in native/splice.c (MAX_COUNTERS): each proxy takes a range. */
@@ -61,6 +63,7 @@ function load(): Native | null {
     try {
       const n = require(rel) as Native;
       n.init((key, reason, errno, outstanding, status, boundary, fromClient, fromBackend, fatalForwarded) => {
+        gaveBack[reason] = (gaveBack[reason] ?? 0) + 1;
         const owner = owners.get(key);
         owners.delete(key);
         owner?.onGiveBack({ reason, errno, outstanding, status, boundary, fromClient, fromBackend, fatalForwarded });
@@ -129,6 +132,14 @@ export function kill(lease: Lease): Killed | null {
 /** SELECT/WITH statements forwarded natively and counted on `counter` (pgpool's select_cnt). */
 export function selects(counter: number): number {
   return native && counter >= 0 ? native.selects(counter) : 0;
+}
+
+/**
+ * Sessions given back to JavaScript for `reason` (REASON) so far in this process: each costs a
+ * hand-over both ways, so statements that native forwarding settles itself should not show here.
+ */
+export function givenBack(reason: number): number {
+  return gaveBack[reason] ?? 0;
 }
 
 /** Sessions forwarded natively now. */

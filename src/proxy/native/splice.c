@@ -10,7 +10,11 @@
 //   - how many responses the backend still owes (one ReadyForQuery per Query, Sync and
 //     FunctionCall) and the transaction status of the last ReadyForQuery;
 //   - pgpool's select_cnt, counted as the router counts it (classify below; texts it cannot
-//     decide go back to JavaScript).
+//     decide go back to JavaScript). The first word settles most statements (INSERT, UPDATE,
+//     BEGIN … are never reads): those are counted and forwarded as their bytes arrive, however
+//     long. Only a text that starts like a read (SELECT, WITH, VALUES, TABLE, SHOW) is held
+//     until its end has arrived, then scanned whole — up to CLASSIFY_MAX bytes; a longer one
+//     goes back to JavaScript.
 // A read that fills a direction's buffer waits until the other side has taken it: a slow
 // reader stops the writer (backpressure both ways), and memory per session is fixed.
 //
@@ -33,8 +37,10 @@
 #include <unistd.h>
 
 #define BUF_SIZE (32 * 1024)
-// Statement texts up to this size are read whole and classified here (select_cnt, SHOW
-// POOL_…); a longer one goes back to JavaScript, which reads all of it.
+// A statement text that starts like a read is held and scanned whole here (select_cnt, SHOW
+// POOL_…) up to this size; a longer one goes back to JavaScript, which reads all of it. Also
+// how far the first word may lie in (after blanks, or a Parse's statement name). It must stay
+// well below BUF_SIZE: what is held must fit the buffer.
 #define CLASSIFY_MAX 8192
 // select_cnt counters: each proxy in the process has its own range (splice.ts).
 #define MAX_COUNTERS 4096
@@ -126,31 +132,49 @@ static int wordIs(const uint8_t *p, size_t n, const char *word) {
   return n == k && wordAt(p, n, 0, word);
 }
 
-// How a statement text counts for select_cnt, exactly as the router (router.ts, classify.ts)
-// counts it: 1 a read, 0 not a read, -1 not decided here (JavaScript classifies it: the
-// session goes back). Only what is certain from the bytes alone is decided: the first word
-// settles everything but SELECT/WITH/VALUES/TABLE/SHOW (and EXPLAIN and COPY, always sent
-// back), and those count as reads only when
-// nothing in the text could make them more — no '(' (function calls, data-modifying WITH),
-// no second statement, no word FOR, INTO, INSERT, UPDATE, DELETE or MERGE, no pg_… name
-// (node-local views). Anything of that kind, in a string or comment or not, goes to JavaScript.
+// What the first word of a statement text settles. The text starts at p; n bytes of it (or of
+// what follows it) have arrived, all of them when `whole`; a NUL ends the text.
+enum {
+  W_MORE = -2,     // the first word has not all arrived yet
+  W_JS = -1,       // JavaScript decides (a comment, '(', EXPLAIN, COPY …)
+  W_NOT_READ = 0,  // never a read, whatever follows: counted at once
+  W_READ_LIKE = 2, // may be a read (or SHOW POOL_…): classify() the whole text
+};
+
+static int firstWord(const uint8_t *p, size_t n, int whole) {
+  size_t i = 0;
+  while (i < n && blank(p[i])) i++;
+  if (i == n) return whole ? W_READ_LIKE : W_MORE;
+  if (p[i] == 0) return W_READ_LIKE; // the empty query (the router counts it as a read)
+  if ((p[i] | 0x20) < 'a' || (p[i] | 0x20) > 'z') return W_JS;
+  size_t w = i;
+  while (w < n && identChar(p[w])) w++;
+  if (w == n && !whole) return W_MORE;
+  const uint8_t *f = p + i;
+  size_t fn = w - i;
+  if (wordIs(f, fn, "select") || wordIs(f, fn, "with") || wordIs(f, fn, "values") || wordIs(f, fn, "table") || wordIs(f, fn, "show")) return W_READ_LIKE;
+  if (wordIs(f, fn, "explain") || wordIs(f, fn, "copy")) return W_JS; // a read or not by what follows (ANALYZE of what, TO STDOUT or FROM)
+  return W_NOT_READ; // no other statement is a read, alone or followed by others
+}
+
+// How a whole statement text whose first word is read-like (firstWord: W_READ_LIKE) counts for
+// select_cnt, exactly as the router (router.ts, classify.ts) counts it: 1 a read, -1 not
+// decided here (JavaScript classifies it: the session goes back). Only what is certain from the
+// bytes alone is decided: SELECT/WITH/VALUES/TABLE/SHOW count as reads only when nothing in the
+// text could make them more — no '(' (function calls, data-modifying WITH), no second
+// statement, no word FOR, INTO, INSERT, UPDATE, DELETE or MERGE, no pg_… name (node-local
+// views), not SHOW POOL_…/WATCHDOG_…. Anything of that kind, in a string or comment or not,
+// goes to JavaScript.
 static int classify(const uint8_t *p, size_t n) {
   size_t i = 0;
   while (i < n && blank(p[i])) i++;
   if (i == n) return 1; // the empty query: the router counts it as a read (any server answers)
-  if ((p[i] | 0x20) < 'a' || (p[i] | 0x20) > 'z') return -1; // a comment, '(', ';' …
   size_t w = i;
   while (w < n && identChar(p[w])) w++;
-  const uint8_t *first = p + i;
-  size_t fn = w - i;
-  if (wordIs(first, fn, "show")) {
+  if (wordIs(p + i, w - i, "show")) {
     size_t j = w;
     while (j < n && blank(p[j])) j++;
     if (j > w && (wordAt(p, n, j, "pool") || wordAt(p, n, j, "watchdog"))) return -1; // SHOW POOL…/WATCHDOG…: JavaScript's (or not: it checks)
-  } else if (wordIs(first, fn, "explain") || wordIs(first, fn, "copy")) {
-    return -1; // a read or not by what follows (ANALYZE of what, TO STDOUT or FROM)
-  } else if (!wordIs(first, fn, "select") && !wordIs(first, fn, "with") && !wordIs(first, fn, "values") && !wordIs(first, fn, "table")) {
-    return 0; // no other statement is a read, alone or followed by others
   }
   for (size_t k = w; k < n;) {
     uint8_t c = p[k];
@@ -191,6 +215,35 @@ static void clearMessage(Dir *d, uint32_t len) {
   d->remaining = (uint32_t)(msg - take);
 }
 
+enum { K_MORE = -2, K_JS = -1 };
+
+// How the Query or Parse message at `m` (length `len`, `avail` bytes of it in the buffer) counts
+// for select_cnt: 1 a read, 0 not, K_JS when JavaScript must decide, K_MORE when more of it must
+// arrive first. Looks only as far as it must: to the end of the first word for most statements.
+static int countQuery(const uint8_t *m, uint32_t len, size_t avail) {
+  size_t body = (size_t)len - 4;
+  size_t have = avail - 5 < body ? avail - 5 : body;
+  int whole = have == body;
+  const uint8_t *text = m + 5;
+  size_t tn = have;
+  if (m[0] == 'P') {
+    // Skip the statement name: its text follows.
+    const uint8_t *z = memchr(text, 0, tn < CLASSIFY_MAX ? tn : CLASSIFY_MAX);
+    if (!z) return whole || have >= CLASSIFY_MAX ? K_JS : K_MORE; // malformed, or too long a name: JavaScript judges it
+    tn -= (size_t)(z + 1 - text);
+    text = z + 1;
+  }
+  int w = firstWord(text, tn, whole);
+  if (w == W_MORE) return have >= CLASSIFY_MAX ? K_JS : K_MORE;
+  if (w != W_READ_LIKE) return w == W_JS ? K_JS : 0;
+  // Read-like: the whole text (to its NUL), if it is no longer than CLASSIFY_MAX.
+  const uint8_t *end = memchr(text, 0, tn <= CLASSIFY_MAX ? tn : CLASSIFY_MAX + 1);
+  if (end) tn = (size_t)(end - text);
+  else if (tn > CLASSIFY_MAX) return K_JS;
+  else if (!whole) return K_MORE;
+  return classify(text, tn) < 0 ? K_JS : 1;
+}
+
 // Clears bytes of `d` for forwarding from the client, stopping before a message JavaScript
 // must handle.
 static void scanClient(Sess *s) {
@@ -215,28 +268,9 @@ static void scanClient(Sess *s) {
       return;
     }
     if (type == 'Q' || type == 'P') {
-      size_t body = len - 4;
-      if (body > CLASSIFY_MAX) {
-        s->stop = R_LOCAL;
-        return;
-      }
-      if (avail < 5 + body) return; // wait for the whole text
-      const uint8_t *text = m + 5;
-      size_t tn = body;
-      if (type == 'P') {
-        // Skip the statement name: its text follows.
-        const uint8_t *z = memchr(text, 0, tn);
-        if (!z) {
-          s->stop = R_LOCAL; // malformed: JavaScript judges it
-          return;
-        }
-        tn -= (size_t)(z + 1 - text);
-        text = z + 1;
-      }
-      const uint8_t *end = memchr(text, 0, tn);
-      if (end) tn = (size_t)(end - text);
-      int k = classify(text, tn);
-      if (k < 0) {
+      int k = countQuery(m, len, avail);
+      if (k == K_MORE) return; // wait for more of the text
+      if (k == K_JS) {
         s->stop = R_LOCAL;
         return;
       }
