@@ -45,6 +45,7 @@ interface Native {
   selects(counter: number): number;
   live(): number;
   inputWaiting(fd: number): boolean;
+  watchCalls(names: string[], prefixes: string[]): void;
 }
 
 const owners = new Map<number, SpliceOwner>();
@@ -103,6 +104,16 @@ export function counters(n: number): number {
   const base = nextCounter;
   nextCounter += n;
   return base;
+}
+
+/**
+ * Function names (lower case, unqualified) and name prefixes whose calls make a statement more
+ * than a read (classify.ts callsThatMatter): native forwarding sends statements that call one
+ * to JavaScript, and counts other reads with calls itself. Every proxy adds its own; until the
+ * first does, every call goes to JavaScript.
+ */
+export function watchCalls(calls: { names: string[]; prefixes: string[] }): void {
+  if (available()) native!.watchCalls(calls.names, calls.prefixes);
 }
 
 /**

@@ -123,6 +123,42 @@ describe('native forwarding', () => {
     }
   });
 
+  it('counts reads that call harmless functions natively; a call of a write function, configured ones too, goes to JavaScript', async () => {
+    const admin = new pg.Client(direct());
+    await admin.connect();
+    await admin.query('CREATE OR REPLACE FUNCTION bump_audit(int) RETURNS int LANGUAGE sql AS $$ SELECT $1 $$');
+    await admin.end();
+    const writeFunctions = ['bump_*'];
+    const own = await startProxy(cluster, { proxy: { load_balance: false, write_functions: writeFunctions } });
+    const router = new Router(writeFunctions);
+    const c = await own.connect();
+    try {
+      await settle(c);
+      assert.equal(own.proxy.stats().clients.native, 1);
+      const cases: [string, boolean][] = [
+        // [statement, goes to JavaScript]
+        ['SELECT count(*) FROM pg_class', true], // (pg_… names: node-local views and functions)
+        ['SELECT count(*), max(length(table_name)) FROM information_schema.tables t, (VALUES (1)) v(x)', false],
+        ['SELECT now(), length($$x$$), abs(-1) WHERE 1 IN (1, 2)', false],
+        ['SELECT bump_audit(1)', true],
+        ['SELECT BUMP_AUDIT (2)', true],
+        ['SELECT public.bump_audit(3)', true],
+        ['SELECT "bump_audit"(4)', true],
+      ];
+      for (const [q, toJs] of cases) {
+        const local = splice.givenBack(splice.REASON.localQuery);
+        const cnt = own.proxy.stats().selectCounts[0]!;
+        await c.query(q);
+        assert.equal(splice.givenBack(splice.REASON.localQuery) - local, toJs ? 1 : 0, `given back: ${q}`);
+        assert.equal(own.proxy.stats().selectCounts[0]! - cnt, router.route(q).read ? 1 : 0, `select_cnt: ${q}`);
+        assert.equal(own.proxy.stats().clients.native, 1, `native again after ${q}`);
+      }
+    } finally {
+      await c.end();
+      await own.stop();
+    }
+  });
+
   it('leaves every session on the JavaScript path with proxy.native_forwarding off', async () => {
     const off = await startProxy(cluster, { proxy: { load_balance: false, native_forwarding: false } });
     const base = splice.live();

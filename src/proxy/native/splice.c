@@ -14,7 +14,8 @@
 //     BEGIN … are never reads): those are counted and forwarded as their bytes arrive, however
 //     long. Only a text that starts like a read (SELECT, WITH, VALUES, TABLE, SHOW) is held
 //     until its end has arrived, then scanned whole — up to CLASSIFY_MAX bytes; a longer one
-//     goes back to JavaScript.
+//     goes back to JavaScript. A read may call functions (count(*), now(), IN (…)); only a call
+//     of one JavaScript named (watchCalls: writes, node-local reads, set_config) sends it back.
 // A read that fills a direction's buffer waits until the other side has taken it: a slow
 // reader stops the writer (backpressure both ways), and memory per session is fixed.
 //
@@ -106,6 +107,19 @@ static size_t nslots = 0;
 static size_t live = 0;
 static napi_threadsafe_function tsfn = NULL;
 static double selects[MAX_COUNTERS];
+// Functions whose call can make a read more (a write, a node-local read, set_config):
+// lower-case names and name prefixes from JavaScript (splice.ts watchCalls: classify.ts's lists
+// and every proxy's proxy.write_functions). A union only ever grows: a name too many sends a
+// statement to JavaScript, which decides it right anyway. Written under `mu`.
+#define NAME_MAX_LEN 63
+typedef struct {
+  char name[NAME_MAX_LEN + 1];
+  size_t len;
+  int prefix;
+} CallName;
+static CallName *calls = NULL;
+static size_t ncalls = 0;
+static int callsKnown = 0; // until watchCalls() runs, every call goes to JavaScript
 
 static uint64_t token(size_t idx, uint32_t gen, int backendSide) {
   return ((uint64_t)gen << 32) | ((uint64_t)idx << 1) | (uint64_t)backendSide;
@@ -157,14 +171,41 @@ static int firstWord(const uint8_t *p, size_t n, int whole) {
   return W_NOT_READ; // no other statement is a read, alone or followed by others
 }
 
+// True when the '(' at p[k] cannot make a read more: it does not follow a function name, or
+// follows one that is none of `calls`. A name is judged only when it is plain (ASCII letters,
+// digits and '_', not starting with a digit); a quoted name, or anything else that ends in an
+// identifier character, goes to JavaScript, whose tokenizer tells them apart.
+static int harmlessParen(const uint8_t *p, size_t k) {
+  size_t e = k;
+  while (e > 0 && blank(p[e - 1])) e--;
+  if (e == 0) return 1;
+  if (!identChar(p[e - 1])) return p[e - 1] != '"'; // a subquery, a row, an expression; "quoted"(: a call
+  size_t b = e;
+  while (b > 0 && identChar(p[b - 1])) b--;
+  size_t n = e - b;
+  if (!callsKnown || n >= NAME_MAX_LEN || (p[b] >= '0' && p[b] <= '9')) return 0;
+  char name[NAME_MAX_LEN + 1];
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = p[b + i];
+    if (c == '$' || c >= 0x80) return 0;
+    name[i] = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
+  }
+  for (size_t i = 0; i < ncalls; i++) {
+    const CallName *f = &calls[i];
+    if (f->prefix ? n >= f->len && memcmp(name, f->name, f->len) == 0 : n == f->len && memcmp(name, f->name, n) == 0) return 0;
+  }
+  return 1;
+}
+
 // How a whole statement text whose first word is read-like (firstWord: W_READ_LIKE) counts for
 // select_cnt, exactly as the router (router.ts, classify.ts) counts it: 1 a read, -1 not
 // decided here (JavaScript classifies it: the session goes back). Only what is certain from the
 // bytes alone is decided: SELECT/WITH/VALUES/TABLE/SHOW count as reads only when nothing in the
-// text could make them more — no '(' (function calls, data-modifying WITH), no second
-// statement, no word FOR, INTO, INSERT, UPDATE, DELETE or MERGE, no pg_… name (node-local
-// views), not SHOW POOL_…/WATCHDOG_…. Anything of that kind, in a string or comment or not,
-// goes to JavaScript.
+// text could make them more — no call of a function that matters (harmlessParen), no comment
+// (a name may hide behind one), no second statement, no word FOR, INTO, INSERT, UPDATE, DELETE
+// or MERGE (locks, SELECT INTO, data-modifying WITH), no pg_… name (node-local views and
+// functions), not SHOW POOL_…/WATCHDOG_…. Anything of that kind, in a string or not, goes to
+// JavaScript: the bytes are scanned raw, so a string only ever sends more there.
 static int classify(const uint8_t *p, size_t n) {
   size_t i = 0;
   while (i < n && blank(p[i])) i++;
@@ -178,7 +219,8 @@ static int classify(const uint8_t *p, size_t n) {
   }
   for (size_t k = w; k < n;) {
     uint8_t c = p[k];
-    if (c == '(') return -1;
+    if (c == '(' && !harmlessParen(p, k)) return -1;
+    if ((c == '-' || c == '/') && k + 1 < n && p[k + 1] == (c == '-' ? '-' : '*')) return -1;
     if (c == ';') {
       for (size_t j = k + 1; j < n; j++) if (!blank(p[j]) && p[j] != ';') return -1;
       return 1;
@@ -693,6 +735,43 @@ static napi_value InputWaiting(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// watchCalls(names, prefixes): adds function names (lower case) whose calls classify() leaves
+// to JavaScript. Names of NAME_MAX_LEN bytes or more are not kept: harmlessParen never judges
+// a name that long (PostgreSQL's own limit is 63 bytes).
+static int addCall(napi_env env, napi_value v, int prefix) {
+  CallName f = {.prefix = prefix};
+  if (napi_get_value_string_utf8(env, v, f.name, sizeof f.name, &f.len) != napi_ok) return 0;
+  if (f.len >= NAME_MAX_LEN || (f.len == 0 && !prefix)) return 1; // (an empty prefix: every call matters)
+  for (size_t i = 0; i < ncalls; i++) if (calls[i].prefix == prefix && calls[i].len == f.len && memcmp(calls[i].name, f.name, f.len) == 0) return 1;
+  CallName *nc = realloc(calls, (ncalls + 1) * sizeof(CallName));
+  if (!nc) return 0;
+  calls = nc;
+  calls[ncalls++] = f;
+  return 1;
+}
+
+static napi_value WatchCalls(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t len[2];
+  if (argc < 2 || napi_get_array_length(env, argv[0], &len[0]) != napi_ok || napi_get_array_length(env, argv[1], &len[1]) != napi_ok) {
+    return throwErr(env, "splice.watchCalls(names, prefixes): two arrays of strings expected");
+  }
+  int ok = 1;
+  pthread_mutex_lock(&mu);
+  for (int a = 0; a < 2 && ok; a++) {
+    for (uint32_t i = 0; i < len[a] && ok; i++) {
+      napi_value v;
+      ok = napi_get_element(env, argv[a], i, &v) == napi_ok && addCall(env, v, a == 1);
+    }
+  }
+  if (ok) callsKnown = 1;
+  pthread_mutex_unlock(&mu);
+  if (!ok) return throwErr(env, "splice.watchCalls: a string expected, or out of memory");
+  return NULL;
+}
+
 // live() → sessions attached now.
 static napi_value Live(napi_env env, napi_callback_info info) {
   (void)info;
@@ -715,6 +794,7 @@ static napi_value Register(napi_env env, napi_value exports) {
       {"selects", NULL, Selects, NULL, NULL, NULL, napi_default, NULL},
       {"live", NULL, Live, NULL, NULL, NULL, napi_default, NULL},
       {"inputWaiting", NULL, InputWaiting, NULL, NULL, NULL, napi_default, NULL},
+      {"watchCalls", NULL, WatchCalls, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
