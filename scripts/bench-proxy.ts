@@ -18,7 +18,10 @@
 // profiles in DIR (written when the peer exits), to see where the proxy spends its time.
 // --peer-node-args passes node/V8 options to the peer (its output is in its log file).
 //
-// TPS is pgbench's; p99 is computed from pgbench's per-transaction log (-l). With load
+// TPS is pgbench's; p99 is computed from pgbench's per-transaction log (-l). Proxy CPU per
+// transaction is also given "net of idle": less what each proxy used in 5 s with no client
+// (pgwatchdog's health checks log in every period), which otherwise weighs more the lower the
+// TPS, as on a loaded machine. With load
 // balancing on, pgwatchdog (and pgpool) send pgbench -S reads to the standby while pgbouncer
 // and "direct" use the primary: the table says so in its "reads on" column.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
@@ -77,6 +80,7 @@ const targetNames = opt('targets', ALL_TARGETS.join(',')).split(',') as TargetNa
 for (const t of targetNames) if (!ALL_TARGETS.includes(t)) throw new Error(`--targets: unknown target ${t}; known: ${ALL_TARGETS.join(', ')}`);
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const IDLE_SECONDS = 5;
 const log = (s: string) => console.error(`[bench] ${s}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -192,6 +196,8 @@ interface Target {
   pid?: number;
   readsOn: string;
   error?: string;
+  /** The proxy's user CPU while no client is connected, µs per second (measured before the runs). */
+  idleUser?: number;
   stop(): Promise<void>;
 }
 
@@ -429,6 +435,8 @@ interface RunResult {
   p99ms: number;
   /** The proxy's user and system CPU µs per transaction; the whole machine's busy µs per transaction. */
   proxyUser?: number;
+  /** proxyUser less what the proxy spends idle in as long (health checks …): the part that grows with transactions. */
+  proxyUserNet?: number;
   proxySys?: number;
   machine?: number;
   failed?: string;
@@ -519,6 +527,14 @@ async function main(): Promise<void> {
       log(t.error ? `${name}: ${t.error}` : `${name}: listening on 127.0.0.1:${t.ports!.join(',')}`);
     }
 
+    // What each proxy spends with no client (pgwatchdog: its health checks and replication
+    // monitor) is not per transaction; measured here, it is taken off in "net of idle".
+    const daemons = targets.filter((t) => !t.error && t.pid !== undefined);
+    const idle0 = daemons.map((t) => processTreeCpu(t.pid!).user);
+    await sleep(IDLE_SECONDS * 1000);
+    daemons.forEach((t, i) => (t.idleUser = (processTreeCpu(t.pid!).user - idle0[i]!) / IDLE_SECONDS));
+    for (const t of daemons) log(`${t.name}: ${(t.idleUser! / 1000).toFixed(1)} ms of user CPU per second with no client`);
+
     const results = new Map<string, RunResult[]>(); // `${mode}/${target}`
     let rotation = 0;
     for (let round = 0; round < ROUNDS; round++) {
@@ -539,6 +555,7 @@ async function main(): Promise<void> {
             if (cpu0 && t.pid !== undefined) {
               const cpu1 = processTreeCpu(t.pid);
               r.proxyUser = (cpu1.user - cpu0.user) / txs;
+              if (t.idleUser !== undefined) r.proxyUserNet = r.proxyUser - (t.idleUser * SECONDS) / txs;
               r.proxySys = (cpu1.sys - cpu0.sys) / txs;
             }
           }
@@ -572,12 +589,13 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
       tps: mean((r) => r.tps)!,
       p99ms: mean((r) => r.p99ms)!,
       proxyUser: mean((r) => r.proxyUser),
+      proxyUserNet: mean((r) => r.proxyUserNet),
       proxySys: mean((r) => r.proxySys),
       machine: mean((r) => r.machine),
       ...(failed ? { failed } : {}),
     };
   };
-  const header = ['mode', 'target', 'reads on', 'TPS', 'p99 ms', 'vs direct*', 'vs pgbouncer', 'proxy usr µs/tx', 'sys µs/tx', 'machine µs/tx'];
+  const header = ['mode', 'target', 'reads on', 'TPS', 'p99 ms', 'vs direct*', 'vs pgbouncer', 'proxy usr µs/tx', 'net of idle', 'sys µs/tx', 'machine µs/tx'];
   const rows: string[][] = [];
   const summary: string[] = [];
   for (const mode of MODES) {
@@ -589,7 +607,7 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
       const ratio = (base: RunResult | undefined) => (r && r.tps > 0 && base && base.tps > 0 ? `${(r.tps / base.tps).toFixed(2)}×` : '-');
       if (!t.error && !r) continue; // not run in this mode (direct-split with writes)
       if (t.error || !r) {
-        rows.push([mode.name, t.name, '-', t.error ? 'not run' : '-', '-', '-', '-', '-', '-', '-']);
+        rows.push([mode.name, t.name, '-', t.error ? 'not run' : '-', '-', '-', '-', '-', '-', '-', '-']);
         continue;
       }
       rows.push([
@@ -602,6 +620,7 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
         ratio(t.readsOn === 'primary+standby' && !mode.args.includes('-N') ? directSplit : direct),
         ratio(bouncer),
         r.proxyUser !== undefined ? r.proxyUser.toFixed(1) : '-',
+        r.proxyUserNet !== undefined ? r.proxyUserNet.toFixed(1) : '-',
         r.proxySys !== undefined ? r.proxySys.toFixed(1) : '-',
         r.machine !== undefined ? r.machine.toFixed(1) : '-',
       ]);
@@ -632,6 +651,7 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
   for (const r of rows) console.log(line(r));
   console.log('');
   console.log('* primary+standby rows compare with direct-split, the others with direct');
+  console.log(`"net of idle": proxy user CPU less what the proxy used with no client (${targets.filter((t) => t.idleUser !== undefined).map((t) => `${t.name} ${(t.idleUser! / 1000).toFixed(1)} ms/s`).join(', ')}), spread over the transactions`);
   console.log('');
   for (const s of summary) console.log(s);
   for (const t of targets) if (t.error) console.log(`\n${t.name}: ${t.error}`);
