@@ -5,7 +5,7 @@
 //
 //   npm run bench:proxy -- [--seconds 15] [--clients 16] [--threads 2] [--rounds 1]
 //                          [--scale 10] [--auth trust|md5] [--workers 1]
-//                          [--modes select-simple,select-extended,tpcb-N,select-connect]
+//                          [--modes select-simple,select-extended,select-in,tpcb-N,select-connect]
 //                          [--targets direct,direct-split,pgbouncer,pgwatchdog,pgwatchdog-lb,pgpool]
 //                          [--peer-prof DIR] [--peer-node-args "--trace-gc …"]
 //
@@ -64,10 +64,19 @@ interface Mode {
   name: string;
   args: string[];
   what: string;
+  /** A pgbench script of its own (-f), written to the run's directory. */
+  script?: string;
 }
 const ALL_MODES: Mode[] = [
   { name: 'select-simple', args: ['-S', '-M', 'simple'], what: 'pgbench -S -M simple' },
   { name: 'select-extended', args: ['-S', '-M', 'extended'], what: 'pgbench -S -M extended' },
+  // pgbench -S's read with a parenthesis, as most real reads have one (count(*), now(), IN (…)).
+  {
+    name: 'select-in',
+    args: ['-M', 'simple', '-s', String(SCALE)],
+    what: "pgbench -f: SELECT abalance FROM pgbench_accounts WHERE aid IN (:aid)",
+    script: '\\set aid random(1, 100000 * :scale)\nSELECT abalance FROM pgbench_accounts WHERE aid IN (:aid);\n',
+  },
   { name: 'tpcb-N', args: ['-N', '-M', 'simple'], what: 'pgbench -N (writes)' },
   { name: 'select-connect', args: ['-S', '-C', '-M', 'simple'], what: 'pgbench -S -C (connection per transaction)' },
 ];
@@ -451,7 +460,9 @@ interface PgbenchRun {
 
 function runPgbench(port: number, clients: number, threads: number, mode: Mode, logDir: string): Promise<PgbenchRun> {
   const prefix = join(logDir, `pgbench_${port}_${Date.now()}`);
-  const args = ['-h', '127.0.0.1', '-p', String(port), '-U', SUPERUSER, '-n', '-c', String(clients), '-j', String(threads), '-T', String(SECONDS), '-l', `--log-prefix=${prefix}`, ...mode.args, 'postgres'];
+  const script = mode.script === undefined ? [] : ['-f', join(logDir, `${mode.name}.sql`)];
+  if (mode.script !== undefined) writeFileSync(script[1]!, mode.script);
+  const args = ['-h', '127.0.0.1', '-p', String(port), '-U', SUPERUSER, '-n', '-c', String(clients), '-j', String(threads), '-T', String(SECONDS), '-l', `--log-prefix=${prefix}`, ...mode.args, ...script, 'postgres'];
   return new Promise((resolve) => {
     const child = spawn(pgBin('pgbench'), args, { cwd: logDir, env: { ...process.env, PGPASSWORD: SUPERUSER_PASSWORD }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
@@ -629,6 +640,11 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
     if (wd && wd.tps > 0 && bouncer && bouncer.tps > 0) {
       const verdict = wd.tps >= bouncer.tps ? '≥' : '<';
       summary.push(`${mode.name.padEnd(16)} pgwatchdog ${wd.tps.toFixed(0)} TPS ${verdict} pgbouncer ${bouncer.tps.toFixed(0)} TPS (${(wd.tps / bouncer.tps).toFixed(2)}×; p99 ${wd.p99ms.toFixed(2)} vs ${bouncer.p99ms.toFixed(2)} ms): pgwatchdog ${verdict === '≥' ? 'IS' : 'is NOT'} ≥ pgbouncer`);
+      // Round by round (the two ran back to back): the spread says how much of the mean is noise.
+      const w = results.get(`${mode.name}/pgwatchdog`) ?? [];
+      const b = results.get(`${mode.name}/pgbouncer`) ?? [];
+      const perRound = w.map((r, i) => (r.tps > 0 && (b[i]?.tps ?? 0) > 0 ? `${(r.tps / b[i]!.tps).toFixed(2)}×` : '-'));
+      if (perRound.length > 1) summary.push(`${''.padEnd(16)} round by round: ${perRound.join(' ')}`);
     } else {
       summary.push(`${mode.name.padEnd(16)} no comparison: ${!wd || wd.tps === 0 ? 'pgwatchdog' : 'pgbouncer'} did not run`);
     }
