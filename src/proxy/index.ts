@@ -18,6 +18,7 @@ import type { BackendPick, StartupHost } from './startup.js';
 import { activeHold } from './gates.js';
 import { takeOverAccept, type Conn, type TcpConn } from './tcp.js';
 import { Router, type Route } from './router.js';
+import { callsThatMatter } from './classify.js';
 import { loadUserlist, type UserSecret } from './userlist.js';
 import { chooseLoadBalanceNode } from './balance.js';
 import { showPoolResult } from './show.js';
@@ -83,6 +84,7 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
     this.selectCounts = this.cfg.backends.map(() => 0);
     this.nativeForwarding = this.cfg.proxy.native_forwarding && this.loadNativeForwarding();
     this.selectCounterBase = this.nativeForwarding ? splice.counters(this.cfg.backends.length) : -1;
+    if (this.nativeForwarding) splice.watchCalls(callsThatMatter(this.cfg.proxy.write_functions));
     this.users = this.cfg.auth.users_file ? loadUserlist(this.cfg.auth.users_file) : undefined;
     const t = this.cfg.proxy.tls;
     this.tlsContext = t
