@@ -73,7 +73,9 @@ export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {},
   const cfg = await peerConfig(cluster, dir, overrides);
   const configFile = join(dir, 'pgwatchdog.yaml');
   writeFileSync(configFile, stringify(cfg));
-  const proc = spawn(process.execPath, [BIN, 'start', '-c', configFile, ...(opts.args ?? [])], {
+  // PGWD_NODE_ARGS: extra node flags for every peer process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them.
+  const nodeArgs = process.env.PGWD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const proc = spawn(process.execPath, [...nodeArgs, BIN, 'start', '-c', configFile, ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, PGWATCHDOG_LOG_LEVEL: process.env.PGWATCHDOG_LOG_LEVEL ?? 'debug', ...opts.env },
   });
