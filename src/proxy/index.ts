@@ -25,6 +25,8 @@ import type { BackendLogin } from './backend-conn.js';
 import * as splice from './splice.js';
 import type { ProxyOptions, ProxyService, ProxyStats, WorkerLink } from './service.js';
 import { WORKER_BITS, WorkerSupervisor } from './workers.js';
+import { listenOn, listenerFd, type ListenOn } from '../takeover/listen.js';
+import type { SessionBatch } from '../takeover/old-side.js';
 
 export type { ProxyOptions, ProxyService, ProxyStats } from './service.js';
 
@@ -128,17 +130,12 @@ export class Proxy implements SessionHost, ProxyService {
 
   // ---- listening -------------------------------------------------------------------------------
 
-  async listen(): Promise<{ host: string; port: number }> {
+  /** `from`: a listening socket handed over by the process this one takes over from (takeover/). */
+  async listen(from?: ListenOn): Promise<{ host: string; port: number }> {
     const server = net.createServer({ noDelay: true }, (sock) => this.accept(sock));
     this.server = server;
     server.on('error', (err) => this.log.error({ err: err.message }, 'proxy listener error'));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: this.cfg.proxy.host, port: this.cfg.proxy.port, backlog: 1024 }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(server, from ?? { host: this.cfg.proxy.host, port: this.cfg.proxy.port, backlog: 1024 });
     this.serveLean(server);
     this.janitor = setInterval(() => {
       const now = Date.now();
@@ -314,6 +311,36 @@ export class Proxy implements SessionHost, ProxyService {
       selectCounts: this.selectCounts.map((_, id) => this.ownSelectCount(id)),
       workers: 1,
     };
+  }
+
+  // ---- online restart (takeover/) ------------------------------------------------------------
+
+  /** The listening socket's descriptor, for the process taking over, or undefined. */
+  listenerFd(): number | undefined {
+    return listenerFd(this.server);
+  }
+
+  /** Stops accepting: the listening socket lives on in the process that took it over (or is closed). */
+  async stopAccepting(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+
+  /**
+   * Up to `max` sessions at a safe point, taken off this proxy's books for a successor
+   * process, or undefined when sessions cannot move from here (they drain instead).
+   */
+  takeSessions(max: number): SessionBatch | undefined {
+    void max;
+    return undefined;
+  }
+
+  /** Ends every session with a 57P01 that says why; returns how many. */
+  endSessions(message: string): number {
+    const n = this.sessions.size;
+    for (const s of [...this.sessions]) s.fatal('57P01', message);
+    return n;
   }
 
   // ---- shutdown --------------------------------------------------------------------------------
