@@ -16,19 +16,21 @@ import { Pools } from './pool.js';
 import { Session, type SessionHost } from './session.js';
 import type { BackendPick, StartupHost } from './startup.js';
 import { activeHold } from './gates.js';
-import { takeOverAccept, type Conn, type TcpConn } from './tcp.js';
+import { fromDescriptor, takeOverAccept, TcpConn, type Conn } from './tcp.js';
 import { Router, type Route } from './router.js';
 import { loadUserlist, type UserSecret } from './userlist.js';
 import { chooseLoadBalanceNode } from './balance.js';
 import { showPoolResult } from './show.js';
 import type { WatchdogNode } from './show.js';
 import * as codec from '../protocol/codec.js';
-import type { BackendLogin } from './backend-conn.js';
+import { BackendConn, type BackendLogin } from './backend-conn.js';
 import * as splice from './splice.js';
 import type { ProxyOptions, ProxyService, ProxyStats, WorkerLink } from './service.js';
 import { WORKER_BITS, WorkerSupervisor } from './workers.js';
 import { listenOn, listenerFd, type ListenOn } from '../takeover/listen.js';
 import type { SessionBatch } from '../takeover/old-side.js';
+import type { BackendState, SessionState } from '../takeover/messages.js';
+import { close as closeDescriptor } from '../takeover/fdpass.js';
 
 export type { ProxyOptions, ProxyService, ProxyStats } from './service.js';
 
@@ -368,8 +370,69 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
    * process, or undefined when sessions cannot move from here (they drain instead).
    */
   takeSessions(max: number): SessionBatch | undefined {
-    void max;
-    return undefined;
+    if (this.worker) return undefined;
+    const taken = new Map<number, Session>();
+    const states: SessionState[] = [];
+    const fds: number[] = [];
+    for (const s of this.sessions) {
+      if (taken.size >= max) break;
+      const e = s.exportState();
+      if (typeof e === 'string') continue;
+      // Descriptor indexes are per message: shift this session's to where its fds go.
+      const base = fds.length;
+      fds.push(...e.fds);
+      const st = e.state;
+      states.push({ ...st, clientFd: base + st.clientFd, primary: { ...st.primary, fd: base + st.primary.fd }, standby: st.standby && { ...st.standby, fd: base + st.standby.fd } });
+      taken.set(s.id, s);
+    }
+    return {
+      sessions: states,
+      fds,
+      commit: (ids) => {
+        for (const id of ids) taken.get(id)?.handedOff();
+      },
+      rollback: (ids) => {
+        for (const id of ids) taken.get(id)?.resumeHere();
+      },
+    };
+  }
+
+  /** Sessions moved in from the process this one takes over from, with their descriptors. */
+  adoptSessions(states: SessionState[], fds: number[]): { ids: number[]; failed: { id: number; reason: string }[] } {
+    const ids: number[] = [];
+    const failed: { id: number; reason: string }[] = [];
+    const used = new Set<number>();
+    for (const st of states) {
+      const own = [st.clientFd, st.primary.fd, ...(st.standby ? [st.standby.fd] : [])];
+      for (const i of own) used.add(i);
+      try {
+        if (this.byKey.has(st.secret)) throw new Error('its cancel key is taken here');
+        if (own.some((i) => fds[i] === undefined)) throw new Error('a descriptor is missing');
+        const conn = (b: BackendState): BackendConn => {
+          const c = BackendConn.adopt(fromDescriptor(fds[b.fd]!), this.loginFor(b.backendId, st.user, st.database, st.startupParams.options ?? ''), b);
+          this.pools.adopt(c);
+          return c;
+        };
+        const sock = fromDescriptor(fds[st.clientFd]!);
+        sock.on('error', () => {});
+        const pc = conn(st.primary);
+        const sc = st.standby ? conn(st.standby) : undefined;
+        const s = Session.adopt(this, sock, this.nextSessionId++, st, pc, sc);
+        this.sessions.add(s);
+        this.byKey.set(st.secret, s);
+        if (sock instanceof TcpConn) sock.start({ buffer: s.nextReadBuffer, read: s.onClientRead });
+        ids.push(st.id);
+      } catch (err) {
+        failed.push({ id: st.id, reason: (err as Error).message });
+        for (const i of own) if (fds[i] !== undefined) closeDescriptor(fds[i]!);
+      }
+    }
+    // Descriptors no session claimed are closed, not leaked.
+    fds.forEach((fd, i) => {
+      if (!used.has(i)) closeDescriptor(fd);
+    });
+    if (ids.length) this.log.debug({ adopted: ids.length, failed: failed.length }, 'sessions moved in from the previous process');
+    return { ids, failed };
   }
 
   /** Ends every session with a 57P01 that says why; returns how many. */

@@ -26,37 +26,39 @@ const listenerSpec = z.object({
   port: z.number().int(),
 });
 
-/** One migrated backend connection: its descriptor index and what the session knows of it. */
+/** One migrated backend connection: its descriptor's index in the message and what the session knows of it. */
 export const backendState = z.object({
   fd: z.number().int().min(0),
   backendId: z.number().int().min(0),
   pid: z.number().int(),
   secret: z.number().int(),
-  user: z.string(),
-  database: z.string(),
-  options: z.string(),
+  /** The server's ParameterStatus values. */
   params: z.record(z.string(), z.string()),
+  /** Startup parameters the proxy SET on it (reset by the next session that differs). */
+  applied: z.record(z.string(), z.string()),
+  /** Something ran that may leave state behind: reset when the session gives it back. */
+  dirty: z.boolean(),
+  /** Statement names closed by the client but still existing on this connection. */
+  stale: z.array(z.string()),
 });
 export type BackendState = z.infer<typeof backendState>;
 
-/** One migrated client session (session.ts `exportState` / `Session.adopt`). */
+/** One migrated client session, at a safe point (session.ts `exportState` / `Session.adopt`). */
 export const sessionState = z.object({
   id: z.number().int(),
   clientFd: z.number().int().min(0),
   user: z.string(),
   database: z.string(),
   startupParams: z.record(z.string(), z.string()),
+  /** The BackendKeyData secret the client holds: cancels keep working after the move. */
   secret: z.number().int(),
-  status: z.number().int(),
   primary: backendState,
   standby: backendState.nullable(),
   primaryOnly: z.boolean(),
   standbyDiverged: z.boolean(),
-  /** Named prepared statements: name → Parse message (base64), and whether the standby has it too. */
-  statements: z.array(z.object({ name: z.string(), parse: z.string(), onPrimary: z.boolean(), onStandby: z.boolean(), write: z.boolean() })),
-  /** Bytes the client sent that the old process had read but not handled (base64). */
-  pendingInput: z.string(),
-  startedAt: z.number(),
+  answered: z.number().int(),
+  /** Prepared statements: the Parse (base64) and which connection has each. */
+  statements: z.array(z.object({ name: z.string(), parse: z.string(), primary: z.boolean(), write: z.boolean(), onPrimary: z.boolean(), onStandby: z.boolean() })),
 });
 export type SessionState = z.infer<typeof sessionState>;
 
