@@ -60,6 +60,9 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
   private readonly scramKeys = new Map<string, Buffer>();
   private server: net.Server | undefined;
   private readonly sessions = new Set<Session>();
+  /** Online restart: sessions exported at a safe point, waiting to be sent to the successor. */
+  private readonly movable: { s: Session; state: SessionState; fds: number[] }[] = [];
+  private readonly moving = new WeakSet<Session>();
   private readonly byKey = new Map<number, Session>();
   private readonly selectCounts: number[];
   /** Sessions settled on one backend are forwarded by native code (splice.ts) when true. */
@@ -371,17 +374,22 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
    */
   takeSessions(max: number): SessionBatch | undefined {
     if (this.worker) return undefined;
+    // Every session is asked to stop at its next safe point; those that reached one since the
+    // last call go in this batch.
+    for (const s of this.sessions) {
+      if (this.moving.has(s)) continue;
+      s.moveAtSafePoint((e) => {
+        this.moving.add(s);
+        this.movable.push({ s, ...e });
+      });
+    }
     const taken = new Map<number, Session>();
     const states: SessionState[] = [];
     const fds: number[] = [];
-    for (const s of this.sessions) {
-      if (taken.size >= max) break;
-      const e = s.exportState();
-      if (typeof e === 'string') continue;
+    for (const { s, state: st, fds: own } of this.movable.splice(0, max)) {
       // Descriptor indexes are per message: shift this session's to where its fds go.
       const base = fds.length;
-      fds.push(...e.fds);
-      const st = e.state;
+      fds.push(...own);
       states.push({ ...st, clientFd: base + st.clientFd, primary: { ...st.primary, fd: base + st.primary.fd }, standby: st.standby && { ...st.standby, fd: base + st.standby.fd } });
       taken.set(s.id, s);
     }
@@ -392,7 +400,12 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
         for (const id of ids) taken.get(id)?.handedOff();
       },
       rollback: (ids) => {
-        for (const id of ids) taken.get(id)?.resumeHere();
+        for (const id of ids) {
+          const s = taken.get(id);
+          if (!s) continue;
+          this.moving.delete(s);
+          s.resumeHere();
+        }
       },
     };
   }
@@ -438,7 +451,14 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
   /** Ends every session with a 57P01 that says why; returns how many. */
   endSessions(message: string): number {
     const n = this.sessions.size;
-    for (const s of [...this.sessions]) s.fatal('57P01', message);
+    for (const s of [...this.sessions]) {
+      if (this.moving.has(s)) this.log.warn({ session: s.id }, 'ending a session exported for the successor but not sent');
+      else {
+        const why = s.exportState();
+        this.log.info({ session: s.id, user: s.user, reason: typeof why === 'string' ? why : 'at a safe point only now' }, 'ending a session that could not move');
+      }
+      s.fatal('57P01', message);
+    }
     return n;
   }
 

@@ -405,7 +405,7 @@ export class Session implements LegOwner, BatchSession {
    */
   private readonly trySplice = (): void => {
     const P = this.primary;
-    if (this.answered < SPLICE_AFTER || this.state !== 'ready' || this.lease !== undefined || P === undefined || !P.quiescent()) return;
+    if (this.answered < SPLICE_AFTER || this.state !== 'ready' || this.lease !== undefined || P === undefined || !P.quiescent() || this.moveWanted !== undefined) return;
     if (this.reader.buffered > 0 || this.pending !== null || this.ext.open || this.blocked || this.backendFull || this.heldAsync.length > 0) return;
     if (!gatesOpen(this.host.gates()) && this.gatesConcernNative()) return;
     const cs = this.sock;
@@ -790,6 +790,8 @@ export class Session implements LegOwner, BatchSession {
       this.blocked = false;
       this.pump();
     }
+    // A session waiting to move tries once this read is handled (ReadyForQuery forwarded).
+    if (this.moveWanted !== undefined && status === TX.Idle) queueMicrotask(this.tryMove);
   }
 
   onBackendErrorResponse(leg: Leg, fields: Record<string, string>, head: Expect | undefined): void {
@@ -863,7 +865,9 @@ export class Session implements LegOwner, BatchSession {
     this.unsplice();
     const P = this.primary!;
     const S = this.standby;
-    if (this.lastStatus !== TX.Idle || this.txn.inTxn || P.conn.txStatus !== TX.Idle) return 'inside a transaction';
+    // PostgreSQL's own word (the last ReadyForQuery) decides; the predicted TxnState may lag
+    // behind what native forwarding ran.
+    if (this.lastStatus !== TX.Idle || P.conn.txStatus !== TX.Idle) return 'inside a transaction';
     if (!P.quiescent() || (S && !S.quiescent())) return 'a statement is running';
     if (this.reader.buffered > 0 || this.pending !== null || this.ext.open || this.blocked || this.backendFull || this.heldAsync.length > 0 || this.gateTimer !== undefined) return 'client input is being handled';
     const socks = [this.sock, P.conn.socket, ...(S ? [S.conn.socket] : [])];
@@ -906,6 +910,27 @@ export class Session implements LegOwner, BatchSession {
       },
     };
   }
+
+  /** Set while the session waits for a safe point to move to a successor process. */
+  private moveWanted: ((e: { state: SessionState; fds: number[] }) => void) | undefined;
+
+  /**
+   * Online restart: hands the session to `cb` (exported) at its next safe point, now if it is
+   * at one. Until then it stays on the JavaScript path, where safe points are seen.
+   */
+  moveAtSafePoint(cb: (e: { state: SessionState; fds: number[] }) => void): void {
+    this.moveWanted = cb;
+    this.tryMove();
+  }
+
+  private readonly tryMove = (): void => {
+    const cb = this.moveWanted;
+    if (cb === undefined) return;
+    const e = this.exportState();
+    if (typeof e === 'string') return;
+    this.moveWanted = undefined;
+    cb(e);
+  };
 
   /** After exportState: the session stays here after all (the successor did not take it). */
   resumeHere(): void {
