@@ -108,6 +108,7 @@ export class TakeoverServer {
       return;
     }
     this.busy = true;
+    const t0 = Date.now();
     let listenersMoved = false;
     try {
       const hello = await expect(ch, 'hello', STEP_TIMEOUT_MS);
@@ -134,9 +135,11 @@ export class TakeoverServer {
 
       const { moved, ended } = fds ? await this.moveSessions(ch) : await this.drain();
       const reason = `${moved} sessions moved, ${ended} ended`;
-      ch.send({ type: 'done', moved, ended, reason });
-      this.log.info({ moved, ended }, 'takeover finished: this process holds nothing and stops');
+      // The socket path is the successor's from here: free it before saying done (the
+      // successor then listens on it for its own successor).
       this.close();
+      ch.send({ type: 'done', moved, ended, reason });
+      this.log.info({ moved, ended, ms: Date.now() - t0 }, 'takeover finished: this process holds nothing and stops');
       this.finish(reason);
     } catch (err) {
       const reason = (err as Error).message;
