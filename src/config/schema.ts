@@ -111,6 +111,14 @@ export const proxySchema = z
       })
       .strict()
       .default({ max_per_backend: 100, idle_timeout_ms: 300_000, acquire_timeout_ms: 5000, reset_query: 'DISCARD ALL' }).describe('Backend connection pools, one per (user, database, backend).'),
+    takeover: z
+      .object({
+        socket: z.string().default('').describe('Unix socket where a running peer waits for its successor (`pgwatchdog restart`, `start --takeover`); empty: `<tmpdir>/pgwatchdog-<proxy.port>.takeover.sock`.'),
+        session_wait_ms: ms.default(10_000).describe('During a takeover, how long (ms) a session inside a transaction, COPY or a running statement may take to reach a point where it can move; then it is ended with an error that says so.'),
+      })
+      .strict()
+      .default({ socket: '', session_wait_ms: 10_000 })
+      .describe('Online restart: how a new process takes the listener, the sessions and their backend connections over from the running one.'),
   })
   .strict();
 
