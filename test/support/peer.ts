@@ -62,14 +62,14 @@ export async function peerConfig(cluster: PgCluster, dir: string, overrides: Tre
   return merge(base, overrides);
 }
 
-export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {}, opts: { readyTimeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<PeerProcess> {
+export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {}, opts: { readyTimeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv; parentDir?: string } = {}): Promise<PeerProcess> {
   if (!hooked) {
     hooked = true;
     process.on('exit', () => {
       for (const p of live) p.kill('SIGKILL');
     });
   }
-  const dir = mkdtempSync(join(tmpdir(), 'pgwd-peer-'));
+  const dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), 'pgwd-peer-'));
   const cfg = await peerConfig(cluster, dir, overrides);
   const configFile = join(dir, 'pgwatchdog.yaml');
   writeFileSync(configFile, stringify(cfg));

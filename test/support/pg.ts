@@ -263,6 +263,8 @@ export interface ClusterOptions {
   auth?: 'trust' | 'md5' | 'scram-sha-256';
   /** Extra postgresql.conf settings for every node. */
   settings?: Record<string, string | number | boolean>;
+  /** Directory to create the cluster's directory in (default: the OS temp dir); it must be traversable by the `postgres` user. */
+  parentDir?: string;
 }
 
 export class PgCluster {
@@ -323,7 +325,7 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<PgCluste
   installExitHooks();
   const nStandbys = opts.standbys ?? 2;
   const auth = opts.auth ?? 'scram-sha-256';
-  const dir = mkdtempSync(join(tmpdir(), 'pgwd-test-'));
+  const dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), 'pgwd-test-'));
   chownTree(dir);
   const ports = await Promise.all(Array.from({ length: nStandbys + 1 }, () => freePort()));
   const mk = (i: number) => new PgNode(i === 0 ? 'primary' : `standby${i}`, ports[i]!, join(dir, `node${i}`), join(dir, `node${i}.log`));
