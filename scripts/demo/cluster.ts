@@ -51,6 +51,8 @@ export async function startDemoCluster(root: string, say: Say): Promise<DemoClus
     authKey: randomBytes(24).toString('base64url'),
     adminToken: token,
     faults: false,
+    // A first start compiles the TypeScript sources (tsx caches them for the next ones): slow on a busy machine.
+    readyTimeoutMs: 90_000,
     // The product's default health checks (the test bed's are tighter), so the scenarios'
     // timings are those of a default deployment; reads balanced over the standbys.
     peer: { proxy: { load_balance: true }, health_check: { period_ms: 1000, timeout_ms: 2000, connect_timeout_ms: 2000, max_retries: 1, retry_delay_ms: 200 } },

@@ -34,6 +34,8 @@ export interface BedOptions {
   parentDir?: string;
   /** false: no PGWATCHDOG_FAULTS_FILE (cut() then does nothing); for the demo, which injects no faults. */
   faults?: boolean;
+  /** How long a peer may take to log 'peer ready' (default: startPeerProcess's). */
+  readyTimeoutMs?: number;
   /** Called as each peer is ready, in start order. */
   onStart?: (name: Name, p: PeerProcess) => void;
 }
@@ -72,7 +74,7 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
           ...opts.watchdog,
         },
       },
-      { args: ['--name', name], env: opts.faults === false ? {} : { PGWATCHDOG_FAULTS_FILE: join(dir, `faults-${name}`) }, parentDir: opts.parentDir },
+      { args: ['--name', name], env: opts.faults === false ? {} : { PGWATCHDOG_FAULTS_FILE: join(dir, `faults-${name}`) }, parentDir: opts.parentDir, readyTimeoutMs: opts.readyTimeoutMs },
     );
     peers.set(name, p);
     opts.onStart?.(name, p);
