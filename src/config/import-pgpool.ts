@@ -97,7 +97,7 @@ const NO_COUNTERPART: [string, string[]][] = [
   ['pgwatchdog has no query cache', ['memory_cache_enabled', 'memqcache_method', 'memqcache_memcached_host', 'memqcache_memcached_port', 'memqcache_total_size', 'memqcache_max_num_cache', 'memqcache_expire', 'memqcache_auto_cache_invalidation', 'memqcache_maxcache', 'memqcache_cache_block_size', 'memqcache_oiddir', 'cache_safe_memqcache_table_list', 'cache_unsafe_memqcache_table_list', 'clear_memqcache_on_escalation']],
   ['pgwatchdog has no relation cache: it does not parse table names', ['relcache_expire', 'relcache_size', 'check_temp_table', 'check_unlogged_table', 'enable_shared_relcache', 'relcache_query_target']],
   ['a session that sits idle is not cut off in this version', ['client_idle_limit', 'idle_session_timeout']],
-  ['pgwatchdog pings trusted servers itself (no ping binary is run)', ['ping_path']],
+  ['pgwatchdog runs `ping` from its PATH to probe trusted_servers (iputils-ping)', ['ping_path']],
   ['the peer\'s number is its place in watchdog.peers (start --name PEER picks it)', ['pgpool_node_id']],
 ];
 const NO_COUNTERPART_BY_KEY = new Map<string, string>(NO_COUNTERPART.flatMap(([why, keys]) => keys.map((k) => [k, why] as [string, string])));
