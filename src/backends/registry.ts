@@ -66,6 +66,11 @@ export interface RoutingGates {
   refuseWrites: string | null;
 }
 
+/** The one lag rule: a standby takes reads while up and (when its lag is known) within maxLagBytes. */
+function readable(b: BackendState, maxLagBytes: number): boolean {
+  return b.status === 'up' && b.role === 'standby' && (b.lagBytes === null || b.lagBytes <= maxLagBytes);
+}
+
 export const OPEN_GATES: RoutingGates = Object.freeze({ held: Object.freeze([]) as readonly never[], refuseWrites: null });
 
 export class BackendRegistry extends EventEmitter<{ change: [BackendChange]; gates: [RoutingGates, string] }> {
@@ -118,9 +123,13 @@ export class BackendRegistry extends EventEmitter<{ change: [BackendChange]; gat
 
   /** Standbys that may take reads: up, and (when lag is known) within maxLagBytes. */
   readableStandbys(maxLagBytes: number): Readonly<BackendState>[] {
-    return this.backends.filter(
-      (b) => b.status === 'up' && b.role === 'standby' && (b.lagBytes === null || b.lagBytes <= maxLagBytes),
-    );
+    return this.backends.filter((b) => readable(b, maxLagBytes));
+  }
+
+  /** Whether standby `id` may take reads now (the rule of readableStandbys, for one backend). */
+  isReadableStandby(id: number, maxLagBytes: number): boolean {
+    const b = this.backends[id];
+    return b !== undefined && readable(b, maxLagBytes);
   }
 
   /** The routing gates in force (OPEN_GATES when none). */

@@ -11,9 +11,11 @@ import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Logger } from '../log.js';
 import type { Config } from '../config/index.js';
-import type { BackendRegistry, BackendChange } from '../backends/registry.js';
+import type { BackendRegistry, BackendChange, RoutingGates } from '../backends/registry.js';
 import { Pools } from './pool.js';
 import { Session, type SessionHost } from './session.js';
+import type { BackendPick, StartupHost } from './startup.js';
+import { activeHold } from './gates.js';
 import { takeOverAccept, type Conn, type TcpConn } from './tcp.js';
 import { Router, type Route } from './router.js';
 import { loadUserlist, type UserSecret } from './userlist.js';
@@ -41,7 +43,7 @@ export interface ProxyInWorkerOptions extends ProxyOptions {
 /** Bits of a cancel key that are random; the top WORKER_BITS name the worker. */
 const KEY_BITS = 32 - WORKER_BITS;
 
-export class Proxy implements SessionHost, ProxyService {
+export class Proxy implements SessionHost, StartupHost, ProxyService {
   readonly cfg: Config;
   readonly registry: BackendRegistry;
   readonly log: Logger;
@@ -67,6 +69,7 @@ export class Proxy implements SessionHost, ProxyService {
   /** Sweeps sessions stuck in startup once a second (one timer, not one per connection). */
   private janitor: NodeJS.Timeout | undefined;
   private readonly onChange = (c: BackendChange): void => this.registryChanged(c);
+  private readonly onGates = (g: RoutingGates, reason: string): void => this.gatesChanged(g, reason);
 
   constructor(private readonly opts: ProxyInWorkerOptions) {
     this.cfg = opts.config;
@@ -88,6 +91,7 @@ export class Proxy implements SessionHost, ProxyService {
       this.backendError(id, err),
     );
     this.registry.on('change', this.onChange);
+    this.registry.on('gates', this.onGates);
   }
 
   private loadNativeForwarding(): boolean {
@@ -182,11 +186,37 @@ export class Proxy implements SessionHost, ProxyService {
     return this.router.route(sql, cacheable);
   }
 
-  chooseStandby(primaryId: number): number | undefined {
-    const p = this.registry.get(primaryId);
-    const candidates = [{ id: p.id, weight: p.weight }, ...this.registry.readableStandbys(this.cfg.proxy.max_lag_bytes).map((b) => ({ id: b.id, weight: b.weight }))];
+  get startup(): StartupHost {
+    return this;
+  }
+
+  get authMethod(): StartupHost['authMethod'] {
+    return this.cfg.auth.method;
+  }
+
+  /** The primary and, with load balancing, a node chosen by weight among the readable standbys that no gate holds. */
+  pickBackends(): BackendPick | undefined {
+    const p = this.registry.primary();
+    if (!p) return undefined;
+    if (!this.cfg.proxy.load_balance) return { primary: p.id, standby: undefined };
+    const g = this.registry.gates();
+    const now = Date.now();
+    const candidates = [{ id: p.id, weight: p.weight }];
+    for (const b of this.registry.readableStandbys(this.cfg.proxy.max_lag_bytes)) if (!activeHold(g, b.id, now)) candidates.push({ id: b.id, weight: b.weight });
     const id = chooseLoadBalanceNode(candidates, Math.random);
-    return id === undefined || id === primaryId ? undefined : id;
+    return { primary: p.id, standby: id === undefined || id === p.id ? undefined : id };
+  }
+
+  standbyReadable(backendId: number): boolean {
+    return this.registry.isReadableStandby(backendId, this.cfg.proxy.max_lag_bytes);
+  }
+
+  backendName(backendId: number): string {
+    return this.registry.get(backendId).name;
+  }
+
+  gates(): RoutingGates {
+    return this.registry.gates();
   }
 
   registerSession(s: Session): number {
@@ -270,6 +300,12 @@ export class Proxy implements SessionHost, ProxyService {
 
   // ---- registry --------------------------------------------------------------------------------
 
+  /** Held statements try again, and natively forwarded sessions the gates now concern come back to JavaScript. */
+  private gatesChanged(g: RoutingGates, reason: string): void {
+    this.log.info({ held: g.held, refuseWrites: g.refuseWrites, reason }, 'routing gates changed');
+    for (const s of [...this.sessions]) s.gatesChanged();
+  }
+
   private registryChanged(c: BackendChange): void {
     const leftService = c.before.status === 'up' && c.after.status !== 'up';
     const lostPrimary = c.before.role === 'primary' && c.after.role !== 'primary';
@@ -323,6 +359,7 @@ export class Proxy implements SessionHost, ProxyService {
     this.closing = true;
     clearInterval(this.janitor);
     this.registry.off('change', this.onChange);
+    this.registry.off('gates', this.onGates);
     const closed = this.server ? new Promise<void>((r) => this.server!.close(() => r())) : Promise.resolve();
     for (const s of [...this.sessions]) s.fatal('57P01', 'terminating connection due to administrator command (pgwatchdog is shutting down)');
     this.pools.close();

@@ -14,6 +14,8 @@ export const REASON = {
   clientGone: 4,
   backendGone: 5,
   backendProtocol: 6,
+  /** JavaScript asked for it back (recall) and the client began a new message. */
+  recalled: 7,
 } as const;
 
 export interface GiveBack {
@@ -42,6 +44,7 @@ interface Native {
   init(cb: (key: number, reason: number, errno: number, outstanding: number, status: number, boundary: boolean, fromClient: Buffer, fromBackend: Buffer, fatalForwarded: boolean) => void): void;
   attach(key: number, clientFd: number, backendFd: number, counter: number, status: number): number;
   kill(handle: number): Killed | null;
+  recall(handle: number): void;
   selects(counter: number): number;
   live(): number;
   inputWaiting(fd: number): boolean;
@@ -124,6 +127,15 @@ export function attach(owner: SpliceOwner, clientFd: number, backendFd: number, 
 export function kill(lease: Lease): Killed | null {
   owners.delete(lease.key);
   return native!.kill(lease.handle);
+}
+
+/**
+ * Asks for the session back at the client's next message boundary (before that message is
+ * forwarded), with reason `recalled`: the clean hand-over for a session JavaScript must now
+ * see statement by statement (routing gates), without cutting anything in flight.
+ */
+export function recall(lease: Lease): void {
+  native!.recall(lease.handle);
 }
 
 /** SELECT/WITH statements forwarded natively and counted on `counter` (pgpool's select_cnt). */

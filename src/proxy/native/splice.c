@@ -50,6 +50,7 @@ enum {
   R_CLIENT_EOF = 4, // the client closed, or reading/writing it failed
   R_BACKEND_EOF = 5,
   R_BACKEND_PROTO = 6, // the backend sent an impossible header
+  R_RECALL = 7,        // JavaScript asked for the session back: at the next client message
 };
 
 // Frontend message types after startup: 1 small control message, 2 may be large.
@@ -72,7 +73,8 @@ typedef struct {
   int outstanding;   // ReadyForQuery messages the backend still owes
   uint8_t status;    // from the last ReadyForQuery
   int fatal;         // a FATAL or PANIC ErrorResponse was forwarded to the client
-  int stop;          // why the client side stopped (R_TERMINATE..R_FRONTEND), or 0
+  int stop;          // why the client side stopped (R_TERMINATE..R_FRONTEND, R_RECALL), or 0
+  int recall;        // JavaScript wants the session back before the next client message
   double id;         // the owner's key in splice.ts (its owners map), handed back with the give-back
 } Sess;
 
@@ -199,6 +201,10 @@ static void scanClient(Sess *s) {
     if (d->remaining > 0) {
       clearBody(d);
       continue;
+    }
+    if (s->recall) {
+      s->stop = R_RECALL;
+      return;
     }
     size_t avail = d->r - d->clear;
     if (avail < 5) return;
@@ -627,6 +633,23 @@ static napi_value Kill(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// recall(handle): give the session back before the client's next message (R_RECALL); a no-op
+// when it is already on its way back.
+static napi_value Recall(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double h;
+  if (argc < 1 || !getNumber(env, argv[0], &h)) return throwErr(env, "splice.recall(handle): a number expected");
+  size_t idx = (size_t)((uint64_t)h & 0xffffffffu);
+  uint32_t gen = (uint32_t)((uint64_t)h >> 32);
+  pthread_mutex_lock(&mu);
+  if (idx < nslots && slots[idx] && gens[idx] == gen) slots[idx]->recall = 1;
+  pthread_mutex_unlock(&mu);
+  napi_get_undefined(env, &out);
+  return out;
+}
+
 // selects(counter) → SELECT/WITH statements counted there so far.
 static napi_value Selects(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -678,6 +701,7 @@ static napi_value Register(napi_env env, napi_value exports) {
       {"init", NULL, Init, NULL, NULL, NULL, napi_default, NULL},
       {"attach", NULL, Attach, NULL, NULL, NULL, napi_default, NULL},
       {"kill", NULL, Kill, NULL, NULL, NULL, napi_default, NULL},
+      {"recall", NULL, Recall, NULL, NULL, NULL, napi_default, NULL},
       {"selects", NULL, Selects, NULL, NULL, NULL, napi_default, NULL},
       {"live", NULL, Live, NULL, NULL, NULL, napi_default, NULL},
       {"inputWaiting", NULL, InputWaiting, NULL, NULL, NULL, napi_default, NULL},
