@@ -115,7 +115,14 @@ async function main(): Promise<number> {
   const lines = ['', 'Connect (any peer; writes go to the primary, reads are balanced):'];
   for (const [name, p] of bed.peers) lines.push(`  ${name}: psql "${dc.conn(p)}"`);
   lines.push('', 'Dashboard and admin API:');
-  for (const [name, p] of bed.peers) lines.push(`  ${name}: http://127.0.0.1:${p.adminPort}/`);
+  for (const [name, p] of bed.peers) {
+    const url = `http://127.0.0.1:${p.adminPort}/`;
+    const page = await fetch(url, { signal: AbortSignal.timeout(3000) }).then(
+      async (r) => (r.ok && (await r.text()).includes('<html') ? 'the dashboard answers' : `HTTP ${r.status}`),
+      (err: Error) => `not answering: ${err.message}`,
+    );
+    lines.push(`  ${name}: ${url}  (${page})`);
+  }
   lines.push(`  admin token for the dashboard's buttons and the CLI's actions: PGWATCHDOG_TOKEN=${dc.token}`);
   lines.push(
     '',

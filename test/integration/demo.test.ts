@@ -6,11 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { STATE_FILE } from '../../scripts/demo.js';
 import { processesUnder } from '../../scripts/demo/leftovers.js';
 
 const BIN = new URL('../../bin/pgwatchdog.js', import.meta.url).pathname;
+const OUT = process.env.TEST_OUTPUT_DIR ?? fileURLToPath(new URL('../../.tmp/test-output/', import.meta.url));
 
 interface Demo {
   proc: ChildProcess;
@@ -29,7 +32,15 @@ function demo(args: string[]): Demo {
   };
   proc.stdout!.on('data', collect);
   proc.stderr!.on('data', collect);
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  // Each run's output is kept (TEST_OUTPUT_DIR, default .tmp/test-output), to read its timings after a slow or failed run.
+  const started = Date.now();
+  const exited = new Promise<number | null>((r) =>
+    proc.on('exit', (code) => {
+      mkdirSync(OUT, { recursive: true });
+      writeFileSync(join(OUT, `demo${args.map((a) => `-${a.replace(/^-+/, '')}`).join('')}-${started}.log`), `${args.join(' ')}: exit ${code} after ${Date.now() - started} ms\n${out}`);
+      r(code);
+    }),
+  );
   const waitFor = (re: RegExp, timeoutMs = 300_000) =>
     new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`demo: no ${re} within ${timeoutMs} ms:\n${out}`)), timeoutMs);
@@ -71,7 +82,7 @@ const runState = () => JSON.parse(readFileSync(STATE_FILE, 'utf8')) as RunState;
 /** The healthy status every run prints before it stops or runs a scenario. */
 function assertHealthy(out: string): void {
   assert.match(out, /pgwd1: psql "postgresql:\/\/postgres:postgres@127\.0\.0\.1:\d+\/postgres"/);
-  assert.match(out, /pgwd3: http:\/\/127\.0\.0\.1:\d+\//, 'dashboard URLs');
+  assert.equal((out.match(/pgwd\d: http:\/\/127\.0\.0\.1:\d+\/ {2}\(the dashboard answers\)/g) ?? []).length, 3, 'three dashboard URLs that answer');
   assert.match(out, /VIP: simulated/, 'says that no address is added, and where a real VIP is described');
   assert.match(out, /docs\/operations\.md/);
   const m = /cluster healthy: coordinator (pgwd\d), 1 primary, 2 standbys, 3 peers/.exec(out);

@@ -179,7 +179,19 @@ export class PgNode {
       rmSync(pidFile, { force: true });
       rmSync(join(dirname(this.dataDir), `.s.PGSQL.${this.port}.lock`), { force: true });
     }
-    await run(pgBin('pg_ctl'), ['start', '-w', '-t', '60', '-D', this.dataDir, '-l', this.logFile]);
+    try {
+      await run(pgBin('pg_ctl'), ['start', '-w', '-t', '60', '-D', this.dataDir, '-l', this.logFile]);
+    } catch (err) {
+      // pg_ctl only says "could not start server": the reason (a port taken meanwhile by
+      // another process, a full disk …) is in the server's log, which teardown removes.
+      let tail = '';
+      try {
+        tail = readFileSync(this.logFile, 'utf8').trimEnd().split('\n').slice(-8).join('\n');
+      } catch {
+        // no log written
+      }
+      throw new Error(`${this.name} (port ${this.port}) did not start: ${(err as Error).message}${tail ? `\nserver log (last lines):\n${tail}` : ''}`, { cause: err });
+    }
   }
 
   async stop(mode: 'smart' | 'fast' | 'immediate' = 'fast'): Promise<void> {
