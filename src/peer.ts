@@ -68,6 +68,7 @@ export class Peer {
         logger: log.child({ part: 'watchdog' }),
         sessions: () => this.proxy.stats().clients.total,
         proxyUp: () => this.proxyAddress !== undefined && this.stopping === undefined,
+        proxyAddress: () => this.proxyAddress ?? null,
       });
       // Under the watchdog the replicated state is the durable record of backend states (no
       // status file), and the engine records through Raft and runs only on the coordinator.
