@@ -9,10 +9,11 @@
 # %V is the address with its prefix (10.0.0.100/24), %I the interface, both shell-quoted.
 # REMOTE (environment) is the command prefix that runs a command on another peer's host,
 # by default "ssh -o BatchMode=yes -o ConnectTimeout=3" (the host is appended). The user
-# needs the right to change addresses: root, CAP_NET_ADMIN (the systemd unit grants it to the
-# peer, not to an ssh login on another host), or sudo: IP="sudo -n /usr/sbin/ip" and
-# ARPING="sudo -n /usr/bin/arping" (environment) run both commands, here and on the other
-# hosts, through sudo (docs/operations.md has the sudoers rules).
+# needs the right to change addresses: root, CAP_NET_ADMIN/CAP_NET_RAW (the systemd unit grants
+# them to the peer, not to an ssh login on another host), or sudo. Environment: IP and ARPING
+# are the commands run here (default `ip`, `arping`; e.g. IP="sudo -n /usr/sbin/ip" for a peer
+# without the capabilities), REMOTE_IP the one run on the other hosts (default: $IP; under the
+# systemd unit, REMOTE_IP="sudo -n /usr/sbin/ip"). docs/operations.md has the sudoers rules.
 set -u
 
 VIP="$1"
@@ -22,10 +23,11 @@ ADDR="${VIP%/*}"
 REMOTE="${REMOTE:-ssh -o BatchMode=yes -o ConnectTimeout=3}"
 IP="${IP:-ip}"
 ARPING="${ARPING:-arping}"
+REMOTE_IP="${REMOTE_IP:-$IP}"
 
 for host in "$@"; do
   # Failing to reach a peer is fine: a host that cannot be reached cannot answer ARP either.
-  $REMOTE "$host" $IP addr del "$VIP" dev "$DEV" >/dev/null 2>&1 || true
+  $REMOTE "$host" $REMOTE_IP addr del "$VIP" dev "$DEV" >/dev/null 2>&1 || true
 done
 
 if ! $IP addr add "$VIP" dev "$DEV" 2>/tmp/pgwatchdog-escalation.$$; then
