@@ -68,9 +68,13 @@ export async function peerConfig(cluster: PgCluster, dir: string, overrides: Tre
 
 /**
  * `takeoverFrom`: start `start --takeover` with that peer's config file and dir (the online
- * restart); the old process's dir becomes this one's.
+ * restart); the old process's dir becomes this one's. `parentDir`: where a new peer's dir is made.
  */
-export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {}, opts: { readyTimeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv; takeoverFrom?: PeerProcess } = {}): Promise<PeerProcess> {
+export async function startPeerProcess(
+  cluster: PgCluster,
+  overrides: Tree = {},
+  opts: { readyTimeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv; takeoverFrom?: PeerProcess; parentDir?: string } = {},
+): Promise<PeerProcess> {
   if (!hooked) {
     hooked = true;
     process.on('exit', () => {
@@ -78,7 +82,7 @@ export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {},
     });
   }
   const from = opts.takeoverFrom;
-  const dir = from ? from.dir : mkdtempSync(join(tmpdir(), 'pgwd-peer-'));
+  const dir = from ? from.dir : mkdtempSync(join(opts.parentDir ?? tmpdir(), 'pgwd-peer-'));
   const configFile = join(dir, 'pgwatchdog.yaml');
   const cfg = from ? (parse(readFileSync(configFile, 'utf8')) as Tree) : await peerConfig(cluster, dir, overrides);
   if (from) from.ownsDir = false;
