@@ -84,8 +84,9 @@ interface Batch {
   preferStandby: boolean;
   /** Something in the batch writes. */
   writes: boolean;
-  /** The batch's first message came inside a transaction block. */
+  /** The transaction state when the batch's first message came (TxnState). */
   inTxn: boolean;
+  wrote: boolean;
   /** Leg chosen once part of the batch was written (at Flush); the rest follows it. */
   pinned: Leg | undefined;
   /** The gates refused the batch at a Flush: the rest of it up to Sync is dropped. */
@@ -104,7 +105,7 @@ export class ExtendedBatcher {
   private readonly stmts = new Map<string, Statement>();
   private readonly unnamed: Statement = { parse: NO_PARSE, legs: new Set(), primary: false, write: false };
   private readonly portals = new Map<string, Leg>();
-  private readonly batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, writes: false, inTxn: false, pinned: undefined, refused: false, reads: 0, both: 0, others: 0, endsTxn: false };
+  private readonly batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, writes: false, inTxn: false, wrote: false, pinned: undefined, refused: false, reads: 0, both: 0, others: 0, endsTxn: false };
 
   constructor(private readonly s: BatchSession) {}
 
@@ -146,7 +147,10 @@ export class ExtendedBatcher {
 
   private add(msg: Buffer, name = '', portal = '', route?: Route): void {
     const b = this.batch;
-    if (b.msgs.length === 0 && b.pinned === undefined) b.inTxn = this.s.txn.inTxn;
+    if (b.msgs.length === 0 && b.pinned === undefined) {
+      b.inTxn = this.s.txn.inTxn;
+      b.wrote = this.s.txn.wrote;
+    }
     b.msgs.push({ msg, name, portal, route });
   }
 
@@ -235,6 +239,8 @@ export class ExtendedBatcher {
       const a = s.admit({ write: b.writes, needsPrimary: b.needPrimary || b.msgs.length === 0, wantsStandby: !b.needPrimary && b.preferStandby, inTxn: b.inTxn });
       if (a === 'wait') return false;
       if (a === 'refused') {
+        // What the batch's Parses predicted (a BEGIN in it) never ran.
+        s.txn.restore(b.inTxn, b.wrote);
         if (!s.answerRefused(true, isSync)) return false;
         this.forgetRefused();
         if (isSync) this.reset();
@@ -275,6 +281,7 @@ export class ExtendedBatcher {
     b.preferStandby = false;
     b.writes = false;
     b.inTxn = false;
+    b.wrote = false;
     b.pinned = undefined;
     b.refused = false;
     b.reads = 0;

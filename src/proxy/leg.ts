@@ -161,6 +161,12 @@ export class TxnState {
     return true;
   }
 
+  /** A batch that was predicted (onRoute) is dropped unsent: back to where it began. */
+  restore(inTxn: boolean, wrote: boolean): void {
+    this.inTxn = inTxn;
+    this.wrote = wrote;
+  }
+
   /** A request that may write (a function call) is being sent. */
   onWrite(): void {
     if (this.inTxn) this.wrote = true;

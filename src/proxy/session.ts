@@ -5,12 +5,13 @@
 //
 // Its phases live apart: the handshake and first checkout in startup.ts, client reads in
 // client-input.ts, a backend leg and the transaction state in leg.ts, extended-protocol
-// batching in extended.ts, the routing gates' rule in gates.ts, native forwarding in
-// splice.ts. This file keeps what ties them: the order of responses, simple queries,
-// backpressure, the hand-over to and from native forwarding, applying the gates, and ending.
-// (Over 500 lines for that reason: the hand-over, the gates' waits and backpressure all act on
-// the same few fields — pending, blocked, the legs' queues — and split apart each would reach
-// into the others' state.)
+// batching in extended.ts, the routing gates' rule in gates.ts, causal reads' rule in
+// causal.ts, native forwarding in splice.ts, the hand-off to a successor process in
+// src/takeover. This file keeps what ties them: the order of responses, simple queries,
+// backpressure, the hand-over to and from native forwarding, applying the gates and the causal
+// rule, exporting and adopting a session at a safe point, and ending. (Over 500 lines for that
+// reason: those all act on the same few fields — pending, blocked, the legs' queues and
+// quiescence — and split apart each would reach into the others' state.)
 //
 // Ordering invariant: the client must see responses in the order it sent requests. A batch
 // whose response goes to the client is written to a leg only when no *other* leg still owes
