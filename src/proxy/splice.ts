@@ -53,7 +53,7 @@ interface Native {
 
 const owners = new Map<number, SpliceOwner>();
 /** Give-backs so far in this process, indexed by reason (REASON). */
-const gaveBack: number[] = [0, 0, 0, 0, 0, 0, 0];
+const gaveBack: number[] = [];
 let nextKey = 1;
 let native: Native | null | undefined;
 /** select_cnt counters in native/splice.c (MAX_COUNTERS): each proxy takes a range. */
