@@ -668,7 +668,8 @@ export class Session implements LegOwner, BatchSession {
 
   // ---- causal reads (causal.ts) ----------------------------------------------------------------
 
-  /** A statement that may write went to the primary: later reads wait for its commit (BatchSession). */
+  /** A statement that may write (anything routed to the primary but transaction control and SET)
+   * went to the primary: later reads wait for its commit (BatchSession). */
   causalWriteSent(): void {
     if (this.standby !== undefined && this.host.causalReads) this.causal = writeSent(this.causal);
   }
@@ -817,7 +818,8 @@ export class Session implements LegOwner, BatchSession {
       leg.expect(FORWARD);
       if (r.read) this.host.countSelect(leg.conn.backendId);
       if (dirty) leg.dirty = true;
-      if (r.write) this.causalWriteSent();
+      // Not only writes: the proxy cannot see what an EXECUTE, a CALL or a function does.
+      if (r.write || r.target === 'primary') this.causalWriteSent();
       S = undefined;
     }
     if (r.standbyUnusable) this.primaryOnly = true;
