@@ -5,7 +5,7 @@
 //
 //   npm run bench:proxy -- [--seconds 15] [--clients 16] [--threads 2] [--rounds 1]
 //                          [--scale 10] [--auth trust|md5] [--workers 1]
-//                          [--modes select-simple,select-extended,tpcb-N,select-connect,mixed-9-1]
+//                          [--modes select-simple,select-extended,select-in,tpcb-N,select-connect,mixed-9-1]
 //                          [--targets direct,direct-split,pgbouncer,pgwatchdog,pgwatchdog-lb,pgwatchdog-lb-nocausal,pgpool]
 //                          [--peer-prof DIR] [--peer-node-args "--trace-gc …"]
 //
@@ -22,7 +22,10 @@
 // profiles in DIR (written when the peer exits), to see where the proxy spends its time.
 // --peer-node-args passes node/V8 options to the peer (its output is in its log file).
 //
-// TPS is pgbench's; p99 is computed from pgbench's per-transaction log (-l). With load
+// TPS is pgbench's; p99 is computed from pgbench's per-transaction log (-l). Proxy CPU per
+// transaction is also given "net of idle": less what each proxy used in 5 s with no client
+// (pgwatchdog's health checks log in every period), which otherwise weighs more the lower the
+// TPS, as on a loaded machine. With load
 // balancing on, pgwatchdog (and pgpool) send pgbench -S reads to the standby while pgbouncer
 // and "direct" use the primary: the table says so in its "reads on" column.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
@@ -65,10 +68,19 @@ interface Mode {
   name: string;
   args: string[];
   what: string;
+  /** A pgbench script of its own (-f), written to the run's directory. */
+  script?: string;
 }
 const ALL_MODES: Mode[] = [
   { name: 'select-simple', args: ['-S', '-M', 'simple'], what: 'pgbench -S -M simple' },
   { name: 'select-extended', args: ['-S', '-M', 'extended'], what: 'pgbench -S -M extended' },
+  // pgbench -S's read with a parenthesis, as most real reads have one (count(*), now(), IN (…)).
+  {
+    name: 'select-in',
+    args: ['-M', 'simple', '-s', String(SCALE)],
+    what: "pgbench -f: SELECT abalance FROM pgbench_accounts WHERE aid IN (:aid)",
+    script: '\\set aid random(1, 100000 * :scale)\nSELECT abalance FROM pgbench_accounts WHERE aid IN (:aid);\n',
+  },
   { name: 'tpcb-N', args: ['-N', '-M', 'simple'], what: 'pgbench -N (writes)' },
   { name: 'select-connect', args: ['-S', '-C', '-M', 'simple'], what: 'pgbench -S -C (connection per transaction)' },
   { name: 'mixed-9-1', args: ['-b', 'select-only@9', '-b', 'simple-update@1', '-M', 'simple'], what: 'pgbench -b select-only@9 -b simple-update@1 (a write in every 10 transactions)' },
@@ -83,6 +95,7 @@ const targetNames = opt('targets', ALL_TARGETS.join(',')).split(',') as TargetNa
 for (const t of targetNames) if (!ALL_TARGETS.includes(t)) throw new Error(`--targets: unknown target ${t}; known: ${ALL_TARGETS.join(', ')}`);
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const IDLE_SECONDS = 5;
 const log = (s: string) => console.error(`[bench] ${s}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -198,6 +211,8 @@ interface Target {
   pid?: number;
   readsOn: string;
   error?: string;
+  /** The proxy's user CPU while no client is connected, µs per second (measured before the runs). */
+  idleUser?: number;
   stop(): Promise<void>;
   /** select_cnt per backend (pgwatchdog: SHOW POOL_NODES), to tell where reads went. */
   selectCounts?: () => Promise<number[]>;
@@ -447,6 +462,8 @@ interface RunResult {
   p99ms: number;
   /** The proxy's user and system CPU µs per transaction; the whole machine's busy µs per transaction. */
   proxyUser?: number;
+  /** proxyUser less what the proxy spends idle in as long (health checks …): the part that grows with transactions. */
+  proxyUserNet?: number;
   proxySys?: number;
   machine?: number;
   /** Of the reads the proxy routed, the share that went to the standby (select_cnt). */
@@ -463,7 +480,9 @@ interface PgbenchRun {
 
 function runPgbench(port: number, clients: number, threads: number, mode: Mode, logDir: string): Promise<PgbenchRun> {
   const prefix = join(logDir, `pgbench_${port}_${Date.now()}`);
-  const args = ['-h', '127.0.0.1', '-p', String(port), '-U', SUPERUSER, '-n', '-c', String(clients), '-j', String(threads), '-T', String(SECONDS), '-l', `--log-prefix=${prefix}`, ...mode.args, 'postgres'];
+  const script = mode.script === undefined ? [] : ['-f', join(logDir, `${mode.name}.sql`)];
+  if (mode.script !== undefined) writeFileSync(script[1]!, mode.script);
+  const args = ['-h', '127.0.0.1', '-p', String(port), '-U', SUPERUSER, '-n', '-c', String(clients), '-j', String(threads), '-T', String(SECONDS), '-l', `--log-prefix=${prefix}`, ...mode.args, ...script, 'postgres'];
   return new Promise((resolve) => {
     const child = spawn(pgBin('pgbench'), args, { cwd: logDir, env: { ...process.env, PGPASSWORD: SUPERUSER_PASSWORD }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
@@ -539,6 +558,14 @@ async function main(): Promise<void> {
       log(t.error ? `${name}: ${t.error}` : `${name}: listening on 127.0.0.1:${t.ports!.join(',')}`);
     }
 
+    // What each proxy spends with no client (pgwatchdog: its health checks and replication
+    // monitor) is not per transaction; measured here, it is taken off in "net of idle".
+    const daemons = targets.filter((t) => !t.error && t.pid !== undefined);
+    const idle0 = daemons.map((t) => processTreeCpu(t.pid!).user);
+    await sleep(IDLE_SECONDS * 1000);
+    daemons.forEach((t, i) => (t.idleUser = (processTreeCpu(t.pid!).user - idle0[i]!) / IDLE_SECONDS));
+    for (const t of daemons) log(`${t.name}: ${(t.idleUser! / 1000).toFixed(1)} ms of user CPU per second with no client`);
+
     const results = new Map<string, RunResult[]>(); // `${mode}/${target}`
     let rotation = 0;
     for (let round = 0; round < ROUNDS; round++) {
@@ -568,6 +595,7 @@ async function main(): Promise<void> {
             if (cpu0 && t.pid !== undefined) {
               const cpu1 = processTreeCpu(t.pid);
               r.proxyUser = (cpu1.user - cpu0.user) / txs;
+              if (t.idleUser !== undefined) r.proxyUserNet = r.proxyUser - (t.idleUser * SECONDS) / txs;
               r.proxySys = (cpu1.sys - cpu0.sys) / txs;
             }
           }
@@ -601,13 +629,14 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
       tps: mean((r) => r.tps)!,
       p99ms: mean((r) => r.p99ms)!,
       proxyUser: mean((r) => r.proxyUser),
+      proxyUserNet: mean((r) => r.proxyUserNet),
       proxySys: mean((r) => r.proxySys),
       machine: mean((r) => r.machine),
       standbyShare: mean((r) => r.standbyShare),
       ...(failed ? { failed } : {}),
     };
   };
-  const header = ['mode', 'target', 'reads on', 'TPS', 'p99 ms', 'vs direct*', 'vs pgbouncer', 'proxy usr µs/tx', 'sys µs/tx', 'machine µs/tx', 'standby reads'];
+  const header = ['mode', 'target', 'reads on', 'TPS', 'p99 ms', 'vs direct*', 'vs pgbouncer', 'proxy usr µs/tx', 'net of idle', 'sys µs/tx', 'machine µs/tx', 'standby reads'];
   const rows: string[][] = [];
   const summary: string[] = [];
   for (const mode of MODES) {
@@ -632,6 +661,7 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
         ratio(t.readsOn === 'primary+standby' && !writes(mode) ? directSplit : direct),
         ratio(bouncer),
         r.proxyUser !== undefined ? r.proxyUser.toFixed(1) : '-',
+        r.proxyUserNet !== undefined ? r.proxyUserNet.toFixed(1) : '-',
         r.proxySys !== undefined ? r.proxySys.toFixed(1) : '-',
         r.machine !== undefined ? r.machine.toFixed(1) : '-',
         r.standbyShare !== undefined ? `${(100 * r.standbyShare).toFixed(0)}%` : '-',
@@ -641,6 +671,11 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
     if (wd && wd.tps > 0 && bouncer && bouncer.tps > 0) {
       const verdict = wd.tps >= bouncer.tps ? '≥' : '<';
       summary.push(`${mode.name.padEnd(16)} pgwatchdog ${wd.tps.toFixed(0)} TPS ${verdict} pgbouncer ${bouncer.tps.toFixed(0)} TPS (${(wd.tps / bouncer.tps).toFixed(2)}×; p99 ${wd.p99ms.toFixed(2)} vs ${bouncer.p99ms.toFixed(2)} ms): pgwatchdog ${verdict === '≥' ? 'IS' : 'is NOT'} ≥ pgbouncer`);
+      // Round by round (the two ran back to back): the spread says how much of the mean is noise.
+      const w = results.get(`${mode.name}/pgwatchdog`) ?? [];
+      const b = results.get(`${mode.name}/pgbouncer`) ?? [];
+      const perRound = w.map((r, i) => (r.tps > 0 && (b[i]?.tps ?? 0) > 0 ? `${(r.tps / b[i]!.tps).toFixed(2)}×` : '-'));
+      if (perRound.length > 1) summary.push(`${''.padEnd(16)} round by round: ${perRound.join(' ')}`);
     } else {
       summary.push(`${mode.name.padEnd(16)} no comparison: ${!wd || wd.tps === 0 ? 'pgwatchdog' : 'pgbouncer'} did not run`);
     }
@@ -670,6 +705,7 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
   for (const r of rows) console.log(line(r));
   console.log('');
   console.log('* primary+standby rows compare with direct-split, the others with direct');
+  console.log(`"net of idle": proxy user CPU less what the proxy used with no client (${targets.filter((t) => t.idleUser !== undefined).map((t) => `${t.name} ${(t.idleUser! / 1000).toFixed(1)} ms/s`).join(', ')}), spread over the transactions`);
   console.log('');
   for (const s of summary) console.log(s);
   for (const t of targets) if (t.error) console.log(`\n${t.name}: ${t.error}`);

@@ -111,6 +111,14 @@ export const proxySchema = z
       })
       .strict()
       .default({ max_per_backend: 100, idle_timeout_ms: 300_000, acquire_timeout_ms: 5000, reset_query: 'DISCARD ALL' }).describe('Backend connection pools, one per (user, database, backend).'),
+    takeover: z
+      .object({
+        socket: z.string().default('').describe('Unix socket where a running peer waits for its successor (`pgwatchdog restart`, `start --takeover`); empty: `<tmpdir>/pgwatchdog-<proxy.port>.takeover.sock`.'),
+        session_wait_ms: ms.default(10_000).describe('During a takeover, how long (ms) a session inside a transaction, COPY or a running statement may take to reach a point where it can move; then it is ended with an error that says so.'),
+      })
+      .strict()
+      .default({ socket: '', session_wait_ms: 10_000 })
+      .describe('Online restart: how a new process takes the listener, the sessions and their backend connections over from the running one.'),
   })
   .strict();
 
@@ -176,7 +184,7 @@ export const watchdogSchema = z
     failover_when_quorum_exists: z.boolean().default(true).describe('Without quorum, nothing is failed over.'),
     tick_ms: positiveMs.default(100).describe('Raft tick, in ms.'),
     election_timeout_ticks: z.number().int().min(2).default(10).describe('Election timeout in ticks (randomised between this and twice this).'),
-    heartbeat_ticks: z.number().int().min(1).default(1).describe('Leader heartbeat interval in ticks.'),
+    heartbeat_ticks: z.number().int().min(1).default(3).describe('Leader heartbeat interval in ticks (the lease is renewed by them; a follower times out after election_timeout_ticks without one).'),
     data_dir: z.string().default('').describe('Durable Raft log and state, relative to the config file.'),
     interlock_timeout_ms: positiveMs.default(60_000).describe('Other peers hold routing this long (ms) for a failover that has not finished.'),
     trusted_servers: z.array(z.string().min(1)).default([]).describe('Hosts a peer pings; a peer that reaches none of them gives up the VIP.'),

@@ -388,6 +388,19 @@ function compileRules(list: readonly string[]): FunctionRules {
   return r;
 }
 
+/**
+ * Every function whose call can make a read more (a write, a node-local read, set_config), as
+ * unqualified lower-case names and name prefixes — a superset of what the classifier checks,
+ * for native forwarding (splice.c), which sends a statement calling any of them to JavaScript.
+ */
+export function callsThatMatter(writeFunctions: readonly string[]): { names: string[]; prefixes: string[] } {
+  const r = compileRules(writeFunctions);
+  const unqualified = (f: string) => f.slice(f.lastIndexOf('.') + 1);
+  const names = new Set([...r.names, ...r.unqualifiedOfQualified, ...BUILTIN_PRIMARY, 'set_config']);
+  const prefixes = new Set([...r.prefixes.map(unqualified), ...BUILTIN_PRIMARY_PREFIXES]);
+  return { names: [...names], prefixes: [...prefixes] };
+}
+
 function isWriteFunction(rules: FunctionRules, name: string, schema: string | undefined): boolean {
   if (rules.names.has(name)) return true;
   if (schema === undefined ? rules.unqualifiedOfQualified.has(name) : rules.qualified.has(`${schema}.${name}`)) return true;

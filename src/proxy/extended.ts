@@ -58,6 +58,16 @@ interface Statement {
   write: boolean;
 }
 
+/** A statement as it moves between processes (online restart): its Parse in base64. */
+export interface MovedStatement {
+  name: string;
+  parse: string;
+  primary: boolean;
+  write: boolean;
+  onPrimary: boolean;
+  onStandby: boolean;
+}
+
 interface BatchEntry {
   msg: Buffer;
   /** Statement name (Parse, Bind, Describe/Close of a statement), else ''. */
@@ -111,6 +121,27 @@ export class ExtendedBatcher {
   /** Named statements the session holds (for moving it to another backend). */
   statementNames(): string[] {
     return [...this.stmts.keys()].filter((n) => n !== '');
+  }
+
+  /** The statements the session holds, for an online restart (takeover/): which leg has each. */
+  exportStatements(): MovedStatement[] {
+    const P = this.s.primary;
+    const S = this.s.standby;
+    return [...this.stmts].map(([name, st]) => ({ name, parse: st.parse.toString('base64'), primary: st.primary, write: st.write, onPrimary: P !== undefined && st.legs.has(P), onStandby: S !== undefined && st.legs.has(S) }));
+  }
+
+  /** The statements of a session moved in from another process (its legs are this session's now). */
+  importStatements(list: readonly MovedStatement[]): void {
+    for (const m of list) {
+      const legs = new Set<Leg>();
+      if (m.onPrimary && this.s.primary) legs.add(this.s.primary);
+      if (m.onStandby && this.s.standby) legs.add(this.s.standby);
+      const st: Statement = { parse: Buffer.from(m.parse, 'base64'), legs, primary: m.primary, write: m.write };
+      if (m.name === '') {
+        Object.assign(this.unnamed, st);
+        this.stmts.set('', this.unnamed);
+      } else this.stmts.set(m.name, st);
+    }
   }
 
   private add(msg: Buffer, name = '', portal = '', route?: Route): void {

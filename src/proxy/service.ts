@@ -6,6 +6,7 @@ import type { Config } from '../config/index.js';
 import type { BackendRegistry } from '../backends/registry.js';
 import type { PoolStats } from './pool.js';
 import type { WatchdogNode } from './show.js';
+import type { ListenOn } from '../takeover/listen.js';
 
 export interface ProxyOptions {
   config: Config;
@@ -31,7 +32,8 @@ export interface ProxyStats {
 export interface ProxyService {
   /** Sessions settled on one backend may be forwarded by native code (splice.ts). */
   readonly nativeForwarding: boolean;
-  listen(): Promise<{ host: string; port: number }>;
+  /** `from`: a listening socket handed over by the previous process (online restart). */
+  listen(from?: ListenOn): Promise<{ host: string; port: number }>;
   /** Closes the idle pooled connections to these backends (the failover engine's request). */
   closeIdle(backendIds: number[]): void;
   stats(): ProxyStats;
