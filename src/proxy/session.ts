@@ -34,7 +34,7 @@ import { FORWARD, Leg, STARTUP_SET, SWALLOW, TxnState, type Expect, type LegOwne
 import { ExtendedBatcher, type Admission, type BatchNeeds, type BatchSession } from './extended.js';
 import { acquire, handshake, startTls, startupSets, statusOverlay, takePooled, type BackendPick, type StartupHost } from './startup.js';
 import { activeHold, gatesOpen, judgeCheckout, judgeStatement, refusalError } from './gates.js';
-import { NO_NEED, committed, describeNeed, parseReadAfterLsn, readAfterLsn, writeSent, type CausalDecision, type CausalNeed, type CausalReason } from './causal.js';
+import { NO_NEED, committed, describeNeed, needFromWire, needToWire, parseReadAfterLsn, readAfterLsn, writeSent, type CausalDecision, type CausalNeed, type CausalReason } from './causal.js';
 import { monotonicMs } from '../backends/mono-clock.js';
 import type { BackendState, SessionState } from '../takeover/messages.js';
 
@@ -927,6 +927,7 @@ export class Session implements LegOwner, BatchSession {
         standby: S ? leg(S, 2) : null,
         primaryOnly: this.primaryOnly,
         standbyDiverged: this.standbyDiverged,
+        causal: needToWire(this.causal),
         answered: this.answered,
         statements: this.ext.exportStatements(),
       },
@@ -995,6 +996,7 @@ export class Session implements LegOwner, BatchSession {
     s.ext.importStatements(st.statements);
     s.primaryOnly = st.primaryOnly;
     s.standbyDiverged = st.standbyDiverged;
+    s.causal = needFromWire(st.causal);
     s.answered = st.answered;
     s.secret = st.secret;
     s.reader.startupPhase = false;
