@@ -123,6 +123,25 @@ export function decideRead(n: CausalNeed, primary: WalSample | undefined, standb
   return { target: 'standby', reason: 'standby replayed past the commit', need: NO_NEED };
 }
 
+/** A CausalNeed as JSON (an online restart moves sessions to a new process, takeover/):
+ * LSNs as decimal text, a write still running as 'running'. The monotonic clock is the
+ * machine's, so a commit time means the same in the new process. */
+export interface CausalNeedWire {
+  own: string;
+  given: string;
+  pendingSince: number | 'running' | null;
+}
+
+export function needToWire(n: CausalNeed): CausalNeedWire {
+  return { own: n.own.toString(), given: n.given.toString(), pendingSince: n.pendingSince === Infinity ? 'running' : n.pendingSince };
+}
+
+export function needFromWire(w: CausalNeedWire | undefined): CausalNeed {
+  if (w === undefined) return NO_NEED; // from a process without causal reads
+  const n: CausalNeed = { own: BigInt(w.own), given: BigInt(w.given), pendingSince: w.pendingSince === 'running' ? Infinity : w.pendingSince };
+  return n.own === 0n && n.given === 0n && n.pendingSince === null ? NO_NEED : n;
+}
+
 /** For logs: the LSN the session waits for, or what it waits on. */
 export function describeNeed(n: CausalNeed): string {
   if (n.pendingSince === Infinity) return 'a write in progress';

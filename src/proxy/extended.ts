@@ -36,7 +36,7 @@ export interface BatchSession {
   route(sql: string): Route;
   /** The session made state only the primary has: its reads stay there. */
   markPrimaryOnly(): void;
-  /** Causal reads: a batch that may write went to the primary. */
+  /** Causal reads: a batch that may write (anything that needs the primary) went to the primary. */
   causalWriteSent(): void;
   /** Causal reads: `SET pgwatchdog.…` (taken by the proxy; the statement also goes on to PostgreSQL). */
   noteProxySetting(p: { name: string; value: string | null }): unknown;
@@ -259,7 +259,8 @@ export class ExtendedBatcher {
     }
     for (const e of b.msgs) this.emit(leg, e);
     leg.out.push(msg);
-    if (b.writes && leg === s.primary) s.causalWriteSent();
+    // Anything the batch needs the primary for may write (an EXECUTE, a CALL, a function).
+    if ((b.writes || b.needPrimary) && leg === s.primary) s.causalWriteSent();
     if (b.endsTxn && leg === s.primary) {
       b.endsTxn = false;
       s.endStandbyTransaction();

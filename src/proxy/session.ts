@@ -35,7 +35,7 @@ import { FORWARD, Leg, STARTUP_SET, SWALLOW, TxnState, type Expect, type LegOwne
 import { ExtendedBatcher, type Admission, type BatchNeeds, type BatchSession } from './extended.js';
 import { acquire, handshake, startTls, startupSets, statusOverlay, takePooled, type BackendPick, type StartupHost } from './startup.js';
 import { activeHold, gatesOpen, judgeCheckout, judgeStatement, refusalError } from './gates.js';
-import { NO_NEED, committed, describeNeed, parseReadAfterLsn, readAfterLsn, writeSent, type CausalDecision, type CausalNeed, type CausalReason } from './causal.js';
+import { NO_NEED, committed, describeNeed, needFromWire, needToWire, parseReadAfterLsn, readAfterLsn, writeSent, type CausalDecision, type CausalNeed, type CausalReason } from './causal.js';
 import { monotonicMs } from '../backends/mono-clock.js';
 import type { BackendState, SessionState } from '../takeover/messages.js';
 
@@ -620,7 +620,8 @@ export class Session implements LegOwner, BatchSession {
 
   // ---- causal reads (causal.ts) ----------------------------------------------------------------
 
-  /** A statement that may write went to the primary: later reads wait for its commit (BatchSession). */
+  /** A statement that may write (anything routed to the primary but transaction control and SET)
+   * went to the primary: later reads wait for its commit (BatchSession). */
   causalWriteSent(): void {
     if (this.standby !== undefined && this.host.causalReads) this.causal = writeSent(this.causal);
   }
@@ -769,7 +770,8 @@ export class Session implements LegOwner, BatchSession {
       leg.expect(FORWARD);
       if (r.read) this.host.countSelect(leg.conn.backendId);
       if (dirty) leg.dirty = true;
-      if (r.write) this.causalWriteSent();
+      // Not only writes: the proxy cannot see what an EXECUTE, a CALL or a function does.
+      if (r.write || r.target === 'primary') this.causalWriteSent();
       S = undefined;
     }
     if (r.standbyUnusable) this.primaryOnly = true;
@@ -926,6 +928,7 @@ export class Session implements LegOwner, BatchSession {
         standby: S ? leg(S, 2) : null,
         primaryOnly: this.primaryOnly,
         standbyDiverged: this.standbyDiverged,
+        causal: needToWire(this.causal),
         answered: this.answered,
         statements: this.ext.exportStatements(),
       },
@@ -994,6 +997,7 @@ export class Session implements LegOwner, BatchSession {
     s.ext.importStatements(st.statements);
     s.primaryOnly = st.primaryOnly;
     s.standbyDiverged = st.standbyDiverged;
+    s.causal = needFromWire(st.causal);
     s.answered = st.answered;
     s.secret = st.secret;
     s.reader.startupPhase = false;

@@ -56,6 +56,10 @@ export const sessionState = z.object({
   standby: backendState.nullable(),
   primaryOnly: z.boolean(),
   standbyDiverged: z.boolean(),
+  /** Causal reads: what the session's reads wait for (proxy/causal.ts CausalNeedWire); absent from a process without them. */
+  causal: z
+    .object({ own: z.string().regex(/^\d+$/), given: z.string().regex(/^\d+$/), pendingSince: z.union([z.number(), z.literal('running'), z.null()]) })
+    .optional(),
   answered: z.number().int(),
   /** Prepared statements: the Parse (base64) and which connection has each. */
   statements: z.array(z.object({ name: z.string(), parse: z.string(), primary: z.boolean(), write: z.boolean(), onPrimary: z.boolean(), onStandby: z.boolean() })),

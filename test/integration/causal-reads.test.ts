@@ -150,6 +150,23 @@ describe('causal reads (a standby 300 ms behind)', () => {
     assert.ok(onStandby >= 800, `most reads after catching up land on the standby: ${onStandby} of 1000 (primary ${onPrimary})`);
   });
 
+  it('a write the proxy cannot see as one (EXECUTE of a prepared INSERT) is waited for too', async () => {
+    const c = client(causal);
+    await c.connect();
+    try {
+      await c.query('PREPARE ins(int) AS INSERT INTO across_t VALUES ($1)');
+      // Over two seconds: long enough for the standby to replay the PREPARE (classified as a
+      // write) and for a read that ignored the EXECUTEs to go back to it.
+      for (let i = 1000; i < 1020; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        await c.query(`EXECUTE ins(${i})`);
+        assert.equal((await c.query(`SELECT count(*)::int AS n FROM across_t WHERE i = ${i}`)).rows[0].n, 1, `row ${i} written by EXECUTE is seen`);
+      }
+    } finally {
+      await c.end();
+    }
+  });
+
   it('another connection through another peer reads a write once it names the writer\'s LSN', async (t) => {
     const w = client(causal);
     const r = client(workers);

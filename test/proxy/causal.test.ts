@@ -2,7 +2,7 @@
 // WAL samples of the primary and of the session's standby, and where the read goes and why.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { NO_NEED, committed, decideRead, parseReadAfterLsn, readAfterLsn, writeSent, type CausalNeed, type WalSample } from '../../src/proxy/causal.js';
+import { NO_NEED, committed, decideRead, needFromWire, needToWire, parseReadAfterLsn, readAfterLsn, writeSent, type CausalNeed, type WalSample } from '../../src/proxy/causal.js';
 
 const primary = (insertLsn: bigint | null, sampledAt: number | null): WalSample => ({ lsn: insertLsn, insertLsn, sampledAt });
 const standby = (replay: bigint | null, sampledAt: number | null = 0): WalSample => ({ lsn: replay, insertLsn: null, sampledAt });
@@ -56,4 +56,13 @@ test('parseReadAfterLsn takes PostgreSQL\'s LSN text and refuses anything else w
   for (const bad of ['', 'x', '0/', '1/2/3', '123', 'FFFFFFFFF/0']) {
     assert.throws(() => parseReadAfterLsn(bad), /invalid value for parameter "pgwatchdog.read_after_lsn"/, bad);
   }
+});
+
+test('a need survives the move to a new process (online restart) as JSON', () => {
+  for (const n of [NO_NEED, need(0n, 0n, Infinity), need(0n, 0n, 1234.5), need(0x1_0000_0010n, 7n, null)]) {
+    const back = needFromWire(JSON.parse(JSON.stringify(needToWire(n))) as ReturnType<typeof needToWire>);
+    assert.deepEqual(back, n);
+  }
+  assert.equal(needFromWire(needToWire(NO_NEED)), NO_NEED, 'nothing to wait for stays the shared constant (the fast path)');
+  assert.equal(needFromWire(undefined), NO_NEED, 'from a process without causal reads');
 });
