@@ -62,7 +62,12 @@ export async function peerConfig(cluster: PgCluster, dir: string, overrides: Tre
   return merge(base, overrides);
 }
 
-export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {}, opts: { readyTimeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<PeerProcess> {
+export async function startPeerProcess(
+  cluster: PgCluster,
+  overrides: Tree = {},
+  /** `wrap`: a command the peer runs under, e.g. ['ip', 'netns', 'exec', NS] (it must exec the peer, so the pid is the peer's). */
+  opts: { readyTimeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv; wrap?: string[] } = {},
+): Promise<PeerProcess> {
   if (!hooked) {
     hooked = true;
     process.on('exit', () => {
@@ -75,7 +80,9 @@ export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {},
   writeFileSync(configFile, stringify(cfg));
   // PGWD_NODE_ARGS: extra node flags for every peer process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them.
   const nodeArgs = process.env.PGWD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-  const proc = spawn(process.execPath, [...nodeArgs, BIN, 'start', '-c', configFile, ...(opts.args ?? [])], {
+  const argv = [process.execPath, ...nodeArgs, BIN, 'start', '-c', configFile, ...(opts.args ?? [])];
+  const [cmd, ...args] = [...(opts.wrap ?? []), ...argv] as [string, ...string[]];
+  const proc = spawn(cmd, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, PGWATCHDOG_LOG_LEVEL: process.env.PGWATCHDOG_LOG_LEVEL ?? 'debug', ...opts.env },
   });
