@@ -32,6 +32,13 @@ export interface BackendState {
   lsn: bigint | null;
   /** Last received LSN on a standby. */
   receiveLsn: bigint | null;
+  /** Primary: WAL insert position (pg_current_wal_insert_lsn), which covers every commit that
+   * returned before the sample, asynchronous ones (synchronous_commit off) included; null on a
+   * standby or when unknown. */
+  insertLsn: bigint | null;
+  /** When the replication monitor sent the query behind `lsn`/`insertLsn` (mono-clock.ts ms;
+   * the query ran on the server after this instant), null when there is no sample. */
+  sampledAt: number | null;
   /** Replay lag behind the primary in bytes (standbys), null when unknown. */
   lagBytes: number | null;
   /** Replay lag in milliseconds (standbys), null when unknown. */
@@ -66,6 +73,11 @@ export interface RoutingGates {
   refuseWrites: string | null;
 }
 
+/** The one lag rule: a standby takes reads while up and (when its lag is known) within maxLagBytes. */
+function readable(b: BackendState, maxLagBytes: number): boolean {
+  return b.status === 'up' && b.role === 'standby' && (b.lagBytes === null || b.lagBytes <= maxLagBytes);
+}
+
 export const OPEN_GATES: RoutingGates = Object.freeze({ held: Object.freeze([]) as readonly never[], refuseWrites: null });
 
 export class BackendRegistry extends EventEmitter<{ change: [BackendChange]; gates: [RoutingGates, string] }> {
@@ -89,6 +101,8 @@ export class BackendRegistry extends EventEmitter<{ change: [BackendChange]; gat
       pgRole: 'unknown',
       lsn: null,
       receiveLsn: null,
+      insertLsn: null,
+      sampledAt: null,
       lagBytes: null,
       lagMs: null,
       replicationState: '',
@@ -118,9 +132,13 @@ export class BackendRegistry extends EventEmitter<{ change: [BackendChange]; gat
 
   /** Standbys that may take reads: up, and (when lag is known) within maxLagBytes. */
   readableStandbys(maxLagBytes: number): Readonly<BackendState>[] {
-    return this.backends.filter(
-      (b) => b.status === 'up' && b.role === 'standby' && (b.lagBytes === null || b.lagBytes <= maxLagBytes),
-    );
+    return this.backends.filter((b) => readable(b, maxLagBytes));
+  }
+
+  /** Whether standby `id` may take reads now (the rule of readableStandbys, for one backend). */
+  isReadableStandby(id: number, maxLagBytes: number): boolean {
+    const b = this.backends[id];
+    return b !== undefined && readable(b, maxLagBytes);
   }
 
   /** The routing gates in force (OPEN_GATES when none). */

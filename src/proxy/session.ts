@@ -1,95 +1,77 @@
 // One client session (session pooling, pgpool semantics). The session holds a connection to
-// the primary and, with load balancing, one to the standby chosen at session start ("legs").
-// Client messages are decoded only as far as routing needs (Query text, Parse text, statement
-// and portal names); backend output is forwarded by header scanning only.
+// the primary and, with load balancing, one to the standby chosen at session start ("legs",
+// leg.ts). Client messages are decoded only as far as routing needs (Query text, Parse text,
+// statement and portal names); backend output is forwarded by header scanning only.
+//
+// Its phases live apart: the handshake and first checkout in startup.ts, client reads in
+// client-input.ts, a backend leg and the transaction state in leg.ts, extended-protocol
+// batching in extended.ts, the routing gates' rule in gates.ts, native forwarding in
+// splice.ts. This file keeps what ties them: the order of responses, simple queries,
+// backpressure, the hand-over to and from native forwarding, applying the gates, and ending.
+// (Over 500 lines for that reason: the hand-over, the gates' waits and backpressure all act on
+// the same few fields — pending, blocked, the legs' queues — and split apart each would reach
+// into the others' state.)
 //
 // Ordering invariant: the client must see responses in the order it sent requests. A batch
 // whose response goes to the client is written to a leg only when no *other* leg still owes
 // the client a response; otherwise the session stops reading the client until it does.
 // Responses a leg owes nobody (the standby's copy of a SET sent to both) are swallowed.
 import net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { Logger } from '../log.js';
-import type { Config } from '../config/index.js';
-import type { BackendRegistry } from '../backends/registry.js';
+import type { RoutingGates } from '../backends/registry.js';
 import * as codec from '../protocol/codec.js';
-import { FrameReader, ProtocolViolation } from '../protocol/frame-reader.js';
-import type { ScanSink } from '../protocol/backend-scanner.js';
-import { BackendConn, BackendError, encodeParameterStatus } from './backend-conn.js';
-import { BE, FE, TARGET, TX } from '../protocol/messages.js';
+import { ProtocolViolation, type FrameReader } from '../protocol/frame-reader.js';
+import { ClientInput } from './client-input.js';
+import { BackendError, encodeParameterStatus, type BackendConn } from './backend-conn.js';
+import { FE, TX } from '../protocol/messages.js';
 import { TcpConn, systemErrorName, writeAll, type Conn } from './tcp.js';
 import * as splice from './splice.js';
 import type { Pools } from './pool.js';
-import { AuthFailed, authenticateClient } from './client-auth.js';
-import type { UserSecret } from './userlist.js';
+import { AuthFailed } from './client-auth.js';
 import type { Route } from './router.js';
+import { FORWARD, Leg, STARTUP_SET, SWALLOW, TxnState, type Expect, type LegOwner, type Role } from './leg.js';
+import { ExtendedBatcher, type Admission, type BatchNeeds, type BatchSession } from './extended.js';
+import { acquire, handshake, startTls, startupSets, statusOverlay, takePooled, type BackendPick, type StartupHost } from './startup.js';
+import { activeHold, gatesOpen, judgeCheckout, judgeStatement, refusalError } from './gates.js';
+import { NO_NEED, committed, describeNeed, parseReadAfterLsn, readAfterLsn, writeSent, type CausalDecision, type CausalNeed, type CausalReason } from './causal.js';
+import { monotonicMs } from '../backends/mono-clock.js';
+import type { BackendState, SessionState } from '../takeover/messages.js';
 
+/** What a session needs of its proxy. */
 export interface SessionHost {
-  readonly cfg: Config;
-  readonly registry: BackendRegistry;
   readonly log: Logger;
   readonly pools: Pools;
-  readonly users: ReadonlyMap<string, UserSecret> | undefined;
-  readonly tlsContext: tls.SecureContext | undefined;
-  route(sql: string, cacheable?: boolean): Route;
-  /** The load-balance node for a new session: a standby id, or undefined for "primary only". */
-  chooseStandby(primaryId: number): number | undefined;
-  registerSession(s: Session): number;
-  unregisterSession(s: Session): void;
-  cancel(pid: number, secret: number): void;
-  countSelect(backendId: number): void;
-  /** The answer to `SHOW <name>` (a pool command, see Route.showPool), or undefined if the proxy does not know it. */
-  showPool(name: string, s: Session): Buffer | undefined;
-  tooManyClients(): boolean;
-  backendError(backendId: number, err: Error): void;
+  readonly startup: StartupHost;
   /** Sessions on the primary alone may be forwarded natively (splice.ts). */
   readonly nativeForwarding: boolean;
   /** The proxy's select_cnt counters in native forwarding (index = base + backend id), or -1. */
   readonly selectCounterBase: number;
-  /** A client proved this ClientKey for `user` (SCRAM): backend logins may use it. */
-  rememberScramKey(user: string, clientKey: Buffer): void;
+  route(sql: string, cacheable?: boolean): Route;
+  /** The backends a new session starts on (no held standby), or undefined when no primary is routable. */
+  pickBackends(): BackendPick | undefined;
+  /** The registry's rule (status, lag): may this standby take reads now? */
+  standbyReadable(backendId: number): boolean;
+  backendName(backendId: number): string;
+  /** The routing gates in force (the proxy calls Session.gatesChanged when they change). */
+  gates(): RoutingGates;
+  registerSession(s: Session): number;
+  unregisterSession(s: Session): void;
+  countSelect(backendId: number): void;
+  /** The answer to `SHOW <name>` (a pool command, see Route.showPool), or undefined if the proxy does not know it. */
+  showPool(name: string, s: Session): Buffer | undefined;
+  backendError(backendId: number, err: Error): void;
+  /** proxy.causal_reads, read at use (a reload turns it on or off). */
+  readonly causalReads: boolean;
+  /** Causal reads (causal.ts): where the next read may go, by the registry's WAL samples of the primary and this standby. */
+  causalRead(need: CausalNeed, standbyId: number): CausalDecision;
+  /** Causal reads: a session waits on a fresh WAL sample of this backend (asks the replication monitor for one soon). */
+  causalWait(backendId: number): void;
 }
-
-interface Expect {
-  readonly forward: boolean;
-  /** An error in this response ends the session (startup SETs). */
-  readonly fatalOnError?: boolean;
-}
-// Shared, immutable: queued once per request, so no allocation on the hot path.
-const FORWARD: Expect = Object.freeze({ forward: true });
-const SWALLOW: Expect = Object.freeze({ forward: false });
-const STARTUP_SET: Expect = Object.freeze({ forward: false, fatalOnError: true });
-
-interface Statement {
-  /** A private copy of the client's Parse message, to re-Parse on another leg. */
-  parse: Buffer;
-  legs: Set<Leg>;
-  write: boolean;
-}
-
-type Role = 'primary' | 'standby';
 
 const MAX_EARLY_BYTES = 1024 * 1024;
 /** Startup and authentication must be done within this (PostgreSQL's authentication_timeout is 60 s). */
 const STARTUP_TIMEOUT_MS = 60_000;
-/** Read buffer of a client connection that reads into the session's buffers (tcp.ts), once reads fill a small one. */
-const CLIENT_READ_BUFFER = 32 * 1024;
-/**
- * The first read buffers are small slices of Node's shared Buffer pool (under 4 KiB): a
- * connection-per-transaction client then costs no buffer of its own, whose external memory
- * would drive V8 into major GCs (measured: pgbench -C, +90 µs of proxy CPU per connection).
- */
-const SMALL_READ_BUFFER = 2048;
-/**
- * Small read buffers of sessions that ended, for new sessions: a connection-per-transaction
- * client then allocates none. A buffer is put here only when nothing can still read from it
- * or into it (see Session.close).
- */
-const spareReadBuffers: Buffer[] = [];
-const MAX_SPARE_READ_BUFFERS = 256;
-/** The answer to SSLRequest/GSSENCRequest when the proxy does not encrypt. */
-const NO = Buffer.from('N');
-const NO_PARSE = Buffer.alloc(0);
 const AUTH_OK = new codec.Writer(9).begin('R').int32(0).end().done();
 /**
  * A session goes to native forwarding after this many answered requests: a client that
@@ -97,136 +79,15 @@ const AUTH_OK = new codec.Writer(9).begin('R').int32(0).end().done();
  * descriptors would cost more than forwarding one transaction in JavaScript.
  */
 const SPLICE_AFTER = 2;
-const YES = Buffer.from('S');
 const ROLLBACK = codec.query('ROLLBACK');
+/** Aborts the transaction a refused write came in, as PostgreSQL's own error would (answered to nobody). */
+const ABORT_REFUSED = codec.query(`DO $pgwatchdog$BEGIN RAISE EXCEPTION USING ERRCODE = '25006', MESSAGE = 'write refused by pgwatchdog: this peer refuses writes'; END$pgwatchdog$`);
 
-/** Startup-packet keys that are not server settings. */
-function isProtocolParam(k: string): boolean {
-  return k === 'user' || k === 'database' || k === 'options' || k === 'replication' || k.startsWith('_pq_.');
-}
-
-
-class Leg implements ScanSink {
-  readonly queue: Expect[] = [];
-  fwdPending = 0;
-  swallowParse = 0;
-  swallowClose = 0;
-  copyIn = false;
-  lastForwarded = false;
-  /** Native forwarding left this connection's stream mid-message: it cannot be reused, and
-   * nothing more can be framed to the client. */
-  broken = false;
-  /** Something ran here that may leave session state behind (SET, named statements, writes…). */
-  dirty = false;
-  /** The backend ended the session with this FATAL (or PANIC) error; `forwarded`: the client has it. */
-  ended: { fields: Record<string, string>; forwarded: boolean } | undefined;
-  out: Buffer[] = [];
-  /** Statement names closed by the client but still existing here. */
-  readonly stale = new Set<string>();
-
-  constructor(
-    readonly session: Session,
-    readonly conn: BackendConn,
-    readonly role: Role,
-  ) {}
-
-  expect(e: Expect): void {
-    this.queue.push(e);
-    if (e.forward) this.fwdPending++;
-  }
-
-  onHeader(type: number): boolean {
-    let fwd: boolean;
-    if (type === BE.ParseComplete && this.swallowParse > 0) {
-      this.swallowParse--;
-      fwd = false;
-    } else if (type === BE.CloseComplete && this.swallowClose > 0) {
-      this.swallowClose--;
-      fwd = false;
-    } else {
-      const head = this.queue[0];
-      if (head) fwd = head.forward;
-      else fwd = this.role === 'primary' && type !== BE.NotificationResponse && !this.session.otherForwarding(this);
-    }
-    this.lastForwarded = fwd;
-    return fwd;
-  }
-
-  onMessage(type: number, buf: Buffer, s: number, e: number): void {
-    const sess = this.session;
-    switch (type) {
-      case BE.ReadyForQuery: {
-        const status = buf[s]!;
-        this.conn.txStatus = status;
-        this.copyIn = false;
-        const head = this.queue.shift();
-        if (head?.forward) this.fwdPending--;
-        sess.onReady(this, status, head);
-        break;
-      }
-      case BE.ParameterStatus:
-        this.conn.onParameterStatus(buf, s, e);
-        break;
-      case BE.ErrorResponse: {
-        // After an error the server skips everything up to Sync, including re-Parses and
-        // Closes the proxy injected: none of their replies will come.
-        this.swallowParse = 0;
-        this.swallowClose = 0;
-        const fields = codec.parseErrorFields(buf.subarray(s, e));
-        const severity = fields.V ?? fields.S;
-        if (severity === 'FATAL' || severity === 'PANIC') this.ended = { fields, forwarded: this.lastForwarded };
-        sess.onBackendErrorResponse(this, fields, this.queue[0]);
-        break;
-      }
-      case BE.CopyInResponse:
-      case BE.CopyBothResponse:
-        this.copyIn = true;
-        break;
-      case BE.NotificationResponse:
-        if (!this.lastForwarded && this.role === 'primary') {
-          // A notification while the client waits on nobody (or on the standby): rebuild it.
-          const msg = Buffer.allocUnsafe(e - s + 5);
-          msg[0] = BE.NotificationResponse;
-          msg.writeInt32BE(e - s + 4, 1);
-          buf.copy(msg, 5, s, e);
-          sess.asyncToClient(this, msg);
-        }
-        break;
-      default:
-        break;
-    }
-  }
-}
-
-interface BatchEntry {
-  msg: Buffer;
-  /** Statement name (Parse, Bind, Describe/Close of a statement), else ''. */
-  name: string;
-  /** Portal name (Bind), else ''. */
-  portal: string;
-  /** Parse: the statement's route. */
-  route: Route | undefined;
-}
-
-interface Batch {
-  msgs: BatchEntry[];
-  needPrimary: boolean;
-  preferStandby: boolean;
-  /** Leg chosen once part of the batch was written (at Flush); the rest follows it. */
-  pinned: Leg | undefined;
-  reads: number;
-  /** Parses of statements every leg must run (SET, BEGIN, SAVEPOINT …), and of any other kind. */
-  both: number;
-  others: number;
-  /** A Parse of a statement that ends the transaction (COMMIT, PREPARE TRANSACTION …). */
-  endsTxn: boolean;
-}
-
-export class Session {
-  private readonly reader = new FrameReader(true);
+export class Session implements LegOwner, BatchSession {
+  private readonly input: ClientInput;
+  private readonly reader: FrameReader;
   private state: 'startup' | 'auth' | 'connecting' | 'ready' | 'closed' = 'startup';
   private sock: Conn;
-  private waiter: ((m: Buffer | null, err?: Error) => void) | undefined;
   user = '';
   database = '';
   private startupParams = new Map<string, string>();
@@ -236,17 +97,14 @@ export class Session {
   private pending: Buffer | null = null;
   private blocked = false;
   private pumping = false;
-  private readonly stmts = new Map<string, Statement>();
-  private readonly unnamed: Statement = { parse: NO_PARSE, legs: new Set(), write: false };
-  private readonly portals = new Map<string, Leg>();
-  private batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, pinned: undefined, reads: 0, both: 0, others: 0, endsTxn: false };
-  private inTxn = false;
-  private txnWrite = false;
+  private readonly ext = new ExtendedBatcher(this);
+  readonly txn = new TxnState();
   /** The standby failed a statement it shared with the primary: reads go to the primary until it is idle again. */
   private standbyDiverged = false;
   /** The session made state the standby cannot see (a temp table, serializable by default):
    * its reads stay on the primary for the rest of the session. */
   private primaryOnly = false;
+  /** Transaction status of the last ReadyForQuery the client got. */
   private lastStatus: number = TX.Idle;
   private heldAsync: Buffer[] = [];
   private tlsUsed = false;
@@ -256,6 +114,15 @@ export class Session {
   private lease: splice.Lease | undefined;
   /** Requests answered to the client (ReadyForQuery forwarded). */
   private answered = 0;
+  /** Causal reads (causal.ts): what the session's reads must see before they use the standby. */
+  private causal: CausalNeed = NO_NEED;
+  /** The last causal decision's reason, to log when it changes. */
+  private causalReason: CausalReason | undefined;
+  /** Set while a routing gate holds the session (a statement, or its first checkout). */
+  private gateTimer: NodeJS.Timeout | undefined;
+  private gateWake: (() => void) | undefined;
+  /** The message of the write the gates refused last. */
+  private refusal = '';
 
   /**
    * `fastReads`: the connection reads into nextReadBuffer() and calls onClientRead() (a
@@ -265,11 +132,17 @@ export class Session {
     private readonly host: SessionHost,
     socket: Conn,
     readonly id: number,
-    private readonly fastReads = false,
+    readonly fastReads = false,
+    /** Set when the session moved in from another process (Session.adopt): no startup here. */
+    moved?: SessionState,
   ) {
     this.sock = socket;
+    this.input = new ClientInput(fastReads, () => this.inputRetained(), this.onClientData);
+    this.reader = this.input.reader;
+    this.nextReadBuffer = this.input.nextReadBuffer;
+    this.onClientRead = this.input.onRead;
     this.attachClient(socket);
-    void this.startup().catch((err: Error) => this.startupFailed(err));
+    if (!moved) void this.start().catch((err: Error) => this.startFailed(err));
   }
 
   /** The session's logger, made on first use: most sessions never log, and pino children cost. */
@@ -309,7 +182,7 @@ export class Session {
   // ---- client socket -------------------------------------------------------------------------
 
   private attachClient(s: Conn): void {
-    if (!this.fastReads || this.tlsUsed) s.on('data', this.onClientData);
+    if (!this.fastReads || this.tlsUsed) s.on('data', this.input.onData);
     s.on('error', (err) => {
       this.log.debug({ err: err.message }, 'client socket error');
       this.close();
@@ -321,73 +194,25 @@ export class Session {
     });
   }
 
-  private rbuf: Buffer | undefined;
-  private lastReadFull = false;
-
-  /**
-   * The buffer the next client read lands in. It is reused only while nothing holds a view
-   * of the last read (messages the reader still buffers, a blocked message, an unfinished
-   * extended batch, bytes queued on a backend socket); otherwise a fresh one. (Startup
-   * messages reach the awaiting code as copies, see wakeWaiter.) Buffers start small; a read
-   * that fills one moves the session to CLIENT_READ_BUFFER.
-   */
-  readonly nextReadBuffer = (): Buffer => {
-    const b = this.rbuf;
-    const grow = this.lastReadFull && (b === undefined || b.length < CLIENT_READ_BUFFER);
-    if (b !== undefined && !grow && this.state !== 'closed' && !this.inputRetained()) return b;
-    if (grow || (b !== undefined && b.length >= CLIENT_READ_BUFFER)) return (this.rbuf = Buffer.allocUnsafe(CLIENT_READ_BUFFER));
-    // A closed session's connection reads no more: never hand it a spare.
-    return (this.rbuf = (this.state !== 'closed' && spareReadBuffers.pop()) || Buffer.allocUnsafe(SMALL_READ_BUFFER));
-  };
+  /** Where the lean connection reads and what it calls (tcp.ts; see ClientInput). */
+  readonly nextReadBuffer: () => Buffer;
+  readonly onClientRead: (n: number, buf: Buffer) => void;
 
   private inputRetained(): boolean {
-    if (this.reader.buffered > 0 || this.pending !== null || this.batch.msgs.length > 0) return true;
+    if (this.reader.buffered > 0 || this.pending !== null || this.ext.open) return true;
     const p = this.primary;
     if (p && (p.out.length > 0 || p.conn.socket.writableLength > 0)) return true;
     const sb = this.standby;
     return sb !== undefined && (sb.out.length > 0 || sb.conn.socket.writableLength > 0);
   }
 
-  /** `n` bytes from the client landed in `buf` (the fast read path). */
-  readonly onClientRead = (n: number, buf: Buffer): void => {
-    this.lastReadFull = n === buf.length;
-    this.onClientData(buf.subarray(0, n));
-  };
-
-  private readonly onClientData = (chunk: Buffer): void => {
-    this.reader.push(chunk);
+  private readonly onClientData = (): void => {
     if (this.state === 'ready') this.pump();
     else if (this.reader.buffered > MAX_EARLY_BYTES && this.state !== 'startup' && this.state !== 'auth') {
       // Pipelined queries before the session is ready are fine; megabytes of them are not.
       this.fatal('08P01', `client sent more than ${MAX_EARLY_BYTES} bytes before the session was ready`);
-    } else this.wakeWaiter();
+    } else this.input.wake();
   };
-
-  private wakeWaiter(): void {
-    const w = this.waiter;
-    if (!w) return;
-    let m: Buffer | null;
-    try {
-      m = this.reader.next();
-    } catch (err) {
-      this.waiter = undefined;
-      w(null, err as Error);
-      return;
-    }
-    if (m) {
-      this.waiter = undefined;
-      // A copy: the awaiting code runs after the read buffer may have been reused.
-      w(this.fastReads ? Buffer.from(m) : m);
-    }
-  }
-
-  private nextMessage(): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      if (this.state === 'closed') return reject(new Error('client closed'));
-      this.waiter = (m, err) => (m ? resolve(m) : reject(err ?? new Error('client closed the connection')));
-      this.wakeWaiter();
-    });
-  }
 
   private readonly clientRetains = (): boolean => this.sock.writableLength > 0;
 
@@ -399,113 +224,78 @@ export class Session {
     }
   };
 
-  // ---- startup -------------------------------------------------------------------------------
+  // ---- startup (startup.ts) ------------------------------------------------------------------
 
-  private async startup(): Promise<void> {
-    let sslDone = false;
-    let gssDone = false;
-    let pkt: codec.StartupPacket;
-    for (;;) {
-      const raw = await this.nextMessage();
-      pkt = codec.parseStartupPacket(raw);
-      if (pkt.kind === 'ssl') {
-        if (sslDone) throw new ProtocolViolation('SSL request received twice');
-        sslDone = true;
-        if (this.host.tlsContext) {
-          if (this.reader.buffered > 0) throw new ProtocolViolation('received unencrypted data after SSL request');
-          await this.upgradeTls(this.host.tlsContext);
-        } else {
-          this.sock.write(NO);
-        }
-        continue;
-      }
-      if (pkt.kind === 'gssenc') {
-        if (gssDone) throw new ProtocolViolation('GSSENC request received twice');
-        gssDone = true;
-        this.sock.write(NO);
-        continue;
-      }
-      break;
-    }
-    if (pkt.kind === 'cancel') {
-      this.host.cancel(pkt.pid, pkt.secret);
+  private async start(): Promise<void> {
+    const reader = this.reader;
+    const c = await handshake(
+      {
+        next: () => this.input.next(),
+        write: (b) => this.sock.write(b),
+        get buffered() {
+          return reader.buffered;
+        },
+        upgradeTls: (ctx) => this.upgradeTls(ctx),
+        startupDone: () => {
+          this.reader.startupPhase = false;
+          this.state = 'auth';
+        },
+      },
+      this.host.startup,
+    );
+    if (c === undefined) {
       this.close();
       return;
     }
-    if (pkt.kind !== 'startup') return;
-    if (pkt.major !== 3) {
-      throw new ProtocolViolation(`unsupported frontend protocol ${pkt.major}.${pkt.minor}: server supports 3.0 to 3.0`, '0A000');
-    }
-    const unrecognized = [...pkt.params.keys()].filter((k) => k.startsWith('_pq_.'));
-    if (pkt.minor > 0 || unrecognized.length > 0) this.sock.write(codec.negotiateProtocolVersion(0, unrecognized));
-    const user = pkt.params.get('user');
-    if (!user) throw new ProtocolViolation('no PostgreSQL user name specified in startup packet', '28000');
-    if (pkt.params.has('replication') && pkt.params.get('replication') !== 'false' && pkt.params.get('replication') !== '0') {
-      throw new ProtocolViolation('replication connections are not supported through pgwatchdog; connect to the primary directly', '0A000');
-    }
-    this.user = user;
-    this.database = pkt.params.get('database') || user;
-    this.startupParams = pkt.params;
-    if (this.host.tooManyClients()) throw new ProtocolViolation('sorry, too many clients already', '53300');
-    this.reader.startupPhase = false;
-    this.state = 'auth';
-    if (this.host.cfg.auth.method !== 'trust') {
-      const clientKey = await authenticateClient(this.host.cfg.auth.method, user, this.host.users, {
-        send: (b) => this.sock.write(b),
-        recvPassword: async () => {
-          const m = await this.nextMessage();
-          if (m[0] !== FE.Password) throw new ProtocolViolation(`expected password response, got message type ${m[0]}`);
-          return m.subarray(5);
-        },
-      });
-      if (clientKey) this.host.rememberScramKey(user, clientKey);
-    }
+    this.user = c.user;
+    this.database = c.database;
+    this.startupParams = c.params;
     this.state = 'connecting';
+    const pick = await this.checkoutAllowed();
+    if (this.closed) return;
+    if (!pick) throw Object.assign(new Error('pgwatchdog: no primary backend is up; try again after failover'), { sqlstate: '57P03' });
     // Usually both connections wait idle in the pool: take them without a round of promises.
-    if (!this.connectPooled()) await this.connectBackends();
+    const got = takePooled(this.host.pools, pick, c) ?? (await acquire(this.host.pools, pick, c, () => this.state !== 'closed', this.log));
+    if (got) this.ready(got.primary, got.standby);
   }
 
-  private connectPooled(): boolean {
-    const { registry, pools, cfg } = this.host;
-    const p = registry.primary();
-    if (!p) return false;
-    const standbyId = cfg.proxy.load_balance ? this.host.chooseStandby(p.id) : undefined;
-    const options = this.startupParams.get('options') ?? '';
-    const pc = pools.take(p.id, this.user, this.database, options);
-    if (!pc) return false;
-    const sc = standbyId === undefined ? undefined : pools.take(standbyId, this.user, this.database, options);
-    if (standbyId !== undefined && !sc) {
-      pools.release(pc, true, false);
-      return false;
+  /** The backends to start on, once no routing gate holds the first checkout back. */
+  private async checkoutAllowed(): Promise<BackendPick | undefined> {
+    for (;;) {
+      const pick = this.host.pickBackends();
+      const v = judgeCheckout(this.host.gates(), pick?.primary, Date.now());
+      if (v.action !== 'wait') return pick;
+      this.log.info({ reason: v.reason, until: new Date(v.untilMs).toISOString() }, 'new session waits for a routing gate before its first backend connection');
+      await new Promise<void>((resolve) => {
+        this.gateWake = resolve;
+        this.armGateTimer(v.untilMs);
+      });
+      if (this.closed) return undefined;
     }
-    this.primary = this.adopt(pc, 'primary');
-    if (sc) this.standby = this.adopt(sc, 'standby');
-    this.ready();
-    return true;
+  }
+
+  /** (A getter: TypeScript would narrow `state` across an await.) */
+  private get closed(): boolean {
+    return this.state === 'closed';
   }
 
   private upgradeTls(ctx: tls.SecureContext): Promise<void> {
     // With TLS configured the proxy serves clients on net.Sockets (see Proxy.serveLean).
     if (!(this.sock instanceof net.Socket)) throw new Error('TLS requested on a connection that is not a net.Socket');
     const raw = this.sock;
-    raw.removeListener('data', this.onClientData);
+    raw.removeListener('data', this.input.onData);
     raw.removeAllListeners('close');
     raw.removeAllListeners('error');
     raw.removeAllListeners('drain');
-    raw.write(YES);
-    const t = new tls.TLSSocket(raw, { isServer: true, secureContext: ctx });
-    this.sock = t;
+    const { socket, secure } = startTls(raw, ctx);
+    this.sock = socket;
     this.tlsUsed = true;
-    this.attachClient(t);
+    this.attachClient(socket);
     raw.on('error', () => this.close());
-    return new Promise((resolve, reject) => {
-      t.once('secure', () => resolve());
-      t.once('error', reject);
-      t.once('close', () => reject(new Error('client closed during TLS handshake')));
-    });
+    return secure;
   }
 
-  private startupFailed(err: Error): void {
+  private startFailed(err: Error): void {
     if (this.state === 'closed') return;
     if (err instanceof AuthFailed) {
       this.log.info({ user: err.user, reason: err.reason }, 'client authentication failed');
@@ -526,82 +316,30 @@ export class Session {
     }
   }
 
-  private async connectBackends(): Promise<void> {
-    const { registry, pools, cfg } = this.host;
-    const p = registry.primary();
-    if (!p) throw Object.assign(new Error('pgwatchdog: no primary backend is up; try again after failover'), { sqlstate: '57P03' });
-    const standbyId = cfg.proxy.load_balance ? this.host.chooseStandby(p.id) : undefined;
-    const options = this.startupParams.get('options') ?? '';
-    const [pc, sc] = await Promise.allSettled([
-      pools.acquire(p.id, this.user, this.database, options),
-      standbyId === undefined ? Promise.resolve(undefined) : pools.acquire(standbyId, this.user, this.database, options),
-    ]);
-    if (this.state === 'closed' || pc.status === 'rejected') {
-      if (pc.status === 'fulfilled') pools.release(pc.value, true, false);
-      if (sc.status === 'fulfilled' && sc.value) pools.release(sc.value, true, false);
-      if (pc.status === 'rejected') throw pc.reason;
-      return;
-    }
-    this.primary = this.adopt(pc.value, 'primary');
-    if (sc.status === 'fulfilled') {
-      if (sc.value) this.standby = this.adopt(sc.value, 'standby');
-    } else {
-      // The standby failing is no reason to refuse the session: it runs on the primary alone.
-      this.log.warn({ backend: standbyId, reason: (sc.reason as Error).message }, 'load-balance standby unavailable; session uses the primary only');
-    }
-    this.ready();
-  }
-
   /** Both legs are in hand: apply startup parameters and tell the client it may begin. */
-  private ready(): void {
+  private ready(pc: BackendConn, sc: BackendConn | undefined): void {
+    this.primary = this.adopt(pc, 'primary');
+    if (sc) this.standby = this.adopt(sc, 'standby');
     this.secret = this.host.registerSession(this);
     // Startup parameters the client asked for (application_name, client_encoding, …) are
     // applied on each leg with SET, pipelined ahead of the client's first query.
-    for (const leg of [this.primary, this.standby]) if (leg) this.applyStartupParams(leg);
-    // ParameterStatus as the client will see it: the primary connection's values, with what
-    // the client asked for (its SETs are on the way). Usually they agree already and the
-    // connection's encoded block is reused as is.
-    const conn = this.primary!.conn;
-    let overlay: Map<string, string> | undefined;
-    for (const [k, v] of this.startupParams) {
-      if (isProtocolParam(k)) continue;
-      const canon = conn.canonicalParam(k);
-      if (canon !== undefined && conn.params.get(canon) !== v) (overlay ??= new Map(conn.params)).set(canon, v);
+    for (const leg of [this.primary, this.standby]) {
+      const sets = leg && startupSets(leg.conn, this.startupParams);
+      if (!sets) continue;
+      leg!.out.push(sets);
+      leg!.expect(STARTUP_SET);
     }
+    const overlay = statusOverlay(pc, this.startupParams);
     // AuthenticationOk, the ParameterStatus block (shared, not copied), BackendKeyData and
     // ReadyForQuery: one write.
-    const tail = new codec.Writer(19).begin('K').int32(this.primary!.conn.pid).int32(this.secret).end().begin('Z').int8(TX.Idle).end().done();
+    const tail = new codec.Writer(19).begin('K').int32(pc.pid).int32(this.secret).end().begin('Z').int8(TX.Idle).end().done();
     this.state = 'ready';
     // A session on the primary alone may go to native forwarding once settled (trySplice).
-    if (this.standby === undefined && this.host.nativeForwarding && this.sock instanceof TcpConn && conn.socket instanceof TcpConn) conn.afterRead = this.trySplice;
-    writeAll(this.sock, [AUTH_OK, overlay ? encodeParameterStatus(overlay) : conn.statusBlock(), tail]);
-    if (this.host.log.isLevelEnabled('debug')) this.log.debug({ user: this.user, database: this.database, primary: this.primary!.conn.backendId, standby: this.standby?.conn.backendId, tls: this.tlsUsed }, 'session started');
+    if (this.standby === undefined && this.host.nativeForwarding && this.sock instanceof TcpConn && pc.socket instanceof TcpConn) pc.afterRead = this.trySplice;
+    writeAll(this.sock, [AUTH_OK, overlay ? encodeParameterStatus(overlay) : pc.statusBlock(), tail]);
+    if (this.host.log.isLevelEnabled('debug')) this.log.debug({ user: this.user, database: this.database, primary: pc.backendId, standby: sc?.backendId, tls: this.tlsUsed }, 'session started');
     this.flushAll();
     this.pump();
-  }
-
-  private applyStartupParams(leg: Leg): void {
-    const c = leg.conn;
-    const sets: string[] = [];
-    const wanted = new Map<string, string>();
-    for (const [k, v] of this.startupParams) {
-      if (isProtocolParam(k)) continue;
-      wanted.set(k, v);
-      const canon = c.applied.has(k) ? undefined : c.canonicalParam(k);
-      const have = c.applied.get(k) ?? (canon === undefined ? undefined : c.params.get(canon));
-      if (have === v) continue;
-      sets.push(`SET "${k.replace(/"/g, '""')}" TO '${v.replace(/'/g, "''")}'`);
-      c.applied.set(k, v);
-    }
-    // What an earlier session on this connection asked for and this one did not, goes back.
-    for (const k of [...c.applied.keys()]) {
-      if (wanted.has(k)) continue;
-      sets.push(`RESET "${k.replace(/"/g, '""')}"`);
-      c.applied.delete(k);
-    }
-    if (sets.length === 0) return;
-    leg.out.push(codec.query(sets.join('; ')));
-    leg.expect(STARTUP_SET);
   }
 
   private adopt(conn: BackendConn, role: Role): Leg {
@@ -614,18 +352,18 @@ export class Session {
     return leg;
   }
 
-  // ---- native forwarding ---------------------------------------------------------------------
+  // ---- native forwarding (splice.ts) ---------------------------------------------------------
 
   /**
-   * After each backend read: a session on the primary alone, with nothing queued, buffered
-   * or owed on either side, lends its descriptors to native forwarding (splice.ts).
+   * After each backend read: a session on the primary alone, quiescent, with nothing queued,
+   * buffered or owed on the client side, and no routing gate that concerns it, lends its
+   * descriptors to native forwarding.
    */
   private readonly trySplice = (): void => {
     const P = this.primary;
-    if (this.answered < SPLICE_AFTER || this.state !== 'ready' || this.lease !== undefined || P === undefined) return;
-    if (P.queue.length > 0 || P.out.length > 0 || P.copyIn || P.swallowParse > 0 || P.swallowClose > 0 || P.broken || !P.conn.scanner.atBoundary) return;
-    const b = this.batch;
-    if (this.reader.buffered > 0 || this.pending !== null || b.msgs.length > 0 || b.pinned !== undefined || this.blocked || this.backendFull || this.heldAsync.length > 0) return;
+    if (this.answered < SPLICE_AFTER || this.state !== 'ready' || this.lease !== undefined || P === undefined || !P.quiescent() || this.moveWanted !== undefined) return;
+    if (this.reader.buffered > 0 || this.pending !== null || this.ext.open || this.blocked || this.backendFull || this.heldAsync.length > 0) return;
+    if (!gatesOpen(this.host.gates()) && this.gatesConcernNative()) return;
     const cs = this.sock;
     const bs = P.conn.socket;
     if (!(cs instanceof TcpConn) || !(bs instanceof TcpConn) || cs.isPaused()) return;
@@ -704,6 +442,86 @@ export class Session {
     if (!boundary) P.broken = true;
     (this.sock as TcpConn).giveBack();
     (P.conn.socket as TcpConn).giveBack();
+  }
+
+  // ---- routing gates (gates.ts) --------------------------------------------------------------
+
+  /** A gate that concerns a natively forwarded session: writes refused, or its primary held. */
+  private gatesConcernNative(): boolean {
+    const g = this.host.gates();
+    return g.refuseWrites !== null || (this.primary !== undefined && activeHold(g, this.primary.conn.backendId, Date.now()) !== undefined);
+  }
+
+  /**
+   * The routing gates changed (the proxy calls this on every 'gates' event), or a hold this
+   * session waits on ran out: a held statement or checkout tries again, and a natively
+   * forwarded session the gates now concern comes back to JavaScript at its next client
+   * message (splice.recall), where the gates are applied.
+   */
+  readonly gatesChanged = (): void => {
+    if (this.gateTimer !== undefined) {
+      clearTimeout(this.gateTimer);
+      this.gateTimer = undefined;
+      const wake = this.gateWake;
+      this.gateWake = undefined;
+      if (wake) wake();
+      else if (this.blocked && this.state === 'ready') {
+        this.log.debug('routing gates changed: the held statement tries again');
+        this.blocked = false;
+        this.pump();
+      }
+    }
+    if (this.lease !== undefined && this.gatesConcernNative()) splice.recall(this.lease);
+  };
+
+  private armGateTimer(untilMs: number): void {
+    clearTimeout(this.gateTimer);
+    this.gateTimer = setTimeout(this.gatesChanged, Math.max(0, untilMs - Date.now()) + 1);
+  }
+
+  /** The gates' verdict on a statement or batch about to be routed (BatchSession). */
+  admit(n: BatchNeeds): Admission {
+    const g = this.host.gates();
+    if (gatesOpen(g)) return 'go';
+    const v = judgeStatement(g, n, { primary: this.primary!.conn.backendId, standby: this.standby?.conn.backendId }, Date.now());
+    if (v.action === 'wait') {
+      if (this.gateTimer === undefined) this.log.info({ reason: v.reason, until: new Date(v.untilMs).toISOString() }, 'statement waits for a routing gate');
+      this.armGateTimer(v.untilMs);
+      return 'wait';
+    }
+    if (this.gateTimer !== undefined) {
+      clearTimeout(this.gateTimer);
+      this.gateTimer = undefined;
+    }
+    if (v.action === 'refuse') {
+      this.log.info({ reason: v.reason }, 'write refused');
+      this.refusal = v.message;
+      return 'refused';
+    }
+    if (v.action === 'avoidStandby') this.log.debug({ reason: v.reason }, 'read moved off its standby');
+    return v.action;
+  }
+
+  /** Answers a refused write (BatchSession): the error and/or ReadyForQuery. */
+  answerRefused(error: boolean, ready: boolean): boolean {
+    if (this.primary!.fwdPending > 0 || (this.standby?.fwdPending ?? 0) > 0) return false;
+    const out: Buffer[] = [];
+    if (error) {
+      out.push(codec.errorResponse(refusalError(this.refusal)));
+      if (this.txn.inTxn && this.lastStatus !== TX.Failed) {
+        // In a transaction block PostgreSQL would abort the block: so do its backends (the
+        // standby's too: BEGIN opened one there).
+        for (const leg of [this.primary, this.standby]) {
+          if (!leg) continue;
+          leg.out.push(ABORT_REFUSED);
+          leg.expect(SWALLOW);
+        }
+        this.lastStatus = TX.Failed;
+      }
+    }
+    if (ready) out.push(codec.readyForQuery(this.lastStatus));
+    writeAll(this.sock, out);
+    return true;
   }
 
   // ---- client → backends ---------------------------------------------------------------------
@@ -788,44 +606,101 @@ export class Session {
     return other !== undefined && other.fwdPending > 0;
   }
 
-  private canForwardOn(leg: Leg): boolean {
+  canForwardOn(leg: Leg): boolean {
     return !this.otherForwarding(leg);
   }
 
-  private standbyReadable(): boolean {
+  standbyReadable(): boolean {
     const sb = this.standby;
-    if (!sb || this.txnWrite || this.standbyDiverged || this.primaryOnly) return false;
-    const st = this.host.registry.get(sb.conn.backendId);
-    return st.status === 'up' && (st.lagBytes === null || st.lagBytes <= this.host.cfg.proxy.max_lag_bytes);
+    if (!sb || this.txn.wrote || this.standbyDiverged || this.primaryOnly) return false;
+    if (!this.host.standbyReadable(sb.conn.backendId)) return false;
+    return this.causal === NO_NEED || this.causalAllows(sb.conn.backendId);
   }
 
-  /** Handles one client message; false = cannot proceed yet (ordering), try again later. */
+  // ---- causal reads (causal.ts) ----------------------------------------------------------------
+
+  /** A statement that may write went to the primary: later reads wait for its commit (BatchSession). */
+  causalWriteSent(): void {
+    if (this.standby !== undefined && this.host.causalReads) this.causal = writeSent(this.causal);
+  }
+
+  /** May this read use the standby, as far as the session's committed writes go? */
+  private causalAllows(standbyId: number): boolean {
+    if (!this.host.causalReads) {
+      this.causal = NO_NEED;
+      return true;
+    }
+    const d = this.host.causalRead(this.causal, standbyId);
+    if (d.reason !== this.causalReason) {
+      this.causalReason = d.reason;
+      if (this.host.log.isLevelEnabled('debug')) this.log.debug({ target: d.target, reason: d.reason, waitsFor: describeNeed(this.causal) }, 'causal read');
+    }
+    this.causal = d.need;
+    if (d.target === 'standby') return true;
+    // A fresh sample of the backend the decision waits on (none while the write still runs).
+    if (d.reason === 'no primary WAL sample since the commit') this.host.causalWait(this.primary!.conn.backendId);
+    else if (d.reason !== 'write not committed yet') this.host.causalWait(standbyId);
+    return false;
+  }
+
+  /** `SET pgwatchdog.…` as a simple query: the proxy's own setting, answered here. */
+  private answerProxySetting(p: { name: string; value: string | null }): boolean {
+    if (this.primary!.fwdPending > 0 || (this.standby?.fwdPending ?? 0) > 0) return false;
+    const err = this.noteProxySetting(p);
+    const reply = err ? codec.errorResponse({ severity: 'ERROR', code: err.code, message: err.message }) : codec.commandComplete('SET');
+    this.sock.write(Buffer.concat([reply, codec.readyForQuery(this.lastStatus)]));
+    return true;
+  }
+
+  /**
+   * Applies `SET pgwatchdog.read_after_lsn`; returns the error for a bad one (BatchSession:
+   * through the extended protocol the statement also reaches PostgreSQL, which keeps it as a
+   * placeholder setting, and a bad value is only logged).
+   */
+  noteProxySetting(p: { name: string; value: string | null }): { code: string; message: string } | undefined {
+    if (p.name !== 'read_after_lsn') return { code: '42704', message: `unrecognized configuration parameter "pgwatchdog.${p.name}" (pgwatchdog knows pgwatchdog.read_after_lsn)` };
+    let lsn: bigint;
+    try {
+      lsn = parseReadAfterLsn(p.value ?? '');
+    } catch (e) {
+      this.log.info({ value: p.value }, (e as Error).message);
+      return { code: '22023', message: (e as Error).message };
+    }
+    if (this.standby !== undefined && this.host.causalReads) this.causal = readAfterLsn(this.causal, lsn);
+    return undefined;
+  }
+
+  route(sql: string): Route {
+    return this.host.route(sql);
+  }
+
+  countSelect(backendId: number): void {
+    this.host.countSelect(backendId);
+  }
+
+  markPrimaryOnly(): void {
+    this.primaryOnly = true;
+  }
+
+  /** Handles one client message; false = cannot proceed yet (ordering, or a gate), try again later. */
   private handle(msg: Buffer): boolean {
     const type = msg[0]!;
     switch (type) {
       case FE.Query:
         return this.simpleQuery(msg);
       case FE.Parse:
-        return this.extParse(msg);
+        return this.ext.parse(msg);
       case FE.Bind:
-        return this.extBind(msg);
+        return this.ext.bind(msg);
       case FE.Describe:
       case FE.Close:
-        return this.extDescribeClose(msg);
-      case FE.Execute: {
-        // A named portal runs where it was bound.
-        const portal = codec.readCString(msg, 5);
-        if (!portal) throw new ProtocolViolation('invalid Execute message');
-        const at = portal[0] === '' ? undefined : this.portals.get(portal[0]);
-        if (at === this.primary) this.batch.needPrimary = true;
-        else if (at && at === this.standby) this.batch.preferStandby = true;
-        this.addToBatch(msg);
-        return true;
-      }
+        return this.ext.describeOrClose(msg);
+      case FE.Execute:
+        return this.ext.execute(msg);
       case FE.Flush:
-        return this.extFlush(msg, false);
+        return this.ext.flush(msg, false);
       case FE.Sync:
-        return this.extFlush(msg, true);
+        return this.ext.flush(msg, true);
       case FE.CopyData:
       case FE.CopyDone:
       case FE.CopyFail: {
@@ -835,13 +710,22 @@ export class Session {
         if (type !== FE.CopyData) leg.copyIn = false;
         return true;
       }
-      case FE.FunctionCall: // large objects and the like → primary
-        if (!this.canForwardOn(this.primary!)) return false;
-        this.primary!.out.push(msg);
-        this.primary!.expect(FORWARD);
-        this.primary!.dirty = true;
-        if (this.inTxn) this.txnWrite = true;
+      case FE.FunctionCall: {
+        // Large objects and the like → the primary, as a write.
+        const P = this.primary!;
+        if (!gatesOpen(this.host.gates())) {
+          const a = this.admit({ write: true, needsPrimary: true, wantsStandby: false, inTxn: this.txn.inTxn });
+          if (a === 'wait') return false;
+          if (a === 'refused') return this.answerRefused(true, true);
+        }
+        if (!this.canForwardOn(P)) return false;
+        P.out.push(msg);
+        P.expect(FORWARD);
+        P.dirty = true;
+        this.txn.onWrite();
+        this.causalWriteSent();
         return true;
+      }
       case FE.Terminate:
         this.close();
         return true;
@@ -859,8 +743,15 @@ export class Session {
       this.sock.write(Buffer.concat([local, codec.readyForQuery(this.lastStatus)]));
       return true;
     }
+    if (r.proxySetting) return this.answerProxySetting(r.proxySetting);
     const P = this.primary!;
     let S = this.standby;
+    let admission: Admission = 'go';
+    if (!gatesOpen(this.host.gates())) {
+      admission = this.admit({ write: r.write, needsPrimary: r.target !== 'standby' || r.write, wantsStandby: r.target === 'standby' && S !== undefined, inTxn: this.txn.inTxn });
+      if (admission === 'wait') return false;
+      if (admission === 'refused') return this.answerRefused(true, true);
+    }
     const dirty = r.stateful;
     if (r.target === 'both' && S) {
       if (!this.canForwardOn(P)) return false;
@@ -870,23 +761,18 @@ export class Session {
       S.expect(SWALLOW);
       if (dirty) P.dirty = S.dirty = true;
     } else {
-      const useStandby = r.target === 'standby' && !r.write && this.standbyReadable();
+      const useStandby = admission === 'go' && r.target === 'standby' && !r.write && this.standbyReadable();
       const leg = useStandby ? S! : P;
       if (!this.canForwardOn(leg)) return false;
       leg.out.push(msg);
       leg.expect(FORWARD);
       if (r.read) this.host.countSelect(leg.conn.backendId);
       if (dirty) leg.dirty = true;
+      if (r.write) this.causalWriteSent();
       S = undefined;
     }
     if (r.standbyUnusable) this.primaryOnly = true;
-    if (r.txn === 'begin') this.inTxn = true;
-    if (r.write && (this.inTxn || r.txn === 'begin')) this.txnWrite = true;
-    if (r.txn === 'end') {
-      this.inTxn = false;
-      this.txnWrite = false;
-      if (S === undefined) this.endStandbyTransaction();
-    }
+    if (this.txn.onRoute(r) && S === undefined) this.endStandbyTransaction();
     return true;
   }
 
@@ -896,227 +782,21 @@ export class Session {
    * not stay inside a transaction block. Its ROLLBACK is answered to nobody (outside a block
    * it is a mere warning, also swallowed).
    */
-  private endStandbyTransaction(): void {
+  endStandbyTransaction(): void {
     const S = this.standby;
     if (S === undefined) return;
     S.out.push(ROLLBACK);
     S.expect(SWALLOW);
   }
 
-  // Extended protocol: messages up to Sync (or Flush) form a batch sent to one leg, chosen
-  // when the batch is written: the primary if anything in it needs the primary, else the
-  // standby if a read prefers it. Names and routes are decoded once, when a message arrives.
-
-  private addToBatch(msg: Buffer, name = '', portal = '', route?: Route): void {
-    this.batch.msgs.push({ msg, name, portal, route });
-  }
-
-  private extParse(msg: Buffer): boolean {
-    const name = codec.readCString(msg, 5);
-    if (!name) throw new ProtocolViolation('invalid Parse message');
-    const q = codec.readCString(msg, name[1]);
-    if (!q) throw new ProtocolViolation('invalid Parse message');
-    const r = this.host.route(q[0]);
-    const toPrimary = r.target !== 'standby' || r.write;
-    if (r.target === 'both') this.batch.both++;
-    else this.batch.others++;
-    if (toPrimary) this.batch.needPrimary = true;
-    else this.batch.preferStandby = true;
-    if (r.read) this.batch.reads++;
-    if (r.standbyUnusable) this.primaryOnly = true;
-    if (r.txn === 'begin') this.inTxn = true;
-    if (r.write && this.inTxn) this.txnWrite = true;
-    if (r.txn === 'end') {
-      this.inTxn = false;
-      this.txnWrite = false;
-      this.batch.endsTxn = true;
-    }
-    this.addToBatch(msg, name[0], '', r);
-    return true;
-  }
-
-  private extBind(msg: Buffer): boolean {
-    const portal = codec.readCString(msg, 5);
-    const stmt = portal && codec.readCString(msg, portal[1]);
-    if (!stmt) throw new ProtocolViolation('invalid Bind message');
-    this.noteStatementUse(stmt[0]);
-    this.addToBatch(msg, stmt[0], portal[0]);
-    return true;
-  }
-
-  private extDescribeClose(msg: Buffer): boolean {
-    const kind = msg[5];
-    const name = msg.length >= 7 ? codec.readCString(msg, 6) : null;
-    if ((kind !== TARGET.Statement && kind !== TARGET.Portal) || !name) {
-      throw new ProtocolViolation(`invalid ${msg[0] === FE.Describe ? 'Describe' : 'Close'} message`);
-    }
-    if (kind === TARGET.Statement && msg[0] === FE.Describe) this.noteStatementUse(name[0]);
-    this.addToBatch(msg, name[0]);
-    return true;
-  }
-
-  private noteStatementUse(name: string): void {
-    // A statement parsed earlier in this batch is routed by that Parse, not by its old version.
-    const msgs = this.batch.msgs;
-    for (let i = msgs.length - 1; i >= 0; i--) if (msgs[i]!.msg[0] === FE.Parse && msgs[i]!.name === name) return;
-    const st = this.stmts.get(name);
-    if (!st) return;
-    if (st.write) this.batch.needPrimary = true;
-    else if (this.standby && st.legs.has(this.standby) && !st.legs.has(this.primary!)) this.batch.preferStandby = true;
-  }
-
-  private extFlush(msg: Buffer, isSync: boolean): boolean {
-    const b = this.batch;
-    if (b.msgs.length === 0 && !isSync) return true; // nothing to push out
-    if (isSync && !b.pinned && this.standby && b.both > 0 && b.others === 0 && this.selfContained(b)) return this.extBoth(msg);
-    let leg = b.pinned;
-    if (!leg) {
-      leg = !b.needPrimary && b.preferStandby && this.standbyReadable() ? this.standby! : this.primary!;
-      if (b.msgs.length === 0 && isSync) leg = this.primary!;
-      if (!this.canForwardOn(leg)) return false;
-      leg.expect(FORWARD);
-      if (b.reads > 0) for (let i = 0; i < b.reads; i++) this.host.countSelect(leg.conn.backendId);
-    }
-    for (const e of b.msgs) this.emitExtended(leg, e);
-    leg.out.push(msg);
-    if (b.endsTxn && leg === this.primary) {
-      b.endsTxn = false;
-      this.endStandbyTransaction();
-    }
-    if (isSync) {
-      this.resetBatch();
-    } else {
-      b.msgs = [];
-      b.pinned = leg;
-      b.reads = 0;
-    }
-    return true;
-  }
-
-  private resetBatch(): void {
-    const b = this.batch;
-    b.msgs.length = 0;
-    b.needPrimary = false;
-    b.preferStandby = false;
-    b.pinned = undefined;
-    b.reads = 0;
-    b.both = 0;
-    b.others = 0;
-    b.endsTxn = false;
-  }
-
-  /** True when every statement the batch binds or describes is parsed in the batch itself. */
-  private selfContained(b: Batch): boolean {
-    for (let i = 0; i < b.msgs.length; i++) {
-      const e = b.msgs[i]!;
-      const t = e.msg[0];
-      if (t !== FE.Bind && !(t === FE.Describe && e.msg[5] === TARGET.Statement)) continue;
-      let found = false;
-      for (let j = 0; j < i && !found; j++) found = b.msgs[j]!.msg[0] === FE.Parse && b.msgs[j]!.name === e.name;
-      if (!found) return false;
-    }
-    return true;
-  }
-
-  /**
-   * A batch of statements every leg must run (SET, BEGIN, SAVEPOINT … through the extended
-   * protocol, as JDBC and other drivers send them): the primary answers the client, the
-   * standby runs the same messages and its answers are swallowed.
-   */
-  private extBoth(sync: Buffer): boolean {
-    const P = this.primary!;
-    const S = this.standby!;
-    if (!this.canForwardOn(P)) return false;
-    const b = this.batch;
-    P.expect(FORWARD);
-    S.expect(SWALLOW);
-    for (const e of b.msgs) this.emitExtended(S, e);
-    for (const e of b.msgs) this.emitExtended(P, e);
-    // Both legs now hold the batch's statements.
-    for (const e of b.msgs) {
-      if (e.msg[0] !== FE.Parse) continue;
-      this.stmts.get(e.name)?.legs.add(S);
-      S.stale.delete(e.name);
-    }
-    P.out.push(sync);
-    S.out.push(sync);
-    this.resetBatch();
-    return true;
-  }
-
-  /** Writes one extended-protocol message to `leg`, re-Parsing statements that live elsewhere. */
-  private emitExtended(leg: Leg, e: BatchEntry): void {
-    const m = e.msg;
-    const type = m[0]!;
-    const name = e.name;
-    if (type === FE.Parse) {
-      const r = e.route!;
-      if (name === '') {
-        // The unnamed statement is replaced by every Parse: reuse its record, and keep a view
-        // of the client's bytes rather than a copy (it is re-Parsed rarely, if ever) — unless
-        // client reads reuse their buffer (fastReads): then a copy.
-        if (r.stateful) leg.dirty = true;
-        const u = this.unnamed;
-        // Kept only to re-Parse on the other leg: a session on the primary alone has none.
-        u.parse = this.standby === undefined ? NO_PARSE : this.fastReads ? Buffer.from(m) : m;
-        u.legs.clear();
-        u.legs.add(leg);
-        u.write = r.target !== 'standby' || r.write;
-        this.stmts.set('', u);
-      } else {
-        leg.dirty = true;
-        if (leg.stale.has(name)) this.injectClose(leg, name);
-        const old = this.stmts.get(name);
-        if (old) for (const l of old.legs) if (l !== leg) l.stale.add(name);
-        this.stmts.set(name, { parse: Buffer.from(m), legs: new Set([leg]), write: r.target !== 'standby' || r.write });
-      }
-      leg.out.push(m);
-      return;
-    }
-    if (type === FE.Bind || (type === FE.Describe && m[5] === TARGET.Statement)) {
-      if (type === FE.Bind) {
-        if (e.portal !== '') {
-          this.portals.set(e.portal, leg);
-          leg.dirty = true;
-        }
-      }
-      const st = this.stmts.get(name);
-      if (st && !st.legs.has(leg)) {
-        if (name !== '') leg.dirty = true;
-        if (name !== '' && leg.stale.has(name)) this.injectClose(leg, name);
-        leg.out.push(st.parse);
-        leg.swallowParse++;
-        st.legs.add(leg);
-      }
-      leg.out.push(m);
-      return;
-    }
-    if (type === FE.Close && m[5] === TARGET.Statement) {
-      const st = this.stmts.get(name);
-      if (st) {
-        for (const l of st.legs) if (l !== leg) l.stale.add(name);
-        this.stmts.delete(name);
-      }
-      leg.stale.delete(name);
-    }
-    leg.out.push(m);
-  }
-
-  private injectClose(leg: Leg, name: string): void {
-    leg.out.push(codec.closeStatement(name));
-    leg.swallowClose++;
-    leg.stale.delete(name);
-  }
-
-  // ---- backend events ------------------------------------------------------------------------
+  // ---- backend events (LegOwner) -------------------------------------------------------------
 
   onReady(leg: Leg, status: number, head: Expect | undefined): void {
     if (leg === this.primary) {
-      this.inTxn = status !== TX.Idle;
-      if (!this.inTxn) this.txnWrite = false;
-    } else if (status === TX.Idle) {
-      this.standbyDiverged = false;
-    }
+      this.txn.onPrimaryReady(status);
+      // Idle with nothing more outstanding: every write sent so far has committed (or rolled back).
+      if (!this.txn.inTxn && leg.queue.length === 0 && this.causal.pendingSince === Infinity) this.causal = committed(this.causal, monotonicMs());
+    } else if (status === TX.Idle) this.standbyDiverged = false;
     if (head?.forward) {
       this.lastStatus = status;
       this.answered++;
@@ -1130,6 +810,8 @@ export class Session {
       this.blocked = false;
       this.pump();
     }
+    // A session waiting to move tries once this read is handled (ReadyForQuery forwarded).
+    if (this.moveWanted !== undefined && status === TX.Idle) queueMicrotask(this.tryMove);
   }
 
   onBackendErrorResponse(leg: Leg, fields: Record<string, string>, head: Expect | undefined): void {
@@ -1140,7 +822,7 @@ export class Session {
         return;
       }
       if (leg === this.standby) this.standbyDiverged = true;
-      this.log.debug({ backend: leg.conn.backendId, error: fields.M }, 'statement sent to both backends failed on the standby');
+      this.log.debug({ backend: leg.conn.backendId, error: fields.M }, 'statement answered to nobody failed on the backend');
     }
   }
 
@@ -1165,15 +847,13 @@ export class Session {
       return;
     }
     this.log.warn({ backend: id, role: leg.role, reason: err?.message ?? 'connection closed' }, 'backend connection lost; ending the session');
-    const name = this.host.registry.get(id).name;
-    this.fatal('08006', `connection to backend ${id} (${name}) was lost`);
+    this.fatal('08006', `connection to backend ${id} (${this.host.backendName(id)}) was lost`);
   }
 
   /** Ends the session because backend `id` failed over (or was detached). */
   terminateForFailover(id: number): void {
-    const name = this.host.registry.get(id).name;
     this.log.info({ backend: id }, 'ending session: its backend left service');
-    this.fatal('57P01', `terminating connection because backend ${id} (${name}) failed over`);
+    this.fatal('57P01', `terminating connection because backend ${id} (${this.host.backendName(id)}) failed over`);
   }
 
   /** Sends a CancelRequest for whatever this session is running, to the backend(s) running it. */
@@ -1188,6 +868,137 @@ export class Session {
       s.setTimeout(5000, () => s.destroy());
       this.log.info({ backend: c.backendId, pid: c.pid }, 'forwarded cancel request');
     }
+  }
+
+  // ---- online restart (src/takeover) ---------------------------------------------------------
+
+  /**
+   * The session at a safe point, for a successor process: ready, idle between transactions,
+   * nothing queued, buffered, owed or being written on any connection. Its descriptors are
+   * lent out (reading stops: what arrives now waits in the kernel for the successor). Then
+   * the caller either hands it off (handedOff) or keeps it (resumeHere). A string says why it
+   * cannot move yet.
+   */
+  exportState(): { state: SessionState; fds: number[] } | string {
+    if (this.state !== 'ready') return `not ready (${this.state})`;
+    if (this.tlsUsed) return 'a TLS session cannot move (its encryption state lives in this process)';
+    this.unsplice();
+    const P = this.primary!;
+    const S = this.standby;
+    // PostgreSQL's own word (the last ReadyForQuery) decides; the predicted TxnState may lag
+    // behind what native forwarding ran.
+    if (this.lastStatus !== TX.Idle || P.conn.txStatus !== TX.Idle) return 'inside a transaction';
+    if (!P.quiescent() || (S && !S.quiescent())) return 'a statement is running';
+    if (this.reader.buffered > 0 || this.pending !== null || this.ext.open || this.blocked || this.backendFull || this.heldAsync.length > 0 || this.gateTimer !== undefined) return 'client input is being handled';
+    const socks = [this.sock, P.conn.socket, ...(S ? [S.conn.socket] : [])];
+    if (socks.some((c) => c.writableLength > 0)) return 'output is being written';
+    if (!socks.every((c) => c instanceof TcpConn)) return 'not on lean TCP connections';
+    const fds: number[] = [];
+    for (const c of socks as TcpConn[]) {
+      const fd = c.lend();
+      if (fd < 0) {
+        for (const x of (socks as TcpConn[]).slice(0, fds.length)) x.giveBack();
+        return 'a write is in flight';
+      }
+      fds.push(fd);
+    }
+    const leg = (l: Leg, fd: number): BackendState => ({
+      fd,
+      backendId: l.conn.backendId,
+      pid: l.conn.pid,
+      secret: l.conn.secret,
+      params: Object.fromEntries(l.conn.params),
+      applied: Object.fromEntries(l.conn.applied),
+      dirty: l.dirty,
+      stale: [...l.stale],
+    });
+    return {
+      fds,
+      state: {
+        id: this.id,
+        clientFd: 0,
+        user: this.user,
+        database: this.database,
+        startupParams: Object.fromEntries(this.startupParams),
+        secret: this.secret,
+        primary: leg(P, 1),
+        standby: S ? leg(S, 2) : null,
+        primaryOnly: this.primaryOnly,
+        standbyDiverged: this.standbyDiverged,
+        answered: this.answered,
+        statements: this.ext.exportStatements(),
+      },
+    };
+  }
+
+  /** Set while the session waits for a safe point to move to a successor process. */
+  private moveWanted: ((e: { state: SessionState; fds: number[] }) => void) | undefined;
+
+  /**
+   * Online restart: hands the session to `cb` (exported) at its next safe point, now if it is
+   * at one. Until then it stays on the JavaScript path, where safe points are seen.
+   */
+  moveAtSafePoint(cb: (e: { state: SessionState; fds: number[] }) => void): void {
+    this.moveWanted = cb;
+    this.tryMove();
+  }
+
+  private readonly tryMove = (): void => {
+    const cb = this.moveWanted;
+    if (cb === undefined) return;
+    const e = this.exportState();
+    if (typeof e === 'string') return;
+    this.moveWanted = undefined;
+    cb(e);
+  };
+
+  /** After exportState: the session stays here after all (the successor did not take it). */
+  resumeHere(): void {
+    (this.sock as TcpConn).giveBack();
+    for (const l of [this.primary, this.standby]) (l?.conn.socket as TcpConn | undefined)?.giveBack();
+    this.pump();
+  }
+
+  /** After exportState: the successor holds it. This process closes its descriptors and says nothing to anyone. */
+  handedOff(): void {
+    this.state = 'closed';
+    for (const l of [this.primary, this.standby]) {
+      if (!l) continue;
+      l.conn.onClose = undefined;
+      l.conn.afterRead = undefined;
+      this.host.pools.handOff(l.conn);
+    }
+    this.primary = undefined;
+    this.standby = undefined;
+    this.sock.removeAllListeners('close');
+    this.sock.removeAllListeners('error');
+    this.sock.on('error', () => {});
+    this.sock.destroy();
+    this.host.unregisterSession(this);
+  }
+
+  /** A session moved in from the process this one took over from, on connections already logged in. */
+  static adopt(host: SessionHost, sock: Conn, id: number, st: SessionState, pc: BackendConn, sc: BackendConn | undefined): Session {
+    const s = new Session(host, sock, id, sock instanceof TcpConn, st);
+    s.user = st.user;
+    s.database = st.database;
+    s.startupParams = new Map(Object.entries(st.startupParams));
+    s.primary = s.adopt(pc, 'primary');
+    if (sc) s.standby = s.adopt(sc, 'standby');
+    for (const [leg, b] of [[s.primary, st.primary], [s.standby, st.standby]] as const) {
+      if (!leg || !b) continue;
+      leg.dirty = b.dirty;
+      for (const n of b.stale) leg.stale.add(n);
+    }
+    s.ext.importStatements(st.statements);
+    s.primaryOnly = st.primaryOnly;
+    s.standbyDiverged = st.standbyDiverged;
+    s.answered = st.answered;
+    s.secret = st.secret;
+    s.reader.startupPhase = false;
+    s.state = 'ready';
+    if (sc === undefined && host.nativeForwarding && sock instanceof TcpConn && pc.socket instanceof TcpConn) pc.afterRead = s.trySplice;
+    return s;
   }
 
   // ---- ending ----------------------------------------------------------------------------------
@@ -1205,32 +1016,25 @@ export class Session {
     if (this.state === 'closed') return;
     this.unsplice();
     this.state = 'closed';
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = undefined;
-      w(null, new Error('client closed the connection'));
-    }
+    clearTimeout(this.gateTimer);
+    this.gateTimer = undefined;
+    const wake = this.gateWake;
+    this.gateWake = undefined;
+    wake?.();
     // Flush what is queued (a final ErrorResponse) and close; a client that never reads
     // what is queued gets two seconds.
     if (!this.sock.destroyed) {
       this.sock.destroySoon();
       if (this.sock.writableLength > 0) setTimeout(() => this.sock.destroy(), 2000).unref();
     }
-    // The read buffer can serve another session once the connection reads no more and no
-    // bytes of it wait in a backend's write queue.
-    const rb = this.rbuf;
-    if (this.fastReads && this.sock.destroyed && rb?.length === SMALL_READ_BUFFER && !this.inputRetained() && spareReadBuffers.length < MAX_SPARE_READ_BUFFERS) {
-      spareReadBuffers.push(rb);
-      this.rbuf = undefined;
-    }
+    this.input.close(this.sock.destroyed);
     for (const leg of [this.primary, this.standby]) {
       if (!leg) continue;
       const c = leg.conn;
       c.onClose = undefined;
       c.afterRead = undefined;
       c.socket.resume();
-      const clean = !leg.broken && !c.closed && leg.queue.length === 0 && !leg.copyIn && c.scanner.atBoundary && leg.out.length === 0 && leg.swallowParse === 0 && leg.swallowClose === 0 && this.batch.pinned === undefined;
-      this.host.pools.release(c, clean, leg.dirty || leg.copyIn);
+      this.host.pools.release(c, leg.quiescent() && !this.ext.pinned, leg.dirty || leg.copyIn);
     }
     this.primary = undefined;
     this.standby = undefined;

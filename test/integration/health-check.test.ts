@@ -47,11 +47,13 @@ test('health check: a black-holed backend is declared down within timeout×(retr
     assert.equal(downs[0]!.id, 0);
     assert.equal(downs[0]!.attempts, 2);
     assert.ok(downs[0]!.ms >= bound - 50, `not before its retries: ${downs[0]!.ms} ms`);
-    // + 300 ms: timers fire late on a loaded 2-core machine; the printed figure is the measure.
-    assert.ok(downs[0]!.ms <= bound + 300, `within the bound: ${downs[0]!.ms} ms > ${bound} ms`);
-    // The healthy backend answered long before the hung one timed out.
+    // The timeouts end the attempts (no wait for the OS's TCP timeout); the slack is for timers
+    // firing late on a loaded 2-core machine: the printed figure is the measure, not this bound.
+    assert.ok(downs[0]!.ms <= bound + 1500, `within the bound: ${downs[0]!.ms} ms > ${bound} ms`);
+    // Backends are checked concurrently: the healthy one answered before the hung one's first
+    // attempt could even time out (checked one after the other, it would come after it).
     assert.equal(ups[0]?.id, 1);
-    assert.ok(ups[0]!.ms < 300, `healthy backend checked after ${ups[0]!.ms} ms`);
+    assert.ok(ups[0]!.ms < hc.timeout_ms, `healthy backend checked after ${ups[0]!.ms} ms, not before the hung one's first timeout (${hc.timeout_ms} ms)`);
     assert.equal(registry.get(0).pgStatus, 'down');
     assert.equal(registry.get(1).pgStatus, 'up');
     assert.equal(registry.get(1).pgRole, 'primary');
@@ -108,7 +110,7 @@ test('health check: kill -9 plus checkNow is confirmed down after the retries; t
     const ms = Date.now() - t0;
     console.log(`# kill -9 + checkNow: down confirmed after ${ms} ms (retry_delay_ms ${FAST_HEALTH.retry_delay_ms}, max_retries ${FAST_HEALTH.max_retries})`);
     assert.ok(ms >= FAST_HEALTH.retry_delay_ms, 'the retry confirmed it, not the first error alone');
-    assert.ok(ms < 1000, `${ms} ms`);
+    assert.ok(ms < 2500, `checkNow did not wait for the 5 s period: ${ms} ms`);
     assert.equal(downs[0]!.attempts, 2);
     assert.match(downs[0]!.trigger, /connection broke/);
 

@@ -6,14 +6,14 @@ import { SimCluster, type SimMessage } from '../../src/raft/sim/cluster.js';
 import { SafetyViolation } from '../../src/raft/sim/invariants.js';
 import { Prng } from '../../src/raft/sim/prng.js';
 import { awaitConverged, committedValues } from './helpers.js';
-import type { RaftConfig } from '../../src/raft/core/raft.js';
+import type { BrokenRules } from '../../src/raft/sim/broken-node.js';
 
 /**
  * Drives five nodes through Figure 8. Elections happen only when the script calls
  * campaign() (election timeout far away; no check-quorum or pre-vote to keep it literal).
  * Returns the cluster at the end.
  */
-function figure8(unsafeTestFaults?: RaftConfig['unsafeTestFaults']): { c: SimCluster; commitAfterCounting: number } {
+function figure8(unsafeTestFaults?: BrokenRules): { c: SimCluster; commitAfterCounting: number } {
   const c = new SimCluster({
     seed: 8,
     nodes: 5,

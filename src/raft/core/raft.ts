@@ -42,11 +42,6 @@ export interface RaftConfig {
   leaseTicks?: number;
   /** Most entries in one append message (default 64). */
   maxEntriesPerMsg?: number;
-  /**
-   * TEST ONLY: deliberately broken rules, so tests can prove the simulator's checks catch
-   * them. Never set in production.
-   */
-  unsafeTestFaults?: { voteTwice?: boolean; commitOldTermByCounting?: boolean; forgetVoteOnRestart?: boolean; grantVotesDuringLease?: boolean };
 }
 
 /** Durable state to start from (empty for a brand-new node). */
@@ -60,7 +55,7 @@ export class RaftNode<T, S> {
   readonly id: NodeId;
   readonly peers: NodeId[];
   private readonly peerSet: Set<NodeId>;
-  private readonly cfg: Required<Omit<RaftConfig, 'unsafeTestFaults'>> & Pick<RaftConfig, 'unsafeTestFaults'>;
+  private readonly cfg: Required<RaftConfig>;
   private readonly quorum: number;
 
   term = 0;
@@ -111,7 +106,7 @@ export class RaftNode<T, S> {
     const hs = init.hardState ?? { term: 0, vote: null, commit: 0 };
     this.log = RaftLog.restore<T, S>(init.snapshot ?? null, init.entries ?? [], hs.commit);
     this.term = hs.term;
-    this.vote = this.cfg.unsafeTestFaults?.forgetVoteOnRestart ? null : hs.vote;
+    this.vote = hs.vote;
     this.prevHard = { term: hs.term, vote: hs.vote, commit: this.log.committed };
     this.prevSoft = { role: 'follower', leader: null };
     this.resetRandomizedTimeout();
@@ -441,11 +436,24 @@ export class RaftNode<T, S> {
 
   /** True while this peer hears from a live leader (or is one): check-quorum's shield against
    * disruptive candidates — not the leader's read lease. */
-  private hearsFromLeader(): boolean {
+  protected hearsFromLeader(): boolean {
     if (!this.cfg.checkQuorum) return false;
     if (this.role === 'leader') return true;
-    if (this.cfg.unsafeTestFaults?.grantVotesDuringLease) return false;
     return this.now - this.lastLeaderContact < this.cfg.electionTicks;
+  }
+
+  // ---- rule points ---------------------------------------------------------------------
+  // Protected so that the simulator's test double (src/raft/sim/broken-node.ts) can break one
+  // rule on purpose and prove the invariant checker catches it; production never overrides them.
+
+  /** Whether this term's vote may go to the candidate (one vote per term; pre-votes are free). */
+  protected mayGrantVote(m: MsgVote): boolean {
+    return this.vote === m.from || (this.vote === null && this.leader === null) || (m.type === 'preVote' && m.term > this.term);
+  }
+
+  /** Whether index n may commit by counting replicas: only entries of the current term (Raft §5.4.2). */
+  protected mayCommitByCounting(n: number): boolean {
+    return this.log.term(n) === this.term;
   }
 
   // ---- ticking -----------------------------------------------------------------------
@@ -490,12 +498,7 @@ export class RaftNode<T, S> {
   // ---- message handling --------------------------------------------------------------
 
   private handleVote(m: MsgVote): void {
-    const canVote =
-      this.vote === m.from ||
-      (this.vote === null && this.leader === null) ||
-      (m.type === 'preVote' && m.term > this.term) ||
-      this.cfg.unsafeTestFaults?.voteTwice === true;
-    if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+    if (this.mayGrantVote(m) && this.log.isUpToDate(m.index, m.logTerm)) {
       const resp = m.type === 'vote' ? 'voteResp' : 'preVoteResp';
       this.send({ type: resp, to: m.from, term: m.term, reject: false });
       if (m.type === 'vote') {
@@ -669,8 +672,7 @@ export class RaftNode<T, S> {
     matches.sort((a, b) => b - a);
     const n = matches[this.quorum - 1];
     if (n <= this.log.committed) return false;
-    // Only entries of the current term commit by counting replicas (Raft §5.4.2).
-    if (this.log.term(n) !== this.term && !this.cfg.unsafeTestFaults?.commitOldTermByCounting) return false;
+    if (!this.mayCommitByCounting(n)) return false;
     return this.log.commitTo(n);
   }
 

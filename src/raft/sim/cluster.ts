@@ -3,6 +3,7 @@
 // Time is in units; one tick at the nominal rate is 1000 units, and each node ticks at
 // its own (skewed) period. Everything random comes from one seeded Prng.
 import { RaftNode, type RaftConfig } from '../core/raft.js';
+import { BrokenRaftNode, type BrokenRules } from './broken-node.js';
 import type { Message, NodeId, Ready } from '../core/types.js';
 import { MemoryStorage } from '../storage/memory-storage.js';
 import { Scheduler } from './event-queue.js';
@@ -30,7 +31,8 @@ export interface ClusterOptions {
   preVote?: boolean;
   checkQuorum?: boolean;
   maxEntriesPerMsg?: number;
-  unsafeTestFaults?: RaftConfig['unsafeTestFaults'];
+  /** Rules broken on purpose (checker tests): the nodes are BrokenRaftNode test doubles. */
+  unsafeTestFaults?: BrokenRules;
   trace?: (line: string) => void;
 }
 
@@ -214,20 +216,17 @@ export class SimCluster {
   private start(n: SimNode): void {
     const stored = n.storage.load();
     const o = this.opts;
-    n.raft = new RaftNode<number, SmState>(
-      {
-        id: n.id,
-        peers: this.ids,
-        electionTicks: o.electionTicks,
-        heartbeatTicks: o.heartbeatTicks,
-        random: ((r: Prng) => () => r.next())(this.rng.fork()),
-        preVote: o.preVote,
-        checkQuorum: o.checkQuorum,
-        maxEntriesPerMsg: o.maxEntriesPerMsg,
-        unsafeTestFaults: o.unsafeTestFaults,
-      },
-      stored,
-    );
+    const config: RaftConfig = {
+      id: n.id,
+      peers: this.ids,
+      electionTicks: o.electionTicks,
+      heartbeatTicks: o.heartbeatTicks,
+      random: ((r: Prng) => () => r.next())(this.rng.fork()),
+      preVote: o.preVote,
+      checkQuorum: o.checkQuorum,
+      maxEntriesPerMsg: o.maxEntriesPerMsg,
+    };
+    n.raft = o.unsafeTestFaults ? new BrokenRaftNode<number, SmState>(config, stored, o.unsafeTestFaults) : new RaftNode<number, SmState>(config, stored);
     n.sm = stored.snapshot ? { ...stored.snapshot.data } : { index: 0, hash: 0 };
     n.crashAt = null;
     n.life++;
