@@ -5,9 +5,8 @@
 // Who is coordinator, as this peer sees it: itself while it is leader with its lease (the
 // state the watchdog gossips as LEADER); otherwise the Raft leader it is in contact with
 // (heard from within the lease). A peer cut off, or in an election, names none.
-// The VIP holder: the replicated claim when there is one; otherwise this peer when its VIP
-// runner holds the address, or the coordinator when it says it is LEADER (vip.ts lets only
-// the leader with its lease and a committed entry of its term hold it).
+// The VIP holder: the claim on record in the replicated state (vip.ts: a peer escalates
+// only once its claim has committed), unless the claimant is lost or shut down.
 import type { Config } from '../config/index.js';
 import type { CoordinatorRoute, PeerState as AdminPeerState, TransferOutcome, WatchdogFacts, WatchdogPeerFacts, WatchdogView } from '../admin/watchdog-view.js';
 import type { PeerState } from './view.js';
@@ -59,11 +58,10 @@ export function clusterAdminView(o: ClusterAdminViewOptions): WatchdogView {
       return v.ageMs <= w.maxViewAgeMs ? v.view.status.state : 'LOST';
     };
     const vipAddress = wd.vip?.address ?? null;
-    let holder: string | null = st.state.vipHolder?.peer ?? null;
-    if (holder === null && vipAddress !== null) {
-      if (w.vip?.holding) holder = w.self;
-      else if (coordinator !== null && coordinator !== w.self && stateOf(coordinator) === 'LEADER') holder = coordinator;
-    }
+    // The claim on record (a peer escalates only once its claim has committed), unless this
+    // peer knows the claimant is gone (killed holders cannot record a release).
+    let holder: string | null = vipAddress === null ? null : (st.state.vipHolder?.peer ?? null);
+    if (holder !== null && (stateOf(holder) === 'LOST' || stateOf(holder) === 'SHUTDOWN')) holder = null;
     const peers: WatchdogPeerFacts[] = wd.peers.map((p) => {
       const self = p.name === w.self;
       const v = views.get(p.name);

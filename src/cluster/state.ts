@@ -83,7 +83,8 @@ export const clusterStateSchema = z
     failovers: z.array(failoverRecordSchema),
     /** The leader that claimed coordination, and for which term. */
     coordinator: holderSchema.nullable(),
-    /** The peer that last reported holding the VIP (display; safety rests on the lease). */
+    /** The peer whose claim to the VIP committed last, and in which term: it escalates only
+     * once its claim is applied (vip.ts); safety rests on the lease, the record says who. */
     vipHolder: holderSchema.nullable(),
   })
   .strict();
@@ -119,8 +120,8 @@ void decisionSchemaMatches;
  * index its failoverStarted committed at, which propose() returned): the Decisions adapter
  * maps the engine's own seq to it. `failoverResumed`: a new coordinator takes over an
  * unfinished record (its engine's failoverStarted for the resumed run maps to this).
- * `coordinator`: a new leader claims coordination for its term. `vip`: a peer escalated
- * (holding) or de-escalated.
+ * `coordinator`: a new leader claims coordination for its term. `vip`: a leader claims the
+ * VIP before escalating (holding) or releases it after de-escalating.
  */
 export const clusterCommandSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('decision'), peer: peerName, at: ms, decision: decisionSchema }).strict(),
@@ -203,11 +204,11 @@ function applyCommand(s: ClusterState, cmd: ClusterCommand, meta: EntryMeta): Ap
     }
     case 'vip': {
       if (cmd.holding) {
-        if (s.vipHolder?.peer === cmd.peer) return same(s, `${cmd.peer} already holds the VIP`);
-        return done({ ...s, vipHolder: { peer: cmd.peer, term: meta.term, since: change('escalated') } }, `VIP: ${cmd.peer} escalated in term ${meta.term}`);
+        if (s.vipHolder?.peer === cmd.peer && s.vipHolder.term === meta.term) return same(s, `${cmd.peer} already claimed the VIP in term ${meta.term}`);
+        return done({ ...s, vipHolder: { peer: cmd.peer, term: meta.term, since: change('claimed') } }, `VIP: ${cmd.peer} claims it in term ${meta.term}${s.vipHolder ? ` (was ${s.vipHolder.peer}, term ${s.vipHolder.term})` : ''}`);
       }
       if (s.vipHolder?.peer !== cmd.peer) return same(s, `${cmd.peer} de-escalated but the VIP holder on record is ${s.vipHolder?.peer ?? 'nobody'}`);
-      return done({ ...s, vipHolder: null }, `VIP: ${cmd.peer} de-escalated`);
+      return done({ ...s, vipHolder: null }, `VIP: ${cmd.peer} released it`);
     }
     case 'failoverResumed': {
       const f = s.failovers.find((r) => r.seq === cmd.seq);

@@ -1,6 +1,8 @@
-// Runs the VIP commands as vip.ts's rules say: escalate when this peer may hold the VIP,
-// de-escalate as soon as it may not (stepping down, check-quorum, no trusted server answers,
-// shutdown), one command at a time. A starting peer first drops a VIP it may still hold
+// Runs the VIP commands as vip.ts's rules say: record the claim in the replicated state,
+// escalate once it has committed while this peer may hold the VIP, de-escalate as soon as it
+// may not (stepping down, check-quorum, no trusted server answers, shutdown); one command
+// at a time. Only a peer shutting down records a release: a peer that may escalate again in
+// the same term must not have a release of its own land in the log after it did. A starting peer first drops a VIP it may still hold
 // from before a crash (dropIfHeld), so it never joins as a second holder.
 // Placeholders: %V the address, %I the interface, %% a percent sign (shell-quoted).
 import { spawn } from 'node:child_process';
@@ -8,6 +10,9 @@ import type { VipConfig } from '../config/index.js';
 import { runCommand, shellQuote } from '../failover/commands.js';
 import type { Logger } from '../log.js';
 import { vipDecision, type VipInput } from './vip.js';
+
+/** Proposes the claim (holding) or release of the VIP to the Raft log; resolves once applied here. */
+export type VipRecorder = (holding: boolean) => Promise<unknown>;
 
 export function expandVipCommand(template: string, vip: Pick<VipConfig, 'address' | 'interface'>): string {
   return template.replace(/%([VI%])/g, (_, c: string) => (c === '%' ? '%' : shellQuote(c === 'V' ? vip.address : vip.interface)));
@@ -22,11 +27,14 @@ export class VipRunner {
   private lastReason = '';
   private answering = 0;
   private probeTimer: NodeJS.Timeout | undefined;
+  /** The term whose claim this peer proposed (one proposal per term; a lost one waits for the next). */
+  private claimedTerm = -1;
 
   constructor(
     private readonly vip: VipConfig,
     private readonly trustedServers: readonly string[],
     private readonly log: Logger,
+    private readonly record: VipRecorder,
   ) {
     this.answering = trustedServers.length; // until the first probe says otherwise
   }
@@ -57,11 +65,14 @@ export class VipRunner {
   /** One step: what vip.ts says, carried out (unless a command is still running). */
   step(input: Omit<VipInput, 'holding' | 'trusted'>): void {
     const d = vipDecision({ ...input, holding: this.holding, trusted: { configured: this.trustedServers.length, answering: this.answering } });
-    if (d.reason !== this.lastReason) this.log[d.action === 'escalate' || d.action === 'de-escalate' ? 'info' : 'debug']({ vip: this.vip.address, action: d.action }, `VIP: ${d.reason}`);
+    if (d.reason !== this.lastReason) this.log[d.action === 'hold' || d.action === 'nothing' ? 'debug' : 'info']({ vip: this.vip.address, action: d.action }, `VIP: ${d.reason}`);
     this.lastReason = d.reason;
     if (this.running) return;
-    if (d.action === 'escalate') void this.escalate();
-    else if (d.action === 'de-escalate') void this.deEscalate(d.reason);
+    if (d.action === 'claim' && this.claimedTerm !== input.raft.term) {
+      this.claimedTerm = input.raft.term;
+      this.record(true).catch((err: Error) => this.log.warn({ vip: this.vip.address, err: err.message }, 'VIP claim not recorded'));
+    } else if (d.action === 'escalate') void this.escalate();
+    else if (d.action === 'de-escalate') void this.deEscalate(d.reason, false);
   }
 
   async escalate(): Promise<boolean> {
@@ -76,7 +87,8 @@ export class VipRunner {
     }
   }
 
-  async deEscalate(why: string): Promise<void> {
+  /** Drops the VIP; `release` (shutdown only): then record that nobody holds it (only a leader can). */
+  async deEscalate(why: string, release: boolean): Promise<void> {
     // Counted as dropped even if the command fails: trying again cannot make it safer, and
     // the next escalation script removes the address from every other peer first.
     this.holding = false;
@@ -87,6 +99,7 @@ export class VipRunner {
     } finally {
       this.running = false;
     }
+    if (release) await this.record(false).catch((err: Error) => this.log.debug({ vip: this.vip.address, err: err.message }, 'VIP release not recorded (the next claim replaces it)'));
   }
 
   private async run(what: string, template: string): Promise<boolean> {

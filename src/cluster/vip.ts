@@ -10,13 +10,31 @@
 // leaseValidUntilTick). So "holds the lease" is true of at most one peer at any instant,
 // and a peer may hold the VIP only while it is. Losing the lease (check-quorum, a
 // partition, a transfer) de-escalates at once.
+//
+// The holder is also on record in the replicated state: an eligible peer first commits its
+// claim (a `vip` entry of its term) and escalates only once that claim has been applied
+// here, so the state names the holder before the address moves, and the claim of a later
+// term replaces an earlier one (the earlier holder's lease, and so its eligibility, has
+// ended by then). A peer that stops cleanly records the release; otherwise the record keeps
+// naming the last claimant until the next claim (it says who may hold the VIP, and a holder
+// is always the one named).
 import type { RaftObservation } from './raft-status.js';
 import { majority } from './tally.js';
 import type { AgedView } from './view.js';
 
-export type VipAction = 'escalate' | 'de-escalate' | 'hold' | 'nothing';
+export type VipAction = 'claim' | 'escalate' | 'de-escalate' | 'hold' | 'nothing';
+
+/** The VIP holder on record in the applied cluster state (state.ts `vipHolder`). */
+export interface VipClaim {
+  peer: string;
+  term: number;
+}
 
 export interface VipInput {
+  /** This peer's name. */
+  self: string;
+  /** The holder on record in the state this peer has applied. */
+  claim: VipClaim | null;
   raft: Pick<RaftObservation, 'role' | 'term' | 'leader' | 'termCommitted' | 'hasLease' | 'leaseUntilTick' | 'tick' | 'transferee'>;
   /** This peer holds the VIP now (escalated and not de-escalated since). */
   holding: boolean;
@@ -31,7 +49,7 @@ export interface Eligibility {
 }
 
 /** May this peer hold the VIP right now? The first failing condition is the reason. */
-export function vipEligibility(i: Omit<VipInput, 'holding'>): Eligibility {
+export function vipEligibility(i: Omit<VipInput, 'holding' | 'self' | 'claim'>): Eligibility {
   const r = i.raft;
   if (i.shuttingDown) return { eligible: false, reason: 'shutting down' };
   if (r.role !== 'leader') return { eligible: false, reason: `not the leader (${r.role} in term ${r.term}, leader ${r.leader ?? 'unknown'})` };
@@ -44,7 +62,12 @@ export function vipEligibility(i: Omit<VipInput, 'holding'>): Eligibility {
 
 export function vipDecision(i: VipInput): { action: VipAction; reason: string } {
   const e = vipEligibility(i);
-  if (e.eligible) return i.holding ? { action: 'hold', reason: `keep the VIP: ${e.reason}` } : { action: 'escalate', reason: `take the VIP: ${e.reason}` };
+  if (e.eligible) {
+    if (i.holding) return { action: 'hold', reason: `keep the VIP: ${e.reason}` };
+    if (i.claim?.peer === i.self && i.claim.term === i.raft.term) return { action: 'escalate', reason: `take the VIP: ${e.reason}; its claim of term ${i.claim.term} has committed` };
+    const now = i.claim ? `${i.claim.peer} (term ${i.claim.term})` : 'nobody';
+    return { action: 'claim', reason: `record the claim before taking the VIP: ${e.reason}; the state names ${now}` };
+  }
   return i.holding ? { action: 'de-escalate', reason: `drop the VIP: ${e.reason}` } : { action: 'nothing', reason: `not holding the VIP: ${e.reason}` };
 }
 

@@ -128,7 +128,9 @@ export class Watchdog {
     });
     this.decisions = new RaftDecisions(name, this.runtime, () => this.state.state);
     this.gossip = new Gossip({ self: name, peers: this.peers, registry: o.registry, transport: this.transport, status: () => this.peerStatus(), intervalMs: gossipMs, logger: o.logger.child({ part: 'gossip' }) });
-    this.vip = wd.vip ? new VipRunner(wd.vip, wd.trusted_servers, o.logger.child({ part: 'vip' })) : undefined;
+    this.vip = wd.vip
+      ? new VipRunner(wd.vip, wd.trusted_servers, o.logger.child({ part: 'vip' }), (holding) => this.runtime.propose({ type: 'vip', peer: name, at: Date.now(), holding }))
+      : undefined;
     this.state.on('change', () => this.route());
   }
 
@@ -164,7 +166,7 @@ export class Watchdog {
     this.stopping = true;
     clearInterval(this.loop);
     this.gossip.sendSoon();
-    if (this.vip?.holding) await this.vip.deEscalate('shutting down');
+    if (this.vip?.holding) await this.vip.deEscalate('shutting down', this.runtime.status().role === 'leader');
     this.vip?.stopProbing();
     const wd = this.o.config.watchdog;
     await this.runtime.handOver(2 * wd.election_timeout_ticks * wd.tick_ms);
@@ -249,7 +251,7 @@ export class Watchdog {
       silentPeerSafeAfterMs: this.isolateAfterMs + this.maxViewAgeMs,
       failoverAllowed: this.o.config.backends.map((b) => b.failover === 'allow'),
     });
-    this.vip?.step({ raft, shuttingDown: this.stopping });
+    this.vip?.step({ self: this.self, claim: s.vipHolder, raft, shuttingDown: this.stopping });
   }
 
   /** Puts the replicated state (with this peer's quarantine) and the routing gates into the local registry (the proxy routes by it). */

@@ -116,6 +116,12 @@ describe('cluster state apply', () => {
   it('coordinator and VIP holder are recorded with their term', () => {
     let s = applyAll(upState(), 5, { type: 'coordinator', peer: 'c', at: 50 }, { type: 'vip', peer: 'c', at: 51, holding: true });
     assert.deepEqual([s.coordinator?.peer, s.coordinator?.term, s.vipHolder?.peer, s.vipHolder?.term], ['c', 5, 'c', 5]);
+    assert.equal(apply(s, { type: 'vip', peer: 'c', at: 51, holding: true }, { index: s.index + 1, term: 5 }).changed, false, 'a repeated claim in the same term changes nothing');
+    const later = applyAll(s, 7, { type: 'vip', peer: 'c', at: 60, holding: true });
+    assert.deepEqual([later.vipHolder?.peer, later.vipHolder?.term], ['c', 7], 'the same peer claims again in a later term');
+    const other = applyAll(s, 8, { type: 'vip', peer: 'a', at: 61, holding: true });
+    assert.deepEqual([other.vipHolder?.peer, other.vipHolder?.term], ['a', 8], 'a later claim replaces the holder on record');
+    assert.equal(applyAll(other, 8, { type: 'vip', peer: 'c', at: 62, holding: false }).vipHolder?.peer, 'a', 'a release by a peer no longer on record changes nothing');
     s = applyAll(s, 5, { type: 'vip', peer: 'c', at: 52, holding: false });
     assert.equal(s.vipHolder, null);
   });

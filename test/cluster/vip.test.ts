@@ -7,8 +7,11 @@ import { PEERS, view, views } from './fixtures.js';
 const leader: VipInput['raft'] = { role: 'leader', term: 4, leader: 'a', termCommitted: true, hasLease: true, leaseUntilTick: 108, tick: 100, transferee: null };
 
 describe('vip decision', () => {
-  const cases: { name: string; raft?: Partial<VipInput['raft']>; holding: boolean; trusted?: VipInput['trusted']; shuttingDown?: boolean; action: string; reason: RegExp }[] = [
-    { name: 'leader with a lease escalates', holding: false, action: 'escalate', reason: /take the VIP: leader of term 4 with a lease until tick 108/ },
+  const cases: { name: string; raft?: Partial<VipInput['raft']>; holding: boolean; claim?: VipInput['claim']; trusted?: VipInput['trusted']; shuttingDown?: boolean; action: string; reason: RegExp }[] = [
+    { name: 'leader with a lease claims the VIP first', holding: false, claim: null, action: 'claim', reason: /record the claim before taking the VIP: leader of term 4 with a lease until tick 108; the state names nobody/ },
+    { name: 'a claim of an earlier term is not enough', holding: false, claim: { peer: 'a', term: 3 }, action: 'claim', reason: /the state names a \(term 3\)/ },
+    { name: 'another peer on record: claim', holding: false, claim: { peer: 'b', term: 3 }, action: 'claim', reason: /the state names b \(term 3\)/ },
+    { name: 'leader with a lease escalates once its claim has committed', holding: false, action: 'escalate', reason: /take the VIP: leader of term 4 with a lease until tick 108; its claim of term 4 has committed/ },
     { name: 'and then holds', holding: true, action: 'hold', reason: /keep the VIP/ },
     { name: 'no entry of the term committed yet', raft: { termCommitted: false, hasLease: false }, holding: false, action: 'nothing', reason: /no entry of the term has committed/ },
     { name: 'the previous lease may still run', raft: { hasLease: false, leaseUntilTick: null }, holding: false, action: 'nothing', reason: /without a lease: the previous leader's may not have expired/ },
@@ -18,11 +21,12 @@ describe('vip decision', () => {
     { name: 'handing leadership over de-escalates', raft: { transferee: 'b' }, holding: true, action: 'de-escalate', reason: /handing leadership to b/ },
     { name: 'no trusted server answers', holding: true, trusted: { configured: 2, answering: 0 }, action: 'de-escalate', reason: /none of the 2 trusted servers answers/ },
     { name: 'one trusted server is enough', holding: false, trusted: { configured: 2, answering: 1 }, action: 'escalate', reason: /take the VIP/ },
+    { name: 'not eligible: no claim either', raft: { hasLease: false, leaseUntilTick: null }, holding: false, claim: null, action: 'nothing', reason: /not holding the VIP/ },
     { name: 'shutdown de-escalates', holding: true, shuttingDown: true, action: 'de-escalate', reason: /shutting down/ },
   ];
   for (const c of cases) {
     it(c.name, () => {
-      const d = vipDecision({ raft: { ...leader, ...c.raft }, holding: c.holding, trusted: c.trusted ?? { configured: 0, answering: 0 }, shuttingDown: c.shuttingDown ?? false });
+      const d = vipDecision({ self: 'a', claim: c.claim === undefined ? { peer: 'a', term: 4 } : c.claim, raft: { ...leader, ...c.raft }, holding: c.holding, trusted: c.trusted ?? { configured: 0, answering: 0 }, shuttingDown: c.shuttingDown ?? false });
       assert.equal(d.action, c.action, d.reason);
       assert.match(d.reason, c.reason);
     });

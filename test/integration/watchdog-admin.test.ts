@@ -75,7 +75,8 @@ describe('watchdog admin: three peer processes', { concurrency: false }, () => {
       wd.nodes.map((x) => x.status_name),
       NAMES.map((n) => (n === c ? 'LEADER' : 'STANDBY')),
     );
-    const show = await query(b.peers.get(other)!, 'SHOW WATCHDOG_NODES');
+    // A session needs a routable primary: the coordinator's find-primary entries may commit after it escalates.
+    const show = await waitFor('SHOW WATCHDOG_NODES answers', () => query(b.peers.get(other)!, 'SHOW WATCHDOG_NODES'));
     assert.deepEqual(show.rows.map((x: Record<string, string>) => x.node_name), [...NAMES]);
     assert.deepEqual(show.rows.map((x: Record<string, string>) => x.status_name), wd.nodes.map((x) => x.status_name));
     // Every peer's proxy port, as each peer gossips it (the cancel forwarding finds its peer by it).

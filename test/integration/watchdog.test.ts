@@ -112,6 +112,16 @@ describe('watchdog: three peer processes', { concurrency: false }, () => {
       // this reason); the backends keep their decided state, so reads keep going.
       const gate = await waitFor('the isolated peer refuses writes', () => hp.logs.slice(mark).find((l) => typeof l.msg === 'string' && l.msg.startsWith('routing gates') && typeof l.refuseWrites === 'string'), 10_000);
       assert.match(String(gate.refuseWrites), /NETWORK ISOLATION: .*connect through the VIP/);
+      // What a client sees: a write is refused with 25006 and the reason; a read still works.
+      const refused = await waitFor('a write through the isolated peer is refused', async () => {
+        try {
+          await query(hp, `INSERT INTO wd VALUES ('isolated')`);
+          return false;
+        } catch (err) {
+          return (err as { code?: string }).code === '25006' ? (err as Error) : false;
+        }
+      }, 10_000);
+      assert.match(refused.message, /^cannot execute a write on isolated pgwatchdog peer: NETWORK ISOLATION: .*connect through the VIP/);
       const nodes = await query(hp, 'SHOW POOL_NODES');
       assert.ok(nodes.rows.some((r: Record<string, string>) => r.role === 'primary' && r.status === 'up'), `the primary stays up in SHOW POOL_NODES: ${JSON.stringify(nodes.rows)}`);
       assert.equal((await query(hp, 'SELECT 1 AS one')).rows[0].one, 1, 'reads keep working on the isolated peer');

@@ -69,11 +69,13 @@ export async function peerConfig(cluster: PgCluster, dir: string, overrides: Tre
 /**
  * `takeoverFrom`: start `start --takeover` with that peer's config file and dir (the online
  * restart); the old process's dir becomes this one's. `parentDir`: where a new peer's dir is made.
+ * `wrap`: a command the peer runs under, e.g. ['ip', 'netns', 'exec', NS] (it must exec the
+ * peer, so the pid is the peer's).
  */
 export async function startPeerProcess(
   cluster: PgCluster,
   overrides: Tree = {},
-  opts: { readyTimeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv; takeoverFrom?: PeerProcess; parentDir?: string } = {},
+  opts: { readyTimeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv; takeoverFrom?: PeerProcess; parentDir?: string; wrap?: string[] } = {},
 ): Promise<PeerProcess> {
   if (!hooked) {
     hooked = true;
@@ -89,7 +91,9 @@ export async function startPeerProcess(
   else writeFileSync(configFile, stringify(cfg));
   // PGWD_NODE_ARGS: extra node flags for every peer process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them.
   const nodeArgs = process.env.PGWD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-  const proc = spawn(process.execPath, [...nodeArgs, BIN, 'start', '-c', configFile, ...(from ? ['--takeover'] : []), ...(opts.args ?? [])], {
+  const argv = [process.execPath, ...nodeArgs, BIN, 'start', '-c', configFile, ...(from ? ['--takeover'] : []), ...(opts.args ?? [])];
+  const [cmd, ...args] = [...(opts.wrap ?? []), ...argv] as [string, ...string[]];
+  const proc = spawn(cmd, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, PGWATCHDOG_LOG_LEVEL: process.env.PGWATCHDOG_LOG_LEVEL ?? 'debug', ...opts.env },
   });

@@ -77,6 +77,8 @@ interface Peer {
   views: Map<NodeId, { view: PeerView; at: number }>;
   quarantined: Set<number>;
   holdingVip: boolean;
+  /** The term this peer proposed its VIP claim in (one proposal per term). */
+  vipClaimTerm: number;
   trustedOk: boolean;
   engine: Engine;
   lastAction: string;
@@ -148,6 +150,7 @@ export class WatchdogSim {
         views: new Map(),
         quarantined: new Set(),
         holdingVip: false,
+        vipClaimTerm: -1,
         trustedOk: true,
         engine: { awaiting: null, current: null, queue: [], engineSeq: 0, claimedTerm: 0 },
         lastAction: '',
@@ -269,6 +272,7 @@ export class WatchdogSim {
     p.views = new Map();
     p.quarantined = new Set();
     p.holdingVip = false; // a starting peer drops a VIP it may still hold
+    p.vipClaimTerm = -1;
     p.engine = { awaiting: null, current: null, queue: [], engineSeq: 0, claimedTerm: 0 };
     this.trace(`start ${p.id} term=${p.raft.term} commit=${p.raft.log.committed}`);
     this.clock.push(this.now + 1 + this.rng.int(p.period), { k: 'tick', id: p.id, life: p.life });
@@ -293,6 +297,9 @@ export class WatchdogSim {
         if (!p.raft || !this.net.connected(ev.m.from, ev.m.to)) return;
         p.raft.step(ev.m);
         this.processReady(p);
+        // The runtime steps the VIP rules on every Raft status or state change (a lost
+        // lease, a stepped-down leader, its own claim applied), not only on its timer.
+        this.vipStep(p, observeRaft(p.raft as RaftNode<unknown, unknown>));
         break;
       }
       case 'view': {
@@ -333,6 +340,9 @@ export class WatchdogSim {
 
   private check(): void {
     this.checker.checkVip([...this.eligible]);
+    const holders: { peer: string; term: number; claim: { peer: string; term: number } | null }[] = [];
+    for (const p of this.peers.values()) if (p.holdingVip && p.raft) holders.push({ peer: p.id, term: p.raft.term, claim: p.state.vipHolder });
+    this.checker.checkHolders(holders);
     this.raftChecker.checkLeases(this.leaders() as unknown as RaftNode<number, { index: number; hash: number }>[]);
   }
 
@@ -492,9 +502,23 @@ export class WatchdogSim {
         break;
     }
 
-    const vip = vipDecision({ raft: obs, holding: p.holdingVip, trusted: { configured: 1, answering: p.trustedOk ? 1 : 0 }, shuttingDown: false });
-    if (vip.action === 'escalate' || vip.action === 'de-escalate') {
-      p.holdingVip = vip.action === 'escalate';
+    this.vipStep(p, obs);
+  }
+
+  /** The VIP runner's model: claim through the log, escalate once the claim applied here, de-escalate at once. */
+  private vipStep(p: Peer, obs: RaftObservation): void {
+    if (!p.raft) return;
+    const vip = vipDecision({ self: p.id, claim: p.state.vipHolder, raft: obs, holding: p.holdingVip, trusted: { configured: 1, answering: p.trustedOk ? 1 : 0 }, shuttingDown: false });
+    if (vip.action === 'claim' && p.vipClaimTerm !== obs.term) {
+      if (this.propose(p, { type: 'vip', peer: p.id, at: this.now, holding: true })) p.vipClaimTerm = obs.term;
+      this.trace(`${p.id} ${vip.reason}`);
+    } else if (vip.action === 'escalate') {
+      p.holdingVip = true;
+      this.trace(`${p.id} ${vip.reason}`);
+    } else if (vip.action === 'de-escalate') {
+      // No release here: only a peer shutting down records one (it never escalates again),
+      // so a release can never land after a later escalation of the same peer.
+      p.holdingVip = false;
       this.trace(`${p.id} ${vip.reason}`);
     }
   }

@@ -1,5 +1,6 @@
 // What the watchdog simulator checks after every step (issue 12, "the decision logic is
-// pure and simulated"): at most one peer eligible to hold the VIP at any instant, each
+// pure and simulated"): at most one peer eligible to hold the VIP and at most one holding
+// it at any instant (each holder with its claim committed first), each
 // failover record executed by at most one peer at a time and never after it finished,
 // every record finished once the cluster heals, no backend failed over without a
 // majority of views, and every peer's cluster state the same at the same log index.
@@ -44,6 +45,19 @@ export class WatchdogChecker {
   checkVip(eligible: string[]): void {
     this.vipChecks++;
     if (eligible.length > 1) throw new SafetyViolation('VIP safety', `${eligible.join(' and ')} are all eligible to hold the VIP`);
+  }
+
+  /**
+   * The peers holding the VIP at this instant: never two, and each one holds it only with
+   * its claim of its current term applied in its own state (the claim commits first).
+   */
+  checkHolders(holders: { peer: string; term: number; claim: { peer: string; term: number } | null }[]): void {
+    if (holders.length > 1) throw new SafetyViolation('VIP safety', `${holders.map((h) => h.peer).join(' and ')} hold the VIP at once`);
+    for (const h of holders) {
+      if (h.claim?.peer !== h.peer || h.claim.term !== h.term) {
+        throw new SafetyViolation('VIP claim', `${h.peer} holds the VIP in term ${h.term}, but its state names ${h.claim ? `${h.claim.peer} (term ${h.claim.term})` : 'nobody'}`);
+      }
+    }
   }
 
   execStart(seq: number, peer: string, life: number, now: number, end: number): void {
