@@ -5,13 +5,15 @@
 #
 # Succeeds when the address is gone afterwards, including when it was not here at all
 # (a starting peer runs this to drop an address left from before a crash).
+# IP="sudo -n /usr/sbin/ip" (environment) runs `ip` through sudo (see escalation.sh).
 set -u
 
 VIP="$1"
 DEV="$2"
 ADDR="${VIP%/*}"
+IP="${IP:-ip}"
 
-ip addr del "$VIP" dev "$DEV" >/dev/null 2>&1 || true
+$IP addr del "$VIP" dev "$DEV" >/dev/null 2>&1 || true
 if ip -o addr show dev "$DEV" 2>/dev/null | grep -q " $ADDR/"; then
   echo "de_escalation.sh: $VIP is still on $DEV" >&2
   exit 1

@@ -1,63 +1,27 @@
 // `npm run demo` / `pgwatchdog demo`: a local demo cluster on loopback — a PostgreSQL primary
 // with two streaming standbys (the test bed, test/support/pg.ts) and three pgwatchdog peers
-// configured as one watchdog cluster — then its connection strings and status. Ctrl-C stops and
-// removes everything; a run after a crash first removes what the crashed run left (it records
-// its processes and directories in a state file as it starts them).
-//   --once                 print the status and stop (CI, tests)
-//   --scenario failover    (needs the watchdog) kill the primary and narrate the failover
+// forming one watchdog cluster (scripts/demo/cluster.ts) — then its connection strings,
+// dashboards and status. Ctrl-C stops and removes everything; a run after a crash first removes
+// what the crashed run left (scripts/demo/leftovers.ts).
+//   --once                    print the status and stop (CI, tests)
+//   --scenario failover       then kill -9 the primary and narrate the failover, and stop
+//   --scenario coordinator    then kill -9 the coordinator peer, narrate the election, restart it
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { cleanLeftovers, forgetRun, processesUnder, recordRun } from './demo/leftovers.js';
+import type { DemoCluster } from './demo/cluster.js';
 
-export const STATE_FILE = join(tmpdir(), 'pgwatchdog-demo.json');
-
-interface DemoState {
-  /** Processes the demo started, with a directory their command line names (a pid alone may be reused). */
-  processes: { pid: number; marker: string }[];
-  dirs: string[];
-}
+export { STATE_FILE } from './demo/leftovers.js';
 
 const t0 = Date.now();
 const say = (s: string) => process.stdout.write(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${s}\n`);
-
-function cmdline(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-  } catch {
-    return '';
-  }
-}
-
-/** Removes what a previous run left behind (killed with -9, or the machine's power cut). */
-export function cleanLeftovers(log: (s: string) => void = say): number {
-  if (!existsSync(STATE_FILE)) return 0;
-  let state: DemoState;
-  try {
-    state = JSON.parse(readFileSync(STATE_FILE, 'utf8')) as DemoState;
-  } catch {
-    rmSync(STATE_FILE, { force: true });
-    return 0;
-  }
-  let killed = 0;
-  for (const p of state.processes) {
-    // Only a process that is still the one we started: its command line names our directory.
-    if (cmdline(p.pid).includes(p.marker)) {
-      try {
-        process.kill(p.pid, 'SIGKILL');
-        killed++;
-      } catch {
-        // gone meanwhile
-      }
-    }
-  }
-  for (const d of state.dirs) rmSync(d, { recursive: true, force: true });
-  rmSync(STATE_FILE, { force: true });
-  log(`removed what a previous demo run left: ${killed} process${killed === 1 ? '' : 'es'}, ${state.dirs.length} director${state.dirs.length === 1 ? 'y' : 'ies'}`);
-  return killed;
-}
+const SCENARIOS = ['failover', 'coordinator'] as const;
+/** The address the watchdog bed configures (and the status shows); its commands never add it. */
+const VIP_SHOWN = '10.254.0.1/32';
 
 /** PostgreSQL server binaries: found, or installed with apt-get when running as root; else what to install. */
 async function ensurePostgres(): Promise<boolean> {
@@ -85,110 +49,134 @@ async function ensurePostgres(): Promise<boolean> {
   return true;
 }
 
+/** Kills what runs under the run's directory and removes it; synchronous, for the exit hook. */
+function removeRun(root: string): void {
+  for (const pid of processesUnder(root)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const end = Date.now() + 3000;
+  while (processesUnder(root).length && Date.now() < end) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  rmSync(root, { recursive: true, force: true });
+  forgetRun();
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({ options: { once: { type: 'boolean' }, scenario: { type: 'string' } }, strict: true });
-  if (values.scenario !== undefined) {
-    if (!['failover', 'coordinator'].includes(values.scenario)) {
-      process.stderr.write(`demo: unknown scenario "${values.scenario}" (failover, coordinator)\n`);
-      return 2;
-    }
-    process.stderr.write(`demo: --scenario ${values.scenario} needs the demo to configure the watchdog (consensus and the coordinator), which it does not do yet\n`);
+  const scenario = values.scenario as (typeof SCENARIOS)[number] | undefined;
+  if (scenario !== undefined && !SCENARIOS.includes(scenario)) {
+    process.stderr.write(`demo: unknown scenario "${scenario}" (${SCENARIOS.join(', ')})\n`);
     return 2;
   }
-  cleanLeftovers();
+  const left = await cleanLeftovers();
+  if (left.kind === 'running') {
+    process.stderr.write(`demo: another demo is running (pid ${left.pid}); stop it (Ctrl-C, or kill ${left.pid}) first\n`);
+    return 1;
+  }
+  if (left.kind === 'removed') say(`removed what a previous demo run left: ${left.processes} process${left.processes === 1 ? '' : 'es'}, ${left.dirs} director${left.dirs === 1 ? 'y' : 'ies'}`);
   if (!(await ensurePostgres())) return 1;
-  // Loaded after the check: the test bed looks for the server binaries when it loads.
-  const { createCluster, SUPERUSER, SUPERUSER_PASSWORD } = await import('../test/support/pg.js');
-  const { startPeerProcess } = await import('../test/support/peer.js');
+
+  // One directory for everything this run starts, recorded before anything is started in it;
+  // PostgreSQL runs as the postgres user when this runs as root, so it must be able to enter it.
+  const root = mkdtempSync(join(tmpdir(), 'pgwatchdog-demo-'));
+  chmodSync(root, 0o755);
+  recordRun(root);
+  process.on('exit', () => removeRun(root));
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      say('stopping: removing everything the demo started …');
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  }
   process.env.PGWATCHDOG_LOG_LEVEL ??= 'info';
+  // Loaded after the check: the test bed looks for the server binaries when it loads.
+  const { startDemoCluster, unhealthy, peerLines, cliStatus, until } = await import('./demo/cluster.js');
+  const dc = await startDemoCluster(root, say);
+  const { bed } = dc;
 
-  const state: DemoState = { processes: [], dirs: [] };
-  const save = () => writeFileSync(STATE_FILE, JSON.stringify(state));
-  // Ctrl-C: the test bed stops the servers and removes their directory, the peers are killed;
-  // this removes the peers' directories and the state file.
-  process.on('exit', () => {
-    for (const d of state.dirs) rmSync(d, { recursive: true, force: true });
-    rmSync(STATE_FILE, { force: true });
+  say('waiting for the peers to elect a coordinator and agree on the backends …');
+  let why: string | undefined = 'not asked yet';
+  const healthyAt = await until(60_000, async () => {
+    why = unhealthy(await dc.statuses());
+    return why === undefined ? Date.now() : undefined;
   });
+  const st = await dc.statuses();
+  const first = st.get('pgwd1');
+  const coordinator = first instanceof Error ? null : (first?.coordinator ?? null);
+  if (healthyAt !== undefined) say(`coordinator elected: ${coordinator} (Raft term ${first instanceof Error ? '?' : first?.raft.term}); every peer agrees on it and on the primary`);
+  // A write through every peer: each routes by the replicated state once it has applied it.
+  const writes = await Promise.all([...bed.peers].map(async ([name, p]) => [name, await until(30_000, () => dc.write(p))] as const));
+  for (const [name, port] of writes) say(port === undefined ? `${name}: no write committed through it` : `${name}: a write through it committed on the primary (:${port})`);
+  const healthy = healthyAt !== undefined && writes.every(([, port]) => port !== undefined);
 
-  say('starting a PostgreSQL primary and two streaming standbys …');
-  const cluster = await createCluster({ standbys: 2 });
-  state.dirs.push(cluster.dir);
-  for (const n of cluster.nodes) state.processes.push({ pid: n.pid()!, marker: n.dataDir });
-  save();
-  say(`PostgreSQL up: primary :${cluster.primary.port}, standbys :${cluster.standbys.map((s) => s.port).join(', :')}`);
-
-  const names = ['pgwd1', 'pgwd2', 'pgwd3'];
-  // The demo does not configure the watchdog yet (auth key, data dirs, admin URLs per peer):
-  // its peers run standalone, each deciding failovers alone.
-  say('the demo does not configure the watchdog yet: the three peers run standalone, each deciding failovers alone');
-  const peers = [];
-  for (const name of names) {
-    say(`starting peer ${name} …`);
-    // Health checks tolerant of a busy machine (the test bed's are tuned for fast failovers):
-    // standalone, every peer would fail the primary over on its own.
-    const health_check = { period_ms: 1000, timeout_ms: 5000, connect_timeout_ms: 5000, max_retries: 3, retry_delay_ms: 1000 };
-    const peer = await startPeerProcess(cluster, { log: { level: 'info' }, proxy: { load_balance: true }, health_check }, { args: [] });
-    state.dirs.push(peer.dir);
-    state.processes.push({ pid: peer.proc.pid!, marker: peer.dir });
-    save();
-    await peer.waitForLog((l) => l.msg === 'peer ready', 30_000);
-    peers.push({ name, peer });
-  }
-  say(`3 peers ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-
-  const conn = (port: number) => `postgresql://${SUPERUSER}:${SUPERUSER_PASSWORD}@127.0.0.1:${port}/postgres`;
-  type Row = { node_id: string; hostname: string; port: string; status: string; role: string; lb_weight: string; replication_delay: string };
-  const poolNodes = async (port: number): Promise<Row[]> => {
-    const c = new pg.Client({ connectionString: conn(port) });
-    await c.connect();
-    try {
-      return (await c.query<Row>('SHOW POOL_NODES')).rows;
-    } finally {
-      await c.end();
-    }
-  };
-  const isHealthy = (rows: Row[]) => rows.length === 3 && rows.filter((r) => r.role === 'primary').length === 1 && rows.every((r) => r.status === 'up');
-  // Each peer health-checks the backends after it is ready: wait until every peer sees them all up.
-  let rows: Row[] = [];
-  for (const { name, peer } of peers) {
-    const deadline = Date.now() + 60_000;
-    while (!isHealthy((rows = await poolNodes(peer.port).catch(() => [])))) {
-      if (Date.now() > deadline) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    say(`${name} sees ${rows.filter((r) => r.status === 'up').length} of 3 backends up`);
-  }
-  const nodes = { rows: await poolNodes(peers[0]!.peer.port) };
-
-  const lines = ['', 'Connect (any peer):'];
-  for (const { name, peer } of peers) lines.push(`  ${name}: psql "${conn(peer.port)}"`);
+  const lines = ['', 'Connect (any peer; writes go to the primary, reads are balanced):'];
+  for (const [name, p] of bed.peers) lines.push(`  ${name}: psql "${dc.conn(p)}"`);
   lines.push('', 'Dashboard and admin API:');
-  for (const { name, peer } of peers) {
-    const up = await fetch(`http://127.0.0.1:${peer.adminPort}/v1/status`, { signal: AbortSignal.timeout(1000) }).then(
-      (r) => (r.ok ? 'up' : `HTTP ${r.status}`),
-      () => 'not listening',
+  for (const [name, p] of bed.peers) {
+    const url = `http://127.0.0.1:${p.adminPort}/`;
+    const page = await fetch(url, { signal: AbortSignal.timeout(3000) }).then(
+      async (r) => (r.ok && (await r.text()).includes('<html') ? 'the dashboard answers' : `HTTP ${r.status}`),
+      (err: Error) => `not answering: ${err.message}`,
     );
-    lines.push(`  ${name}: http://127.0.0.1:${peer.adminPort}/  (${up})`);
+    lines.push(`  ${name}: ${url}  (${page})`);
   }
-  lines.push('', 'Backends (SHOW POOL_NODES through pgwd1):', '  id  address          status  role     lb_weight  delay');
-  for (const n of nodes.rows) lines.push(`  ${n.node_id.padEnd(3)} ${`${n.hostname}:${n.port}`.padEnd(16)} ${n.status.padEnd(7)} ${n.role.padEnd(8)} ${n.lb_weight.padEnd(10)} ${n.replication_delay}`);
-  const healthy = isHealthy(nodes.rows);
-  lines.push('', healthy ? 'cluster healthy: 1 primary, 2 standbys, 3 peers' : 'cluster NOT healthy (see above)');
-  // The cluster as an operator sees it: `pgwatchdog status` against the first peer's admin API.
-  const status = spawnSync(process.execPath, [new URL('../bin/pgwatchdog.js', import.meta.url).pathname, 'status', '--admin', `http://127.0.0.1:${peers[0]!.peer.adminPort}`], { encoding: 'utf8', timeout: 15_000 });
-  if (status.status === 0) lines.push('', `pgwatchdog status --admin http://127.0.0.1:${peers[0]!.peer.adminPort}`, status.stdout.trimEnd());
+  lines.push(`  admin token for the dashboard's buttons and the CLI's actions: PGWATCHDOG_TOKEN=${dc.token}`);
+  lines.push(
+    '',
+    `VIP: simulated. The status names ${VIP_SHOWN}, but no address is ever added: the demo may add none`,
+    'on loopback outside a network namespace. The escalation command writes a marker file instead,',
+    `  ${bed.dir}/vip/PEER,`,
+    "after removing the other peers' markers, as scripts/escalation.sh removes the address from the",
+    'other hosts before adding it. docs/operations.md sets up a real VIP on three hosts.',
+  );
+  lines.push('', 'Watchdog (each peer\'s GET /v1/status):', ...peerLines(st));
+  lines.push('', ...(await poolNodes(dc, 'pgwd1')));
+  lines.push('', cliStatus(bed.peers.get('pgwd1')!));
+  lines.push('', healthy ? `cluster healthy: coordinator ${coordinator}, 1 primary, 2 standbys, 3 peers (in ${((healthyAt! - t0) / 1000).toFixed(1)} s)` : `cluster NOT healthy: ${why ?? 'a write through a peer did not commit'}`);
   process.stdout.write(`${lines.join('\n')}\n\n`);
 
+  if (scenario !== undefined) {
+    if (!healthy) return 1;
+    const { failoverScenario, coordinatorScenario } = await import('./demo/scenarios.js');
+    const verdict = await (scenario === 'failover' ? failoverScenario : coordinatorScenario)(dc, say);
+    const after = await dc.statuses();
+    const coord = [...after.values()].find((v) => !(v instanceof Error) && v.peer.state === 'coordinator');
+    const summary = ['', 'Status after the scenario (each peer\'s GET /v1/status):', ...peerLines(after)];
+    const asCoordinator = coord && !(coord instanceof Error) ? bed.peers.get(coord.peer.name as 'pgwd1') : undefined;
+    if (asCoordinator) summary.push('', cliStatus(asCoordinator));
+    summary.push('', `scenario ${scenario}: ${verdict.ok ? 'OK' : 'FAILED'}: ${verdict.reason}`);
+    process.stdout.write(`${summary.join('\n')}\n\n`);
+    await dc.teardown();
+    say('stopped and removed everything');
+    return verdict.ok ? 0 : 1;
+  }
   if (values.once) {
-    for (const { peer } of peers) await peer.stop();
-    await cluster.teardown();
+    await dc.teardown();
     say('stopped and removed everything');
     return healthy ? 0 : 1;
   }
-  say('running; Ctrl-C stops and removes everything');
+  say('running; try `npm run demo -- --scenario failover` (or coordinator) next time; Ctrl-C stops and removes everything');
   await new Promise(() => undefined);
   return 0;
+}
+
+async function poolNodes(dc: DemoCluster, name: 'pgwd1'): Promise<string[]> {
+  type Row = { node_id: string; hostname: string; port: string; status: string; role: string; lb_weight: string; replication_delay: string };
+  const c = new pg.Client({ connectionString: dc.conn(dc.bed.peers.get(name)!), connectionTimeoutMillis: 3000 });
+  try {
+    await c.connect();
+    const rows = (await c.query<Row>('SHOW POOL_NODES')).rows;
+    const out = [`Backends (SHOW POOL_NODES through ${name}):`, '  id  address          status  role     lb_weight  delay'];
+    for (const n of rows) out.push(`  ${n.node_id.padEnd(3)} ${`${n.hostname}:${n.port}`.padEnd(16)} ${n.status.padEnd(7)} ${n.role.padEnd(8)} ${n.lb_weight.padEnd(10)} ${n.replication_delay}`);
+    return out;
+  } catch (err) {
+    return [`SHOW POOL_NODES through ${name} failed: ${(err as Error).message}`];
+  } finally {
+    await c.end().catch(() => undefined);
+  }
 }
 
 if (process.argv[1]?.endsWith('demo.ts')) {

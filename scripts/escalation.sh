@@ -9,7 +9,11 @@
 # %V is the address with its prefix (10.0.0.100/24), %I the interface, both shell-quoted.
 # REMOTE (environment) is the command prefix that runs a command on another peer's host,
 # by default "ssh -o BatchMode=yes -o ConnectTimeout=3" (the host is appended). The user
-# needs the right to change addresses (root, or CAP_NET_ADMIN through sudo).
+# needs the right to change addresses: root, CAP_NET_ADMIN/CAP_NET_RAW (the systemd unit grants
+# them to the peer, not to an ssh login on another host), or sudo. Environment: IP and ARPING
+# are the commands run here (default `ip`, `arping`; e.g. IP="sudo -n /usr/sbin/ip" for a peer
+# without the capabilities), REMOTE_IP the one run on the other hosts (default: $IP; under the
+# systemd unit, REMOTE_IP="sudo -n /usr/sbin/ip"). docs/operations.md has the sudoers rules.
 set -u
 
 VIP="$1"
@@ -17,13 +21,16 @@ DEV="$2"
 shift 2
 ADDR="${VIP%/*}"
 REMOTE="${REMOTE:-ssh -o BatchMode=yes -o ConnectTimeout=3}"
+IP="${IP:-ip}"
+ARPING="${ARPING:-arping}"
+REMOTE_IP="${REMOTE_IP:-$IP}"
 
 for host in "$@"; do
   # Failing to reach a peer is fine: a host that cannot be reached cannot answer ARP either.
-  $REMOTE "$host" ip addr del "$VIP" dev "$DEV" >/dev/null 2>&1 || true
+  $REMOTE "$host" $REMOTE_IP addr del "$VIP" dev "$DEV" >/dev/null 2>&1 || true
 done
 
-if ! ip addr add "$VIP" dev "$DEV" 2>/tmp/pgwatchdog-escalation.$$; then
+if ! $IP addr add "$VIP" dev "$DEV" 2>/tmp/pgwatchdog-escalation.$$; then
   # Already here (a retry) is success; anything else is not.
   if ! ip -o addr show dev "$DEV" | grep -q " $ADDR/"; then
     cat /tmp/pgwatchdog-escalation.$$ >&2
@@ -35,7 +42,7 @@ rm -f /tmp/pgwatchdog-escalation.$$
 
 # Gratuitous ARP (iputils arping); best effort, in the background so escalation is not delayed.
 if command -v arping >/dev/null 2>&1; then
-  (arping -U -c 3 -I "$DEV" "$ADDR" >/dev/null 2>&1 &)
+  ($ARPING -U -c 3 -I "$DEV" "$ADDR" >/dev/null 2>&1 &)
 fi
 echo "escalation.sh: $VIP on $DEV"
 exit 0

@@ -59,6 +59,9 @@ export class Peer {
         log.info({ backend: id, status: after.status, role: after.role, was: { status: before.status, role: before.role }, reason }, 'backend state changed');
       }
     });
+    // Under the watchdog the cluster logs the gates it sets; with one peer the failover engine
+    // sets them (a hold while it fails over), and this says so.
+    if (!watchdogEnabled(config)) this.registry.on('gates', (g, reason) => log.info({ held: g.held.map((h) => h.id), refuseWrites: g.refuseWrites }, `routing gates: ${reason}`));
     this.health = new HealthChecker({ config, registry: this.registry, logger: log.child({ part: 'health' }) });
     this.replication = new ReplicationMonitor({
       config,
@@ -75,6 +78,7 @@ export class Peer {
         logger: log.child({ part: 'watchdog' }),
         sessions: () => this.proxy.stats().clients.total,
         proxyUp: () => this.proxyAddress !== undefined && this.stopping === undefined,
+        proxyAddress: () => this.proxyAddress ?? null,
       });
       // Under the watchdog the replicated state is the durable record of backend states (no
       // status file), and the engine records through Raft and runs only on the coordinator.
@@ -89,6 +93,7 @@ export class Peer {
       registry: this.registry,
       logger: log.child({ part: 'proxy' }),
       onBackendError: config.failover.failover_on_backend_error ? (id, err) => this.health.checkNow(id, `backend error: ${err.message}`) : undefined,
+      onCausalWait: (id) => this.replication.hurry(id),
       watchdogNodes: () => watchdogNodes(this.watchdog.facts()),
     });
     const proxyPort = () => this.proxyAddress?.port ?? null;

@@ -119,7 +119,7 @@ const COMMANDS: Record<string, Command> = {
   },
   demo: {
     usage: 'demo [--once] [--scenario failover|coordinator]',
-    summary: 'run a local demo cluster: PostgreSQL primary + 2 standbys and 3 peers (Ctrl-C removes it)',
+    summary: 'run a local demo: PostgreSQL primary + 2 standbys, a 3-peer watchdog cluster (Ctrl-C removes it); --scenario narrates a failover',
     options: { once: { type: 'boolean' }, scenario: { type: 'string' } },
     run: async (v, _p, io) => {
       const { demoCommand } = await import('./demo.js');

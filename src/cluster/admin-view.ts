@@ -11,7 +11,7 @@
 import type { Config } from '../config/index.js';
 import type { CoordinatorRoute, PeerState as AdminPeerState, TransferOutcome, WatchdogFacts, WatchdogPeerFacts, WatchdogView } from '../admin/watchdog-view.js';
 import type { PeerState } from './view.js';
-import type { Watchdog } from './watchdog.js';
+import { peerAdminUrl, type Watchdog } from './watchdog.js';
 
 const ADMIN_STATE: Record<PeerState, AdminPeerState> = {
   LEADER: 'coordinator',
@@ -36,7 +36,7 @@ export function clusterAdminView(o: ClusterAdminViewOptions): WatchdogView {
   const w = o.watchdog;
   const leaseMs = (wd.election_timeout_ticks - 1) * wd.tick_ms;
   const majority = Math.floor(wd.peers.length / 2) + 1;
-  const adminUrl = (p: Config['watchdog']['peers'][number]) => p.admin_url ?? `http://${p.host}:${o.config.admin.port}`;
+  const adminUrl = (p: Config['watchdog']['peers'][number]) => peerAdminUrl(o.config, p);
 
   const coordinatorOf = (): string | null => {
     const st = w.status();
@@ -70,9 +70,10 @@ export function clusterAdminView(o: ClusterAdminViewOptions): WatchdogView {
       return {
         name: p.name,
         host: p.host,
-        proxyPort: self ? o.proxyPort() : null,
+        // Other peers' proxy ports and admin URLs as they gossip them (their own word).
+        proxyPort: self ? o.proxyPort() : (v?.view.status.proxy?.port ?? null),
         watchdogPort: p.port,
-        adminUrl: adminUrl(p),
+        adminUrl: (self ? null : v?.view.status.adminUrl) ?? adminUrl(p),
         priority: p.priority,
         state: ADMIN_STATE[stateOf(p.name)],
         self,

@@ -1,9 +1,12 @@
 // The interlock (DESIGN.md "How a decision flows", step 5). Pure. While a failover record
-// is open (FailoverStarted committed, FailoverFinished not yet), peers other than its
-// runner hold new sessions to the backends it touches, so no peer routes to a server that
-// is being promoted, demoted or re-pointed. The hold ends when FailoverFinished commits or
-// `interlock_timeout_ms` after the record started (or was last resumed), whichever is
-// first: a cluster that lost its coordinator mid-failover must not hold clients forever.
+// is open (FailoverStarted committed, FailoverFinished not yet), EVERY peer, its runner
+// included, holds statements bound for the backends it touches (the registry's routing
+// gate `held`: a statement outside a transaction waits instead of failing), so no peer
+// routes to a server that is being promoted, demoted or re-pointed, and sessions can be
+// moved to the new primary once it is routable. The hold ends when FailoverFinished
+// commits or `interlock_timeout_ms` after the record started (or was last resumed),
+// whichever is first: a cluster that lost its coordinator mid-failover must not hold
+// clients forever.
 // A new coordinator resumes the oldest open record that is not already its own.
 import type { ClusterState, FailoverRecord } from './state.js';
 
@@ -23,19 +26,15 @@ export interface InterlockVerdict {
 }
 
 /**
- * Which backends this peer must hold new sessions for at `now` (ms). `startedAt` of a
+ * Which backends every peer must hold statements for at `now` (ms). `startedAt` of a
  * record is the proposer's clock; peers' clocks are assumed within a small fraction of
  * `timeoutMs` of each other (NTP), which bounds only how long a hold lasts, not safety.
  */
-export function interlock(state: Pick<ClusterState, 'failovers'>, self: string, now: number, timeoutMs: number): InterlockVerdict {
+export function interlock(state: Pick<ClusterState, 'failovers'>, now: number, timeoutMs: number): InterlockVerdict {
   const holds: Hold[] = [];
   const skipped: string[] = [];
   for (const f of state.failovers) {
     if (f.finished !== null) continue;
-    if (f.runner === self) {
-      skipped.push(`${f.seq} is run here (the failover engine holds its own sessions)`);
-      continue;
-    }
     const from = f.resumed?.at ?? f.started.at;
     const until = from + timeoutMs;
     if (now >= until) {

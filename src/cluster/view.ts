@@ -41,8 +41,15 @@ export const peerStatusSchema = z
     /** Leadership goes to the highest priority peer that is up to date. */
     priority: z.number().int(),
     state: z.enum(PEER_STATES),
+    /** Where this peer's proxy accepts clients (a wildcard listen address is given as the
+     * peer's watchdog host), null until it listens: peers forward CancelRequests there. */
+    proxy: z.object({ host: z.string().min(1).max(255), port: z.number().int().min(1).max(65535) }).strict().nullable().optional(),
+    /** This peer's admin API base URL (watchdog.peers[].admin_url, or its admin listener). */
+    adminUrl: z.string().min(1).max(1024).nullable().optional(),
   })
-  .strict();
+  // Not strict: a field a newer peer adds is dropped here, not the whole view, so peers of
+  // two versions keep tallying each other's views during a rolling upgrade.
+  .strip();
 
 export const peerViewSchema = z
   .object({

@@ -5,15 +5,18 @@
 // keeps this peer's routing on the replicated state.
 //
 // Routing: the local registry's decided status/role follow the replicated state on every
-// peer, with three local overlays, in this order of precedence:
-//   - isolation (`isolated_writes: refuse`): a peer cut off longer than the lease takes the
-//     primary out of its routing, so it cannot write to a deposed primary;
-//   - the interlock: backends of a failover record another peer is running are held
-//     (status `waiting`) until it finishes or interlock_timeout_ms passes;
-//   - local quarantine: a backend only this peer sees down (status `quarantine`).
+// peer, with one local overlay: a backend only this peer sees down is `quarantine` here.
+// What must pause or refuse traffic without changing a backend's state goes into the
+// registry's routing gates (SHOW POOL_NODES and the failover engine keep the decided
+// status; no session is ended for it):
+//   - `held`: the backends of every open failover record, on every peer (the runner
+//     included), until FailoverFinished commits or interlock_timeout_ms passes (interlock.ts);
+//   - `refuseWrites`: a peer cut off longer than the lease with `isolated_writes: refuse`
+//     answers writes with an error naming the reason, so it cannot write to a deposed
+//     primary; reads keep going (vip.ts isolation).
 // The failover engine runs its requests only on the coordinator; its decisions reach the
 // state through RaftDecisions (Raft proposals), and so reach every peer's routing the same way.
-import type { BackendRegistry, BackendStatus } from '../backends/registry.js';
+import type { BackendRegistry, BackendStatus, RoutingGates } from '../backends/registry.js';
 import { packageVersion } from '../version.js';
 import type { Config } from '../config/index.js';
 import type { FailoverEngine } from '../failover/index.js';
@@ -27,7 +30,7 @@ import { interlock } from './interlock.js';
 import { RaftDecisions } from './raft-decisions.js';
 import { RaftRuntime, type RaftRuntimeStatus } from './raft-runtime.js';
 import { ReplicatedState } from './replicated-state.js';
-import type { ClusterCommand, ClusterState } from './state.js';
+import { openFailovers, type ClusterCommand, type ClusterState } from './state.js';
 import { tally } from './tally.js';
 import { WsTransport, type PeerTransport } from './transport.js';
 import type { PeerState, PeerStatus } from './view.js';
@@ -41,6 +44,15 @@ export interface WatchdogOptions {
   /** Sessions open on this peer's proxy, for the gossiped status. */
   sessions: () => number;
   proxyUp: () => boolean;
+  /** Where this peer's proxy listens, once it does. */
+  proxyAddress: () => { host: string; port: number } | null;
+}
+
+type WatchdogPeerConfig = Config['watchdog']['peers'][number];
+
+/** A peer's admin API base URL: its `admin_url`, else its watchdog host on this config's admin port. */
+export function peerAdminUrl(config: Pick<Config, 'admin'>, p: WatchdogPeerConfig): string {
+  return p.admin_url ?? `http://${p.host.includes(':') ? `[${p.host}]` : p.host}:${config.admin.port}`;
 }
 
 /** True when the config asks for a watchdog cluster (two or more peers); one peer keeps single-peer behaviour. */
@@ -64,6 +76,8 @@ export class Watchdog {
   private iso: IsolationVerdict = { isolated: false, refuseWrites: false, reason: 'starting' };
   private lastIso = '';
   private lastHold = '';
+  /** Why writes are refused, fixed when refusing starts (the verdict's own reason counts milliseconds). */
+  private refuseReason = '';
   private loop: NodeJS.Timeout | undefined;
   private stopFaults: (() => void) | undefined;
   private stopping = false;
@@ -79,7 +93,9 @@ export class Watchdog {
     this.self = name;
     this.log = o.logger;
     this.peers = wd.peers.map((p) => p.name);
-    const gossipMs = Math.max(wd.tick_ms * wd.heartbeat_ticks * 5, 500);
+    // Changes are gossiped at once; the periodic resend only proves a peer alive (views are
+    // the tally's votes and the admin's LOST), so it can be slow and cheap.
+    const gossipMs = Math.max(wd.tick_ms * 10, 500);
     // A view older than three gossip rounds (and a heartbeat of slack) is a lost peer's.
     this.maxViewAgeMs = 3 * gossipMs + wd.tick_ms;
     // The lease: the majority cannot elect a new coordinator (and fail anything over) sooner.
@@ -133,9 +149,11 @@ export class Watchdog {
     });
     this.gossip.on('view', () => this.stepSoon());
     this.state.on('change', () => this.stepSoon());
-    // Changes step the loop at once (above); the timer covers what only time changes
-    // (isolation after the lease, interlock timeouts, maintenance).
-    this.loop = setInterval(() => this.step(this.runtime.status()), 2 * this.o.config.watchdog.tick_ms);
+    // Changes step the loop at once (above; a lost lease is a Raft status change too); the
+    // timer covers what only time changes (isolation after the lease, interlock timeouts,
+    // views growing stale, maintenance). Half a second is well inside the margins those
+    // rules keep (decide.ts waits a whole view age before trusting a silent peer stopped).
+    this.loop = setInterval(() => this.step(this.runtime.status()), Math.max(5 * this.o.config.watchdog.tick_ms, 500));
     this.route();
     this.log.info({ self: this.self, peers: this.peers, isolateAfterMs: this.isolateAfterMs, maxViewAgeMs: this.maxViewAgeMs }, 'watchdog started');
   }
@@ -214,10 +232,11 @@ export class Watchdog {
     if (isoKey !== this.lastIso) {
       this.log[this.iso.isolated ? 'warn' : 'info']({ isolated: this.iso.isolated, refuseWrites: this.iso.refuseWrites }, `isolation: ${this.iso.reason}`);
       this.lastIso = isoKey;
+      this.refuseReason = this.iso.refuseWrites ? this.iso.reason : '';
       quarantineChanged = true;
     }
-    if (quarantineChanged) this.route();
-    this.route(); // cheap: the interlock's timeout may have passed
+    // The interlock's timeout passes with time alone: re-route while a record is open.
+    if (quarantineChanged || openFailovers(s).length > 0) this.route();
     this.coordinator?.step({
       self: this.self,
       selfPriority: wd.peers.find((p) => p.name === this.self)?.priority ?? 0,
@@ -233,15 +252,14 @@ export class Watchdog {
     this.vip?.step({ raft, shuttingDown: this.stopping });
   }
 
-  /** Puts the replicated state, with this peer's overlays, into the local registry (the proxy routes by it). */
+  /** Puts the replicated state (with this peer's quarantine) and the routing gates into the local registry (the proxy routes by it). */
   private route(): void {
     const s = this.state.state;
-    const hold = interlock(s, this.self, Date.now(), this.o.config.watchdog.interlock_timeout_ms);
+    const hold = interlock(s, Date.now(), this.o.config.watchdog.interlock_timeout_ms);
     if (hold.reason !== this.lastHold) {
       this.log.info({ held: hold.held }, `interlock: ${hold.reason}`);
       this.lastHold = hold.reason;
     }
-    const held = new Set(hold.held);
     for (const b of s.backends) {
       let status: BackendStatus = b.status;
       let why = `cluster state (entry ${b.lastChange.index}): ${b.lastChange.reason}`;
@@ -249,16 +267,19 @@ export class Watchdog {
         status = 'quarantine';
         why = 'local quarantine: only this peer sees it down';
       }
-      if (status === 'up' && held.has(b.id)) {
-        status = 'waiting';
-        why = `interlock: ${hold.reason}`;
-      }
-      if (status === 'up' && b.role === 'primary' && this.iso.refuseWrites) {
-        status = 'waiting';
-        why = `${this.iso.reason}`;
-      }
       this.o.registry.update(b.id, { status, role: b.role }, why);
     }
+    const gates: RoutingGates = {
+      held: hold.held.map((id) => {
+        const mine = hold.holds.filter((h) => h.ids.includes(id));
+        return { id, reason: mine.map((h) => h.reason).join('; '), untilMs: Math.max(...mine.map((h) => h.until)) };
+      }),
+      refuseWrites: this.iso.refuseWrites ? this.refuseReason : null,
+    };
+    const before = this.o.registry.gates();
+    const why = `watchdog: ${hold.reason}; ${this.iso.refuseWrites ? `writes refused: ${this.refuseReason}` : 'writes routed'}`;
+    this.o.registry.setGates(gates, why);
+    if (this.o.registry.gates() !== before) this.log.info({ held: gates.held.map((h) => h.id), refuseWrites: gates.refuseWrites }, `routing gates: ${why}`);
   }
 
   private peerState(): PeerState {
@@ -272,6 +293,17 @@ export class Watchdog {
 
   private peerStatus(): PeerStatus {
     const me = this.o.config.watchdog.peers.find((p) => p.name === this.self);
-    return { proxyUp: this.o.proxyUp(), sessions: this.o.sessions(), version: packageVersion(), priority: me?.priority ?? 0, state: this.peerState() };
+    const addr = this.o.proxyAddress();
+    // A wildcard listen address is no address to reach: the peer's watchdog host is.
+    const wildcard = addr !== null && (addr.host === '0.0.0.0' || addr.host === '::' || addr.host === '');
+    return {
+      proxyUp: this.o.proxyUp(),
+      sessions: this.o.sessions(),
+      version: packageVersion(),
+      priority: me?.priority ?? 0,
+      state: this.peerState(),
+      proxy: addr === null ? null : { host: wildcard && me ? me.host : addr.host, port: addr.port },
+      adminUrl: me ? peerAdminUrl(this.o.config, me) : null,
+    };
   }
 }

@@ -85,7 +85,8 @@ const NO_COUNTERPART: [string, string[]][] = [
   ['pgwatchdog logs JSON lines on stdout (log.level only); route them with your service manager', ['log_destination', 'log_line_prefix', 'log_connections', 'log_disconnections', 'log_hostname', 'log_statement', 'log_per_node_statement', 'log_client_messages', 'log_standby_delay', 'syslog_facility', 'syslog_ident', 'log_error_verbosity', 'client_min_messages', 'logging_collector', 'log_directory', 'log_filename', 'log_file_mode', 'log_truncate_on_rotation', 'log_rotation_age', 'log_rotation_size', 'log_backend_messages', 'notice_per_node_statement', 'pid_file_name', 'logdir']],
   ['the pool is per (user, database, backend) with no per-child slots; proxy.pool.max_per_backend bounds it', ['max_pool', 'connection_cache']],
   ['pgwatchdog runs streaming replication only: native replication mode has no counterpart', ['replicate_select', 'insert_lock', 'lobj_lock_table', 'replication_stop_on_mismatch', 'failover_if_affected_tuples_mismatch', 'replication_mode', 'replication_timeout']],
-  ['routing is by statement class (reads to the load-balance node, writes to the primary); this pgpool routing rule has no counterpart', ['ignore_leading_white_space', 'read_only_function_list', 'primary_routing_query_pattern_list', 'database_redirect_preference_list', 'app_name_redirect_preference_list', 'allow_sql_comments', 'disable_load_balance_on_write', 'dml_adaptive_object_relationship_list', 'statement_level_load_balance', 'black_query_pattern_list', 'black_function_list', 'white_function_list', 'black_memqcache_table_list', 'white_memqcache_table_list', 'prefer_lower_delay_standby', 'delay_threshold_by_time', 'user_redirect_preference_list', 'load_balance_on_timeout']],
+  ['routing is by statement class (reads to the load-balance node, writes to the primary); this pgpool routing rule has no counterpart', ['ignore_leading_white_space', 'read_only_function_list', 'primary_routing_query_pattern_list', 'database_redirect_preference_list', 'app_name_redirect_preference_list', 'allow_sql_comments', 'statement_level_load_balance', 'black_query_pattern_list', 'black_function_list', 'white_function_list', 'black_memqcache_table_list', 'white_memqcache_table_list', 'prefer_lower_delay_standby', 'delay_threshold_by_time', 'user_redirect_preference_list', 'load_balance_on_timeout']],
+  ['a session reads its own writes by causal reads (proxy.causal_reads): after a write commits its reads wait on the primary until its standby has replayed it, instead of pgpool\'s pinning of the transaction, session or tables to the primary', ['disable_load_balance_on_write', 'dml_adaptive_object_relationship_list']],
   ['pgwatchdog\'s replication monitor logs in with the health-check credentials and runs on the health-check schedule', ['sr_check_period', 'sr_check_user', 'sr_check_password', 'sr_check_database']],
   ['pgwatchdog has no online recovery: rebuild a failed node (pg_rewind or a new base backup) and `pgwatchdog attach N`', ['recovery_user', 'recovery_password', 'recovery_1st_stage_command', 'recovery_2nd_stage_command', 'recovery_timeout', 'client_idle_limit_in_recovery']],
   ['pgwatchdog finds the primary on every health check; there is no separate search', ['search_primary_node_timeout']],
@@ -94,11 +95,10 @@ const NO_COUNTERPART: [string, string[]][] = [
   ['peers watch each other through Raft over the watchdog WebSockets (watchdog.tick_ms, election_timeout_ticks), not a separate life check', ['wd_lifecheck_method', 'wd_interval', 'heartbeat_hostname', 'heartbeat_port', 'heartbeat_device', 'heartbeat_destination', 'heartbeat_destination_port', 'heartbeat_device', 'wd_heartbeat_port', 'wd_heartbeat_keepalive', 'wd_heartbeat_deadtime', 'wd_life_point', 'wd_lifecheck_query', 'wd_lifecheck_dbname', 'wd_lifecheck_user', 'wd_lifecheck_password', 'wd_monitoring_interfaces_list']],
   ['the cluster is the fixed list watchdog.peers, agreed by Raft; peers are not added or removed by timeouts', ['wd_remove_shutdown_nodes', 'wd_lost_node_removal_timeout', 'wd_no_show_node_removal_timeout', 'wd_ipc_socket_dir']],
   ['decisions are taken by Raft majority: with an even number of peers half the votes is not a majority, and one peer cannot vote twice', ['enable_consensus_with_half_votes', 'allow_multiple_failover_requests_from_node']],
-  ['peers have no priority in this version: the Raft election decides the coordinator', ['wd_priority']],
   ['pgwatchdog has no query cache', ['memory_cache_enabled', 'memqcache_method', 'memqcache_memcached_host', 'memqcache_memcached_port', 'memqcache_total_size', 'memqcache_max_num_cache', 'memqcache_expire', 'memqcache_auto_cache_invalidation', 'memqcache_maxcache', 'memqcache_cache_block_size', 'memqcache_oiddir', 'cache_safe_memqcache_table_list', 'cache_unsafe_memqcache_table_list', 'clear_memqcache_on_escalation']],
   ['pgwatchdog has no relation cache: it does not parse table names', ['relcache_expire', 'relcache_size', 'check_temp_table', 'check_unlogged_table', 'enable_shared_relcache', 'relcache_query_target']],
   ['a session that sits idle is not cut off in this version', ['client_idle_limit', 'idle_session_timeout']],
-  ['pgwatchdog pings trusted servers itself (no ping binary is run)', ['ping_path']],
+  ['pgwatchdog runs `ping` from its PATH to probe trusted_servers (iputils-ping)', ['ping_path']],
   ['the peer\'s number is its place in watchdog.peers (start --name PEER picks it)', ['pgpool_node_id']],
 ];
 const NO_COUNTERPART_BY_KEY = new Map<string, string>(NO_COUNTERPART.flatMap(([why, keys]) => keys.map((k) => [k, why] as [string, string])));
@@ -399,7 +399,7 @@ function convertWatchdog(c: Converter, tree: Record<string, unknown>): void {
     return;
   }
   const wd: Record<string, unknown> = {};
-  const peers: { name: string; host: string; port?: number }[] = [];
+  const peers: { name: string; host: string; port?: number; priority?: number }[] = [];
   const proxyPort = c.settings.get('port')?.value;
   const addPeer = (host: string, wdPort: number | undefined, pgpoolPort: string | undefined, pgpoolPortKey: string) => {
     peers.push({ name: host, host, ...(wdPort !== undefined ? { port: wdPort } : {}) });
@@ -445,6 +445,13 @@ function convertWatchdog(c: Converter, tree: Record<string, unknown>): void {
   for (const p of peers) counts.set(p.host, (counts.get(p.host) ?? 0) + 1);
   for (const p of peers) if (counts.get(p.host)! > 1) p.name = `${p.host}-${p.port ?? 9000}`;
   if (typeof wd.name === 'string') wd.name = peers[0]!.name;
+  // wd_priority is the priority of the node this file configures: known only when the file
+  // names that node (wd_hostname, pgpool 4.1 and earlier).
+  const priority = c.int('wd_priority');
+  if (priority !== undefined) {
+    if (typeof wd.name === 'string') peers[0]!.priority = priority;
+    else c.skip('wd_priority', "it is this pgpool node's own priority, and this file does not say which of hostnameN this node is: set watchdog.peers[].priority on that peer");
+  }
   if (peers.length > 0) wd.peers = peers;
   if (peers.length === 1) c.notes.push('only one watchdog peer: decisions need a majority, so run three');
 

@@ -36,6 +36,10 @@ export interface BatchSession {
   route(sql: string): Route;
   /** The session made state only the primary has: its reads stay there. */
   markPrimaryOnly(): void;
+  /** Causal reads: a batch that may write went to the primary. */
+  causalWriteSent(): void;
+  /** Causal reads: `SET pgwatchdog.…` (taken by the proxy; the statement also goes on to PostgreSQL). */
+  noteProxySetting(p: { name: string; value: string | null }): unknown;
   /** A statement ending the transaction went to the primary alone: close the standby's block too. */
   endStandbyTransaction(): void;
   /** The routing gates' verdict on a batch about to be written (gates.ts). */
@@ -162,6 +166,7 @@ export class ExtendedBatcher {
     if (r.write) b.writes = true;
     if (r.read) b.reads++;
     if (r.standbyUnusable) this.s.markPrimaryOnly();
+    if (r.proxySetting) this.s.noteProxySetting(r.proxySetting);
     if (this.s.txn.onRoute(r)) b.endsTxn = true;
     return true;
   }
@@ -248,6 +253,7 @@ export class ExtendedBatcher {
     }
     for (const e of b.msgs) this.emit(leg, e);
     leg.out.push(msg);
+    if (b.writes && leg === s.primary) s.causalWriteSent();
     if (b.endsTxn && leg === s.primary) {
       b.endsTxn = false;
       s.endStandbyTransaction();

@@ -18,6 +18,7 @@ import type { BackendPick, StartupHost } from './startup.js';
 import { activeHold } from './gates.js';
 import { fromDescriptor, takeOverAccept, TcpConn, type Conn } from './tcp.js';
 import { Router, type Route } from './router.js';
+import { callsThatMatter } from './classify.js';
 import { loadUserlist, type UserSecret } from './userlist.js';
 import { chooseLoadBalanceNode } from './balance.js';
 import { showPoolResult } from './show.js';
@@ -27,6 +28,7 @@ import { BackendConn, type BackendLogin } from './backend-conn.js';
 import * as splice from './splice.js';
 import type { ProxyOptions, ProxyService, ProxyStats, WorkerLink } from './service.js';
 import { WORKER_BITS, WorkerSupervisor } from './workers.js';
+import { decideRead, type CausalDecision, type CausalNeed } from './causal.js';
 import { listenOn, listenerFd, type ListenOn } from '../takeover/listen.js';
 import type { SessionBatch } from '../takeover/old-side.js';
 import type { BackendState, SessionState } from '../takeover/messages.js';
@@ -89,6 +91,7 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
     this.selectCounts = this.cfg.backends.map(() => 0);
     this.nativeForwarding = this.cfg.proxy.native_forwarding && this.loadNativeForwarding();
     this.selectCounterBase = this.nativeForwarding ? splice.counters(this.cfg.backends.length) : -1;
+    if (this.nativeForwarding) splice.watchCalls(callsThatMatter(this.cfg.proxy.write_functions));
     this.users = this.cfg.auth.users_file ? loadUserlist(this.cfg.auth.users_file) : undefined;
     const t = this.cfg.proxy.tls;
     this.tlsContext = t
@@ -255,6 +258,18 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
     s.cancelRunning();
   }
 
+  get causalReads(): boolean {
+    return this.cfg.proxy.causal_reads;
+  }
+
+  causalRead(need: CausalNeed, standbyId: number): CausalDecision {
+    return decideRead(need, this.registry.primary(), this.registry.get(standbyId));
+  }
+
+  causalWait(backendId: number): void {
+    this.opts.onCausalWait?.(backendId);
+  }
+
   countSelect(backendId: number): void {
     this.selectCounts[backendId]!++;
   }
@@ -304,7 +319,8 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
 
   /** Held statements try again, and natively forwarded sessions the gates now concern come back to JavaScript. */
   private gatesChanged(g: RoutingGates, reason: string): void {
-    this.log.info({ held: g.held, refuseWrites: g.refuseWrites, reason }, 'routing gates changed');
+    // (Whoever set the gates logs them at info; this is the proxy's side.)
+    this.log.debug({ held: g.held.map((h) => h.id), refuseWrites: g.refuseWrites, reason, sessions: this.sessions.size }, 'sessions apply the new gates');
     for (const s of [...this.sessions]) s.gatesChanged();
   }
 

@@ -13,6 +13,9 @@ export interface ProxyOptions {
   registry: BackendRegistry;
   logger: Logger;
   onBackendError?: ((backendId: number, err: Error) => void) | undefined;
+  /** Causal reads: a session waits on a fresh WAL sample of this backend; the peer asks its
+   * replication monitor for one soon (ReplicationMonitor.hurry, which coalesces calls). */
+  onCausalWait?: ((backendId: number) => void) | undefined;
   /** The watchdog peers for SHOW WATCHDOG_NODES (the admin part fills them from the watchdog). */
   watchdogNodes?: () => WatchdogNode[];
 }

@@ -12,33 +12,30 @@ describe('interlock', () => {
   const seq = open.index;
 
   it('holds nothing when no failover is open', () => {
-    const v = interlock(upState(), 'b', 5000, 60_000);
+    const v = interlock(upState(), 5000, 60_000);
     assert.deepEqual(v.held, []);
     assert.match(v.reason, /no failover open/);
   });
 
-  it('another peer holds the affected backends until the record finishes', () => {
-    const v = interlock(open, 'b', 2000, 60_000);
+  it('every peer holds the affected backends until the record finishes', () => {
+    const v = interlock(open, 2000, 60_000);
     assert.deepEqual(v.held, [0, 1]);
     assert.equal(v.holds[0].until, 61_000);
     assert.match(v.reason, new RegExp(`failover ${seq} \\(node_down of 0,1\\) run by a in term 2 is open`));
     const done = applyAll(open, 2, { type: 'decision', peer: 'a', at: 3000, decision: { type: 'failoverFinished', seq, ok: true, summary: 'ok', newPrimary: 2 } });
-    assert.deepEqual(interlock(done, 'b', 3001, 60_000).held, []);
+    assert.deepEqual(interlock(done, 3001, 60_000).held, []);
   });
 
-  it('the runner itself holds nothing (its engine does)', () => {
-    const v = interlock(open, 'a', 2000, 60_000);
-    assert.deepEqual(v.held, []);
-    assert.match(v.reason, /run here/);
+  it('the hold is the same on every peer, the runner included (the state alone decides it)', () => {
+    assert.deepEqual(interlock(open, 2000, 60_000).held, [0, 1]);
   });
 
   it('the hold lapses after interlock_timeout_ms, and a resume restarts the clock', () => {
-    const v = interlock(open, 'b', 61_000, 60_000);
+    const v = interlock(open, 61_000, 60_000);
     assert.deepEqual(v.held, []);
     assert.match(v.reason, /past interlock_timeout_ms 60000/);
     const resumed = applyAll(open, 3, { type: 'coordinator', peer: 'c', at: 70_000 }, { type: 'failoverResumed', peer: 'c', at: 70_000, seq, reason: 'left open' });
-    assert.deepEqual(interlock(resumed, 'b', 71_000, 60_000).held, [0, 1]);
-    assert.deepEqual(interlock(resumed, 'a', 71_000, 60_000).held, [0, 1], 'the deposed runner now holds too');
+    assert.deepEqual(interlock(resumed, 71_000, 60_000).held, [0, 1]);
   });
 
   it('a new coordinator resumes the oldest open record that is not its own in this term', () => {

@@ -109,7 +109,7 @@ describe('a pgpool-II 4.2+ watchdog cluster (fixture)', () => {
   it('lists every setting it did not carry, with the reason', () => {
     assertAccounted(text, r);
     const why = Object.fromEntries(r.skipped.map((s) => [s.key, s.why]));
-    assert.match(why.wd_priority!, /no priority/);
+    assert.match(why.wd_priority!, /watchdog\.peers\[\]\.priority/);
     assert.match(why.pgpool_port2!, /proxy\.port/);
     assert.match(why.heartbeat_hostname0!, /Raft/);
     assert.match(why.enable_consensus_with_half_votes!, /majority/);
@@ -129,11 +129,11 @@ describe('a pgpool-II 4.1 node (fixture): master_slave_mode, wd_hostname, other_
   const r = convert(file, text);
   const t = r.tree as Record<string, Record<string, unknown>>;
 
-  it('finds this node and the others, keeps backends in order and refuses an unknown placeholder', () => {
+  it('finds this node (with its wd_priority) and the others, keeps backends in order and refuses an unknown placeholder', () => {
     assert.deepEqual(t.watchdog, {
       name: 'node-a',
       peers: [
-        { name: 'node-a', host: 'node-a', port: 9000 },
+        { name: 'node-a', host: 'node-a', port: 9000, priority: 3 },
         { name: 'node-b', host: 'node-b', port: 9000 },
         { name: 'node-c', host: 'node-c', port: 9000 },
       ],

@@ -78,6 +78,11 @@ describe('watchdog admin: three peer processes', { concurrency: false }, () => {
     const show = await query(b.peers.get(other)!, 'SHOW WATCHDOG_NODES');
     assert.deepEqual(show.rows.map((x: Record<string, string>) => x.node_name), [...NAMES]);
     assert.deepEqual(show.rows.map((x: Record<string, string>) => x.status_name), wd.nodes.map((x) => x.status_name));
+    // Every peer's proxy port, as each peer gossips it (the cancel forwarding finds its peer by it).
+    await waitFor('every peer knows every proxy port', async () => {
+      const rows = (await query(b.peers.get(other)!, 'SHOW WATCHDOG_NODES')).rows as Record<string, string>[];
+      return rows.every((x, i) => x.pgpool_port === String(b.peers.get(NAMES[i]!)!.port));
+    });
 
     const fams = parsePrometheusText(await (await fetch(`${admin(c)}/metrics`)).text());
     assert.ok((sampleValue(fams, 'pgwatchdog_raft_term') ?? 0) > 0);

@@ -68,9 +68,13 @@ export async function peerConfig(cluster: PgCluster, dir: string, overrides: Tre
 
 /**
  * `takeoverFrom`: start `start --takeover` with that peer's config file and dir (the online
- * restart); the old process's dir becomes this one's.
+ * restart); the old process's dir becomes this one's. `parentDir`: where a new peer's dir is made.
  */
-export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {}, opts: { readyTimeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv; takeoverFrom?: PeerProcess } = {}): Promise<PeerProcess> {
+export async function startPeerProcess(
+  cluster: PgCluster,
+  overrides: Tree = {},
+  opts: { readyTimeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv; takeoverFrom?: PeerProcess; parentDir?: string } = {},
+): Promise<PeerProcess> {
   if (!hooked) {
     hooked = true;
     process.on('exit', () => {
@@ -78,12 +82,14 @@ export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {},
     });
   }
   const from = opts.takeoverFrom;
-  const dir = from ? from.dir : mkdtempSync(join(tmpdir(), 'pgwd-peer-'));
+  const dir = from ? from.dir : mkdtempSync(join(opts.parentDir ?? tmpdir(), 'pgwd-peer-'));
   const configFile = join(dir, 'pgwatchdog.yaml');
   const cfg = from ? (parse(readFileSync(configFile, 'utf8')) as Tree) : await peerConfig(cluster, dir, overrides);
   if (from) from.ownsDir = false;
   else writeFileSync(configFile, stringify(cfg));
-  const proc = spawn(process.execPath, [BIN, 'start', '-c', configFile, ...(from ? ['--takeover'] : []), ...(opts.args ?? [])], {
+  // PGWD_NODE_ARGS: extra node flags for every peer process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them.
+  const nodeArgs = process.env.PGWD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const proc = spawn(process.execPath, [...nodeArgs, BIN, 'start', '-c', configFile, ...(from ? ['--takeover'] : []), ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, PGWATCHDOG_LOG_LEVEL: process.env.PGWATCHDOG_LOG_LEVEL ?? 'debug', ...opts.env },
   });

@@ -179,7 +179,19 @@ export class PgNode {
       rmSync(pidFile, { force: true });
       rmSync(join(dirname(this.dataDir), `.s.PGSQL.${this.port}.lock`), { force: true });
     }
-    await run(pgBin('pg_ctl'), ['start', '-w', '-t', '60', '-D', this.dataDir, '-l', this.logFile]);
+    try {
+      await run(pgBin('pg_ctl'), ['start', '-w', '-t', '60', '-D', this.dataDir, '-l', this.logFile]);
+    } catch (err) {
+      // pg_ctl only says "could not start server": the reason (a port taken meanwhile by
+      // another process, a full disk …) is in the server's log, which teardown removes.
+      let tail = '';
+      try {
+        tail = readFileSync(this.logFile, 'utf8').trimEnd().split('\n').slice(-8).join('\n');
+      } catch {
+        // no log written
+      }
+      throw new Error(`${this.name} (port ${this.port}) did not start: ${(err as Error).message}${tail ? `\nserver log (last lines):\n${tail}` : ''}`, { cause: err });
+    }
   }
 
   async stop(mode: 'smart' | 'fast' | 'immediate' = 'fast'): Promise<void> {
@@ -263,6 +275,8 @@ export interface ClusterOptions {
   auth?: 'trust' | 'md5' | 'scram-sha-256';
   /** Extra postgresql.conf settings for every node. */
   settings?: Record<string, string | number | boolean>;
+  /** Directory to create the cluster's directory in (default: the OS temp dir); it must be traversable by the `postgres` user. */
+  parentDir?: string;
 }
 
 export class PgCluster {
@@ -323,7 +337,7 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<PgCluste
   installExitHooks();
   const nStandbys = opts.standbys ?? 2;
   const auth = opts.auth ?? 'scram-sha-256';
-  const dir = mkdtempSync(join(tmpdir(), 'pgwd-test-'));
+  const dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), 'pgwd-test-'));
   chownTree(dir);
   const ports = await Promise.all(Array.from({ length: nStandbys + 1 }, () => freePort()));
   const mk = (i: number) => new PgNode(i === 0 ? 'primary' : `standby${i}`, ports[i]!, join(dir, `node${i}`), join(dir, `node${i}.log`));

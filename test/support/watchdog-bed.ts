@@ -22,9 +22,27 @@ export interface Bed {
   teardown(): Promise<void>;
 }
 
-export async function bed(opts: { watchdog?: object; cluster?: PgCluster; failoverCommand?: (countFile: string) => string; adminToken?: string } = {}): Promise<Bed> {
-  const cluster = opts.cluster ?? (await createCluster({ standbys: 2 }));
-  const dir = mkdtempSync(join(tmpdir(), 'pgwd-wd-'));
+export interface BedOptions {
+  watchdog?: object;
+  cluster?: PgCluster;
+  failoverCommand?: (countFile: string) => string;
+  adminToken?: string;
+  /** Merged into every peer's config (before the watchdog and failover sections the bed sets). */
+  peer?: Record<string, unknown>;
+  authKey?: string;
+  /** Where the bed's and the peers' directories are made (default: the OS temp dir). */
+  parentDir?: string;
+  /** false: no PGWATCHDOG_FAULTS_FILE (cut() then does nothing); for the demo, which injects no faults. */
+  faults?: boolean;
+  /** How long a peer may take to log 'peer ready' (default: startPeerProcess's). */
+  readyTimeoutMs?: number;
+  /** Called as each peer is ready, in start order. */
+  onStart?: (name: Name, p: PeerProcess) => void;
+}
+
+export async function bed(opts: BedOptions = {}): Promise<Bed> {
+  const cluster = opts.cluster ?? (await createCluster({ standbys: 2, parentDir: opts.parentDir }));
+  const dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), 'pgwd-wd-'));
   const vipDir = join(dir, 'vip');
   const failovers = join(dir, 'failovers');
   writeFileSync(failovers, '');
@@ -39,10 +57,11 @@ export async function bed(opts: { watchdog?: object; cluster?: PgCluster; failov
       cluster,
       {
         admin: { port: adminPorts[NAMES.indexOf(name)], ...(opts.adminToken ? { token: opts.adminToken } : {}) },
+        ...opts.peer,
         ...over,
         failover: { failover_command: opts.failoverCommand?.(failovers) ?? `echo %d %T >> ${failovers}` },
         watchdog: {
-          auth_key: 'test-key',
+          auth_key: opts.authKey ?? 'test-key',
           peers: watchdogPeers,
           data_dir: join(dir, `raft-${name}`),
           vip: {
@@ -55,9 +74,10 @@ export async function bed(opts: { watchdog?: object; cluster?: PgCluster; failov
           ...opts.watchdog,
         },
       },
-      { args: ['--name', name], env: { PGWATCHDOG_FAULTS_FILE: join(dir, `faults-${name}`) } },
+      { args: ['--name', name], env: opts.faults === false ? {} : { PGWATCHDOG_FAULTS_FILE: join(dir, `faults-${name}`) }, parentDir: opts.parentDir, readyTimeoutMs: opts.readyTimeoutMs },
     );
     peers.set(name, p);
+    opts.onStart?.(name, p);
     return p;
   };
   for (const n of NAMES) await start(n);
