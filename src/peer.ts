@@ -214,7 +214,7 @@ export async function startPeer(file: string, opts: { name?: string; takeover?: 
       from = await Successor.connect(takeoverSocketPath(t.socket, config.proxy.port, tmpdir()), log.child({ part: 'takeover' }));
     } catch (err) {
       log.fatal({ reason: (err as Error).message }, 'takeover failed: the running process keeps serving');
-      report({ ok: false, reason: (err as Error).message });
+      report({ ok: false, reason: (err as Error).message, serving: 'old' });
       return 1;
     }
   }
@@ -223,7 +223,7 @@ export async function startPeer(file: string, opts: { name?: string; takeover?: 
   } catch (err) {
     log.fatal({ err }, 'peer failed to start');
     from?.abort(`the new process failed to start: ${(err as Error).message}`);
-    report({ ok: false, reason: `the new process failed to start: ${(err as Error).message}` });
+    report({ ok: false, reason: `the new process failed to start: ${(err as Error).message}`, serving: 'old' });
     await peer.stop().catch(() => undefined);
     return 1;
   }
@@ -250,14 +250,14 @@ export async function startPeer(file: string, opts: { name?: string; takeover?: 
       peer.takeover.then(
         async (reason) => {
           log.info({ reason }, 'takeover complete: this process serves everything');
-          report({ ok: true, reason });
+          report({ ok: true, reason, serving: 'new' });
           await peer.waitForSuccessor();
           successorMayCome();
         },
         async (err: Error) => {
           // The listeners are here already: this process serves; the old one drains.
           log.error({ reason: err.message }, 'takeover of sessions failed; this process serves new clients');
-          report({ ok: false, reason: err.message });
+          report({ ok: false, reason: err.message, serving: 'new' });
           await peer.waitForSuccessor();
           successorMayCome();
         },
@@ -267,7 +267,7 @@ export async function startPeer(file: string, opts: { name?: string; takeover?: 
 }
 
 /** Tells `pgwatchdog restart` (over the IPC channel it opened) how the takeover went. */
-function report(outcome: { ok: boolean; reason: string }): void {
+function report(outcome: { ok: boolean; reason: string; serving: 'old' | 'new' }): void {
   if (!process.send) return;
   process.send({ takeover: outcome }, () => process.disconnect?.());
 }
