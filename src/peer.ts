@@ -9,6 +9,7 @@ import { FailoverEngine } from './failover/index.js';
 import { createProxy, type ProxyService } from './proxy/index.js';
 import { Watchdog, watchdogEnabled } from './cluster/watchdog.js';
 import { clusterAdminView } from './cluster/admin-view.js';
+import { CancelRelay } from './cluster/cancel-relay.js';
 import { hostname, tmpdir } from 'node:os';
 import { TakeoverServer, takeoverSocketPath } from './takeover/old-side.js';
 import { Successor, type Taker } from './takeover/new-side.js';
@@ -37,6 +38,8 @@ export class Peer {
   /** Where the config came from, for reload(). */
   readonly source: ConfigSource | undefined;
   private stopping: Promise<void> | undefined;
+  /** Cancels between peers (with a watchdog): forwards a cancel to the peer its key names. */
+  readonly cancelRelay: CancelRelay | undefined;
   /** Where a successor connects to take this process over (online restart). */
   takeoverServer: TakeoverServer | undefined;
   /** While this process takes over from another: resolves with the old process's summary. */
@@ -95,7 +98,12 @@ export class Peer {
       onBackendError: config.failover.failover_on_backend_error ? (id, err) => this.health.checkNow(id, `backend error: ${err.message}`) : undefined,
       onCausalWait: (id) => this.replication.hurry(id),
       watchdogNodes: () => watchdogNodes(this.watchdog.facts()),
+      cancelToPeer: this.cluster ? (peer, pid, secret) => this.cancelRelay?.forward(peer, pid, secret) : undefined,
     });
+    if (this.cluster) {
+      const proxy = this.proxy;
+      this.cancelRelay = new CancelRelay(this.cluster.transport, config.watchdog.peers.map((p) => p.name), (pid, secret) => proxy.cancelOwn?.(pid, secret), log.child({ part: 'cancel' }));
+    }
     const proxyPort = () => this.proxyAddress?.port ?? null;
     this.watchdog =
       opts.watchdog ??
