@@ -26,7 +26,7 @@ function opt(name: string, def: string): string {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1]! : def;
 }
-const RUNS = Math.max(1, Number(opt('runs', '3')));
+const RUNS = Math.max(0, Number(opt("runs", "3")));
 const CLIENTS = Math.max(1, Number(opt('clients', '8')));
 const IDLE = opt('idle', '100,1000').split(',').map(Number);
 process.env.PGWATCHDOG_LOG_LEVEL ??= 'info';
@@ -52,7 +52,9 @@ async function restart(cluster: PgCluster, old: PeerProcess): Promise<{ next: Pe
   if (!done) throw new Error(`the old process exited without finishing the takeover: ${old.logs.slice(-5).map((x) => x.msg).join(' | ')}`);
   const startMs = logTime(old, (m) => m.startsWith('takeover started'));
   const endMs = Date.parse(String(done.time));
-  return { next, startMs, endMs, durationMs: Number(done.ms), reason: `${String(done.moved)} moved, ${String(done.ended)} ended` };
+  if (process.env.BENCH_DEBUG) for (const l of next.logs) if (l.msg === 'sessions adopted') console.log(JSON.stringify(l));
+  const ph = done.phases as { watchdog: number; listeners: number; sessions: number };
+  return { next, startMs, endMs, durationMs: Number(done.ms), reason: `${String(done.moved)} moved, ${String(done.ended)} ended; watchdog released at ${ph.watchdog} ms, successor listening at ${ph.listeners} ms, sessions moved at ${ph.sessions} ms` };
 }
 
 async function pauseRun(cluster: PgCluster): Promise<{ around: number[]; rest: number[]; failed: string; aborted: boolean; tx: number; takeoverMs: number }> {

@@ -9,6 +9,7 @@ import { FailoverEngine } from './failover/index.js';
 import { createProxy, type ProxyService } from './proxy/index.js';
 import { Watchdog, watchdogEnabled } from './cluster/watchdog.js';
 import { clusterAdminView } from './cluster/admin-view.js';
+import { CancelRelay } from './cluster/cancel-relay.js';
 import { hostname, tmpdir } from 'node:os';
 import { TakeoverServer, takeoverSocketPath } from './takeover/old-side.js';
 import { Successor, type Taker } from './takeover/new-side.js';
@@ -37,6 +38,8 @@ export class Peer {
   /** Where the config came from, for reload(). */
   readonly source: ConfigSource | undefined;
   private stopping: Promise<void> | undefined;
+  /** Cancels between peers (with a watchdog): forwards a cancel to the peer its key names. */
+  readonly cancelRelay: CancelRelay | undefined;
   /** Where a successor connects to take this process over (online restart). */
   takeoverServer: TakeoverServer | undefined;
   /** While this process takes over from another: resolves with the old process's summary. */
@@ -95,7 +98,12 @@ export class Peer {
       onBackendError: config.failover.failover_on_backend_error ? (id, err) => this.health.checkNow(id, `backend error: ${err.message}`) : undefined,
       onCausalWait: (id) => this.replication.hurry(id),
       watchdogNodes: () => watchdogNodes(this.watchdog.facts()),
+      cancelToPeer: this.cluster ? (peer, pid, secret) => this.cancelRelay?.forward(peer, pid, secret) : undefined,
     });
+    if (this.cluster) {
+      const proxy = this.proxy;
+      this.cancelRelay = new CancelRelay(this.cluster.transport, config.watchdog.peers.map((p) => p.name), (pid, secret) => proxy.cancelOwn?.(pid, secret), log.child({ part: 'cancel' }));
+    }
     const proxyPort = () => this.proxyAddress?.port ?? null;
     this.watchdog =
       opts.watchdog ??
@@ -214,7 +222,7 @@ export async function startPeer(file: string, opts: { name?: string; takeover?: 
       from = await Successor.connect(takeoverSocketPath(t.socket, config.proxy.port, tmpdir()), log.child({ part: 'takeover' }));
     } catch (err) {
       log.fatal({ reason: (err as Error).message }, 'takeover failed: the running process keeps serving');
-      report({ ok: false, reason: (err as Error).message });
+      report({ ok: false, reason: (err as Error).message, serving: 'old' });
       return 1;
     }
   }
@@ -223,7 +231,7 @@ export async function startPeer(file: string, opts: { name?: string; takeover?: 
   } catch (err) {
     log.fatal({ err }, 'peer failed to start');
     from?.abort(`the new process failed to start: ${(err as Error).message}`);
-    report({ ok: false, reason: `the new process failed to start: ${(err as Error).message}` });
+    report({ ok: false, reason: `the new process failed to start: ${(err as Error).message}`, serving: 'old' });
     await peer.stop().catch(() => undefined);
     return 1;
   }
@@ -250,14 +258,14 @@ export async function startPeer(file: string, opts: { name?: string; takeover?: 
       peer.takeover.then(
         async (reason) => {
           log.info({ reason }, 'takeover complete: this process serves everything');
-          report({ ok: true, reason });
+          report({ ok: true, reason, serving: 'new' });
           await peer.waitForSuccessor();
           successorMayCome();
         },
         async (err: Error) => {
           // The listeners are here already: this process serves; the old one drains.
           log.error({ reason: err.message }, 'takeover of sessions failed; this process serves new clients');
-          report({ ok: false, reason: err.message });
+          report({ ok: false, reason: err.message, serving: 'new' });
           await peer.waitForSuccessor();
           successorMayCome();
         },
@@ -267,7 +275,7 @@ export async function startPeer(file: string, opts: { name?: string; takeover?: 
 }
 
 /** Tells `pgwatchdog restart` (over the IPC channel it opened) how the takeover went. */
-function report(outcome: { ok: boolean; reason: string }): void {
+function report(outcome: { ok: boolean; reason: string; serving: 'old' | 'new' }): void {
   if (!process.send) return;
   process.send({ takeover: outcome }, () => process.disconnect?.());
 }

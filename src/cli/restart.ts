@@ -19,8 +19,8 @@ export async function restartPeer(file: string, name: string | undefined, io: Io
   // The new process keeps this command's stdout/stderr (its log goes where the old one's went
   // when both were started from the same place; a service manager has its own).
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const outcome = await new Promise<{ ok: boolean; reason: string }>((resolve) => {
-    child.on('message', (m: { takeover?: { ok: boolean; reason: string } }) => {
+  const outcome = await new Promise<{ ok: boolean; reason: string; serving?: 'old' | 'new' }>((resolve) => {
+    child.on('message', (m: { takeover?: { ok: boolean; reason: string; serving: 'old' | 'new' } }) => {
       if (m.takeover) resolve(m.takeover);
     });
     child.on('exit', (code, sig) => resolve({ ok: false, reason: `the new process exited (${sig ?? `code ${code}`}) before taking over` }));
@@ -33,6 +33,6 @@ export async function restartPeer(file: string, name: string | undefined, io: Io
     io.out(`restarted: new process ${child.pid} serves (${outcome.reason})`);
     return 0;
   }
-  io.err(`restart failed: ${outcome.reason}; the running process keeps serving`);
+  io.err(`restart failed: ${outcome.reason}; ${outcome.serving === 'new' ? `the new process ${child.pid} serves new clients and the old one's sessions drain` : 'the running process keeps serving'}`);
   return 1;
 }

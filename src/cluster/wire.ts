@@ -72,12 +72,15 @@ export const raftMessageSchema = z.discriminatedUnion('type', [
 export const envelopeSchema = z.discriminatedUnion('kind', [
   z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('raft'), from: peerName, body: raftMessageSchema }).strict(),
   z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('view'), from: peerName, body: peerViewSchema }).strict(),
+  // A client's CancelRequest that reached a peer which does not own its session (cancel-relay.ts).
+  z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('cancel'), from: peerName, body: z.object({ pid: z.number().int(), secret: z.number().int() }).strict() }).strict(),
 ]);
 
 /** A peer message. A peer's own status (proxy up, sessions, version, priority, state) travels inside its view. */
 export type Envelope =
   | { v: typeof WIRE_VERSION; kind: 'raft'; from: string; body: Message<unknown, unknown> }
-  | { v: typeof WIRE_VERSION; kind: 'view'; from: string; body: PeerView };
+  | { v: typeof WIRE_VERSION; kind: 'view'; from: string; body: PeerView }
+  | { v: typeof WIRE_VERSION; kind: 'cancel'; from: string; body: { pid: number; secret: number } };
 
 export type EnvelopeKind = Envelope['kind'];
 

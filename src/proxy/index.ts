@@ -48,6 +48,13 @@ export interface ProxyInWorkerOptions extends ProxyOptions {
 
 /** Bits of a cancel key that are random; the top WORKER_BITS name the worker. */
 const KEY_BITS = 32 - WORKER_BITS;
+/**
+ * Below the worker bits, PEER_BITS name the peer (its index in watchdog.peers) so that a
+ * cancel reaching another peer is forwarded to this one (cluster/cancel-relay.ts); the rest
+ * is random.
+ */
+export const PEER_BITS = 4;
+const RANDOM_BITS = KEY_BITS - PEER_BITS;
 
 export class Proxy implements SessionHost, StartupHost, ProxyService {
   readonly cfg: Config;
@@ -73,6 +80,8 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
   readonly selectCounterBase: number;
   private nextSessionId = 1;
   private readonly workerIndex: number;
+  /** This peer's index in watchdog.peers (0 without a watchdog): it is in every cancel key. */
+  private readonly peerIndex: number;
   private readonly worker: WorkerLink | undefined;
   private closing = false;
   /** Sweeps sessions stuck in startup once a second (one timer, not one per connection). */
@@ -85,6 +94,7 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
     this.registry = opts.registry;
     this.worker = opts.worker;
     this.workerIndex = opts.worker?.index ?? 0;
+    this.peerIndex = Math.max(0, this.cfg.watchdog.peers.findIndex((p) => p.name === this.cfg.watchdog.name)) & ((1 << PEER_BITS) - 1);
     // (The peer tags its parts' loggers; a worker adds its index.)
     this.log = opts.worker ? opts.logger.child({ worker: opts.worker.index }) : opts.logger;
     this.router = new Router(this.cfg.proxy.write_functions);
@@ -226,7 +236,7 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
 
   registerSession(s: Session): number {
     for (;;) {
-      const secret = ((this.workerIndex << KEY_BITS) | randomInt(1, 2 ** KEY_BITS)) | 0;
+      const secret = ((this.workerIndex << KEY_BITS) | (this.peerIndex << RANDOM_BITS) | randomInt(1, 2 ** RANDOM_BITS)) | 0;
       if (!this.byKey.has(secret)) {
         this.byKey.set(secret, s);
         return secret;
@@ -240,6 +250,11 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
   }
 
   cancel(pid: number, secret: number): void {
+    const peer = (secret >>> RANDOM_BITS) & ((1 << PEER_BITS) - 1);
+    if (this.opts.cancelToPeer && peer !== this.peerIndex) {
+      this.opts.cancelToPeer(peer, pid, secret);
+      return;
+    }
     const worker = (secret >>> KEY_BITS) & ((1 << WORKER_BITS) - 1);
     if (this.worker && worker !== this.workerIndex) {
       this.worker.relayCancel(worker, pid, secret);

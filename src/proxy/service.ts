@@ -18,6 +18,8 @@ export interface ProxyOptions {
   onCausalWait?: ((backendId: number) => void) | undefined;
   /** The watchdog peers for SHOW WATCHDOG_NODES (the admin part fills them from the watchdog). */
   watchdogNodes?: () => WatchdogNode[];
+  /** Forwards a cancel whose key names another peer (by its watchdog.peers index) to that peer. */
+  cancelToPeer?: (peer: number, pid: number, secret: number) => void;
 }
 
 export interface ProxyStats {
@@ -37,6 +39,8 @@ export interface ProxyService {
   /** Closes the idle pooled connections to these backends (the failover engine's request). */
   closeIdle(backendIds: number[]): void;
   stats(): ProxyStats;
+  /** Cancels what this process's session with that key runs (a cancel forwarded by another peer); absent with workers. */
+  cancelOwn?(pid: number, secret: number): void;
   close(): Promise<void>;
 }
 

@@ -90,13 +90,16 @@ export class Successor {
     this.ch.send({ type: 'listening' });
     try {
       for (;;) {
+        const tWait = performance.now();
         const m = await this.ch.next(STEP_TIMEOUT_MS + 60_000);
         if (m.type === 'done') return m.reason;
         if (m.type === 'abort') throw new Error(`the old process abandoned the takeover: ${m.reason}`);
         if (m.type !== 'sessions') throw new Error(`takeover: unexpected ${m.type} while sessions move`);
         let r: ReturnType<Taker['adoptSessions']>;
+        const t0 = performance.now();
         try {
           r = taker.adoptSessions(m.sessions, m.fdList);
+          this.log.debug({ sessions: m.sessions.length, adoptMs: Math.round(performance.now() - t0), waitedMs: Math.round(t0 - tWait) }, 'sessions adopted');
         } catch (err) {
           r = { ids: [], failed: m.sessions.map((s) => ({ id: s.id, reason: (err as Error).message })) };
           for (const fd of m.fdList) fdpass.close(fd);

@@ -56,7 +56,9 @@ export function takeoverSocketPath(configured: string, proxyPort: number, tmp: s
   return configured || `${tmp}/pgwatchdog-${proxyPort}.takeover.sock`;
 }
 
-const BATCH = 200;
+/** Sessions per message, and messages sent before the first is acknowledged. */
+const BATCH = 100;
+const WINDOW = 4;
 
 export class TakeoverServer {
   private server: net.Server | undefined;
@@ -109,6 +111,8 @@ export class TakeoverServer {
     }
     this.busy = true;
     const t0 = Date.now();
+    /** When each step ended, in ms after the successor's hello (for the log and bench:restart). */
+    const phases = { watchdog: 0, listeners: 0, sessions: 0 };
     let listenersMoved = false;
     try {
       const hello = await expect(ch, 'hello', STEP_TIMEOUT_MS);
@@ -125,11 +129,13 @@ export class TakeoverServer {
       await expect(ch, 'release-watchdog', STEP_TIMEOUT_MS);
       const released = await this.giver.releaseWatchdog();
       ch.send({ type: 'watchdog-released', reason: released });
+      phases.watchdog = Date.now() - t0;
 
       await expect(ch, 'send-listeners', STEP_TIMEOUT_MS);
       await this.sendListeners(ch, fds);
       listenersMoved = true;
       await expect(ch, 'listening', STEP_TIMEOUT_MS);
+      phases.listeners = Date.now() - t0;
       // The successor accepts on the shared sockets now; this process stops.
       await this.giver.stopAccepting();
 
@@ -139,7 +145,8 @@ export class TakeoverServer {
       // successor then listens on it for its own successor).
       this.close();
       ch.send({ type: 'done', moved, ended, reason });
-      this.log.info({ moved, ended, ms: Date.now() - t0 }, 'takeover finished: this process holds nothing and stops');
+      phases.sessions = Date.now() - t0;
+      this.log.info({ moved, ended, ms: Date.now() - t0, phases }, 'takeover finished: this process holds nothing and stops');
       this.finish(reason);
     } catch (err) {
       const reason = (err as Error).message;
@@ -177,40 +184,52 @@ export class TakeoverServer {
     ch.send({ type: 'listeners', proxy: { fd: null, host: l.proxy.host, port: l.proxy.port }, admin: l.admin ? { fd: null, host: l.admin.host, port: l.admin.port } : null });
   }
 
-  /** Hands sessions over in batches as they reach safe points; ends what is left after the wait. */
+  /**
+   * Hands sessions over in batches as they reach safe points, a few batches in flight (the
+   * successor adopts one while the next is on its way); ends what is left after the wait.
+   */
   private async moveSessions(ch: Channel): Promise<{ moved: number; ended: number }> {
     const deadline = Date.now() + this.sessionWaitMs;
     let moved = 0;
-    while (this.giver.sessionCount() > 0 && Date.now() < deadline) {
-      const batch = this.giver.takeSessions(BATCH);
-      if (!batch || batch.sessions.length === 0) {
-        // Nothing at a safe point yet: sessions in a transaction, COPY or a statement.
-        await new Promise((r) => setTimeout(r, 2));
-        continue;
-      }
-      const ids = batch.sessions.map((s) => s.id);
-      try {
-        ch.send({ type: 'sessions', sessions: batch.sessions }, batch.fds);
-      } catch (err) {
-        batch.rollback(ids);
-        throw err;
-      }
+    const inFlight: { batch: SessionBatch; ids: number[] }[] = [];
+    // Acks come in the order the batches went.
+    const ackOne = async (): Promise<void> => {
+      const f = inFlight[0]!;
       let ack;
       try {
         ack = await expect(ch, 'adopted', STEP_TIMEOUT_MS);
       } catch (err) {
         // The successor may hold some of them: neither side can tell which. Closing ours
         // leaves the successor's copies as they are.
-        batch.commit(ids);
+        for (const x of inFlight.splice(0)) x.batch.commit(x.ids);
         throw err;
       }
-      batch.commit(ack.ids);
+      inFlight.shift();
+      f.batch.commit(ack.ids);
       if (ack.failed.length) {
         this.log.warn({ failed: ack.failed }, 'the successor could not adopt some sessions; they stay here');
-        batch.rollback(ack.failed.map((f) => f.id));
+        f.batch.rollback(ack.failed.map((x) => x.id));
       }
       moved += ack.ids.length;
+    };
+    while (this.giver.sessionCount() > 0 && Date.now() < deadline) {
+      const batch = inFlight.length < WINDOW ? this.giver.takeSessions(BATCH) : undefined;
+      if (batch && batch.sessions.length > 0) {
+        const ids = batch.sessions.map((s) => s.id);
+        try {
+          ch.send({ type: 'sessions', sessions: batch.sessions }, batch.fds);
+        } catch (err) {
+          batch.rollback(ids);
+          throw err;
+        }
+        inFlight.push({ batch, ids });
+        continue;
+      }
+      if (inFlight.length > 0) await ackOne();
+      // Nothing at a safe point yet: sessions in a transaction, COPY or a statement.
+      else await new Promise((r) => setTimeout(r, 2));
     }
+    while (inFlight.length > 0) await ackOne();
     const ended = this.giver.endSessions(`pgwatchdog is restarting and this session did not reach a point where it could move (idle, between transactions) within ${this.sessionWaitMs} ms; reconnect`);
     return { moved, ended };
   }

@@ -77,7 +77,8 @@ test(`pgbench (simple, extended, prepared; -N) through a peer restarted ${RESTAR
     const txn = client(peer);
     await txn.connect();
 
-    const seconds = 12 + 7 * RESTARTS;
+    // Long enough for the restarts on a loaded machine (each starts a new process: ~2–9 s).
+    const seconds = 15 + 10 * RESTARTS;
     const benches = (['simple', 'extended', 'prepared'] as const).map((m) => pgbench(peer!, m, seconds));
     await new Promise((r) => setTimeout(r, 2000));
     const started = Date.now();

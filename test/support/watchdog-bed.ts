@@ -16,6 +16,8 @@ export interface Bed {
   dir: string;
   peers: Map<Name, PeerProcess>;
   start(name: Name, over?: Record<string, unknown>): Promise<PeerProcess>;
+  /** Online restart of a running peer (`start --takeover` with its config); resolves with the new process once ready. */
+  restart(name: Name): Promise<PeerProcess>;
   cut(name: Name, cut: string[] | 'all' | null): void;
   holders(): Name[];
   failoverCount(): number;
@@ -81,11 +83,19 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
     return p;
   };
   for (const n of NAMES) await start(n);
+  const restart = async (name: Name) => {
+    const old = peers.get(name)!;
+    const p = await startPeerProcess(cluster, {}, { takeoverFrom: old, args: ['--name', name], env: opts.faults === false ? {} : { PGWATCHDOG_FAULTS_FILE: join(dir, `faults-${name}`) }, readyTimeoutMs: opts.readyTimeoutMs });
+    peers.set(name, p);
+    await old.exited;
+    return p;
+  };
   return {
     cluster,
     dir,
     peers,
     start,
+    restart,
     cut: (name, cut) => writeFileSync(join(dir, `faults-${name}`), cut === null ? '' : JSON.stringify({ cut })),
     holders: () => readdirSync(vipDir).sort() as Name[],
     failoverCount: () => readFileSync(failovers, 'utf8').split('\n').filter(Boolean).length,

@@ -217,28 +217,28 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
   return out;
 }
 
-static napi_value Close(napi_env env, napi_callback_info info) {
+/** The single descriptor argument of close(fd) and dup(fd); throws and returns 0 when missing. */
+static int oneFd(napi_env env, napi_callback_info info, const char *usage, int *fd) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int fd;
-  if (argc < 1 || !argInt(env, argv[0], &fd)) {
-    napi_throw_type_error(env, NULL, "close(fd)");
-    return NULL;
+  if (argc < 1 || !argInt(env, argv[0], fd)) {
+    napi_throw_type_error(env, NULL, usage);
+    return 0;
   }
+  return 1;
+}
+
+static napi_value Close(napi_env env, napi_callback_info info) {
+  int fd;
+  if (!oneFd(env, info, "close(fd)", &fd)) return NULL;
   if (close(fd) != 0 && errno != EINTR) return fail(env, "close", errno);
   return NULL;
 }
 
 static napi_value Dup(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int fd;
-  if (argc < 1 || !argInt(env, argv[0], &fd)) {
-    napi_throw_type_error(env, NULL, "dup(fd)");
-    return NULL;
-  }
+  if (!oneFd(env, info, "dup(fd)", &fd)) return NULL;
   int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (d < 0) return fail(env, "dup", errno);
   napi_value out;

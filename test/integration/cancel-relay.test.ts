@@ -1,0 +1,49 @@
+// Cancel routing across peers: a CancelRequest sent to a peer that does not own the session
+// (a TCP load balancer in front of the peers) is forwarded over the watchdog connection to
+// the peer whose index is in the key, and cancels the query there.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import pg from 'pg';
+import { SUPERUSER, SUPERUSER_PASSWORD } from '../support/pg.js';
+import { bed, waitFor } from '../support/watchdog-bed.js';
+import * as codec from '../../src/protocol/codec.js';
+
+test('a cancel sent to the wrong peer of a three-peer cluster cancels the query on the peer that owns it', { timeout: 240_000 }, async () => {
+  const b = await bed();
+  try {
+    const owner = b.peers.get('pgwd2')!;
+    const wrong = b.peers.get('pgwd3')!;
+    const c = await waitFor('a session through pgwd2', async () => {
+      const x = new pg.Client({ host: owner.host, port: owner.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
+      x.on('error', () => undefined);
+      try {
+        await x.connect();
+        await x.query('SELECT 1');
+        return x;
+      } catch {
+        await x.end().catch(() => undefined);
+        return undefined;
+      }
+    });
+    const q = c.query('SELECT pg_sleep(30)').then(
+      () => null,
+      (e: { code?: string }) => e.code ?? String(e),
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const s = net.connect({ host: wrong.host, port: wrong.port });
+    await once(s, 'connect');
+    const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
+    s.end(codec.cancelRequest(processID, secretKey));
+    let timer: NodeJS.Timeout | undefined;
+    const r = await Promise.race([q, new Promise<string>((res) => (timer = setTimeout(() => res('timeout'), 10_000)))]);
+    clearTimeout(timer);
+    assert.equal(r, '57014', 'the query was cancelled');
+    assert.ok(wrong.logs.some((l) => l.msg === 'cancel request forwarded to the peer that owns the session' && l.to === 'pgwd2'), 'pgwd3 forwarded it to pgwd2');
+    assert.ok(owner.logs.some((l) => l.msg === 'cancel request forwarded by a peer' && l.from === 'pgwd3'), 'pgwd2 got it from pgwd3');
+    await c.end();
+  } finally {
+    await b.teardown();
+  }
+});
