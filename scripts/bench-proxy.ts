@@ -5,20 +5,27 @@
 //
 //   npm run bench:proxy -- [--seconds 15] [--clients 16] [--threads 2] [--rounds 1]
 //                          [--scale 10] [--auth trust|md5] [--workers 1]
-//                          [--modes select-simple,select-extended,tpcb-N,select-connect]
-//                          [--targets direct,direct-split,pgbouncer,pgwatchdog,pgwatchdog-lb,pgpool]
+//                          [--modes select-simple,select-extended,select-in,tpcb-N,select-connect,mixed-9-1]
+//                          [--targets direct,direct-split,pgbouncer,pgwatchdog,pgwatchdog-lb,pgwatchdog-lb-nocausal,pgpool]
 //                          [--peer-prof DIR] [--peer-node-args "--trace-gc …"]
 //
 // Targets: pgbouncer, pgpool and `pgwatchdog` (load balancing off) all send everything to the
 // primary: the like-for-like comparison. `pgwatchdog-lb` balances reads over primary and
-// standby (weights 1:1). On one machine that costs CPU even without a proxy, which
+// standby (weights 1:1), with causal reads (the default); `pgwatchdog-lb-nocausal` the same
+// with proxy.causal_reads off. On one machine that costs CPU even without a proxy, which
 // `direct-split` shows: half the clients straight on the primary, half on the standby.
+// `mixed-9-1` is 90% pgbench -S and 10% simple-update transactions per client: reads right
+// after a client's writes, where causal reads keep them on the primary until the standby has
+// replayed; the "standby reads" column (select_cnt from SHOW POOL_NODES) shows the share.
 //
 // --peer-prof DIR runs the pgwatchdog peer under node --cpu-prof and leaves its CPU
 // profiles in DIR (written when the peer exits), to see where the proxy spends its time.
 // --peer-node-args passes node/V8 options to the peer (its output is in its log file).
 //
-// TPS is pgbench's; p99 is computed from pgbench's per-transaction log (-l). With load
+// TPS is pgbench's; p99 is computed from pgbench's per-transaction log (-l). Proxy CPU per
+// transaction is also given "net of idle": less what each proxy used in 5 s with no client
+// (pgwatchdog's health checks log in every period), which otherwise weighs more the lower the
+// TPS, as on a loaded machine. With load
 // balancing on, pgwatchdog (and pgpool) send pgbench -S reads to the standby while pgbouncer
 // and "direct" use the primary: the table says so in its "reads on" column.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
@@ -61,22 +68,34 @@ interface Mode {
   name: string;
   args: string[];
   what: string;
+  /** A pgbench script of its own (-f), written to the run's directory. */
+  script?: string;
 }
 const ALL_MODES: Mode[] = [
   { name: 'select-simple', args: ['-S', '-M', 'simple'], what: 'pgbench -S -M simple' },
   { name: 'select-extended', args: ['-S', '-M', 'extended'], what: 'pgbench -S -M extended' },
+  // pgbench -S's read with a parenthesis, as most real reads have one (count(*), now(), IN (…)).
+  {
+    name: 'select-in',
+    args: ['-M', 'simple', '-s', String(SCALE)],
+    what: "pgbench -f: SELECT abalance FROM pgbench_accounts WHERE aid IN (:aid)",
+    script: '\\set aid random(1, 100000 * :scale)\nSELECT abalance FROM pgbench_accounts WHERE aid IN (:aid);\n',
+  },
   { name: 'tpcb-N', args: ['-N', '-M', 'simple'], what: 'pgbench -N (writes)' },
   { name: 'select-connect', args: ['-S', '-C', '-M', 'simple'], what: 'pgbench -S -C (connection per transaction)' },
+  { name: 'mixed-9-1', args: ['-b', 'select-only@9', '-b', 'simple-update@1', '-M', 'simple'], what: 'pgbench -b select-only@9 -b simple-update@1 (a write in every 10 transactions)' },
 ];
+const writes = (m: Mode) => m.args.includes('-N') || m.args.some((a) => a.startsWith('simple-update'));
 const modeNames = opt('modes', ALL_MODES.map((m) => m.name).join(',')).split(',');
 const MODES = ALL_MODES.filter((m) => modeNames.includes(m.name));
 if (MODES.length !== modeNames.length) throw new Error(`--modes: unknown mode in ${modeNames.join(',')}; known: ${ALL_MODES.map((m) => m.name).join(', ')}`);
-const ALL_TARGETS = ['direct', 'direct-split', 'pgbouncer', 'pgwatchdog', 'pgwatchdog-lb', 'pgpool'] as const;
+const ALL_TARGETS = ['direct', 'direct-split', 'pgbouncer', 'pgwatchdog', 'pgwatchdog-lb', 'pgwatchdog-lb-nocausal', 'pgpool'] as const;
 type TargetName = (typeof ALL_TARGETS)[number];
 const targetNames = opt('targets', ALL_TARGETS.join(',')).split(',') as TargetName[];
 for (const t of targetNames) if (!ALL_TARGETS.includes(t)) throw new Error(`--targets: unknown target ${t}; known: ${ALL_TARGETS.join(', ')}`);
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const IDLE_SECONDS = 5;
 const log = (s: string) => console.error(`[bench] ${s}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -192,7 +211,11 @@ interface Target {
   pid?: number;
   readsOn: string;
   error?: string;
+  /** The proxy's user CPU while no client is connected, µs per second (measured before the runs). */
+  idleUser?: number;
   stop(): Promise<void>;
+  /** select_cnt per backend (pgwatchdog: SHOW POOL_NODES), to tell where reads went. */
+  selectCounts?: () => Promise<number[]>;
 }
 
 let cluster: PgCluster | undefined;
@@ -251,8 +274,8 @@ async function startPgbouncer(c: PgCluster): Promise<Target> {
   return { name: 'pgbouncer', ports: [port], pid: child.pid, readsOn: 'primary', stop };
 }
 
-async function startPgwatchdog(c: PgCluster, name: 'pgwatchdog' | 'pgwatchdog-lb'): Promise<Target> {
-  const LB = name === 'pgwatchdog-lb';
+async function startPgwatchdog(c: PgCluster, name: 'pgwatchdog' | 'pgwatchdog-lb' | 'pgwatchdog-lb-nocausal'): Promise<Target> {
+  const LB = name !== 'pgwatchdog';
   const dir = workDir(name);
   const [port, adminPort] = [await freePort(), await freePort()];
   writeFileSync(join(dir, 'userlist.txt'), userlist());
@@ -265,6 +288,7 @@ async function startPgwatchdog(c: PgCluster, name: 'pgwatchdog' | 'pgwatchdog-lb
       workers: WORKERS,
       max_clients: Math.max(200, CLIENTS * 4),
       load_balance: LB,
+      causal_reads: name !== 'pgwatchdog-lb-nocausal',
       pool: { max_per_backend: Math.max(CLIENTS * 2, 20) },
     },
     auth: { method: AUTH, users_file: join(dir, 'userlist.txt') },
@@ -307,7 +331,16 @@ async function startPgwatchdog(c: PgCluster, name: 'pgwatchdog' | 'pgwatchdog-lb
     await stop();
     return { name, readsOn: '-', error, stop: async () => undefined };
   }
-  return { name, ports: [port], pid: child.pid, readsOn: LB ? 'primary+standby' : 'primary', stop };
+  const selectCounts = async (): Promise<number[]> => {
+    const cl = new pg.Client({ host: '127.0.0.1', port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
+    await cl.connect();
+    try {
+      return (await cl.query<{ select_cnt: string }>('SHOW POOL_NODES')).rows.map((r) => Number(r.select_cnt));
+    } finally {
+      await cl.end();
+    }
+  };
+  return { name, ports: [port], pid: child.pid, readsOn: LB ? 'primary+standby' : 'primary', stop, selectCounts };
 }
 
 async function startPgpool(c: PgCluster): Promise<Target> {
@@ -429,8 +462,12 @@ interface RunResult {
   p99ms: number;
   /** The proxy's user and system CPU µs per transaction; the whole machine's busy µs per transaction. */
   proxyUser?: number;
+  /** proxyUser less what the proxy spends idle in as long (health checks …): the part that grows with transactions. */
+  proxyUserNet?: number;
   proxySys?: number;
   machine?: number;
+  /** Of the reads the proxy routed, the share that went to the standby (select_cnt). */
+  standbyShare?: number;
   failed?: string;
 }
 
@@ -443,7 +480,9 @@ interface PgbenchRun {
 
 function runPgbench(port: number, clients: number, threads: number, mode: Mode, logDir: string): Promise<PgbenchRun> {
   const prefix = join(logDir, `pgbench_${port}_${Date.now()}`);
-  const args = ['-h', '127.0.0.1', '-p', String(port), '-U', SUPERUSER, '-n', '-c', String(clients), '-j', String(threads), '-T', String(SECONDS), '-l', `--log-prefix=${prefix}`, ...mode.args, 'postgres'];
+  const script = mode.script === undefined ? [] : ['-f', join(logDir, `${mode.name}.sql`)];
+  if (mode.script !== undefined) writeFileSync(script[1]!, mode.script);
+  const args = ['-h', '127.0.0.1', '-p', String(port), '-U', SUPERUSER, '-n', '-c', String(clients), '-j', String(threads), '-T', String(SECONDS), '-l', `--log-prefix=${prefix}`, ...mode.args, ...script, 'postgres'];
   return new Promise((resolve) => {
     const child = spawn(pgBin('pgbench'), args, { cwd: logDir, env: { ...process.env, PGPASSWORD: SUPERUSER_PASSWORD }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
@@ -513,11 +552,19 @@ async function main(): Promise<void> {
       if (name === 'direct') t = { name, ports: [cluster.primary.port], readsOn: 'primary', stop: async () => undefined };
       else if (name === 'direct-split') t = { name, ports: [cluster.primary.port, cluster.standbys[0]!.port], readsOn: 'primary+standby', stop: async () => undefined };
       else if (name === 'pgbouncer') t = await startPgbouncer(cluster);
-      else if (name === 'pgwatchdog' || name === 'pgwatchdog-lb') t = await startPgwatchdog(cluster, name);
+      else if (name === 'pgwatchdog' || name === 'pgwatchdog-lb' || name === 'pgwatchdog-lb-nocausal') t = await startPgwatchdog(cluster, name);
       else t = await startPgpool(cluster);
       targets.push(t);
       log(t.error ? `${name}: ${t.error}` : `${name}: listening on 127.0.0.1:${t.ports!.join(',')}`);
     }
+
+    // What each proxy spends with no client (pgwatchdog: its health checks and replication
+    // monitor) is not per transaction; measured here, it is taken off in "net of idle".
+    const daemons = targets.filter((t) => !t.error && t.pid !== undefined);
+    const idle0 = daemons.map((t) => processTreeCpu(t.pid!).user);
+    await sleep(IDLE_SECONDS * 1000);
+    daemons.forEach((t, i) => (t.idleUser = (processTreeCpu(t.pid!).user - idle0[i]!) / IDLE_SECONDS));
+    for (const t of daemons) log(`${t.name}: ${(t.idleUser! / 1000).toFixed(1)} ms of user CPU per second with no client`);
 
     const results = new Map<string, RunResult[]>(); // `${mode}/${target}`
     let rotation = 0;
@@ -528,17 +575,27 @@ async function main(): Promise<void> {
         rotation++;
         for (const t of order) {
           // Writes cannot go to a standby.
-          if (t.name === 'direct-split' && mode.args.includes('-N')) continue;
+          if (t.name === 'direct-split' && writes(mode)) continue;
           log(`round ${round + 1}/${ROUNDS} ${mode.name} → ${t.name}`);
           const cpu0 = t.pid !== undefined ? processTreeCpu(t.pid) : undefined;
           const busy0 = machineBusy();
+          const sel0 = await t.selectCounts?.();
           const r = await runPgbenchOn(t.ports!, mode, logDir);
+          if (sel0 && t.selectCounts) {
+            // Worker processes report select_cnt once a second.
+            if (WORKERS > 1) await sleep(1100);
+            const sel1 = await t.selectCounts();
+            const d = sel1.map((n, i) => n - (sel0[i] ?? 0));
+            const total = d.reduce((a, b) => a + b, 0);
+            if (total > 0) r.standbyShare = d.slice(1).reduce((a, b) => a + b, 0) / total;
+          }
           const txs = r.tps * SECONDS;
           if (txs > 0) {
             r.machine = (machineBusy() - busy0) / txs;
             if (cpu0 && t.pid !== undefined) {
               const cpu1 = processTreeCpu(t.pid);
               r.proxyUser = (cpu1.user - cpu0.user) / txs;
+              if (t.idleUser !== undefined) r.proxyUserNet = r.proxyUser - (t.idleUser * SECONDS) / txs;
               r.proxySys = (cpu1.sys - cpu0.sys) / txs;
             }
           }
@@ -572,12 +629,14 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
       tps: mean((r) => r.tps)!,
       p99ms: mean((r) => r.p99ms)!,
       proxyUser: mean((r) => r.proxyUser),
+      proxyUserNet: mean((r) => r.proxyUserNet),
       proxySys: mean((r) => r.proxySys),
       machine: mean((r) => r.machine),
+      standbyShare: mean((r) => r.standbyShare),
       ...(failed ? { failed } : {}),
     };
   };
-  const header = ['mode', 'target', 'reads on', 'TPS', 'p99 ms', 'vs direct*', 'vs pgbouncer', 'proxy usr µs/tx', 'sys µs/tx', 'machine µs/tx'];
+  const header = ['mode', 'target', 'reads on', 'TPS', 'p99 ms', 'vs direct*', 'vs pgbouncer', 'proxy usr µs/tx', 'net of idle', 'sys µs/tx', 'machine µs/tx', 'standby reads'];
   const rows: string[][] = [];
   const summary: string[] = [];
   for (const mode of MODES) {
@@ -589,7 +648,7 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
       const ratio = (base: RunResult | undefined) => (r && r.tps > 0 && base && base.tps > 0 ? `${(r.tps / base.tps).toFixed(2)}×` : '-');
       if (!t.error && !r) continue; // not run in this mode (direct-split with writes)
       if (t.error || !r) {
-        rows.push([mode.name, t.name, '-', t.error ? 'not run' : '-', '-', '-', '-', '-', '-', '-']);
+        rows.push([mode.name, t.name, '-', t.error ? 'not run' : '-', '-', '-', '-', '-', '-', '-', '-']);
         continue;
       }
       rows.push([
@@ -599,27 +658,41 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
         r.tps > 0 ? r.tps.toFixed(0) : 'FAILED',
         r.tps > 0 ? r.p99ms.toFixed(2) : '-',
         // Reads split over both servers compare with direct-split: the same backends, no proxy.
-        ratio(t.readsOn === 'primary+standby' && !mode.args.includes('-N') ? directSplit : direct),
+        ratio(t.readsOn === 'primary+standby' && !writes(mode) ? directSplit : direct),
         ratio(bouncer),
         r.proxyUser !== undefined ? r.proxyUser.toFixed(1) : '-',
+        r.proxyUserNet !== undefined ? r.proxyUserNet.toFixed(1) : '-',
         r.proxySys !== undefined ? r.proxySys.toFixed(1) : '-',
         r.machine !== undefined ? r.machine.toFixed(1) : '-',
+        r.standbyShare !== undefined ? `${(100 * r.standbyShare).toFixed(0)}%` : '-',
       ]);
     }
     const wd = agg(mode.name, 'pgwatchdog');
     if (wd && wd.tps > 0 && bouncer && bouncer.tps > 0) {
       const verdict = wd.tps >= bouncer.tps ? '≥' : '<';
       summary.push(`${mode.name.padEnd(16)} pgwatchdog ${wd.tps.toFixed(0)} TPS ${verdict} pgbouncer ${bouncer.tps.toFixed(0)} TPS (${(wd.tps / bouncer.tps).toFixed(2)}×; p99 ${wd.p99ms.toFixed(2)} vs ${bouncer.p99ms.toFixed(2)} ms): pgwatchdog ${verdict === '≥' ? 'IS' : 'is NOT'} ≥ pgbouncer`);
+      // Round by round (the two ran back to back): the spread says how much of the mean is noise.
+      const w = results.get(`${mode.name}/pgwatchdog`) ?? [];
+      const b = results.get(`${mode.name}/pgbouncer`) ?? [];
+      const perRound = w.map((r, i) => (r.tps > 0 && (b[i]?.tps ?? 0) > 0 ? `${(r.tps / b[i]!.tps).toFixed(2)}×` : '-'));
+      if (perRound.length > 1) summary.push(`${''.padEnd(16)} round by round: ${perRound.join(' ')}`);
     } else {
       summary.push(`${mode.name.padEnd(16)} no comparison: ${!wd || wd.tps === 0 ? 'pgwatchdog' : 'pgbouncer'} did not run`);
     }
     const lb = agg(mode.name, 'pgwatchdog-lb');
     // (-C directly is all PostgreSQL process starts: no telling figure for the split there.)
-    if (lb && lb.tps > 0 && directSplit && directSplit.tps > 0 && direct && direct.tps > 0 && !mode.args.includes('-N') && !mode.args.includes('-C')) {
+    if (lb && lb.tps > 0 && directSplit && directSplit.tps > 0 && direct && direct.tps > 0 && !writes(mode) && !mode.args.includes('-C')) {
       summary.push(
         `${''.padEnd(16)} with load balancing: ${lb.tps.toFixed(0)} TPS; reads split over two servers on this one machine cost ${(100 * (1 - directSplit.tps / direct.tps)).toFixed(0)}% even directly (direct-split vs direct)`,
       );
     }
+  }
+  for (const mode of MODES) {
+    const lb = agg(mode.name, 'pgwatchdog-lb');
+    const nc = agg(mode.name, 'pgwatchdog-lb-nocausal');
+    if (!lb || !nc || lb.tps === 0 || nc.tps === 0) continue;
+    const share = (r: RunResult) => (r.standbyShare === undefined ? '?' : `${(100 * r.standbyShare).toFixed(0)}%`);
+    summary.push(`${mode.name.padEnd(16)} causal reads on: ${lb.tps.toFixed(0)} TPS, ${share(lb)} of reads on the standby; off: ${nc.tps.toFixed(0)} TPS, ${share(nc)} (${(lb.tps / nc.tps).toFixed(2)}×)`);
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
@@ -632,6 +705,7 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
   for (const r of rows) console.log(line(r));
   console.log('');
   console.log('* primary+standby rows compare with direct-split, the others with direct');
+  console.log(`"net of idle": proxy user CPU less what the proxy used with no client (${targets.filter((t) => t.idleUser !== undefined).map((t) => `${t.name} ${(t.idleUser! / 1000).toFixed(1)} ms/s`).join(', ')}), spread over the transactions`);
   console.log('');
   for (const s of summary) console.log(s);
   for (const t of targets) if (t.error) console.log(`\n${t.name}: ${t.error}`);

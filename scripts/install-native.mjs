@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `npm install`'s build of the native forwarding addon (binding.gyp → build/Release/splice.node).
+// `npm install`'s build of the native addons (binding.gyp → build/Release/splice.node, the forwarding,
+// and fdpass.node, the descriptor passing of the online restart).
 // The addon is an optimisation: without it every session runs on the JavaScript path, with the
 // same behaviour. So a machine without a C toolchain must still install: when the build cannot
 // run or fails, this says so in one line and exits 0; the peer says so again at start.

@@ -9,7 +9,10 @@ import { FailoverEngine } from './failover/index.js';
 import { createProxy, type ProxyService } from './proxy/index.js';
 import { Watchdog, watchdogEnabled } from './cluster/watchdog.js';
 import { clusterAdminView } from './cluster/admin-view.js';
-import { hostname } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
+import { TakeoverServer, takeoverSocketPath } from './takeover/old-side.js';
+import { Successor, type Taker } from './takeover/new-side.js';
+import { giver } from './takeover/giver.js';
 import { AdminServer } from './admin/server.js';
 import { watchdogNodes } from './admin/views.js';
 import { singlePeerView, type WatchdogView } from './admin/watchdog-view.js';
@@ -34,6 +37,10 @@ export class Peer {
   /** Where the config came from, for reload(). */
   readonly source: ConfigSource | undefined;
   private stopping: Promise<void> | undefined;
+  /** Where a successor connects to take this process over (online restart). */
+  takeoverServer: TakeoverServer | undefined;
+  /** While this process takes over from another: resolves with the old process's summary. */
+  takeover: Promise<string> | undefined;
 
   constructor(
     readonly config: Config,
@@ -52,6 +59,9 @@ export class Peer {
         log.info({ backend: id, status: after.status, role: after.role, was: { status: before.status, role: before.role }, reason }, 'backend state changed');
       }
     });
+    // Under the watchdog the cluster logs the gates it sets; with one peer the failover engine
+    // sets them (a hold while it fails over), and this says so.
+    if (!watchdogEnabled(config)) this.registry.on('gates', (g, reason) => log.info({ held: g.held.map((h) => h.id), refuseWrites: g.refuseWrites }, `routing gates: ${reason}`));
     this.health = new HealthChecker({ config, registry: this.registry, logger: log.child({ part: 'health' }) });
     this.replication = new ReplicationMonitor({
       config,
@@ -83,6 +93,7 @@ export class Peer {
       registry: this.registry,
       logger: log.child({ part: 'proxy' }),
       onBackendError: config.failover.failover_on_backend_error ? (id, err) => this.health.checkNow(id, `backend error: ${err.message}`) : undefined,
+      onCausalWait: (id) => this.replication.hurry(id),
       watchdogNodes: () => watchdogNodes(this.watchdog.facts()),
     });
     const proxyPort = () => this.proxyAddress?.port ?? null;
@@ -104,15 +115,34 @@ export class Peer {
     this.failover.on('closeIdle', (ids) => this.proxy.closeIdle(ids));
   }
 
-  async start(): Promise<{ host: string; port: number }> {
+  /**
+   * `from`: the running process this one takes over from (online restart): its watchdog is
+   * released before this one's starts, its listeners are adopted instead of bound, and its
+   * sessions move in afterwards (`takeover` resolves when it holds nothing).
+   */
+  async start(from?: Successor): Promise<{ host: string; port: number }> {
     this.health.start();
     this.replication.start();
+    if (from) await from.releaseWatchdog();
     await this.failover.start();
     await this.cluster?.start();
-    const addr = (this.proxyAddress = await this.proxy.listen());
-    this.adminAddress = await this.admin.listen();
-    this.log.info({ proxy: addr, admin: this.adminAddress, nativeForwarding: this.proxy.nativeForwarding, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
+    const l = from ? await from.listeners() : undefined;
+    const addr = (this.proxyAddress = await this.proxy.listen(l?.proxy));
+    this.adminAddress = await this.admin.listen(l?.admin);
+    this.log.info({ proxy: addr, admin: this.adminAddress, nativeForwarding: this.proxy.nativeForwarding, takeover: from ? { from: from.oldPid } : undefined, backends: this.registry.list().map((b) => ({ id: b.id, status: b.status, role: b.role })) }, 'peer ready');
+    if (from) {
+      this.takeover = from.takeSessions(this.proxy as unknown as Taker);
+      this.takeover.catch(() => undefined); // (startPeer reports it)
+    }
+    else await this.waitForSuccessor();
     return addr;
+  }
+
+  /** Opens the takeover socket, where a successor (`pgwatchdog restart`) finds this process. */
+  async waitForSuccessor(): Promise<void> {
+    const t = this.config.proxy.takeover;
+    this.takeoverServer = new TakeoverServer(takeoverSocketPath(t.socket, this.config.proxy.port, tmpdir()), giver(this), this.log.child({ part: 'takeover' }), t.session_wait_ms);
+    await this.takeoverServer.listen();
   }
 
   /** Re-reads the config file: live keys apply now, the others are named as needing a restart. */
@@ -124,6 +154,7 @@ export class Peer {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('peer stopping');
+      this.takeoverServer?.close();
       await this.cluster?.stop();
       await this.admin.close();
       await this.proxy.close();
@@ -137,7 +168,7 @@ export class Peer {
 }
 
 /** `pgwatchdog start`: runs a peer until SIGINT/SIGTERM; resolves to the exit code. */
-export async function startPeer(file: string, opts: { name?: string } = {}): Promise<number> {
+export async function startPeer(file: string, opts: { name?: string; takeover?: boolean } = {}): Promise<number> {
   let config: Config;
   try {
     config = loadConfig(file);
@@ -173,10 +204,26 @@ export async function startPeer(file: string, opts: { name?: string } = {}): Pro
     log.info({ signal: 'SIGHUP' }, 'reload requested');
     peer.reload();
   });
+  // `--takeover`: the running process on this proxy port hands everything over; until the
+  // listeners have moved, a failure here leaves it serving. `pgwatchdog restart` started
+  // this process with an IPC channel and hears the outcome on it.
+  let from: Successor | undefined;
+  if (opts.takeover) {
+    const t = config.proxy.takeover;
+    try {
+      from = await Successor.connect(takeoverSocketPath(t.socket, config.proxy.port, tmpdir()), log.child({ part: 'takeover' }));
+    } catch (err) {
+      log.fatal({ reason: (err as Error).message }, 'takeover failed: the running process keeps serving');
+      report({ ok: false, reason: (err as Error).message });
+      return 1;
+    }
+  }
   try {
-    await peer.start();
+    await peer.start(from);
   } catch (err) {
     log.fatal({ err }, 'peer failed to start');
+    from?.abort(`the new process failed to start: ${(err as Error).message}`);
+    report({ ok: false, reason: `the new process failed to start: ${(err as Error).message}` });
     await peer.stop().catch(() => undefined);
     return 1;
   }
@@ -193,5 +240,34 @@ export async function startPeer(file: string, opts: { name?: string } = {}): Pro
     };
     process.once('SIGINT', () => shutdown('SIGINT'));
     process.once('SIGTERM', () => shutdown('SIGTERM'));
+    const successorMayCome = (): void => {
+      void peer.takeoverServer?.finished.then((reason) => {
+        log.info({ reason }, 'a successor took this process over');
+        shutdown('takeover');
+      });
+    };
+    if (peer.takeover) {
+      peer.takeover.then(
+        async (reason) => {
+          log.info({ reason }, 'takeover complete: this process serves everything');
+          report({ ok: true, reason });
+          await peer.waitForSuccessor();
+          successorMayCome();
+        },
+        async (err: Error) => {
+          // The listeners are here already: this process serves; the old one drains.
+          log.error({ reason: err.message }, 'takeover of sessions failed; this process serves new clients');
+          report({ ok: false, reason: err.message });
+          await peer.waitForSuccessor();
+          successorMayCome();
+        },
+      );
+    } else successorMayCome();
   });
+}
+
+/** Tells `pgwatchdog restart` (over the IPC channel it opened) how the takeover went. */
+function report(outcome: { ok: boolean; reason: string }): void {
+  if (!process.send) return;
+  process.send({ takeover: outcome }, () => process.disconnect?.());
 }

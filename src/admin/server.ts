@@ -19,6 +19,7 @@ import { matchRoute, type AdminContext, type Answer } from './routes.js';
 import { StaticAssets } from './static.js';
 import { failoversView, statusView, type AdminSnapshot } from './views.js';
 import type { WatchdogView } from './watchdog-view.js';
+import { listenOn, listenerFd, type ListenOn } from '../takeover/listen.js';
 
 export interface AdminServerOptions {
   config: Pick<Config, 'admin'>;
@@ -101,7 +102,8 @@ export class AdminServer {
     };
   }
 
-  async listen(): Promise<{ host: string; port: number }> {
+  /** `from`: a listening socket handed over by the previous process (online restart). */
+  async listen(from?: ListenOn): Promise<{ host: string; port: number }> {
     const server = createServer((req, res) => void this.handle(req, res));
     server.on('clientError', (err, socket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"error":"malformed HTTP request"}\n');
@@ -113,16 +115,15 @@ export class AdminServer {
     server.keepAliveTimeout = 65_000;
     this.server = server;
     const { host, port } = this.opts.config.admin;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(server, from ?? { host, port });
     const a = server.address() as AddressInfo;
     this.log.info({ host: a.address, port: a.port, token: this.opts.config.admin.token ? 'set' : 'unset (mutating calls refused)', dashboardBytes: this.assets.totalBytes }, 'admin API listening');
     return { host: a.address, port: a.port };
+  }
+
+  /** The listening socket's descriptor, for the process taking over, or undefined. */
+  listenerFd(): number | undefined {
+    return listenerFd(this.server);
   }
 
   async close(): Promise<void> {

@@ -32,6 +32,13 @@ export interface BackendState {
   lsn: bigint | null;
   /** Last received LSN on a standby. */
   receiveLsn: bigint | null;
+  /** Primary: WAL insert position (pg_current_wal_insert_lsn), which covers every commit that
+   * returned before the sample, asynchronous ones (synchronous_commit off) included; null on a
+   * standby or when unknown. */
+  insertLsn: bigint | null;
+  /** When the replication monitor sent the query behind `lsn`/`insertLsn` (mono-clock.ts ms;
+   * the query ran on the server after this instant), null when there is no sample. */
+  sampledAt: number | null;
   /** Replay lag behind the primary in bytes (standbys), null when unknown. */
   lagBytes: number | null;
   /** Replay lag in milliseconds (standbys), null when unknown. */
@@ -94,6 +101,8 @@ export class BackendRegistry extends EventEmitter<{ change: [BackendChange]; gat
       pgRole: 'unknown',
       lsn: null,
       receiveLsn: null,
+      insertLsn: null,
+      sampledAt: null,
       lagBytes: null,
       lagMs: null,
       replicationState: '',

@@ -4,6 +4,13 @@
 // query; a primary is also asked for pg_stat_replication (replication_state, sync_state,
 // replay lag in time). Each backend has its own loop, so a hung backend never delays the
 // others. Observations only: it never decides status or role.
+//
+// Causal reads (src/proxy/causal.ts) read two more things from each sample: the primary's WAL
+// insert position and the instant the sample's query was sent (`sampledAt`, mono-clock.ts). A
+// commit a session saw complete before that instant is covered by that insert position. While
+// a session waits on such a sample, the proxy asks for one of that backend sooner (hurry): it
+// is then sampled at most every proxy.causal_sample_ms instead of every period_ms, with a
+// lighter query (WAL positions only; LSN_SQL) that refreshes the last full sample.
 import pg from 'pg';
 import type { Config, HealthCheckConfig } from '../config/index.js';
 import { healthCheckFor } from '../config/index.js';
@@ -11,11 +18,12 @@ import type { Logger } from '../log.js';
 import type { BackendRegistry } from './registry.js';
 import { parseLsn } from './lsn.js';
 import { sameHost } from './hosts.js';
+import { monotonicMs } from './mono-clock.js';
 
 /** What one backend says of its WAL and where it streams from. */
 export interface WalState {
   inRecovery: boolean;
-  /** Primary: current WAL insert position. */
+  /** Primary: current WAL write position (pg_current_wal_lsn). */
   currentLsn: bigint | null;
   receiveLsn: bigint | null;
   replayLsn: bigint | null;
@@ -29,6 +37,11 @@ export interface WalState {
 export interface ReplicationSample extends WalState {
   id: number;
   at: Date;
+  /** When the query was sent (mono-clock.ts): the server ran it after this instant. */
+  sentAt: number;
+  /** Primary: current WAL insert position (pg_current_wal_insert_lsn), at or past every commit
+   * record already written to WAL buffers, even one not yet written out (synchronous_commit off). */
+  insertLsn: bigint | null;
   /** Standby: the application_name its walsender shows on the primary. */
   applicationName: string;
 }
@@ -43,11 +56,19 @@ export interface ReplicationRow {
 
 const SAMPLE_SQL = `SELECT pg_is_in_recovery() AS rec,
   CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS cur,
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END AS ins,
   pg_last_wal_receive_lsn()::text AS recv,
   pg_last_wal_replay_lsn()::text AS replay,
   w.status AS wr_status, w.sender_host, w.sender_port, w.conninfo AS wr_conninfo,
   current_setting('cluster_name') AS cluster_name
 FROM (SELECT 1) one LEFT JOIN (SELECT * FROM pg_stat_wal_receiver LIMIT 1) w ON true`;
+
+/** A hurried sample: the WAL positions alone (the rest of the last full sample stands). */
+const LSN_SQL = `SELECT pg_is_in_recovery() AS rec,
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS cur,
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END AS ins,
+  pg_last_wal_receive_lsn()::text AS recv,
+  pg_last_wal_replay_lsn()::text AS replay`;
 
 const REPLICATION_SQL = `SELECT application_name, state, sync_state,
   (extract(epoch FROM replay_lag) * 1000)::float8 AS replay_lag_ms, replay_lsn::text AS replay_lsn
@@ -71,6 +92,13 @@ interface Slot {
   sample: ReplicationSample | null;
   rows: ReplicationRow[] | null;
   wake: (() => void) | null;
+  /** hurry() came while this slot was sampling: sample again without sleeping. */
+  hurried: boolean;
+  /** The next round is a hurried one (LSN_SQL). */
+  light: boolean;
+  /** When the last hurried round was asked for (mono-clock.ts ms), and the timer of the next. */
+  lastHurry: number;
+  hurryTimer: NodeJS.Timeout | undefined;
   loop: Promise<void> | null;
 }
 
@@ -80,6 +108,8 @@ export class ReplicationMonitor {
   private readonly slots: Slot[];
   private stopping = false;
   private started = false;
+  /** Causal reads: the shortest time between two hurried samples of a backend (ms). */
+  private readonly hurryMs: number;
 
   private readonly onConnectionLost: ((id: number, err: Error) => void) | undefined;
 
@@ -90,7 +120,8 @@ export class ReplicationMonitor {
     this.onConnectionLost = opts.onConnectionLost;
     this.registry = opts.registry;
     this.logger = opts.logger.child({ component: 'replication' });
-    this.slots = opts.config.backends.map((_, id) => ({ id, hc: healthCheckFor(opts.config, id), client: null, sample: null, rows: null, wake: null, loop: null }));
+    this.slots = opts.config.backends.map((_, id) => ({ id, hc: healthCheckFor(opts.config, id), client: null, sample: null, rows: null, wake: null, hurried: false, light: false, lastHurry: -Infinity, hurryTimer: undefined, loop: null }));
+    this.hurryMs = opts.config.proxy.causal_sample_ms;
   }
 
   start(): void {
@@ -102,7 +133,11 @@ export class ReplicationMonitor {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    for (const s of this.slots) s.wake?.();
+    for (const s of this.slots) {
+      clearTimeout(s.hurryTimer);
+      s.hurryTimer = undefined;
+      s.wake?.();
+    }
     await Promise.all(this.slots.map((s) => s.loop));
     await Promise.all(this.slots.map((s) => this.drop(s)));
     this.started = false;
@@ -118,12 +153,38 @@ export class ReplicationMonitor {
     for (const s of this.slots) s.wake?.();
   }
 
+  /**
+   * A session waits on a fresh sample of backend `id` (causal reads: of the primary, sent after
+   * its commit; of its standby, showing the commit replayed): sample it soon, coalescing calls
+   * so that hurried samples start at most every proxy.causal_sample_ms. Cheap to call per read.
+   */
+  hurry(id: number): void {
+    const s = this.slots[id];
+    if (s === undefined || s.hurryTimer !== undefined || !this.started || this.stopping) return;
+    const wait = s.lastHurry + this.hurryMs - monotonicMs();
+    if (wait <= 0) return this.hurryNow(s);
+    s.hurryTimer = setTimeout(() => {
+      s.hurryTimer = undefined;
+      this.hurryNow(s);
+    }, wait);
+    s.hurryTimer.unref();
+  }
+
+  private hurryNow(s: Slot): void {
+    s.lastHurry = monotonicMs();
+    s.light = true;
+    if (s.wake) s.wake();
+    else s.hurried = true;
+  }
+
   private async runLoop(s: Slot): Promise<void> {
     while (!this.stopping) {
       // Only backends the health check currently reaches: no point queuing on a dead one.
       if (this.registry.get(s.id).pgStatus !== 'down') {
+        const light = s.light ? s.sample : null;
+        s.light = false;
         try {
-          await this.sampleOnce(s);
+          await (light ? this.sampleLsn(s, light) : this.sampleOnce(s));
         } catch (err) {
           this.logger.debug({ backend: s.id, err: (err as Error).message }, 'replication sample failed');
           s.sample = null;
@@ -134,6 +195,11 @@ export class ReplicationMonitor {
         s.sample = null;
         s.rows = null;
         await this.drop(s);
+      }
+      if (s.hurried) {
+        // A round was asked for while this sample ran (it may have been sent too early).
+        s.hurried = false;
+        continue;
       }
       await new Promise<void>((resolve) => {
         if (this.stopping) return resolve();
@@ -181,9 +247,11 @@ export class ReplicationMonitor {
 
   private async sampleOnce(s: Slot): Promise<void> {
     const c = await this.connect(s);
+    const sentAt = monotonicMs();
     const r = await c.query<{
       rec: boolean;
       cur: string | null;
+      ins: string | null;
       recv: string | null;
       replay: string | null;
       wr_status: string | null;
@@ -196,8 +264,10 @@ export class ReplicationMonitor {
     s.sample = {
       id: s.id,
       at: new Date(),
+      sentAt,
       inRecovery: row.rec,
       currentLsn: parseLsn(row.cur),
+      insertLsn: parseLsn(row.ins),
       receiveLsn: parseLsn(row.recv),
       replayLsn: parseLsn(row.replay),
       walReceiverStatus: row.wr_status,
@@ -212,6 +282,17 @@ export class ReplicationMonitor {
     this.publish();
   }
 
+  /** A hurried sample: the WAL positions of `prev`, the last full sample, brought up to date. */
+  private async sampleLsn(s: Slot, prev: ReplicationSample): Promise<void> {
+    const c = await this.connect(s);
+    const sentAt = monotonicMs();
+    const row = (await c.query<{ rec: boolean; cur: string | null; ins: string | null; recv: string | null; replay: string | null }>(LSN_SQL)).rows[0]!;
+    // Promoted (or demoted) since: the rest of the last sample is stale too.
+    if (row.rec !== prev.inRecovery) return this.sampleOnce(s);
+    s.sample = { ...prev, at: new Date(), sentAt, currentLsn: parseLsn(row.cur), insertLsn: parseLsn(row.ins), receiveLsn: parseLsn(row.recv), replayLsn: parseLsn(row.replay) };
+    this.publish();
+  }
+
   /** Recomputes every backend's WAL/lag fields from the latest samples. */
   private publish(): void {
     const primary = this.currentPrimary();
@@ -220,7 +301,7 @@ export class ReplicationMonitor {
       const x = s.sample;
       if (!x) continue;
       if (!x.inRecovery) {
-        this.registry.update(s.id, { lsn: x.currentLsn, receiveLsn: null, lagBytes: 0, lagMs: 0, replicationState: '', syncState: '' }, 'replication sample');
+        this.registry.update(s.id, { lsn: x.currentLsn, receiveLsn: null, insertLsn: x.insertLsn, sampledAt: x.sentAt, lagBytes: 0, lagMs: 0, replicationState: '', syncState: '' }, 'replication sample');
         continue;
       }
       let lagBytes: number | null = null;
@@ -240,6 +321,8 @@ export class ReplicationMonitor {
         {
           lsn: x.replayLsn,
           receiveLsn: x.receiveLsn,
+          insertLsn: null,
+          sampledAt: x.sentAt,
           lagBytes,
           lagMs: lagMs === null ? null : Math.round(lagMs),
           replicationState: row?.state ?? x.walReceiverStatus ?? '',

@@ -33,14 +33,25 @@ const readOpts = { ...adminOpt, json: { type: 'boolean' as const } };
 
 const COMMANDS: Record<string, Command> = {
   start: {
-    usage: 'start -c FILE [--name PEER]',
-    summary: 'run a peer: proxy, health checks, failover, watchdog, admin API',
-    options: { config: { type: 'string', short: 'c' }, name: { type: 'string' } },
+    usage: 'start -c FILE [--name PEER] [--takeover]',
+    summary: 'run a peer: proxy, health checks, failover, watchdog, admin API; --takeover: take over from the running process of this peer',
+    options: { config: { type: 'string', short: 'c' }, name: { type: 'string' }, takeover: { type: 'boolean' } },
     run: async (v, _p, io) => {
       const file = requireConfigPath(v, io);
       if (file === undefined) return 2;
       const { startPeer } = await import('../peer.js');
-      return startPeer(file, { name: v.name as string | undefined });
+      return startPeer(file, { name: v.name as string | undefined, takeover: v.takeover === true });
+    },
+  },
+  restart: {
+    usage: 'restart -c FILE [--name PEER]',
+    summary: 'online restart: start a new process of this peer that takes over listener, sessions and backend connections from the running one; waits for the outcome',
+    options: { config: { type: 'string', short: 'c' }, name: { type: 'string' } },
+    run: async (v, _p, io) => {
+      const file = requireConfigPath(v, io);
+      if (file === undefined) return 2;
+      const { restartPeer } = await import('./restart.js');
+      return restartPeer(file, v.name as string | undefined, io);
     },
   },
   'check-config': {

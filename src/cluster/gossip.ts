@@ -1,9 +1,9 @@
 // Gossip of local views: this peer's health-check observations of every backend and its own
-// status go to every other peer at once on every change and every `intervalMs` anyway; the
+// status go to every other peer at once on every change of health or role, and every `intervalMs` anyway; the
 // latest view of each peer (by (startedAt, seq)) is kept with its arrival time, so the tally
 // can tell fresh views from a lost peer's.
 import { EventEmitter } from 'node:events';
-import type { BackendRegistry } from '../backends/registry.js';
+import type { BackendChange, BackendRegistry } from '../backends/registry.js';
 import { formatLsn } from '../backends/lsn.js';
 import type { Logger } from '../log.js';
 import type { PeerTransport } from './transport.js';
@@ -45,7 +45,11 @@ export class Gossip extends EventEmitter<{ view: [peer: string] }> {
       this.emit('view', v.peer);
     }
   };
-  private readonly onChange = () => this.sendSoon();
+  // What a peer decides on (health, role) goes out at once; WAL positions, sampled as often as
+  // every proxy.causal_sample_ms while sessions wait for causal reads, wait for the interval.
+  private readonly onChange = (c: BackendChange) => {
+    if (c.before.pgStatus !== c.after.pgStatus || c.before.pgRole !== c.after.pgRole) this.sendSoon();
+  };
   private readonly onUp = (peer: string) => this.sendTo([peer]);
 
   constructor(private readonly o: GossipOptions) {

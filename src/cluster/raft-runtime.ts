@@ -272,11 +272,13 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
   }
 
   private maybeEmitStatus(): void {
-    const s = this.status();
-    const key = `${s.role}|${s.leader}|${s.term}|${s.hasLease}|${s.termCommitted}|${s.transferee}`;
+    // Runs after every tick and message: read the few fields that matter straight from the
+    // node, and build the whole status only when one changed.
+    const n = this.node;
+    const key = `${n.role}|${n.leader}|${n.term}|${n.hasLease()}|${n.log.term(n.log.committed) === n.term}|${n.transferTarget()}`;
     if (key === this.lastStatusKey) return;
     this.lastStatusKey = key;
-    this.emit('status', s);
+    this.emit('status', this.status());
   }
 
   // ---- priority --------------------------------------------------------------------------

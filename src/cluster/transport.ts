@@ -65,7 +65,7 @@ export interface TransportOptions {
   authKey: string;
   tls?: TransportTls;
   logger: Logger;
-  /** ws ping period; a link silent for two periods is dropped (default 250). */
+  /** ws ping period; a link silent for four periods (three unanswered pings) is dropped (default 250). */
   pingIntervalMs?: number;
   /** A connection must finish the handshake within this (default 5000). */
   handshakeTimeoutMs?: number;
@@ -338,13 +338,20 @@ export class WsTransport extends EventEmitter<TransportEvents> implements PeerTr
     this.emit('up', peer);
   }
 
+  /**
+   * Every period: a link that carried anything since the last round is alive and costs
+   * nothing more (Raft heartbeats and gossip are traffic enough); a silent one is pinged,
+   * and dropped when three pings in a row got no answer (four silent periods).
+   */
   private pingAll(): void {
     for (const l of this.links.values()) {
       if (l.alive) {
         l.alive = false;
         l.missed = 0;
-      } else if (++l.missed >= 2) {
-        this.log.warn({ peer: l.peer, remote: l.remote, silentMs: 2 * this.opts.pingIntervalMs }, 'watchdog link silent: dropping it');
+        continue;
+      }
+      if (++l.missed > 3) {
+        this.log.warn({ peer: l.peer, remote: l.remote, silentMs: 4 * this.opts.pingIntervalMs }, 'watchdog link silent: dropping it');
         l.ws.terminate();
         continue;
       }

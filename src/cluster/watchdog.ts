@@ -93,7 +93,9 @@ export class Watchdog {
     this.self = name;
     this.log = o.logger;
     this.peers = wd.peers.map((p) => p.name);
-    const gossipMs = Math.max(wd.tick_ms * wd.heartbeat_ticks * 5, 500);
+    // Changes are gossiped at once; the periodic resend only proves a peer alive (views are
+    // the tally's votes and the admin's LOST), so it can be slow and cheap.
+    const gossipMs = Math.max(wd.tick_ms * 10, 500);
     // A view older than three gossip rounds (and a heartbeat of slack) is a lost peer's.
     this.maxViewAgeMs = 3 * gossipMs + wd.tick_ms;
     // The lease: the majority cannot elect a new coordinator (and fail anything over) sooner.
@@ -147,9 +149,11 @@ export class Watchdog {
     });
     this.gossip.on('view', () => this.stepSoon());
     this.state.on('change', () => this.stepSoon());
-    // Changes step the loop at once (above); the timer covers what only time changes
-    // (isolation after the lease, interlock timeouts, maintenance).
-    this.loop = setInterval(() => this.step(this.runtime.status()), 2 * this.o.config.watchdog.tick_ms);
+    // Changes step the loop at once (above; a lost lease is a Raft status change too); the
+    // timer covers what only time changes (isolation after the lease, interlock timeouts,
+    // views growing stale, maintenance). Half a second is well inside the margins those
+    // rules keep (decide.ts waits a whole view age before trusting a silent peer stopped).
+    this.loop = setInterval(() => this.step(this.runtime.status()), Math.max(5 * this.o.config.watchdog.tick_ms, 500));
     this.route();
     this.log.info({ self: this.self, peers: this.peers, isolateAfterMs: this.isolateAfterMs, maxViewAgeMs: this.maxViewAgeMs }, 'watchdog started');
   }

@@ -40,7 +40,7 @@ const LIVE: RegExp[] = [
   /^health_check\./,
   /^backends\[\d+\]\.health_check(\.|$)/,
   /^backends\[\d+\]\.weight$/,
-  /^proxy\.(load_balance|max_lag_bytes|max_clients)$/,
+  /^proxy\.(load_balance|max_lag_bytes|max_clients|causal_reads)$/,
   /^proxy\.pool\.(max_per_backend|idle_timeout_ms|acquire_timeout_ms|reset_query)$/,
 ];
 // With proxy workers each worker process holds its own copy of these (and its own logger), taken at start.

@@ -92,6 +92,15 @@ export const proxySchema = z
     load_balance: z.boolean().default(true).describe('Send a session\'s reads to a load-balance node chosen by `weight` at session start.'),
     native_forwarding: z.boolean().default(true).describe('Hand sessions on the primary alone to the native forwarding addon (when built).'),
     max_lag_bytes: size.default(16 * 1024 * 1024).describe('A standby further behind the primary than this gets no reads (bytes, or a size such as `16MB`).'),
+    causal_reads: z
+      .boolean()
+      .default(true)
+      .describe(
+        'With load balancing: after a session\'s write commits, its reads go to its standby only once that standby has replayed past the commit (the primary\'s WAL insert position sampled after it); until then to the primary. `false`: reads right after a write may miss it on an asynchronous standby.',
+      ),
+    causal_sample_ms: positiveMs
+      .default(10)
+      .describe('While a session waits for causal reads, the replication monitor samples the backend it waits on (WAL positions only) at most this often (ms), instead of every `health_check.period_ms`.'),
     write_functions: z.array(z.string().min(1)).default(['nextval', 'setval', 'pg_advisory_lock', 'pg_advisory_xact_lock', 'lo_create', 'lo_import', 'lo_unlink']).describe('Functions whose calls send a statement to the primary.'),
     pool: z
       .object({
@@ -102,6 +111,14 @@ export const proxySchema = z
       })
       .strict()
       .default({ max_per_backend: 100, idle_timeout_ms: 300_000, acquire_timeout_ms: 5000, reset_query: 'DISCARD ALL' }).describe('Backend connection pools, one per (user, database, backend).'),
+    takeover: z
+      .object({
+        socket: z.string().default('').describe('Unix socket where a running peer waits for its successor (`pgwatchdog restart`, `start --takeover`); empty: `<tmpdir>/pgwatchdog-<proxy.port>.takeover.sock`.'),
+        session_wait_ms: ms.default(10_000).describe('During a takeover, how long (ms) a session inside a transaction, COPY or a running statement may take to reach a point where it can move; then it is ended with an error that says so.'),
+      })
+      .strict()
+      .default({ socket: '', session_wait_ms: 10_000 })
+      .describe('Online restart: how a new process takes the listener, the sessions and their backend connections over from the running one.'),
   })
   .strict();
 
@@ -167,7 +184,7 @@ export const watchdogSchema = z
     failover_when_quorum_exists: z.boolean().default(true).describe('Without quorum, nothing is failed over.'),
     tick_ms: positiveMs.default(100).describe('Raft tick, in ms.'),
     election_timeout_ticks: z.number().int().min(2).default(10).describe('Election timeout in ticks (randomised between this and twice this).'),
-    heartbeat_ticks: z.number().int().min(1).default(1).describe('Leader heartbeat interval in ticks.'),
+    heartbeat_ticks: z.number().int().min(1).default(3).describe('Leader heartbeat interval in ticks (the lease is renewed by them; a follower times out after election_timeout_ticks without one).'),
     data_dir: z.string().default('').describe('Durable Raft log and state, relative to the config file.'),
     interlock_timeout_ms: positiveMs.default(60_000).describe('Other peers hold routing this long (ms) for a failover that has not finished.'),
     trusted_servers: z.array(z.string().min(1)).default([]).describe('Hosts a peer pings; a peer that reaches none of them gives up the VIP.'),

@@ -70,7 +70,7 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
     this.registry = opts.registry;
     this.logger = opts.logger.child({ component: 'failover' });
     this.health = opts.health;
-    this.decisions = opts.decisions ?? new RegistryDecisions(opts.registry);
+    this.decisions = opts.decisions ?? new RegistryDecisions(opts.registry, opts.config.watchdog.interlock_timeout_ms);
     this.autoRequest = opts.autoRequest ?? opts.config.watchdog.peers.length === 0;
     this.sync = new SyncCheck(this.config, this.registry, this.logger, () => this.saveStatus());
     this.exec = new Execution(this.config, this.registry, this.decisions, this.mem, this.sync, this.logger);

@@ -184,6 +184,10 @@ export function backendKeyData(pid: number, secret: number): Buffer {
   return new Writer(13).begin('K').int32(pid).int32(secret).end().done();
 }
 
+export function commandComplete(tag: string): Buffer {
+  return new Writer(16).begin('C').cstr(tag).end().done();
+}
+
 export function readyForQuery(status: number): Buffer {
   return new Writer(6).begin('Z').int8(status).end().done();
 }

@@ -7,7 +7,7 @@ import * as codec from '../protocol/codec.js';
 import { BE, TX } from '../protocol/messages.js';
 import { md5Response } from '../protocol/md5.js';
 import { ScramClient, type ScramPassThrough } from '../protocol/scram.js';
-import { connect as tcpConnect, type Conn } from './tcp.js';
+import { connect as tcpConnect, TcpConn, type Conn } from './tcp.js';
 
 export interface BackendLogin {
   backendId: number;
@@ -157,6 +157,21 @@ export class BackendConn {
     this.closed = true;
     this.onClose = undefined;
     this.socket.destroy();
+  }
+
+  /**
+   * A logged-in connection handed over by another process with its session (online restart,
+   * src/takeover): what that process knew of it comes along. Reads start at once.
+   */
+  static adopt(socket: Conn, login: BackendLogin, known: { pid: number; secret: number; params: Record<string, string>; applied: Record<string, string> }): BackendConn {
+    const conn = new BackendConn(socket, login, { onHeader: () => false, onMessage: () => {} });
+    conn.pid = known.pid;
+    conn.secret = known.secret;
+    for (const [k, v] of Object.entries(known.params)) conn.setParam(k, v);
+    for (const [k, v] of Object.entries(known.applied)) conn.applied.set(k, v);
+    if (socket instanceof TcpConn) socket.start({ buffer: conn.nextReadBuffer, read: conn.onRead });
+    else socket.on('data', (b: Buffer) => conn.onRead(b.length, b));
+    return conn;
   }
 
   /** Connects and logs in; rejects with a BackendError carrying the server's error fields. */

@@ -36,6 +36,10 @@ export interface Classification {
    * command's name, lower-cased (e.g. "pool_nodes"). The proxy answers the ones it knows
    * itself (show.ts). */
   showPool?: string;
+  /** `SET pgwatchdog.<name> = '<value>'` (or TO): a setting of the proxy's own, which it
+   * answers and never sends to PostgreSQL (causal.ts). `value` is the string's content, null
+   * when the value is not one plain string. */
+  proxySetting?: { name: string; value: string | null };
 }
 
 export interface ClassifyOptions {
@@ -384,6 +388,19 @@ function compileRules(list: readonly string[]): FunctionRules {
   return r;
 }
 
+/**
+ * Every function whose call can make a read more (a write, a node-local read, set_config), as
+ * unqualified lower-case names and name prefixes — a superset of what the classifier checks,
+ * for native forwarding (splice.c), which sends a statement calling any of them to JavaScript.
+ */
+export function callsThatMatter(writeFunctions: readonly string[]): { names: string[]; prefixes: string[] } {
+  const r = compileRules(writeFunctions);
+  const unqualified = (f: string) => f.slice(f.lastIndexOf('.') + 1);
+  const names = new Set([...r.names, ...r.unqualifiedOfQualified, ...BUILTIN_PRIMARY, 'set_config']);
+  const prefixes = new Set([...r.prefixes.map(unqualified), ...BUILTIN_PRIMARY_PREFIXES]);
+  return { names: [...names], prefixes: [...prefixes] };
+}
+
 function isWriteFunction(rules: FunctionRules, name: string, schema: string | undefined): boolean {
   if (rules.names.has(name)) return true;
   if (schema === undefined ? rules.unqualifiedOfQualified.has(name) : rules.qualified.has(`${schema}.${name}`)) return true;
@@ -663,6 +680,7 @@ class Classifier {
         return this.transactionModes(lx.next(), true) ? { target: 'both', write: false, standbyUnusable: true } : BOTH;
       }
     }
+    if (k === Tok.Word && lx.text === 'pgwatchdog') return this.proxySetting();
     if (k === Tok.Word && lx.text === 'transaction') {
       const m = this.transactionModes(lx.next());
       return m ? WRITE : BOTH;
@@ -680,6 +698,29 @@ class Classifier {
     }
     this.skipRest();
     return BOTH;
+  }
+
+  /** SET pgwatchdog.name {=|TO} 'value' (the lexer is on `pgwatchdog`). */
+  private proxySetting(): Classification {
+    const lx = this.lx;
+    if (lx.next() !== Tok.Dot || lx.next() !== Tok.Word) {
+      this.skipRest();
+      return BOTH;
+    }
+    const name = lx.text;
+    let k = lx.next();
+    if (k === Tok.Word && lx.text === 'to') k = lx.next();
+    else if (k === Tok.Op && lx.text === '=') k = lx.next();
+    else k = Tok.EOF;
+    let value: string | null = null;
+    if (k === Tok.Str) {
+      const raw = lx.text;
+      if (raw.length >= 2 && raw.startsWith("'") && raw.endsWith("'")) value = raw.slice(1, -1).replaceAll("''", "'");
+      k = lx.next();
+    }
+    if (k !== Tok.Semi && k !== Tok.EOF) value = null;
+    this.skipRest();
+    return { target: 'both', write: false, proxySetting: { name, value } };
   }
 
   /** Scans transaction modes to the end of the statement; true if a standby cannot run them

@@ -36,6 +36,10 @@ export interface BatchSession {
   route(sql: string): Route;
   /** The session made state only the primary has: its reads stay there. */
   markPrimaryOnly(): void;
+  /** Causal reads: a batch that may write went to the primary. */
+  causalWriteSent(): void;
+  /** Causal reads: `SET pgwatchdog.…` (taken by the proxy; the statement also goes on to PostgreSQL). */
+  noteProxySetting(p: { name: string; value: string | null }): unknown;
   /** A statement ending the transaction went to the primary alone: close the standby's block too. */
   endStandbyTransaction(): void;
   /** The routing gates' verdict on a batch about to be written (gates.ts). */
@@ -52,6 +56,16 @@ interface Statement {
   primary: boolean;
   /** The classifier's write verdict. */
   write: boolean;
+}
+
+/** A statement as it moves between processes (online restart): its Parse in base64. */
+export interface MovedStatement {
+  name: string;
+  parse: string;
+  primary: boolean;
+  write: boolean;
+  onPrimary: boolean;
+  onStandby: boolean;
 }
 
 interface BatchEntry {
@@ -109,6 +123,27 @@ export class ExtendedBatcher {
     return [...this.stmts.keys()].filter((n) => n !== '');
   }
 
+  /** The statements the session holds, for an online restart (takeover/): which leg has each. */
+  exportStatements(): MovedStatement[] {
+    const P = this.s.primary;
+    const S = this.s.standby;
+    return [...this.stmts].map(([name, st]) => ({ name, parse: st.parse.toString('base64'), primary: st.primary, write: st.write, onPrimary: P !== undefined && st.legs.has(P), onStandby: S !== undefined && st.legs.has(S) }));
+  }
+
+  /** The statements of a session moved in from another process (its legs are this session's now). */
+  importStatements(list: readonly MovedStatement[]): void {
+    for (const m of list) {
+      const legs = new Set<Leg>();
+      if (m.onPrimary && this.s.primary) legs.add(this.s.primary);
+      if (m.onStandby && this.s.standby) legs.add(this.s.standby);
+      const st: Statement = { parse: Buffer.from(m.parse, 'base64'), legs, primary: m.primary, write: m.write };
+      if (m.name === '') {
+        Object.assign(this.unnamed, st);
+        this.stmts.set('', this.unnamed);
+      } else this.stmts.set(m.name, st);
+    }
+  }
+
   private add(msg: Buffer, name = '', portal = '', route?: Route): void {
     const b = this.batch;
     if (b.msgs.length === 0 && b.pinned === undefined) b.inTxn = this.s.txn.inTxn;
@@ -131,6 +166,7 @@ export class ExtendedBatcher {
     if (r.write) b.writes = true;
     if (r.read) b.reads++;
     if (r.standbyUnusable) this.s.markPrimaryOnly();
+    if (r.proxySetting) this.s.noteProxySetting(r.proxySetting);
     if (this.s.txn.onRoute(r)) b.endsTxn = true;
     return true;
   }
@@ -217,6 +253,7 @@ export class ExtendedBatcher {
     }
     for (const e of b.msgs) this.emit(leg, e);
     leg.out.push(msg);
+    if (b.writes && leg === s.primary) s.causalWriteSent();
     if (b.endsTxn && leg === s.primary) {
       b.endsTxn = false;
       s.endStandbyTransaction();

@@ -16,17 +16,23 @@ import { Pools } from './pool.js';
 import { Session, type SessionHost } from './session.js';
 import type { BackendPick, StartupHost } from './startup.js';
 import { activeHold } from './gates.js';
-import { takeOverAccept, type Conn, type TcpConn } from './tcp.js';
+import { fromDescriptor, takeOverAccept, TcpConn, type Conn } from './tcp.js';
 import { Router, type Route } from './router.js';
+import { callsThatMatter } from './classify.js';
 import { loadUserlist, type UserSecret } from './userlist.js';
 import { chooseLoadBalanceNode } from './balance.js';
 import { showPoolResult } from './show.js';
 import type { WatchdogNode } from './show.js';
 import * as codec from '../protocol/codec.js';
-import type { BackendLogin } from './backend-conn.js';
+import { BackendConn, type BackendLogin } from './backend-conn.js';
 import * as splice from './splice.js';
 import type { ProxyOptions, ProxyService, ProxyStats, WorkerLink } from './service.js';
 import { WORKER_BITS, WorkerSupervisor } from './workers.js';
+import { decideRead, type CausalDecision, type CausalNeed } from './causal.js';
+import { listenOn, listenerFd, type ListenOn } from '../takeover/listen.js';
+import type { SessionBatch } from '../takeover/old-side.js';
+import type { BackendState, SessionState } from '../takeover/messages.js';
+import { close as closeDescriptor } from '../takeover/fdpass.js';
 
 export type { ProxyOptions, ProxyService, ProxyStats } from './service.js';
 
@@ -56,6 +62,9 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
   private readonly scramKeys = new Map<string, Buffer>();
   private server: net.Server | undefined;
   private readonly sessions = new Set<Session>();
+  /** Online restart: sessions exported at a safe point, waiting to be sent to the successor. */
+  private readonly movable: { s: Session; state: SessionState; fds: number[] }[] = [];
+  private readonly moving = new WeakSet<Session>();
   private readonly byKey = new Map<number, Session>();
   private readonly selectCounts: number[];
   /** Sessions settled on one backend are forwarded by native code (splice.ts) when true. */
@@ -82,6 +91,7 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
     this.selectCounts = this.cfg.backends.map(() => 0);
     this.nativeForwarding = this.cfg.proxy.native_forwarding && this.loadNativeForwarding();
     this.selectCounterBase = this.nativeForwarding ? splice.counters(this.cfg.backends.length) : -1;
+    if (this.nativeForwarding) splice.watchCalls(callsThatMatter(this.cfg.proxy.write_functions));
     this.users = this.cfg.auth.users_file ? loadUserlist(this.cfg.auth.users_file) : undefined;
     const t = this.cfg.proxy.tls;
     this.tlsContext = t
@@ -132,17 +142,12 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
 
   // ---- listening -------------------------------------------------------------------------------
 
-  async listen(): Promise<{ host: string; port: number }> {
+  /** `from`: a listening socket handed over by the process this one takes over from (takeover/). */
+  async listen(from?: ListenOn): Promise<{ host: string; port: number }> {
     const server = net.createServer({ noDelay: true }, (sock) => this.accept(sock));
     this.server = server;
     server.on('error', (err) => this.log.error({ err: err.message }, 'proxy listener error'));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: this.cfg.proxy.host, port: this.cfg.proxy.port, backlog: 1024 }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(server, from ?? { host: this.cfg.proxy.host, port: this.cfg.proxy.port, backlog: 1024 });
     this.serveLean(server);
     this.janitor = setInterval(() => {
       const now = Date.now();
@@ -253,6 +258,18 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
     s.cancelRunning();
   }
 
+  get causalReads(): boolean {
+    return this.cfg.proxy.causal_reads;
+  }
+
+  causalRead(need: CausalNeed, standbyId: number): CausalDecision {
+    return decideRead(need, this.registry.primary(), this.registry.get(standbyId));
+  }
+
+  causalWait(backendId: number): void {
+    this.opts.onCausalWait?.(backendId);
+  }
+
   countSelect(backendId: number): void {
     this.selectCounts[backendId]!++;
   }
@@ -302,7 +319,8 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
 
   /** Held statements try again, and natively forwarded sessions the gates now concern come back to JavaScript. */
   private gatesChanged(g: RoutingGates, reason: string): void {
-    this.log.info({ held: g.held, refuseWrites: g.refuseWrites, reason }, 'routing gates changed');
+    // (Whoever set the gates logs them at info; this is the proxy's side.)
+    this.log.debug({ held: g.held.map((h) => h.id), refuseWrites: g.refuseWrites, reason, sessions: this.sessions.size }, 'sessions apply the new gates');
     for (const s of [...this.sessions]) s.gatesChanged();
   }
 
@@ -350,6 +368,114 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
       selectCounts: this.selectCounts.map((_, id) => this.ownSelectCount(id)),
       workers: 1,
     };
+  }
+
+  // ---- online restart (takeover/) ------------------------------------------------------------
+
+  /** The listening socket's descriptor, for the process taking over, or undefined. */
+  listenerFd(): number | undefined {
+    return listenerFd(this.server);
+  }
+
+  /** Stops accepting: the listening socket lives on in the process that took it over (or is closed). */
+  async stopAccepting(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+
+  /**
+   * Up to `max` sessions at a safe point, taken off this proxy's books for a successor
+   * process, or undefined when sessions cannot move from here (they drain instead).
+   */
+  takeSessions(max: number): SessionBatch | undefined {
+    if (this.worker) return undefined;
+    // Every session is asked to stop at its next safe point; those that reached one since the
+    // last call go in this batch.
+    for (const s of this.sessions) {
+      if (this.moving.has(s)) continue;
+      s.moveAtSafePoint((e) => {
+        this.moving.add(s);
+        this.movable.push({ s, ...e });
+      });
+    }
+    const taken = new Map<number, Session>();
+    const states: SessionState[] = [];
+    const fds: number[] = [];
+    for (const { s, state: st, fds: own } of this.movable.splice(0, max)) {
+      // Descriptor indexes are per message: shift this session's to where its fds go.
+      const base = fds.length;
+      fds.push(...own);
+      states.push({ ...st, clientFd: base + st.clientFd, primary: { ...st.primary, fd: base + st.primary.fd }, standby: st.standby && { ...st.standby, fd: base + st.standby.fd } });
+      taken.set(s.id, s);
+    }
+    return {
+      sessions: states,
+      fds,
+      commit: (ids) => {
+        for (const id of ids) taken.get(id)?.handedOff();
+      },
+      rollback: (ids) => {
+        for (const id of ids) {
+          const s = taken.get(id);
+          if (!s) continue;
+          this.moving.delete(s);
+          s.resumeHere();
+        }
+      },
+    };
+  }
+
+  /** Sessions moved in from the process this one takes over from, with their descriptors. */
+  adoptSessions(states: SessionState[], fds: number[]): { ids: number[]; failed: { id: number; reason: string }[] } {
+    const ids: number[] = [];
+    const failed: { id: number; reason: string }[] = [];
+    const used = new Set<number>();
+    for (const st of states) {
+      const own = [st.clientFd, st.primary.fd, ...(st.standby ? [st.standby.fd] : [])];
+      for (const i of own) used.add(i);
+      try {
+        if (this.byKey.has(st.secret)) throw new Error('its cancel key is taken here');
+        if (own.some((i) => fds[i] === undefined)) throw new Error('a descriptor is missing');
+        const conn = (b: BackendState): BackendConn => {
+          const c = BackendConn.adopt(fromDescriptor(fds[b.fd]!), this.loginFor(b.backendId, st.user, st.database, st.startupParams.options ?? ''), b);
+          this.pools.adopt(c);
+          return c;
+        };
+        const sock = fromDescriptor(fds[st.clientFd]!);
+        sock.on('error', () => {});
+        const pc = conn(st.primary);
+        const sc = st.standby ? conn(st.standby) : undefined;
+        const s = Session.adopt(this, sock, this.nextSessionId++, st, pc, sc);
+        this.sessions.add(s);
+        this.byKey.set(st.secret, s);
+        if (sock instanceof TcpConn) sock.start({ buffer: s.nextReadBuffer, read: s.onClientRead });
+        ids.push(st.id);
+      } catch (err) {
+        failed.push({ id: st.id, reason: (err as Error).message });
+        for (const i of own) if (fds[i] !== undefined) closeDescriptor(fds[i]!);
+      }
+    }
+    // Descriptors no session claimed are closed, not leaked.
+    fds.forEach((fd, i) => {
+      if (!used.has(i)) closeDescriptor(fd);
+    });
+    if (ids.length) this.log.debug({ adopted: ids.length, failed: failed.length }, 'sessions moved in from the previous process');
+    return { ids, failed };
+  }
+
+  /** Ends every session with a 57P01 that says why; returns how many. */
+  endSessions(message: string): number {
+    const n = this.sessions.size;
+    for (const s of [...this.sessions]) {
+      if (this.moving.has(s)) this.log.warn({ session: s.id }, 'ending a session exported for the successor but not sent');
+      else {
+        const why = s.exportState();
+        this.log.info({ session: s.id, user: s.user, reason: typeof why === 'string' ? why : 'at a safe point only now' }, 'ending a session that could not move');
+      }
+      s.fatal('57P01', message);
+    }
+    return n;
   }
 
   // ---- shutdown --------------------------------------------------------------------------------

@@ -231,6 +231,26 @@ export class Pools {
     else c.write(Buffer.concat(steps));
   }
 
+  /** A connection moved in from another process with its session (online restart): in use here. */
+  adopt(c: BackendConn): void {
+    const pool = this.pools[c.backendId]!;
+    pool.total++;
+    pool.inUse++;
+    this.gen.set(c, pool.generation);
+  }
+
+  /**
+   * A connection moved out to another process with its session: off the books, and this
+   * process's descriptor closed without a word to the server (the other process holds it).
+   */
+  handOff(c: BackendConn): void {
+    const pool = this.pools[c.backendId]!;
+    pool.inUse--;
+    c.destroy();
+    this.countOut(pool, c);
+    this.serveWaiters(pool);
+  }
+
   private drop(pool: BackendPool, c: BackendConn): void {
     c.terminate();
     this.countOut(pool, c);

@@ -22,6 +22,8 @@ export interface Route {
   standbyUnusable?: true;
   /** `SHOW POOL_…`/`SHOW WATCHDOG_…`: the command's name (classify.ts), answered by the proxy if it knows it. */
   showPool?: string;
+  /** `SET pgwatchdog.…` alone (classify.ts): answered by the proxy, never sent to PostgreSQL. */
+  proxySetting?: { name: string; value: string | null };
 }
 
 const CACHE_MAX = 4096;
@@ -58,6 +60,7 @@ export class Router {
     if (c.txn) r.txn = c.txn;
     if (c.standbyUnusable) r.standbyUnusable = true;
     if (c.showPool !== undefined) r.showPool = c.showPool;
+    if (c.proxySetting !== undefined) r.proxySetting = c.proxySetting;
     return r;
   }
 }

@@ -6,12 +6,16 @@ import type { Config } from '../config/index.js';
 import type { BackendRegistry } from '../backends/registry.js';
 import type { PoolStats } from './pool.js';
 import type { WatchdogNode } from './show.js';
+import type { ListenOn } from '../takeover/listen.js';
 
 export interface ProxyOptions {
   config: Config;
   registry: BackendRegistry;
   logger: Logger;
   onBackendError?: ((backendId: number, err: Error) => void) | undefined;
+  /** Causal reads: a session waits on a fresh WAL sample of this backend; the peer asks its
+   * replication monitor for one soon (ReplicationMonitor.hurry, which coalesces calls). */
+  onCausalWait?: ((backendId: number) => void) | undefined;
   /** The watchdog peers for SHOW WATCHDOG_NODES (the admin part fills them from the watchdog). */
   watchdogNodes?: () => WatchdogNode[];
 }
@@ -28,7 +32,8 @@ export interface ProxyStats {
 export interface ProxyService {
   /** Sessions settled on one backend may be forwarded by native code (splice.ts). */
   readonly nativeForwarding: boolean;
-  listen(): Promise<{ host: string; port: number }>;
+  /** `from`: a listening socket handed over by the previous process (online restart). */
+  listen(from?: ListenOn): Promise<{ host: string; port: number }>;
   /** Closes the idle pooled connections to these backends (the failover engine's request). */
   closeIdle(backendIds: number[]): void;
   stats(): ProxyStats;

@@ -3,12 +3,14 @@
 // leg.ts). Client messages are decoded only as far as routing needs (Query text, Parse text,
 // statement and portal names); backend output is forwarded by header scanning only.
 //
-// Its phases live apart: the handshake and first checkout in startup.ts, extended-protocol
+// Its phases live apart: the handshake and first checkout in startup.ts, client reads in
+// client-input.ts, a backend leg and the transaction state in leg.ts, extended-protocol
 // batching in extended.ts, the routing gates' rule in gates.ts, native forwarding in
-// splice.ts. This file keeps what ties them: the client socket, the order of responses, simple
-// queries, the transaction state, and ending. (Over 500 lines because the client socket's
-// read buffers, backpressure and the native hand-over all touch the same few fields; split
-// further, each piece would reach into the others' state.)
+// splice.ts. This file keeps what ties them: the order of responses, simple queries,
+// backpressure, the hand-over to and from native forwarding, applying the gates, and ending.
+// (Over 500 lines for that reason: the hand-over, the gates' waits and backpressure all act on
+// the same few fields — pending, blocked, the legs' queues — and split apart each would reach
+// into the others' state.)
 //
 // Ordering invariant: the client must see responses in the order it sent requests. A batch
 // whose response goes to the client is written to a leg only when no *other* leg still owes
@@ -19,7 +21,8 @@ import type tls from 'node:tls';
 import type { Logger } from '../log.js';
 import type { RoutingGates } from '../backends/registry.js';
 import * as codec from '../protocol/codec.js';
-import { FrameReader, ProtocolViolation } from '../protocol/frame-reader.js';
+import { ProtocolViolation, type FrameReader } from '../protocol/frame-reader.js';
+import { ClientInput } from './client-input.js';
 import { BackendError, encodeParameterStatus, type BackendConn } from './backend-conn.js';
 import { FE, TX } from '../protocol/messages.js';
 import { TcpConn, systemErrorName, writeAll, type Conn } from './tcp.js';
@@ -31,6 +34,9 @@ import { FORWARD, Leg, STARTUP_SET, SWALLOW, TxnState, type Expect, type LegOwne
 import { ExtendedBatcher, type Admission, type BatchNeeds, type BatchSession } from './extended.js';
 import { acquire, handshake, startTls, startupSets, statusOverlay, takePooled, type BackendPick, type StartupHost } from './startup.js';
 import { activeHold, gatesOpen, judgeCheckout, judgeStatement, refusalError } from './gates.js';
+import { NO_NEED, committed, describeNeed, parseReadAfterLsn, readAfterLsn, writeSent, type CausalDecision, type CausalNeed, type CausalReason } from './causal.js';
+import { monotonicMs } from '../backends/mono-clock.js';
+import type { BackendState, SessionState } from '../takeover/messages.js';
 
 /** What a session needs of its proxy. */
 export interface SessionHost {
@@ -55,26 +61,17 @@ export interface SessionHost {
   /** The answer to `SHOW <name>` (a pool command, see Route.showPool), or undefined if the proxy does not know it. */
   showPool(name: string, s: Session): Buffer | undefined;
   backendError(backendId: number, err: Error): void;
+  /** proxy.causal_reads, read at use (a reload turns it on or off). */
+  readonly causalReads: boolean;
+  /** Causal reads (causal.ts): where the next read may go, by the registry's WAL samples of the primary and this standby. */
+  causalRead(need: CausalNeed, standbyId: number): CausalDecision;
+  /** Causal reads: a session waits on a fresh WAL sample of this backend (asks the replication monitor for one soon). */
+  causalWait(backendId: number): void;
 }
 
 const MAX_EARLY_BYTES = 1024 * 1024;
 /** Startup and authentication must be done within this (PostgreSQL's authentication_timeout is 60 s). */
 const STARTUP_TIMEOUT_MS = 60_000;
-/** Read buffer of a client connection that reads into the session's buffers (tcp.ts), once reads fill a small one. */
-const CLIENT_READ_BUFFER = 32 * 1024;
-/**
- * The first read buffers are small slices of Node's shared Buffer pool (under 4 KiB): a
- * connection-per-transaction client then costs no buffer of its own, whose external memory
- * would drive V8 into major GCs (measured: pgbench -C, +90 µs of proxy CPU per connection).
- */
-const SMALL_READ_BUFFER = 2048;
-/**
- * Small read buffers of sessions that ended, for new sessions: a connection-per-transaction
- * client then allocates none. A buffer is put here only when nothing can still read from it
- * or into it (see Session.close).
- */
-const spareReadBuffers: Buffer[] = [];
-const MAX_SPARE_READ_BUFFERS = 256;
 const AUTH_OK = new codec.Writer(9).begin('R').int32(0).end().done();
 /**
  * A session goes to native forwarding after this many answered requests: a client that
@@ -87,10 +84,10 @@ const ROLLBACK = codec.query('ROLLBACK');
 const ABORT_REFUSED = codec.query(`DO $pgwatchdog$BEGIN RAISE EXCEPTION USING ERRCODE = '25006', MESSAGE = 'write refused by pgwatchdog: this peer refuses writes'; END$pgwatchdog$`);
 
 export class Session implements LegOwner, BatchSession {
-  private readonly reader = new FrameReader(true);
+  private readonly input: ClientInput;
+  private readonly reader: FrameReader;
   private state: 'startup' | 'auth' | 'connecting' | 'ready' | 'closed' = 'startup';
   private sock: Conn;
-  private waiter: ((m: Buffer | null, err?: Error) => void) | undefined;
   user = '';
   database = '';
   private startupParams = new Map<string, string>();
@@ -117,6 +114,10 @@ export class Session implements LegOwner, BatchSession {
   private lease: splice.Lease | undefined;
   /** Requests answered to the client (ReadyForQuery forwarded). */
   private answered = 0;
+  /** Causal reads (causal.ts): what the session's reads must see before they use the standby. */
+  private causal: CausalNeed = NO_NEED;
+  /** The last causal decision's reason, to log when it changes. */
+  private causalReason: CausalReason | undefined;
   /** Set while a routing gate holds the session (a statement, or its first checkout). */
   private gateTimer: NodeJS.Timeout | undefined;
   private gateWake: (() => void) | undefined;
@@ -132,10 +133,16 @@ export class Session implements LegOwner, BatchSession {
     socket: Conn,
     readonly id: number,
     readonly fastReads = false,
+    /** Set when the session moved in from another process (Session.adopt): no startup here. */
+    moved?: SessionState,
   ) {
     this.sock = socket;
+    this.input = new ClientInput(fastReads, () => this.inputRetained(), this.onClientData);
+    this.reader = this.input.reader;
+    this.nextReadBuffer = this.input.nextReadBuffer;
+    this.onClientRead = this.input.onRead;
     this.attachClient(socket);
-    void this.start().catch((err: Error) => this.startFailed(err));
+    if (!moved) void this.start().catch((err: Error) => this.startFailed(err));
   }
 
   /** The session's logger, made on first use: most sessions never log, and pino children cost. */
@@ -175,7 +182,7 @@ export class Session implements LegOwner, BatchSession {
   // ---- client socket -------------------------------------------------------------------------
 
   private attachClient(s: Conn): void {
-    if (!this.fastReads || this.tlsUsed) s.on('data', this.onClientData);
+    if (!this.fastReads || this.tlsUsed) s.on('data', this.input.onData);
     s.on('error', (err) => {
       this.log.debug({ err: err.message }, 'client socket error');
       this.close();
@@ -187,24 +194,9 @@ export class Session implements LegOwner, BatchSession {
     });
   }
 
-  private rbuf: Buffer | undefined;
-  private lastReadFull = false;
-
-  /**
-   * The buffer the next client read lands in. It is reused only while nothing holds a view
-   * of the last read (messages the reader still buffers, a blocked message, an unfinished
-   * extended batch, bytes queued on a backend socket); otherwise a fresh one. (Startup
-   * messages reach the awaiting code as copies, see wakeWaiter.) Buffers start small; a read
-   * that fills one moves the session to CLIENT_READ_BUFFER.
-   */
-  readonly nextReadBuffer = (): Buffer => {
-    const b = this.rbuf;
-    const grow = this.lastReadFull && (b === undefined || b.length < CLIENT_READ_BUFFER);
-    if (b !== undefined && !grow && this.state !== 'closed' && !this.inputRetained()) return b;
-    if (grow || (b !== undefined && b.length >= CLIENT_READ_BUFFER)) return (this.rbuf = Buffer.allocUnsafe(CLIENT_READ_BUFFER));
-    // A closed session's connection reads no more: never hand it a spare.
-    return (this.rbuf = (this.state !== 'closed' && spareReadBuffers.pop()) || Buffer.allocUnsafe(SMALL_READ_BUFFER));
-  };
+  /** Where the lean connection reads and what it calls (tcp.ts; see ClientInput). */
+  readonly nextReadBuffer: () => Buffer;
+  readonly onClientRead: (n: number, buf: Buffer) => void;
 
   private inputRetained(): boolean {
     if (this.reader.buffered > 0 || this.pending !== null || this.ext.open) return true;
@@ -214,46 +206,13 @@ export class Session implements LegOwner, BatchSession {
     return sb !== undefined && (sb.out.length > 0 || sb.conn.socket.writableLength > 0);
   }
 
-  /** `n` bytes from the client landed in `buf` (the fast read path). */
-  readonly onClientRead = (n: number, buf: Buffer): void => {
-    this.lastReadFull = n === buf.length;
-    this.onClientData(buf.subarray(0, n));
-  };
-
-  private readonly onClientData = (chunk: Buffer): void => {
-    this.reader.push(chunk);
+  private readonly onClientData = (): void => {
     if (this.state === 'ready') this.pump();
     else if (this.reader.buffered > MAX_EARLY_BYTES && this.state !== 'startup' && this.state !== 'auth') {
       // Pipelined queries before the session is ready are fine; megabytes of them are not.
       this.fatal('08P01', `client sent more than ${MAX_EARLY_BYTES} bytes before the session was ready`);
-    } else this.wakeWaiter();
+    } else this.input.wake();
   };
-
-  private wakeWaiter(): void {
-    const w = this.waiter;
-    if (!w) return;
-    let m: Buffer | null;
-    try {
-      m = this.reader.next();
-    } catch (err) {
-      this.waiter = undefined;
-      w(null, err as Error);
-      return;
-    }
-    if (m) {
-      this.waiter = undefined;
-      // A copy: the awaiting code runs after the read buffer may have been reused.
-      w(this.fastReads ? Buffer.from(m) : m);
-    }
-  }
-
-  private nextMessage(): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      if (this.state === 'closed') return reject(new Error('client closed'));
-      this.waiter = (m, err) => (m ? resolve(m) : reject(err ?? new Error('client closed the connection')));
-      this.wakeWaiter();
-    });
-  }
 
   private readonly clientRetains = (): boolean => this.sock.writableLength > 0;
 
@@ -271,7 +230,7 @@ export class Session implements LegOwner, BatchSession {
     const reader = this.reader;
     const c = await handshake(
       {
-        next: () => this.nextMessage(),
+        next: () => this.input.next(),
         write: (b) => this.sock.write(b),
         get buffered() {
           return reader.buffered;
@@ -324,7 +283,7 @@ export class Session implements LegOwner, BatchSession {
     // With TLS configured the proxy serves clients on net.Sockets (see Proxy.serveLean).
     if (!(this.sock instanceof net.Socket)) throw new Error('TLS requested on a connection that is not a net.Socket');
     const raw = this.sock;
-    raw.removeListener('data', this.onClientData);
+    raw.removeListener('data', this.input.onData);
     raw.removeAllListeners('close');
     raw.removeAllListeners('error');
     raw.removeAllListeners('drain');
@@ -402,7 +361,7 @@ export class Session implements LegOwner, BatchSession {
    */
   private readonly trySplice = (): void => {
     const P = this.primary;
-    if (this.answered < SPLICE_AFTER || this.state !== 'ready' || this.lease !== undefined || P === undefined || !P.quiescent()) return;
+    if (this.answered < SPLICE_AFTER || this.state !== 'ready' || this.lease !== undefined || P === undefined || !P.quiescent() || this.moveWanted !== undefined) return;
     if (this.reader.buffered > 0 || this.pending !== null || this.ext.open || this.blocked || this.backendFull || this.heldAsync.length > 0) return;
     if (!gatesOpen(this.host.gates()) && this.gatesConcernNative()) return;
     const cs = this.sock;
@@ -550,9 +509,13 @@ export class Session implements LegOwner, BatchSession {
     if (error) {
       out.push(codec.errorResponse(refusalError(this.refusal)));
       if (this.txn.inTxn && this.lastStatus !== TX.Failed) {
-        // In a transaction block PostgreSQL would abort the block: so does its backend.
-        this.primary!.out.push(ABORT_REFUSED);
-        this.primary!.expect(SWALLOW);
+        // In a transaction block PostgreSQL would abort the block: so do its backends (the
+        // standby's too: BEGIN opened one there).
+        for (const leg of [this.primary, this.standby]) {
+          if (!leg) continue;
+          leg.out.push(ABORT_REFUSED);
+          leg.expect(SWALLOW);
+        }
         this.lastStatus = TX.Failed;
       }
     }
@@ -650,7 +613,61 @@ export class Session implements LegOwner, BatchSession {
   standbyReadable(): boolean {
     const sb = this.standby;
     if (!sb || this.txn.wrote || this.standbyDiverged || this.primaryOnly) return false;
-    return this.host.standbyReadable(sb.conn.backendId);
+    if (!this.host.standbyReadable(sb.conn.backendId)) return false;
+    return this.causal === NO_NEED || this.causalAllows(sb.conn.backendId);
+  }
+
+  // ---- causal reads (causal.ts) ----------------------------------------------------------------
+
+  /** A statement that may write went to the primary: later reads wait for its commit (BatchSession). */
+  causalWriteSent(): void {
+    if (this.standby !== undefined && this.host.causalReads) this.causal = writeSent(this.causal);
+  }
+
+  /** May this read use the standby, as far as the session's committed writes go? */
+  private causalAllows(standbyId: number): boolean {
+    if (!this.host.causalReads) {
+      this.causal = NO_NEED;
+      return true;
+    }
+    const d = this.host.causalRead(this.causal, standbyId);
+    if (d.reason !== this.causalReason) {
+      this.causalReason = d.reason;
+      if (this.host.log.isLevelEnabled('debug')) this.log.debug({ target: d.target, reason: d.reason, waitsFor: describeNeed(this.causal) }, 'causal read');
+    }
+    this.causal = d.need;
+    if (d.target === 'standby') return true;
+    // A fresh sample of the backend the decision waits on (none while the write still runs).
+    if (d.reason === 'no primary WAL sample since the commit') this.host.causalWait(this.primary!.conn.backendId);
+    else if (d.reason !== 'write not committed yet') this.host.causalWait(standbyId);
+    return false;
+  }
+
+  /** `SET pgwatchdog.…` as a simple query: the proxy's own setting, answered here. */
+  private answerProxySetting(p: { name: string; value: string | null }): boolean {
+    if (this.primary!.fwdPending > 0 || (this.standby?.fwdPending ?? 0) > 0) return false;
+    const err = this.noteProxySetting(p);
+    const reply = err ? codec.errorResponse({ severity: 'ERROR', code: err.code, message: err.message }) : codec.commandComplete('SET');
+    this.sock.write(Buffer.concat([reply, codec.readyForQuery(this.lastStatus)]));
+    return true;
+  }
+
+  /**
+   * Applies `SET pgwatchdog.read_after_lsn`; returns the error for a bad one (BatchSession:
+   * through the extended protocol the statement also reaches PostgreSQL, which keeps it as a
+   * placeholder setting, and a bad value is only logged).
+   */
+  noteProxySetting(p: { name: string; value: string | null }): { code: string; message: string } | undefined {
+    if (p.name !== 'read_after_lsn') return { code: '42704', message: `unrecognized configuration parameter "pgwatchdog.${p.name}" (pgwatchdog knows pgwatchdog.read_after_lsn)` };
+    let lsn: bigint;
+    try {
+      lsn = parseReadAfterLsn(p.value ?? '');
+    } catch (e) {
+      this.log.info({ value: p.value }, (e as Error).message);
+      return { code: '22023', message: (e as Error).message };
+    }
+    if (this.standby !== undefined && this.host.causalReads) this.causal = readAfterLsn(this.causal, lsn);
+    return undefined;
   }
 
   route(sql: string): Route {
@@ -706,6 +723,7 @@ export class Session implements LegOwner, BatchSession {
         P.expect(FORWARD);
         P.dirty = true;
         this.txn.onWrite();
+        this.causalWriteSent();
         return true;
       }
       case FE.Terminate:
@@ -725,6 +743,7 @@ export class Session implements LegOwner, BatchSession {
       this.sock.write(Buffer.concat([local, codec.readyForQuery(this.lastStatus)]));
       return true;
     }
+    if (r.proxySetting) return this.answerProxySetting(r.proxySetting);
     const P = this.primary!;
     let S = this.standby;
     let admission: Admission = 'go';
@@ -749,6 +768,7 @@ export class Session implements LegOwner, BatchSession {
       leg.expect(FORWARD);
       if (r.read) this.host.countSelect(leg.conn.backendId);
       if (dirty) leg.dirty = true;
+      if (r.write) this.causalWriteSent();
       S = undefined;
     }
     if (r.standbyUnusable) this.primaryOnly = true;
@@ -772,8 +792,11 @@ export class Session implements LegOwner, BatchSession {
   // ---- backend events (LegOwner) -------------------------------------------------------------
 
   onReady(leg: Leg, status: number, head: Expect | undefined): void {
-    if (leg === this.primary) this.txn.onPrimaryReady(status);
-    else if (status === TX.Idle) this.standbyDiverged = false;
+    if (leg === this.primary) {
+      this.txn.onPrimaryReady(status);
+      // Idle with nothing more outstanding: every write sent so far has committed (or rolled back).
+      if (!this.txn.inTxn && leg.queue.length === 0 && this.causal.pendingSince === Infinity) this.causal = committed(this.causal, monotonicMs());
+    } else if (status === TX.Idle) this.standbyDiverged = false;
     if (head?.forward) {
       this.lastStatus = status;
       this.answered++;
@@ -787,6 +810,8 @@ export class Session implements LegOwner, BatchSession {
       this.blocked = false;
       this.pump();
     }
+    // A session waiting to move tries once this read is handled (ReadyForQuery forwarded).
+    if (this.moveWanted !== undefined && status === TX.Idle) queueMicrotask(this.tryMove);
   }
 
   onBackendErrorResponse(leg: Leg, fields: Record<string, string>, head: Expect | undefined): void {
@@ -845,6 +870,137 @@ export class Session implements LegOwner, BatchSession {
     }
   }
 
+  // ---- online restart (src/takeover) ---------------------------------------------------------
+
+  /**
+   * The session at a safe point, for a successor process: ready, idle between transactions,
+   * nothing queued, buffered, owed or being written on any connection. Its descriptors are
+   * lent out (reading stops: what arrives now waits in the kernel for the successor). Then
+   * the caller either hands it off (handedOff) or keeps it (resumeHere). A string says why it
+   * cannot move yet.
+   */
+  exportState(): { state: SessionState; fds: number[] } | string {
+    if (this.state !== 'ready') return `not ready (${this.state})`;
+    if (this.tlsUsed) return 'a TLS session cannot move (its encryption state lives in this process)';
+    this.unsplice();
+    const P = this.primary!;
+    const S = this.standby;
+    // PostgreSQL's own word (the last ReadyForQuery) decides; the predicted TxnState may lag
+    // behind what native forwarding ran.
+    if (this.lastStatus !== TX.Idle || P.conn.txStatus !== TX.Idle) return 'inside a transaction';
+    if (!P.quiescent() || (S && !S.quiescent())) return 'a statement is running';
+    if (this.reader.buffered > 0 || this.pending !== null || this.ext.open || this.blocked || this.backendFull || this.heldAsync.length > 0 || this.gateTimer !== undefined) return 'client input is being handled';
+    const socks = [this.sock, P.conn.socket, ...(S ? [S.conn.socket] : [])];
+    if (socks.some((c) => c.writableLength > 0)) return 'output is being written';
+    if (!socks.every((c) => c instanceof TcpConn)) return 'not on lean TCP connections';
+    const fds: number[] = [];
+    for (const c of socks as TcpConn[]) {
+      const fd = c.lend();
+      if (fd < 0) {
+        for (const x of (socks as TcpConn[]).slice(0, fds.length)) x.giveBack();
+        return 'a write is in flight';
+      }
+      fds.push(fd);
+    }
+    const leg = (l: Leg, fd: number): BackendState => ({
+      fd,
+      backendId: l.conn.backendId,
+      pid: l.conn.pid,
+      secret: l.conn.secret,
+      params: Object.fromEntries(l.conn.params),
+      applied: Object.fromEntries(l.conn.applied),
+      dirty: l.dirty,
+      stale: [...l.stale],
+    });
+    return {
+      fds,
+      state: {
+        id: this.id,
+        clientFd: 0,
+        user: this.user,
+        database: this.database,
+        startupParams: Object.fromEntries(this.startupParams),
+        secret: this.secret,
+        primary: leg(P, 1),
+        standby: S ? leg(S, 2) : null,
+        primaryOnly: this.primaryOnly,
+        standbyDiverged: this.standbyDiverged,
+        answered: this.answered,
+        statements: this.ext.exportStatements(),
+      },
+    };
+  }
+
+  /** Set while the session waits for a safe point to move to a successor process. */
+  private moveWanted: ((e: { state: SessionState; fds: number[] }) => void) | undefined;
+
+  /**
+   * Online restart: hands the session to `cb` (exported) at its next safe point, now if it is
+   * at one. Until then it stays on the JavaScript path, where safe points are seen.
+   */
+  moveAtSafePoint(cb: (e: { state: SessionState; fds: number[] }) => void): void {
+    this.moveWanted = cb;
+    this.tryMove();
+  }
+
+  private readonly tryMove = (): void => {
+    const cb = this.moveWanted;
+    if (cb === undefined) return;
+    const e = this.exportState();
+    if (typeof e === 'string') return;
+    this.moveWanted = undefined;
+    cb(e);
+  };
+
+  /** After exportState: the session stays here after all (the successor did not take it). */
+  resumeHere(): void {
+    (this.sock as TcpConn).giveBack();
+    for (const l of [this.primary, this.standby]) (l?.conn.socket as TcpConn | undefined)?.giveBack();
+    this.pump();
+  }
+
+  /** After exportState: the successor holds it. This process closes its descriptors and says nothing to anyone. */
+  handedOff(): void {
+    this.state = 'closed';
+    for (const l of [this.primary, this.standby]) {
+      if (!l) continue;
+      l.conn.onClose = undefined;
+      l.conn.afterRead = undefined;
+      this.host.pools.handOff(l.conn);
+    }
+    this.primary = undefined;
+    this.standby = undefined;
+    this.sock.removeAllListeners('close');
+    this.sock.removeAllListeners('error');
+    this.sock.on('error', () => {});
+    this.sock.destroy();
+    this.host.unregisterSession(this);
+  }
+
+  /** A session moved in from the process this one took over from, on connections already logged in. */
+  static adopt(host: SessionHost, sock: Conn, id: number, st: SessionState, pc: BackendConn, sc: BackendConn | undefined): Session {
+    const s = new Session(host, sock, id, sock instanceof TcpConn, st);
+    s.user = st.user;
+    s.database = st.database;
+    s.startupParams = new Map(Object.entries(st.startupParams));
+    s.primary = s.adopt(pc, 'primary');
+    if (sc) s.standby = s.adopt(sc, 'standby');
+    for (const [leg, b] of [[s.primary, st.primary], [s.standby, st.standby]] as const) {
+      if (!leg || !b) continue;
+      leg.dirty = b.dirty;
+      for (const n of b.stale) leg.stale.add(n);
+    }
+    s.ext.importStatements(st.statements);
+    s.primaryOnly = st.primaryOnly;
+    s.standbyDiverged = st.standbyDiverged;
+    s.answered = st.answered;
+    s.secret = st.secret;
+    s.reader.startupPhase = false;
+    s.state = 'ready';
+    if (sc === undefined && host.nativeForwarding && sock instanceof TcpConn && pc.socket instanceof TcpConn) pc.afterRead = s.trySplice;
+    return s;
+  }
+
   // ---- ending ----------------------------------------------------------------------------------
 
   /** Sends FATAL (when it can be framed cleanly) and closes. */
@@ -860,11 +1016,6 @@ export class Session implements LegOwner, BatchSession {
     if (this.state === 'closed') return;
     this.unsplice();
     this.state = 'closed';
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = undefined;
-      w(null, new Error('client closed the connection'));
-    }
     clearTimeout(this.gateTimer);
     this.gateTimer = undefined;
     const wake = this.gateWake;
@@ -876,13 +1027,7 @@ export class Session implements LegOwner, BatchSession {
       this.sock.destroySoon();
       if (this.sock.writableLength > 0) setTimeout(() => this.sock.destroy(), 2000).unref();
     }
-    // The read buffer can serve another session once the connection reads no more and no
-    // bytes of it wait in a backend's write queue.
-    const rb = this.rbuf;
-    if (this.fastReads && this.sock.destroyed && rb?.length === SMALL_READ_BUFFER && !this.inputRetained() && spareReadBuffers.length < MAX_SPARE_READ_BUFFERS) {
-      spareReadBuffers.push(rb);
-      this.rbuf = undefined;
-    }
+    this.input.close(this.sock.destroyed);
     for (const leg of [this.primary, this.standby]) {
       if (!leg) continue;
       const c = leg.conn;

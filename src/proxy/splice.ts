@@ -48,9 +48,12 @@ interface Native {
   selects(counter: number): number;
   live(): number;
   inputWaiting(fd: number): boolean;
+  watchCalls(names: string[], prefixes: string[]): void;
 }
 
 const owners = new Map<number, SpliceOwner>();
+/** Give-backs so far in this process, indexed by reason (REASON). */
+const gaveBack: number[] = [0, 0, 0, 0, 0, 0, 0];
 let nextKey = 1;
 let native: Native | null | undefined;
 /** select_cnt counters in native/splice.c (MAX_COUNTERS): each proxy takes a range. */
@@ -64,6 +67,7 @@ function load(): Native | null {
     try {
       const n = require(rel) as Native;
       n.init((key, reason, errno, outstanding, status, boundary, fromClient, fromBackend, fatalForwarded) => {
+        gaveBack[reason] = (gaveBack[reason] ?? 0) + 1;
         const owner = owners.get(key);
         owners.delete(key);
         owner?.onGiveBack({ reason, errno, outstanding, status, boundary, fromClient, fromBackend, fatalForwarded });
@@ -106,6 +110,16 @@ export function counters(n: number): number {
 }
 
 /**
+ * Function names (lower case, unqualified) and name prefixes whose calls make a statement more
+ * than a read (classify.ts callsThatMatter): native forwarding sends statements that call one
+ * to JavaScript, and counts other reads with calls itself. Every proxy adds its own; until the
+ * first does, every call goes to JavaScript.
+ */
+export function watchCalls(calls: { names: string[]; prefixes: string[] }): void {
+  if (available()) native!.watchCalls(calls.names, calls.prefixes);
+}
+
+/**
  * Lends two descriptors to the forwarding thread; the owner hears back through onGiveBack.
  * SELECTs forwarded are counted on `counter` (from counters(), or -1). `status` is the
  * transaction status of the backend's last ReadyForQuery ('I', 'T' or 'E' as a byte): the
@@ -141,6 +155,14 @@ export function recall(lease: Lease): void {
 /** SELECT/WITH statements forwarded natively and counted on `counter` (pgpool's select_cnt). */
 export function selects(counter: number): number {
   return native && counter >= 0 ? native.selects(counter) : 0;
+}
+
+/**
+ * Sessions given back to JavaScript for `reason` (REASON) so far in this process: each costs a
+ * hand-over both ways, so statements that native forwarding settles itself should not show here.
+ */
+export function givenBack(reason: number): number {
+  return gaveBack[reason] ?? 0;
 }
 
 /** Sessions forwarded natively now. */

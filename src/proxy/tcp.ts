@@ -77,6 +77,7 @@ interface TcpHandle {
   readonly fd: number;
   connect(req: ConnectReq, address: string, port: number): number;
   connect6(req: ConnectReq, address: string, port: number): number;
+  open(fd: number): number;
   readonly writeQueueSize: number;
 }
 interface Bindings {
@@ -165,6 +166,18 @@ export function takeOverAccept(server: net.Server, onConnection: (c: TcpConn) =>
     onConnection(c);
   };
   return true;
+}
+
+/**
+ * A connected TCP socket handed over by another process (online restart, src/takeover), as a
+ * Conn this process owns. Reads start when a reader is given (start()).
+ */
+export function fromDescriptor(fd: number): Conn {
+  if (!B) return new net.Socket({ fd, readable: true, writable: true });
+  const h = new B.TCP(B.SOCKET);
+  const err = h.open(fd);
+  if (err !== 0) throw errnoError(err, 'open', `descriptor ${fd}`);
+  return new TcpConn(h, true);
 }
 
 /** Connects to host:port (a name is looked up first). Reads start once connected. */

@@ -12,6 +12,7 @@ import type { Config } from '../config/index.js';
 import { BackendRegistry, type BackendChange, type BackendPatch, type RoutingGates } from '../backends/registry.js';
 import { createLogger } from '../log.js';
 import * as splice from './splice.js';
+import { monotonicMs } from '../backends/mono-clock.js';
 import type { ProxyOptions, ProxyService, ProxyStats, WorkerLink } from './service.js';
 
 /** Bits of a cancel key naming the worker: up to 64 workers (proxy.workers max). */
@@ -28,6 +29,8 @@ function toWire(s: BackendChange['after']): WirePatch {
     pgRole: s.pgRole,
     lsn: s.lsn === null ? null : s.lsn.toString(),
     receiveLsn: s.receiveLsn === null ? null : s.receiveLsn.toString(),
+    insertLsn: s.insertLsn === null ? null : s.insertLsn.toString(),
+    sampledAt: s.sampledAt,
     lagBytes: s.lagBytes,
     lagMs: s.lagMs,
     replicationState: s.replicationState,
@@ -43,6 +46,8 @@ function fromWire(w: WirePatch): BackendPatch {
     pgRole: w.pgRole as BackendPatch['pgRole'],
     lsn: w.lsn === null ? null : BigInt(w.lsn as string),
     receiveLsn: w.receiveLsn === null ? null : BigInt(w.receiveLsn as string),
+    insertLsn: w.insertLsn === null ? null : BigInt(w.insertLsn as string),
+    sampledAt: w.sampledAt as number | null,
     lagBytes: w.lagBytes as number | null,
     lagMs: w.lagMs as number | null,
     replicationState: w.replicationState as string,
@@ -61,6 +66,8 @@ export type IpcMsg =
   /** To a worker: what the other workers last reported (for SHOW POOL_NODES and max_clients). */
   | { type: 'others'; selectCounts: number[]; clients: number }
   | { type: 'backendError'; id: number; message: string }
+  /** From a worker: a session waits on fresh WAL samples (causal reads). */
+  | { type: 'causalWait'; id: number }
   | { type: 'ready' }
   | { type: 'close' };
 
@@ -164,6 +171,8 @@ export class WorkerSupervisor implements ProxyService {
       if (w?.isConnected()) w.send(others);
     } else if (m.type === 'backendError') {
       this.opts.onBackendError?.(m.id, new Error(m.message));
+    } else if (m.type === 'causalWait') {
+      this.opts.onCausalWait?.(m.id);
     }
   }
 
@@ -239,7 +248,16 @@ export function serveAsWorker(make: (opts: ProxyOptions, link: WorkerLink) => Wo
     const logger = createLogger({ level: m.config.log.level, name: `pgwatchdog-worker-${m.index}`, pretty: false });
     link.index = m.index;
     const onBackendError = (id: number, err: Error): void => void process.send?.({ type: 'backendError', id, message: err.message } satisfies IpcMsg);
-    proxy = make({ config: m.config, registry, logger, onBackendError }, link);
+    // Sessions ask on every read they keep off the standby: one message per causal_sample_ms
+    // at most (the monitor would coalesce them anyway).
+    const lastWait = m.config.backends.map(() => -Infinity);
+    const onCausalWait = (id: number): void => {
+      const now = monotonicMs();
+      if (!(now - lastWait[id]! >= m.config.proxy.causal_sample_ms)) return;
+      lastWait[id] = now;
+      process.send?.({ type: 'causalWait', id } satisfies IpcMsg);
+    };
+    proxy = make({ config: m.config, registry, logger, onBackendError, onCausalWait }, link);
     const a = await proxy.listen();
     process.send?.({ type: 'listening', host: a.host, port: a.port } satisfies IpcMsg);
     const timer = setInterval(() => process.send?.({ type: 'stats', stats: proxy!.stats() } satisfies IpcMsg), 1000);

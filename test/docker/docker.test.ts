@@ -122,7 +122,7 @@ test('Dockerfile: a build stage, then a runtime stage as a non-root user with a 
   }
   assert.ok(!runtime.lines.some((l) => /^COPY\s+src\b/.test(l)), 'no TypeScript sources in the runtime image');
   const fromBuild = runtime.lines.filter((l) => l.includes('--from=build')).map((l) => l.split(/\s+/)[2]);
-  assert.deepEqual(fromBuild.sort(), ['/opt/pgwatchdog/build/Release/splice.node', '/opt/pgwatchdog/dist/src', '/opt/pgwatchdog/node_modules']);
+  assert.deepEqual(fromBuild.sort(), ['/opt/pgwatchdog/build/Release/fdpass.node', '/opt/pgwatchdog/build/Release/splice.node', '/opt/pgwatchdog/dist/src', '/opt/pgwatchdog/node_modules']);
 });
 
 test("the image's entrypoint runs under plain node from the runtime layout; the healthcheck reads /health", { timeout: 300_000 }, async () => {

@@ -315,8 +315,15 @@ describe('behaves like PostgreSQL for real drivers', () => {
       'SELECT 1', 'select abalance from t where aid = 7', '', 'SHOW work_mem', 'VALUES (1)', 'TABLE seen', '(SELECT 1)', 'SELECT count(*) FROM seen',
       "SELECT nextval('like_pg_seq')", 'SELECT 1 FROM seen FOR UPDATE', 'SELECT pg_backend_pid()', 'SELECT * FROM pg_locks', 'SELECT 1; SELECT 2',
       'WITH x AS (SELECT 1) SELECT * FROM x', 'EXPLAIN SELECT 1', 'INSERT INTO seen VALUES (0)', 'BEGIN', 'COMMIT', '/* c */ SELECT 1', 'SELECT 1 -- for update',
+      // Calls: harmless ones, and ones that make a read more however they are written.
+      'SELECT abalance FROM t WHERE aid IN (1, 2)', 'SELECT coalesce(max(aid), 0) FROM t', 'SELECT now(), upper($$nextval($$)', 'SELECT x FROM (SELECT 1 AS x) s',
+      "SELECT nextval ('like_pg_seq')", `SELECT "nextval"('like_pg_seq')`, "SELECT nextval/* c */('like_pg_seq')", "SELECT nextval -- c\n('like_pg_seq')",
+      "SELECT NextVal('like_pg_seq')", "SELECT currval('like_pg_seq')", "SELECT setval('like_pg_seq', 5)", "SELECT set_config('application_name', 'x', false)",
+      'SELECT inet_server_port()', "SELECT 1 FROM t WHERE aid = (SELECT lastval())",
     ];
-    const extended = ['SELECT $1::int AS v', "SELECT nextval('like_pg_seq') + $1", 'SELECT x FROM seen WHERE x = $1 FOR SHARE', 'SELECT $1::text || $$;$$'];
+    const extended = [
+      'SELECT $1::int AS v', "SELECT nextval('like_pg_seq') + $1", 'SELECT x FROM seen WHERE x = $1 FOR SHARE', 'SELECT $1::text || $$;$$', 'SELECT count(*) + $1 FROM t',
+    ];
     const router = new Router([]);
     const admin = new pg.Client(direct());
     await admin.connect();

@@ -15,6 +15,7 @@ import { createCluster, type PgCluster, SUPERUSER, SUPERUSER_PASSWORD, pgBin, ru
 import { startProxy, libpqEnv, backendKey, cancelThroughProxy, until, type ProxyFixture } from '../support/proxy.js';
 import * as splice from '../../src/proxy/splice.js';
 import * as codec from '../../src/protocol/codec.js';
+import { Router } from '../../src/proxy/router.js';
 
 /** Answers two requests, after which the session is forwarded natively. */
 async function settle(c: pg.Client): Promise<void> {
@@ -85,6 +86,77 @@ describe('native forwarding', () => {
       await c.end();
     }
     await until(() => splice.live() === base, 'the session to come back on Terminate');
+  });
+
+  it('counts long writes by their first word and forwards them without a give-back; long reads go to JavaScript', async () => {
+    const c = await fx.connect();
+    const router = new Router([]);
+    try {
+      await c.query('CREATE TEMP TABLE t_long (s text)');
+      await settle(c);
+      assert.equal(fx.proxy.stats().clients.native, 1);
+      const long = 'x'.repeat(40_000); // longer than the forwarding buffer (32 KB), too
+      // Written natively, statement by statement: none of these is held whole or given back.
+      const writes: [string, unknown[]?][] = [
+        [`INSERT INTO t_long VALUES ('${long}')`],
+        [`  update t_long set s = '${long}y' where s <> ''`],
+        [`INSERT INTO t_long VALUES ($1)`, [long]],
+        [`DELETE FROM t_long WHERE s = '${'z'.repeat(9000)}'`],
+      ];
+      for (const [q, values] of writes) {
+        const local = splice.givenBack(splice.REASON.localQuery);
+        const cnt = fx.proxy.stats().selectCounts[0]!;
+        await c.query(q, values);
+        assert.equal(splice.givenBack(splice.REASON.localQuery), local, `not given back: ${q.slice(0, 30)}…`);
+        assert.equal(fx.proxy.stats().selectCounts[0]! - cnt, 0, 'not a read');
+        assert.equal(fx.proxy.stats().clients.native, 1);
+      }
+      // A read-like text longer than CLASSIFY_MAX goes to JavaScript, which counts it as the router does.
+      const read = `SELECT count(s) FROM t_long WHERE s <> '${'w'.repeat(9000)}'`;
+      const local = splice.givenBack(splice.REASON.localQuery);
+      const cnt = fx.proxy.stats().selectCounts[0]!;
+      assert.equal((await c.query(read)).rows[0].count, '2');
+      assert.equal(splice.givenBack(splice.REASON.localQuery), local + 1, 'given back');
+      assert.equal(fx.proxy.stats().selectCounts[0]! - cnt, router.route(read).read ? 1 : 0);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('counts reads that call harmless functions natively; a call of a write function, configured ones too, goes to JavaScript', async () => {
+    const admin = new pg.Client(direct());
+    await admin.connect();
+    await admin.query('CREATE OR REPLACE FUNCTION bump_audit(int) RETURNS int LANGUAGE sql AS $$ SELECT $1 $$');
+    await admin.end();
+    const writeFunctions = ['bump_*'];
+    const own = await startProxy(cluster, { proxy: { load_balance: false, write_functions: writeFunctions } });
+    const router = new Router(writeFunctions);
+    const c = await own.connect();
+    try {
+      await settle(c);
+      assert.equal(own.proxy.stats().clients.native, 1);
+      const cases: [string, boolean][] = [
+        // [statement, goes to JavaScript]
+        ['SELECT count(*) FROM pg_class', true], // (pg_… names: node-local views and functions)
+        ['SELECT count(*), max(length(table_name)) FROM information_schema.tables t, (VALUES (1)) v(x)', false],
+        ['SELECT now(), length($$x$$), abs(-1) WHERE 1 IN (1, 2)', false],
+        ['SELECT bump_audit(1)', true],
+        ['SELECT BUMP_AUDIT (2)', true],
+        ['SELECT public.bump_audit(3)', true],
+        ['SELECT "bump_audit"(4)', true],
+      ];
+      for (const [q, toJs] of cases) {
+        const local = splice.givenBack(splice.REASON.localQuery);
+        const cnt = own.proxy.stats().selectCounts[0]!;
+        await c.query(q);
+        assert.equal(splice.givenBack(splice.REASON.localQuery) - local, toJs ? 1 : 0, `given back: ${q}`);
+        assert.equal(own.proxy.stats().selectCounts[0]! - cnt, router.route(q).read ? 1 : 0, `select_cnt: ${q}`);
+        assert.equal(own.proxy.stats().clients.native, 1, `native again after ${q}`);
+      }
+    } finally {
+      await c.end();
+      await own.stop();
+    }
   });
 
   it('leaves every session on the JavaScript path with proxy.native_forwarding off', async () => {
@@ -279,6 +351,13 @@ describe('native forwarding', () => {
     await trickle(codec.query('SELECT 3'));
     await until(() => readies() === 6, 'a query after the give-back');
     assert.equal(splice.live(), base + 1, 'forwarded natively again');
+    // A statement settled by its first word (forwarded as it arrives) and a read held whole.
+    await trickle(codec.query("SET application_name = 'trickled'"));
+    await until(() => readies() === 7, 'the split SET');
+    await trickle(codec.query('SHOW application_name'));
+    await until(() => readies() === 8, 'the split SHOW');
+    assert.match(received().toString('latin1'), /trickled/);
+    assert.equal(splice.live(), base + 1, 'still forwarded natively');
     const z = (t: string): Buffer => Buffer.from(t + '\0');
     const msg = (type: string, body: Buffer): Buffer => {
       const b = Buffer.alloc(5 + body.length);
@@ -295,7 +374,7 @@ describe('native forwarding', () => {
         msg('S', Buffer.alloc(0)),
       ]),
     );
-    await until(() => readies() === 7, 'the extended batch');
+    await until(() => readies() === 9, 'the extended batch');
     assert.match(received().toString('latin1'), /abcabc/);
     await trickle(codec.terminate());
     await until(() => s.readableEnded || s.destroyed, 'the proxy to close the connection after Terminate');

@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { createCluster, type PgCluster } from '../support/pg.js';
 import { startProxy, psql, pgbench, serverPort, type ProxyFixture } from '../support/proxy.js';
+import { parseLsn } from '../../src/backends/lsn.js';
+import { monotonicMs } from '../../src/backends/mono-clock.js';
 
 describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
   let cluster: PgCluster;
@@ -64,7 +66,15 @@ describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
       await c.query('BEGIN READ WRITE');
       assert.equal(await serverPort(c), primaryPort);
       await c.query('ROLLBACK');
-      assert.ok(standbyPorts.includes(await serverPort(c)), 'after the transaction, reads use the standby again');
+      // Causal reads: after a write, reads stay on the primary until a primary WAL sample
+      // taken after the commit, and a standby sample at or past it, say the standby has it
+      // (this fixture runs no replication monitor: the samples are set here, as it would).
+      assert.equal(await serverPort(c), primaryPort, 'after a write, reads wait on the primary for the standby');
+      const lsn = await cluster.primary.currentLsn();
+      await cluster.waitReplicated();
+      fx.registry.update(0, { insertLsn: parseLsn(lsn), sampledAt: monotonicMs() }, 'test: primary sample');
+      for (let i = 1; i < fx.registry.size; i++) fx.registry.update(i, { lsn: parseLsn(lsn), sampledAt: monotonicMs() }, 'test: standby sample');
+      assert.ok(standbyPorts.includes(await serverPort(c)), 'once the standby has the commit, reads use the standby again');
     } finally {
       await c.end();
     }

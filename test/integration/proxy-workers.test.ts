@@ -14,8 +14,12 @@ it('runs sessions in worker processes, mirrors the registry, routes cancels acro
   try {
     // Sessions work and land on standbys for reads, primary for writes.
     for (let i = 0; i < 8; i++) clients.push(await fx.connect());
+    // Each session's standby, seen before it writes (after a write its reads wait on the
+    // primary for the standby to replay it: causal reads).
+    const ports: number[] = [];
     for (const c of clients) {
-      assert.ok(cluster.standbys.some((s) => s.port) && (await serverPort(c)) !== cluster.primary.port);
+      ports.push(await serverPort(c));
+      assert.ok(cluster.standbys.some((s) => s.port === ports.at(-1)));
       const w = await c.query<{ p: number }>("SELECT current_setting($$port$$)::int AS p FROM pg_class LIMIT 1 FOR UPDATE");
       assert.equal(w.rows[0]!.p, cluster.primary.port);
     }
@@ -29,7 +33,6 @@ it('runs sessions in worker processes, mirrors the registry, routes cancels acro
     for (let i = 0; i < 4; i++) assert.equal(await cancelThroughProxy(fx, clients[i]!, 'SELECT pg_sleep(30)', 200), '57014', `cancel ${i}`);
 
     // A registry change in the main process reaches the workers' sessions.
-    const ports = await Promise.all(clients.map((c) => serverPort(c)));
     const errors = clients.map(() => undefined as { code?: string } | undefined);
     clients.forEach((c, i) => c.on('error', (e) => (errors[i] ??= e as { code?: string })));
     fx.registry.update(1, { status: 'down' }, 'test: standby1 failed');

@@ -465,3 +465,16 @@ test('SHOW POOL_… is recognised here, in any case and spacing, alone', () => {
   assert.equal(pool('SHOW POOL_NODES; SELECT 1'), undefined);
   assert.equal(pool('SELECT 1'), undefined);
 });
+
+test('SET pgwatchdog.… is the proxy\'s own setting, recognised alone, with its string value', () => {
+  const ps = (sql: string) => classify(sql, opts).proxySetting;
+  assert.deepEqual(ps("SET pgwatchdog.read_after_lsn = '0/16B3748'"), { name: 'read_after_lsn', value: '0/16B3748' });
+  assert.deepEqual(ps("set session PgWatchdog.Read_After_Lsn to '1/0' ;"), { name: 'read_after_lsn', value: '1/0' });
+  assert.deepEqual(ps("SET pgwatchdog.other = 'x'"), { name: 'other', value: 'x' });
+  assert.deepEqual(ps('SET pgwatchdog.read_after_lsn = 12'), { name: 'read_after_lsn', value: null }, 'not a string: a bad value');
+  assert.deepEqual(ps("SET pgwatchdog.read_after_lsn = 'a' 'b'"), { name: 'read_after_lsn', value: null });
+  assert.equal(classify("SET pgwatchdog.read_after_lsn = '0/1'", opts).target, 'both');
+  assert.equal(ps("SET pgwatchdog.read_after_lsn = '0/1'; SELECT 1"), undefined, 'inside a multi-statement query it is PostgreSQL\'s');
+  assert.equal(ps("SET search_path = 'x'"), undefined);
+  assert.equal(ps("SET \"pgwatchdog\".read_after_lsn = '0/1'"), undefined);
+});

@@ -2,10 +2,10 @@
 // The config is written to a temp dir; the process is killed at stop() and, failing that,
 // when the test process exits.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { freePort, SUPERUSER, SUPERUSER_PASSWORD, type PgCluster } from './pg.js';
 
 const BIN = new URL('../../bin/pgwatchdog.js', import.meta.url).pathname;
@@ -31,6 +31,10 @@ export interface PeerProcess {
   /** SIGTERM and wait for a clean exit; resolves to the exit code. */
   stop(): Promise<number | null>;
   kill9(): Promise<void>;
+  /** Resolves to the exit code when the process exits. */
+  exited: Promise<number | null>;
+  /** stop() removes the temp dir (false once a successor process uses it: takeover). */
+  ownsDir: boolean;
 }
 
 type Tree = Record<string, unknown>;
@@ -62,18 +66,30 @@ export async function peerConfig(cluster: PgCluster, dir: string, overrides: Tre
   return merge(base, overrides);
 }
 
-export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {}, opts: { readyTimeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv; parentDir?: string } = {}): Promise<PeerProcess> {
+/**
+ * `takeoverFrom`: start `start --takeover` with that peer's config file and dir (the online
+ * restart); the old process's dir becomes this one's. `parentDir`: where a new peer's dir is made.
+ */
+export async function startPeerProcess(
+  cluster: PgCluster,
+  overrides: Tree = {},
+  opts: { readyTimeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv; takeoverFrom?: PeerProcess; parentDir?: string } = {},
+): Promise<PeerProcess> {
   if (!hooked) {
     hooked = true;
     process.on('exit', () => {
       for (const p of live) p.kill('SIGKILL');
     });
   }
-  const dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), 'pgwd-peer-'));
-  const cfg = await peerConfig(cluster, dir, overrides);
+  const from = opts.takeoverFrom;
+  const dir = from ? from.dir : mkdtempSync(join(opts.parentDir ?? tmpdir(), 'pgwd-peer-'));
   const configFile = join(dir, 'pgwatchdog.yaml');
-  writeFileSync(configFile, stringify(cfg));
-  const proc = spawn(process.execPath, [BIN, 'start', '-c', configFile, ...(opts.args ?? [])], {
+  const cfg = from ? (parse(readFileSync(configFile, 'utf8')) as Tree) : await peerConfig(cluster, dir, overrides);
+  if (from) from.ownsDir = false;
+  else writeFileSync(configFile, stringify(cfg));
+  // PGWD_NODE_ARGS: extra node flags for every peer process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them.
+  const nodeArgs = process.env.PGWD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const proc = spawn(process.execPath, [...nodeArgs, BIN, 'start', '-c', configFile, ...(from ? ['--takeover'] : []), ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, PGWATCHDOG_LOG_LEVEL: process.env.PGWATCHDOG_LOG_LEVEL ?? 'debug', ...opts.env },
   });
@@ -140,16 +156,19 @@ export async function startPeerProcess(cluster: PgCluster, overrides: Tree = {},
       const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
       const code = await exited;
       clearTimeout(t);
-      rmSync(dir, { recursive: true, force: true });
+      if (peer.ownsDir) rmSync(dir, { recursive: true, force: true });
       return code;
     },
     async kill9() {
       proc.kill('SIGKILL');
       await exited;
     },
+    exited,
+    ownsDir: true,
   };
   try {
-    await waitForLog((l) => l.msg === 'peer ready', opts.readyTimeoutMs ?? 20_000);
+    // 60 s: a peer started from the sources compiles them first (tsx), slow on a loaded 2-core machine; one that fails exits and ends the wait at once.
+    await waitForLog((l) => l.msg === 'peer ready', opts.readyTimeoutMs ?? 60_000);
   } catch (err) {
     await peer.stop();
     throw err;

@@ -10,7 +10,12 @@
 //   - how many responses the backend still owes (one ReadyForQuery per Query, Sync and
 //     FunctionCall) and the transaction status of the last ReadyForQuery;
 //   - pgpool's select_cnt, counted as the router counts it (classify below; texts it cannot
-//     decide go back to JavaScript).
+//     decide go back to JavaScript). The first word settles most statements (INSERT, UPDATE,
+//     BEGIN … are never reads): those are counted and forwarded as their bytes arrive, however
+//     long. Only a text that starts like a read (SELECT, WITH, VALUES, TABLE, SHOW) is held
+//     until its end has arrived, then scanned whole — up to CLASSIFY_MAX bytes; a longer one
+//     goes back to JavaScript. A read may call functions (count(*), now(), IN (…)); only a call
+//     of one JavaScript named (watchCalls: writes, node-local reads, set_config) sends it back.
 // A read that fills a direction's buffer waits until the other side has taken it: a slow
 // reader stops the writer (backpressure both ways), and memory per session is fixed.
 //
@@ -33,8 +38,10 @@
 #include <unistd.h>
 
 #define BUF_SIZE (32 * 1024)
-// Statement texts up to this size are read whole and classified here (select_cnt, SHOW
-// POOL_…); a longer one goes back to JavaScript, which reads all of it.
+// A statement text that starts like a read is held and scanned whole here (select_cnt, SHOW
+// POOL_…) up to this size; a longer one goes back to JavaScript, which reads all of it. Also
+// how far the first word may lie in (after blanks, or a Parse's statement name). It must stay
+// well below BUF_SIZE: what is held must fit the buffer.
 #define CLASSIFY_MAX 8192
 // select_cnt counters: each proxy in the process has its own range (splice.ts).
 #define MAX_COUNTERS 4096
@@ -102,6 +109,19 @@ static size_t nslots = 0;
 static size_t live = 0;
 static napi_threadsafe_function tsfn = NULL;
 static double selects[MAX_COUNTERS];
+// Functions whose call can make a read more (a write, a node-local read, set_config):
+// lower-case names and name prefixes from JavaScript (splice.ts watchCalls: classify.ts's lists
+// and every proxy's proxy.write_functions). A union only ever grows: a name too many sends a
+// statement to JavaScript, which decides it right anyway. Written under `mu`.
+#define NAME_MAX_LEN 63
+typedef struct {
+  char name[NAME_MAX_LEN + 1];
+  size_t len;
+  int prefix;
+} CallName;
+static CallName *calls = NULL;
+static size_t ncalls = 0;
+static int callsKnown = 0; // until watchCalls() runs, every call goes to JavaScript
 
 static uint64_t token(size_t idx, uint32_t gen, int backendSide) {
   return ((uint64_t)gen << 32) | ((uint64_t)idx << 1) | (uint64_t)backendSide;
@@ -128,35 +148,81 @@ static int wordIs(const uint8_t *p, size_t n, const char *word) {
   return n == k && wordAt(p, n, 0, word);
 }
 
-// How a statement text counts for select_cnt, exactly as the router (router.ts, classify.ts)
-// counts it: 1 a read, 0 not a read, -1 not decided here (JavaScript classifies it: the
-// session goes back). Only what is certain from the bytes alone is decided: the first word
-// settles everything but SELECT/WITH/VALUES/TABLE/SHOW (and EXPLAIN and COPY, always sent
-// back), and those count as reads only when
-// nothing in the text could make them more — no '(' (function calls, data-modifying WITH),
-// no second statement, no word FOR, INTO, INSERT, UPDATE, DELETE or MERGE, no pg_… name
-// (node-local views). Anything of that kind, in a string or comment or not, goes to JavaScript.
+// What the first word of a statement text settles. The text starts at p; n bytes of it (or of
+// what follows it) have arrived, all of them when `whole`; a NUL ends the text.
+enum {
+  W_MORE = -2,     // the first word has not all arrived yet
+  W_JS = -1,       // JavaScript decides (a comment, '(', EXPLAIN, COPY …)
+  W_NOT_READ = 0,  // never a read, whatever follows: counted at once
+  W_READ_LIKE = 2, // may be a read (or SHOW POOL_…): classify() the whole text
+};
+
+static int firstWord(const uint8_t *p, size_t n, int whole) {
+  size_t i = 0;
+  while (i < n && blank(p[i])) i++;
+  if (i == n) return whole ? W_READ_LIKE : W_MORE;
+  if (p[i] == 0) return W_READ_LIKE; // the empty query (the router counts it as a read)
+  if ((p[i] | 0x20) < 'a' || (p[i] | 0x20) > 'z') return W_JS;
+  size_t w = i;
+  while (w < n && identChar(p[w])) w++;
+  if (w == n && !whole) return W_MORE;
+  const uint8_t *f = p + i;
+  size_t fn = w - i;
+  if (wordIs(f, fn, "select") || wordIs(f, fn, "with") || wordIs(f, fn, "values") || wordIs(f, fn, "table") || wordIs(f, fn, "show")) return W_READ_LIKE;
+  if (wordIs(f, fn, "explain") || wordIs(f, fn, "copy")) return W_JS; // a read or not by what follows (ANALYZE of what, TO STDOUT or FROM)
+  return W_NOT_READ; // no other statement is a read, alone or followed by others
+}
+
+// True when the '(' at p[k] cannot make a read more: it does not follow a function name, or
+// follows one that is none of `calls`. A name is judged only when it is plain (ASCII letters,
+// digits and '_', not starting with a digit); a quoted name, or anything else that ends in an
+// identifier character, goes to JavaScript, whose tokenizer tells them apart.
+static int harmlessParen(const uint8_t *p, size_t k) {
+  size_t e = k;
+  while (e > 0 && blank(p[e - 1])) e--;
+  if (e == 0) return 1;
+  if (!identChar(p[e - 1])) return p[e - 1] != '"'; // a subquery, a row, an expression; "quoted"(: a call
+  size_t b = e;
+  while (b > 0 && identChar(p[b - 1])) b--;
+  size_t n = e - b;
+  if (!callsKnown || n >= NAME_MAX_LEN || (p[b] >= '0' && p[b] <= '9')) return 0;
+  char name[NAME_MAX_LEN + 1];
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = p[b + i];
+    if (c == '$' || c >= 0x80) return 0;
+    name[i] = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
+  }
+  for (size_t i = 0; i < ncalls; i++) {
+    const CallName *f = &calls[i];
+    if (f->prefix ? n >= f->len && memcmp(name, f->name, f->len) == 0 : n == f->len && memcmp(name, f->name, n) == 0) return 0;
+  }
+  return 1;
+}
+
+// How a whole statement text whose first word is read-like (firstWord: W_READ_LIKE) counts for
+// select_cnt, exactly as the router (router.ts, classify.ts) counts it: 1 a read, -1 not
+// decided here (JavaScript classifies it: the session goes back). Only what is certain from the
+// bytes alone is decided: SELECT/WITH/VALUES/TABLE/SHOW count as reads only when nothing in the
+// text could make them more — no call of a function that matters (harmlessParen), no comment
+// (a name may hide behind one), no second statement, no word FOR, INTO, INSERT, UPDATE, DELETE
+// or MERGE (locks, SELECT INTO, data-modifying WITH), no pg_… name (node-local views and
+// functions), not SHOW POOL_…/WATCHDOG_…. Anything of that kind, in a string or not, goes to
+// JavaScript: the bytes are scanned raw, so a string only ever sends more there.
 static int classify(const uint8_t *p, size_t n) {
   size_t i = 0;
   while (i < n && blank(p[i])) i++;
   if (i == n) return 1; // the empty query: the router counts it as a read (any server answers)
-  if ((p[i] | 0x20) < 'a' || (p[i] | 0x20) > 'z') return -1; // a comment, '(', ';' …
   size_t w = i;
   while (w < n && identChar(p[w])) w++;
-  const uint8_t *first = p + i;
-  size_t fn = w - i;
-  if (wordIs(first, fn, "show")) {
+  if (wordIs(p + i, w - i, "show")) {
     size_t j = w;
     while (j < n && blank(p[j])) j++;
     if (j > w && (wordAt(p, n, j, "pool") || wordAt(p, n, j, "watchdog"))) return -1; // SHOW POOL…/WATCHDOG…: JavaScript's (or not: it checks)
-  } else if (wordIs(first, fn, "explain") || wordIs(first, fn, "copy")) {
-    return -1; // a read or not by what follows (ANALYZE of what, TO STDOUT or FROM)
-  } else if (!wordIs(first, fn, "select") && !wordIs(first, fn, "with") && !wordIs(first, fn, "values") && !wordIs(first, fn, "table")) {
-    return 0; // no other statement is a read, alone or followed by others
   }
   for (size_t k = w; k < n;) {
     uint8_t c = p[k];
-    if (c == '(') return -1;
+    if (c == '(' && !harmlessParen(p, k)) return -1;
+    if ((c == '-' || c == '/') && k + 1 < n && p[k + 1] == (c == '-' ? '-' : '*')) return -1;
     if (c == ';') {
       for (size_t j = k + 1; j < n; j++) if (!blank(p[j]) && p[j] != ';') return -1;
       return 1;
@@ -193,6 +259,35 @@ static void clearMessage(Dir *d, uint32_t len) {
   d->remaining = (uint32_t)(msg - take);
 }
 
+enum { K_MORE = -2, K_JS = -1 };
+
+// How the Query or Parse message at `m` (length `len`, `avail` bytes of it in the buffer) counts
+// for select_cnt: 1 a read, 0 not, K_JS when JavaScript must decide, K_MORE when more of it must
+// arrive first. Looks only as far as it must: to the end of the first word for most statements.
+static int countQuery(const uint8_t *m, uint32_t len, size_t avail) {
+  size_t body = (size_t)len - 4;
+  size_t have = avail - 5 < body ? avail - 5 : body;
+  int whole = have == body;
+  const uint8_t *text = m + 5;
+  size_t tn = have;
+  if (m[0] == 'P') {
+    // Skip the statement name: its text follows.
+    const uint8_t *z = memchr(text, 0, tn < CLASSIFY_MAX ? tn : CLASSIFY_MAX);
+    if (!z) return whole || have >= CLASSIFY_MAX ? K_JS : K_MORE; // malformed, or too long a name: JavaScript judges it
+    tn -= (size_t)(z + 1 - text);
+    text = z + 1;
+  }
+  int w = firstWord(text, tn, whole);
+  if (w == W_MORE) return have >= CLASSIFY_MAX ? K_JS : K_MORE;
+  if (w != W_READ_LIKE) return w == W_JS ? K_JS : 0;
+  // Read-like: the whole text (to its NUL), if it is no longer than CLASSIFY_MAX.
+  const uint8_t *end = memchr(text, 0, tn <= CLASSIFY_MAX ? tn : CLASSIFY_MAX + 1);
+  if (end) tn = (size_t)(end - text);
+  else if (tn > CLASSIFY_MAX) return K_JS;
+  else if (!whole) return K_MORE;
+  return classify(text, tn) < 0 ? K_JS : 1;
+}
+
 // Clears bytes of `d` for forwarding from the client, stopping before a message JavaScript
 // must handle.
 static void scanClient(Sess *s) {
@@ -221,28 +316,9 @@ static void scanClient(Sess *s) {
       return;
     }
     if (type == 'Q' || type == 'P') {
-      size_t body = len - 4;
-      if (body > CLASSIFY_MAX) {
-        s->stop = R_LOCAL;
-        return;
-      }
-      if (avail < 5 + body) return; // wait for the whole text
-      const uint8_t *text = m + 5;
-      size_t tn = body;
-      if (type == 'P') {
-        // Skip the statement name: its text follows.
-        const uint8_t *z = memchr(text, 0, tn);
-        if (!z) {
-          s->stop = R_LOCAL; // malformed: JavaScript judges it
-          return;
-        }
-        tn -= (size_t)(z + 1 - text);
-        text = z + 1;
-      }
-      const uint8_t *end = memchr(text, 0, tn);
-      if (end) tn = (size_t)(end - text);
-      int k = classify(text, tn);
-      if (k < 0) {
+      int k = countQuery(m, len, avail);
+      if (k == K_MORE) return; // wait for more of the text
+      if (k == K_JS) {
         s->stop = R_LOCAL;
         return;
       }
@@ -667,7 +743,10 @@ static napi_value Selects(napi_env env, napi_callback_info info) {
 
 // inputWaiting(fd) → true when the descriptor has bytes to read, or its peer closed or failed.
 // The pool asks it of an idle connection before handing it out: anything there is a message
-// nobody asked for (a FATAL before the server closes), which libuv has not read yet.
+// nobody asked for (a FATAL before the server closes), which libuv has not read yet. One
+// poll(2) per checkout, about 1 µs (a MSG_PEEK recv measured the same), once per session: not
+// on the per-statement path; skipping it for recently pooled connections would let a
+// connection PostgreSQL ended just then through.
 static napi_value InputWaiting(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], out;
@@ -680,6 +759,43 @@ static napi_value InputWaiting(napi_env env, napi_callback_info info) {
   while (n < 0 && errno == EINTR);
   napi_get_boolean(env, n != 0, &out); // an error (a bad descriptor) counts as input: the connection is unusable
   return out;
+}
+
+// watchCalls(names, prefixes): adds function names (lower case) whose calls classify() leaves
+// to JavaScript. Names of NAME_MAX_LEN bytes or more are not kept: harmlessParen never judges
+// a name that long (PostgreSQL's own limit is 63 bytes).
+static int addCall(napi_env env, napi_value v, int prefix) {
+  CallName f = {.prefix = prefix};
+  if (napi_get_value_string_utf8(env, v, f.name, sizeof f.name, &f.len) != napi_ok) return 0;
+  if (f.len >= NAME_MAX_LEN || (f.len == 0 && !prefix)) return 1; // (an empty prefix: every call matters)
+  for (size_t i = 0; i < ncalls; i++) if (calls[i].prefix == prefix && calls[i].len == f.len && memcmp(calls[i].name, f.name, f.len) == 0) return 1;
+  CallName *nc = realloc(calls, (ncalls + 1) * sizeof(CallName));
+  if (!nc) return 0;
+  calls = nc;
+  calls[ncalls++] = f;
+  return 1;
+}
+
+static napi_value WatchCalls(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t len[2];
+  if (argc < 2 || napi_get_array_length(env, argv[0], &len[0]) != napi_ok || napi_get_array_length(env, argv[1], &len[1]) != napi_ok) {
+    return throwErr(env, "splice.watchCalls(names, prefixes): two arrays of strings expected");
+  }
+  int ok = 1;
+  pthread_mutex_lock(&mu);
+  for (int a = 0; a < 2 && ok; a++) {
+    for (uint32_t i = 0; i < len[a] && ok; i++) {
+      napi_value v;
+      ok = napi_get_element(env, argv[a], i, &v) == napi_ok && addCall(env, v, a == 1);
+    }
+  }
+  if (ok) callsKnown = 1;
+  pthread_mutex_unlock(&mu);
+  if (!ok) return throwErr(env, "splice.watchCalls: a string expected, or out of memory");
+  return NULL;
 }
 
 // live() → sessions attached now.
@@ -705,6 +821,7 @@ static napi_value Register(napi_env env, napi_value exports) {
       {"selects", NULL, Selects, NULL, NULL, NULL, napi_default, NULL},
       {"live", NULL, Live, NULL, NULL, NULL, napi_default, NULL},
       {"inputWaiting", NULL, InputWaiting, NULL, NULL, NULL, napi_default, NULL},
+      {"watchCalls", NULL, WatchCalls, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -293,6 +293,11 @@ export class RaftNode<T, S> {
    * rest of the term (a delayed TimeoutNow may still make the transferee win). If the
    * transfer failed, the term must end by another transfer for any leader lease to return.
    */
+  /** The peer leadership is being handed to, null when no transfer runs. */
+  transferTarget(): NodeId | null {
+    return this.transferee;
+  }
+
   leaseForfeited(): boolean {
     return this.role === 'leader' && this.forfeitedLease;
   }

@@ -1,0 +1,107 @@
+// Online restart (`pgwatchdog start --takeover`, `pgwatchdog restart`): a new peer process
+// takes the listener, the sessions and their backend connections over from the running one.
+// Real peer processes, real PostgreSQL, real clients.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { rmSync } from 'node:fs';
+import * as fdpass from '../../src/takeover/fdpass.js';
+import { createCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../support/pg.js';
+import { startPeerProcess, type PeerProcess } from '../support/peer.js';
+
+function client(p: PeerProcess): pg.Client {
+  return new pg.Client({ host: p.host, port: p.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
+}
+
+/** Connects and disconnects in a loop until stopped; counts refused or failed connections. */
+function churn(p: PeerProcess): { stop: () => Promise<{ ok: number; failed: string[] }> } {
+  let running = true;
+  const failed: string[] = [];
+  let ok = 0;
+  const loop = (async () => {
+    while (running) {
+      const c = client(p);
+      try {
+        await c.connect();
+        await c.query('SELECT 1');
+        ok++;
+      } catch (err) {
+        failed.push((err as Error).message);
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return { ok, failed };
+    },
+  };
+}
+
+test('start --takeover: the listener moves without refusing a connection; the old process exits when it holds nothing', async () => {
+  const cluster = await createCluster({ standbys: 0 });
+  let old: PeerProcess | undefined;
+  let next: PeerProcess | undefined;
+  try {
+    old = await startPeerProcess(cluster, { proxy: { takeover: { session_wait_ms: 3000 } } });
+    const held = client(old);
+    const heldErrors: string[] = [];
+    held.on('error', (err) => heldErrors.push(err.message));
+    await held.connect();
+    const pidBefore = (await held.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+    const c = churn(old);
+    await new Promise((r) => setTimeout(r, 300));
+    next = await startPeerProcess(cluster, {}, { takeoverFrom: old });
+    const code = await old.exited;
+    assert.equal(code, 0, 'the old process exits cleanly once it holds nothing');
+    await new Promise((r) => setTimeout(r, 300));
+    const { ok, failed } = await c.stop();
+    assert.deepEqual(failed, [], `no connection refused or failed during the takeover (${ok} succeeded)`);
+    assert.ok(ok > 5, `clients were served throughout (${ok})`);
+    const done = await next.waitForLog((l) => l.msg === 'takeover complete: this process serves everything');
+    assert.match(String(done.reason), /sessions moved/);
+    // The held session: moved with its backend connection (same backend pid), or, without
+    // descriptor passing, ended after the wait with the documented error.
+    const r = await held.query('SELECT pg_backend_pid() AS pid').then(
+      (res) => ({ pid: res.rows[0].pid as number }),
+      (err: Error) => ({ err: err.message }),
+    );
+    if (fdpass.available()) {
+      assert.ok('pid' in r, `the held session moved (${JSON.stringify(r)}; ${heldErrors.join('; ')})`);
+      assert.equal(r.pid, pidBefore, 'the session kept its backend connection');
+    } else assert.match(heldErrors.join('; '), /pgwatchdog is restarting/, `the session was ended with the documented error (${JSON.stringify(r)})`);
+    await held.end().catch(() => undefined);
+    // And the new process takes over again (the next restart finds it).
+    const third = await startPeerProcess(cluster, {}, { takeoverFrom: next });
+    assert.equal(await next.exited, 0);
+    next = third;
+    const c2 = client(next);
+    await c2.connect();
+    assert.equal((await c2.query('SELECT 1 AS x')).rows[0].x, 1);
+    await c2.end();
+  } finally {
+    if (next) {
+      next.ownsDir = true;
+      await next.stop();
+    }
+    if (old && old.proc.exitCode === null) await old.stop();
+    await cluster.teardown();
+  }
+});
+
+test('start --takeover with nothing to take over fails with the reason; a running peer is not disturbed by a refused one', async () => {
+  const cluster = await createCluster({ standbys: 0 });
+  let first: PeerProcess | undefined;
+  try {
+    first = await startPeerProcess(cluster);
+    first.ownsDir = false; // its config file is used again below
+    await first.stop();
+    await assert.rejects(startPeerProcess(cluster, {}, { takeoverFrom: first }), /no running peer to take over at .*takeover\.sock/);
+  } finally {
+    if (first) rmSync(first.dir, { recursive: true, force: true });
+    await cluster.teardown();
+  }
+});
