@@ -134,7 +134,7 @@ async function main(): Promise<number> {
   );
   lines.push('', 'Watchdog (each peer\'s GET /v1/status):', ...peerLines(st));
   lines.push('', ...(await poolNodes(dc, 'pgwd1')));
-  lines.push('', cliStatus(bed.peers.get('pgwd1')!));
+  lines.push('', await cliStatus(bed.peers.get('pgwd1')!));
   lines.push('', healthy ? `cluster healthy: coordinator ${coordinator}, 1 primary, 2 standbys, 3 peers (in ${((healthyAt! - t0) / 1000).toFixed(1)} s)` : `cluster NOT healthy: ${why ?? 'a write through a peer did not commit'}`);
   process.stdout.write(`${lines.join('\n')}\n\n`);
 
@@ -146,7 +146,7 @@ async function main(): Promise<number> {
     const coord = [...after.values()].find((v) => !(v instanceof Error) && v.peer.state === 'coordinator');
     const summary = ['', 'Status after the scenario (each peer\'s GET /v1/status):', ...peerLines(after)];
     const asCoordinator = coord && !(coord instanceof Error) ? bed.peers.get(coord.peer.name as 'pgwd1') : undefined;
-    if (asCoordinator) summary.push('', cliStatus(asCoordinator));
+    if (asCoordinator) summary.push('', await cliStatus(asCoordinator));
     summary.push('', `scenario ${scenario}: ${verdict.ok ? 'OK' : 'FAILED'}: ${verdict.reason}`);
     process.stdout.write(`${summary.join('\n')}\n\n`);
     await dc.teardown();

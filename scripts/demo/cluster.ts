@@ -6,9 +6,9 @@
 // (DIR/…/vip/PEER) after removing the other peers' markers, as scripts/escalation.sh removes the
 // address from the other hosts before adding it.
 import { randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import type { StatusView } from '../../src/admin/views.js';
+import { run } from '../../src/cli/main.js';
 import { createCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../../test/support/pg.js';
 import type { PeerProcess } from '../../test/support/peer.js';
 import { bed, NAMES, type Bed, type Name } from '../../test/support/watchdog-bed.js';
@@ -118,9 +118,13 @@ export function peerLines(st: Map<Name, StatusView | Error>): string[] {
   return lines;
 }
 
-/** `pgwatchdog status` against a peer, as an operator would run it. */
-export function cliStatus(p: PeerProcess): string {
+/** `pgwatchdog status` against a peer, as an operator would run it (the CLI's own code, run in
+ * this process: a second node process starting under a loaded machine's CPU can take longer
+ * than the command itself). */
+export async function cliStatus(p: PeerProcess): Promise<string> {
   const admin = `http://127.0.0.1:${p.adminPort}`;
-  const r = spawnSync(process.execPath, [new URL('../../bin/pgwatchdog.js', import.meta.url).pathname, 'status', '--admin', admin], { encoding: 'utf8', timeout: 15_000, env: { ...process.env, NO_COLOR: '1' } });
-  return r.status === 0 ? `$ pgwatchdog status --admin ${admin}\n${r.stdout.trimEnd()}` : `pgwatchdog status --admin ${admin} failed (exit ${r.status}): ${r.stderr.trim()}`;
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await run(['status', '--admin', admin], { out: (s) => out.push(s), err: (s) => err.push(s), tty: false });
+  return code === 0 ? `$ pgwatchdog status --admin ${admin}\n${out.join('\n').trimEnd()}` : `pgwatchdog status --admin ${admin} failed (exit ${code}): ${err.join(' ').trim()}`;
 }

@@ -5,11 +5,16 @@
 // directory (`postgres -D DIR/…`, `pgwatchdog start -c DIR/…`), so the cleanup finds even a
 // process started after the last time the state file was written, and never kills another
 // program's process whose pid happens to be reused.
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-export const STATE_FILE = join(tmpdir(), 'pgwatchdog-demo.json');
+// One state file per checkout: demos of two checkouts on one machine (worktrees, a CI runner
+// next to a developer) neither refuse nor clean up each other.
+const CHECKOUT = fileURLToPath(new URL('../..', import.meta.url));
+export const STATE_FILE = join(tmpdir(), `pgwatchdog-demo-${createHash('sha256').update(CHECKOUT).digest('hex').slice(0, 12)}.json`);
 
 interface DemoState {
   /** The demo script's own pid, to tell a crashed run from one still running. */
