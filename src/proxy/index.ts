@@ -197,8 +197,8 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
 
   // ---- SessionHost ---------------------------------------------------------------------------
 
-  route(sql: string, cacheable?: boolean): Route {
-    return this.router.route(sql, cacheable);
+  route(sql: string, cacheable?: boolean, standardConformingStrings?: boolean): Route {
+    return this.router.route(sql, cacheable, standardConformingStrings);
   }
 
   get startup(): StartupHost {

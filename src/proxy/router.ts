@@ -38,7 +38,10 @@ export class Router {
    * `cacheable`: statement texts that recur (Parse of prepared statements) are cached; simple
    * queries usually carry literals that differ every time, where a cache would only churn.
    */
-  route(sql: string, cacheable = true): Route {
+  route(sql: string, cacheable = true, standardConformingStrings = true): Route {
+    // A session with standard_conforming_strings off (rare) reads backslashes in '…' as escapes:
+    // classified apart, never cached, so it cannot poison the shared cache.
+    if (!standardConformingStrings) return this.classify(sql, false);
     if (!cacheable) return this.classify(sql);
     const hit = this.cache.get(sql);
     if (hit) return hit;
@@ -50,8 +53,8 @@ export class Router {
     return r;
   }
 
-  private classify(sql: string): Route {
-    const c = classify(sql, { writeFunctions: this.writeFunctions });
+  private classify(sql: string, standardConformingStrings = true): Route {
+    const c = classify(sql, { writeFunctions: this.writeFunctions, standardConformingStrings });
     // SQL-level PREPARE/EXECUTE/DEALLOCATE must all meet the same backend: keep them on the primary.
     const target = c.prepared !== undefined && c.target === 'standby' ? 'primary' : c.target;
     const read = target === 'standby' && !c.write;

@@ -48,7 +48,7 @@ export interface SessionHost {
   readonly nativeForwarding: boolean;
   /** The proxy's select_cnt counters in native forwarding (index = base + backend id), or -1. */
   readonly selectCounterBase: number;
-  route(sql: string, cacheable?: boolean): Route;
+  route(sql: string, cacheable?: boolean, standardConformingStrings?: boolean): Route;
   /** The backends a new session starts on (no held standby), or undefined when no primary is routable. */
   pickBackends(): BackendPick | undefined;
   /** The registry's rule (status, lag): may this standby take reads now? */
@@ -673,7 +673,12 @@ export class Session implements LegOwner, BatchSession {
   }
 
   route(sql: string): Route {
-    return this.host.route(sql);
+    return this.host.route(sql, true, this.standardConformingStrings());
+  }
+
+  /** The server's standard_conforming_strings as the primary last reported it (ParameterStatus). */
+  private standardConformingStrings(): boolean {
+    return this.primary?.conn.params.get('standard_conforming_strings') !== 'off';
   }
 
   countSelect(backendId: number): void {
@@ -738,7 +743,7 @@ export class Session implements LegOwner, BatchSession {
 
   private simpleQuery(msg: Buffer): boolean {
     const sql = msg.toString('utf8', 5, msg.length - 1);
-    const r = this.host.route(sql, false);
+    const r = this.host.route(sql, false, this.standardConformingStrings());
     const local = r.showPool === undefined ? undefined : this.host.showPool(r.showPool, this);
     if (local) {
       if (this.primary!.fwdPending > 0 || (this.standby?.fwdPending ?? 0) > 0) return false;

@@ -52,6 +52,24 @@ describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
     }
   });
 
+  it('standard_conforming_strings off: a backslash-escaped quote does not hide a write from the router', async () => {
+    const c = await fx.connect();
+    try {
+      // The row is made directly: a write through this session would keep its reads on the
+      // primary for a while (causal reads) and hide what this test looks at.
+      await cluster.primary.sql("INSERT INTO t VALUES (900, 'scs')");
+      await cluster.waitReplicated();
+      await c.query('SET standard_conforming_strings = off');
+      // With the setting off, '\'' is one quote character and the DELETE is a statement of its
+      // own; read with the default rules, the DELETE would sit inside an unterminated string and
+      // the whole text would go to a standby as a read, where the DELETE fails (read-only).
+      await c.query("SELECT '\\''; DELETE FROM t WHERE id = 900");
+      assert.equal((await cluster.primary.sql('SELECT count(*) AS n FROM t WHERE id = 900'))[0]?.n, '0', 'the DELETE ran on the primary');
+    } finally {
+      await c.end();
+    }
+  });
+
   it('keeps a transaction on the primary after its first write, and reads see the write', async () => {
     const c = await fx.connect();
     try {
