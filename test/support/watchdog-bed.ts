@@ -82,7 +82,21 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
     opts.onStart?.(name, p);
     return p;
   };
-  for (const n of NAMES) await start(n);
+  const teardown = async (): Promise<void> => {
+    // PGWD_LOGS=DIR keeps each peer's last log lines there, to read after a failure.
+    if (process.env.PGWD_LOGS) for (const [n, p] of peers) writeFileSync(join(process.env.PGWD_LOGS, `${n}.log`), p.logs.map((l) => JSON.stringify(l)).join('\n'));
+    await Promise.all([...peers.values()].map((p) => p.stop().catch(() => undefined)));
+    await cluster.teardown();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    for (const n of NAMES) await start(n);
+  } catch (err) {
+    // A peer that did not come up: the caller gets no bed to tear down, so the bed cleans up
+    // what it started (otherwise the live peers keep the test process from ever exiting).
+    await teardown();
+    throw err;
+  }
   const restart = async (name: Name) => {
     const old = peers.get(name)!;
     const p = await startPeerProcess(cluster, {}, { takeoverFrom: old, args: ['--name', name], env: opts.faults === false ? {} : { PGWATCHDOG_FAULTS_FILE: join(dir, `faults-${name}`) }, readyTimeoutMs: opts.readyTimeoutMs });
@@ -99,13 +113,7 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
     cut: (name, cut) => writeFileSync(join(dir, `faults-${name}`), cut === null ? '' : JSON.stringify({ cut })),
     holders: () => readdirSync(vipDir).sort() as Name[],
     failoverCount: () => readFileSync(failovers, 'utf8').split('\n').filter(Boolean).length,
-    async teardown() {
-      // PGWD_LOGS=DIR keeps each peer's last log lines there, to read after a failure.
-      if (process.env.PGWD_LOGS) for (const [n, p] of peers) writeFileSync(join(process.env.PGWD_LOGS, `${n}.log`), p.logs.map((l) => JSON.stringify(l)).join('\n'));
-      await Promise.all([...peers.values()].map((p) => p.stop().catch(() => undefined)));
-      await cluster.teardown();
-      rmSync(dir, { recursive: true, force: true });
-    },
+    teardown,
   };
 }
 
