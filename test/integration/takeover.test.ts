@@ -6,11 +6,21 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { rmSync } from 'node:fs';
 import * as fdpass from '../../src/takeover/fdpass.js';
-import { createCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../support/pg.js';
+import { createCluster, SUPERUSER, SUPERUSER_PASSWORD, type PgCluster } from '../support/pg.js';
 import { startPeerProcess, type PeerProcess } from '../support/peer.js';
 
 function client(p: PeerProcess): pg.Client {
   return new pg.Client({ host: p.host, port: p.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
+}
+
+/** Stops whichever of the two processes still runs (the last one removes the shared dir), then the test bed. */
+async function cleanUp(old: PeerProcess | undefined, next: PeerProcess | undefined, cluster: PgCluster): Promise<void> {
+  if (next) {
+    next.ownsDir = true;
+    await next.stop();
+  }
+  if (old && old.proc.exitCode === null) await old.stop();
+  await cluster.teardown();
 }
 
 /** Connects and disconnects in a loop until stopped; counts refused or failed connections. */
@@ -83,12 +93,7 @@ test('start --takeover: the listener moves without refusing a connection; the ol
     assert.equal((await c2.query('SELECT 1 AS x')).rows[0].x, 1);
     await c2.end();
   } finally {
-    if (next) {
-      next.ownsDir = true;
-      await next.stop();
-    }
-    if (old && old.proc.exitCode === null) await old.stop();
-    await cluster.teardown();
+    await cleanUp(old, next, cluster);
   }
 });
 
@@ -119,12 +124,7 @@ test('without descriptor passing: the listener is bound again by the new process
     assert.equal((await c2.query('SELECT 1 AS x')).rows[0].x, 1, 'the new process serves');
     await c2.end();
   } finally {
-    if (next) {
-      next.ownsDir = true;
-      await next.stop();
-    }
-    if (old && old.proc.exitCode === null) await old.stop();
-    await cluster.teardown();
+    await cleanUp(old, next, cluster);
   }
 });
 
