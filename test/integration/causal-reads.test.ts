@@ -92,11 +92,11 @@ describe('causal reads (a standby 300 ms behind)', () => {
     const backends = cluster.nodes.map((n, i) => ({ name: n.name, host: n.host, port: n.port, data_dir: n.dataDir, weight: i === 0 ? 0 : 1 }));
     const env = { PGWATCHDOG_LOG_LEVEL: 'info' };
     [causal, plain, workers] = await Promise.all([
-      startPeerProcess(cluster, { backends }, { env, readyTimeoutMs: 60_000 }),
-      startPeerProcess(cluster, { backends, proxy: { causal_reads: false } }, { env, readyTimeoutMs: 60_000 }),
+      startPeerProcess(cluster, { backends }, { env }),
+      startPeerProcess(cluster, { backends, proxy: { causal_reads: false } }, { env }),
       // A second peer with causal reads on, its proxy in two worker processes: the monitor's
       // samples and the sessions' requests for them cross process boundaries.
-      startPeerProcess(cluster, { backends, proxy: { workers: 2 } }, { env, readyTimeoutMs: 60_000 }),
+      startPeerProcess(cluster, { backends, proxy: { workers: 2 } }, { env }),
     ]);
     await Promise.all([causal, plain, workers].map(waitRouting));
   });

@@ -167,7 +167,8 @@ export async function startPeerProcess(
     ownsDir: true,
   };
   try {
-    await waitForLog((l) => l.msg === 'peer ready', opts.readyTimeoutMs ?? 20_000);
+    // 60 s: a peer started from the sources compiles them first (tsx), slow on a loaded 2-core machine; one that fails exits and ends the wait at once.
+    await waitForLog((l) => l.msg === 'peer ready', opts.readyTimeoutMs ?? 60_000);
   } catch (err) {
     await peer.stop();
     throw err;
