@@ -27,6 +27,8 @@ export const MAX_FDS_PER_SEND = 250;
 let native: Native | null | undefined;
 
 function load(): Native | null {
+  // PGWATCHDOG_FDPASS=off runs a takeover as a machine without the addon would (the fallback's tests).
+  if (process.env.PGWATCHDOG_FDPASS === 'off') return null;
   const require = createRequire(import.meta.url);
   // src/takeover → repo root; dist/src/takeover → repo root.
   for (const rel of ['../../build/Release/fdpass.node', '../../../build/Release/fdpass.node']) {
@@ -41,7 +43,7 @@ function load(): Native | null {
 
 function n(): Native {
   if (native === undefined) native = load();
-  if (!native) throw new Error('descriptor passing is not built (npm run build:native)');
+  if (!native) throw new Error(process.env.PGWATCHDOG_FDPASS === 'off' ? 'descriptor passing is turned off (PGWATCHDOG_FDPASS=off)' : 'descriptor passing is not built (npm run build:native)');
   return native;
 }
 

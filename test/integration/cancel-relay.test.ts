@@ -5,9 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
-import pg from 'pg';
-import { SUPERUSER, SUPERUSER_PASSWORD } from '../support/pg.js';
-import { bed, waitFor } from '../support/watchdog-bed.js';
+import { bed, sessionThrough } from '../support/watchdog-bed.js';
 import * as codec from '../../src/protocol/codec.js';
 
 test('a cancel sent to the wrong peer of a three-peer cluster cancels the query on the peer that owns it', { timeout: 240_000 }, async () => {
@@ -15,18 +13,7 @@ test('a cancel sent to the wrong peer of a three-peer cluster cancels the query 
   try {
     const owner = b.peers.get('pgwd2')!;
     const wrong = b.peers.get('pgwd3')!;
-    const c = await waitFor('a session through pgwd2', async () => {
-      const x = new pg.Client({ host: owner.host, port: owner.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
-      x.on('error', () => undefined);
-      try {
-        await x.connect();
-        await x.query('SELECT 1');
-        return x;
-      } catch {
-        await x.end().catch(() => undefined);
-        return undefined;
-      }
-    });
+    const c = await sessionThrough(owner);
     const q = c.query('SELECT pg_sleep(30)').then(
       () => null,
       (e: { code?: string }) => e.code ?? String(e),

@@ -4,9 +4,7 @@
 // beyond that one transfer and no failover; a client session on the peer moves with it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { SUPERUSER, SUPERUSER_PASSWORD } from '../support/pg.js';
-import { bed, oneHolder, waitFor, type Name } from '../support/watchdog-bed.js';
+import { bed, oneHolder, sessionThrough, type Name } from '../support/watchdog-bed.js';
 import type { LogLine } from '../support/peer.js';
 import * as fdpass from '../../src/takeover/fdpass.js';
 
@@ -25,18 +23,7 @@ test('restarting the coordinator with --takeover: one leadership transfer, the V
     const others = (['pgwd1', 'pgwd2', 'pgwd3'] as Name[]).filter((n) => n !== coord);
     const p = b.peers.get(coord)!;
     // Wait until the coordinator routes sessions (its first entries committed).
-    const c = await waitFor('a session through the coordinator', async () => {
-      const x = new pg.Client({ host: p.host, port: p.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
-      x.on('error', () => undefined);
-      try {
-        await x.connect();
-        await x.query('SELECT 1');
-        return x;
-      } catch {
-        await x.end().catch(() => undefined);
-        return undefined;
-      }
-    });
+    const c = await sessionThrough(p);
     const pid = (await c.query('SELECT pg_backend_pid() AS p')).rows[0].p as number;
     const termBefore = Math.max(...[...b.peers.values()].map((x) => maxTerm(x.logs)));
     const old = p;

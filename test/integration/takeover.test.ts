@@ -6,11 +6,21 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { rmSync } from 'node:fs';
 import * as fdpass from '../../src/takeover/fdpass.js';
-import { createCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../support/pg.js';
+import { createCluster, SUPERUSER, SUPERUSER_PASSWORD, type PgCluster } from '../support/pg.js';
 import { startPeerProcess, type PeerProcess } from '../support/peer.js';
 
 function client(p: PeerProcess): pg.Client {
   return new pg.Client({ host: p.host, port: p.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
+}
+
+/** Stops whichever of the two processes still runs (the last one removes the shared dir), then the test bed. */
+async function cleanUp(old: PeerProcess | undefined, next: PeerProcess | undefined, cluster: PgCluster): Promise<void> {
+  if (next) {
+    next.ownsDir = true;
+    await next.stop();
+  }
+  if (old && old.proc.exitCode === null) await old.stop();
+  await cluster.teardown();
 }
 
 /** Connects and disconnects in a loop until stopped; counts refused or failed connections. */
@@ -83,12 +93,38 @@ test('start --takeover: the listener moves without refusing a connection; the ol
     assert.equal((await c2.query('SELECT 1 AS x')).rows[0].x, 1);
     await c2.end();
   } finally {
-    if (next) {
-      next.ownsDir = true;
-      await next.stop();
-    }
-    if (old && old.proc.exitCode === null) await old.stop();
-    await cluster.teardown();
+    await cleanUp(old, next, cluster);
+  }
+});
+
+test('without descriptor passing: the listener is bound again by the new process and the old one drains, ending what is left with the documented error', async () => {
+  const cluster = await createCluster({ standbys: 0 });
+  let old: PeerProcess | undefined;
+  let next: PeerProcess | undefined;
+  const env = { PGWATCHDOG_FDPASS: 'off' };
+  try {
+    old = await startPeerProcess(cluster, { proxy: { takeover: { session_wait_ms: 2000 } } }, { env });
+    const held = client(old);
+    const heldErrors: string[] = [];
+    held.on('error', (err) => heldErrors.push(err.message));
+    await held.connect();
+    await held.query('SELECT 1');
+    const c = churn(old);
+    next = await startPeerProcess(cluster, {}, { takeoverFrom: old, env });
+    assert.equal(await old.exited, 0, 'the old process exits once drained');
+    assert.ok(old.logs.some((l) => l.msg.startsWith('takeover started without descriptor passing')));
+    const { ok, failed } = await c.stop();
+    assert.ok(ok > 0, 'clients were served');
+    // The rebind leaves a gap of milliseconds: a connection attempt in it may be refused, nothing else.
+    for (const f of failed) assert.match(f, /ECONNREFUSED|restarting/, `only a refused connection in the rebind gap (${failed.join('; ')})`);
+    assert.match(heldErrors.join('; '), /pgwatchdog is restarting and this session was still open after 2000 ms/);
+    await held.end().catch(() => undefined);
+    const c2 = client(next);
+    await c2.connect();
+    assert.equal((await c2.query('SELECT 1 AS x')).rows[0].x, 1, 'the new process serves');
+    await c2.end();
+  } finally {
+    await cleanUp(old, next, cluster);
   }
 });
 

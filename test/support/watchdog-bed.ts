@@ -152,3 +152,22 @@ export async function oneHolder(b: Bed, timeoutMs = 20_000): Promise<Name> {
   }, timeoutMs);
 }
 
+/** A client session through peer `p`, once the peer routes sessions (a coordinator escalates before its first entries commit). */
+export function sessionThrough(p: PeerProcess, timeoutMs = 20_000): Promise<pg.Client> {
+  return waitFor(
+    `a session through the peer on port ${p.port}`,
+    async () => {
+      const x = new pg.Client({ host: p.host, port: p.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
+      x.on('error', () => undefined);
+      try {
+        await x.connect();
+        await x.query('SELECT 1');
+        return x;
+      } catch {
+        await x.end().catch(() => undefined);
+        return undefined;
+      }
+    },
+    timeoutMs,
+  );
+}
