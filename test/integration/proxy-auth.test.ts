@@ -74,10 +74,11 @@ describe('proxy client authentication', () => {
     try {
       const c = await fx.connect({ user: 'vault', password: 'vault-pw' });
       try {
-        const w = await c.query<{ p: number }>('INSERT INTO vault_t VALUES (1) RETURNING current_setting($$port$$)::int AS p');
-        assert.equal(w.rows[0]!.p, cluster.primary.port, 'logged into the primary with the learned key');
+        // The read first: after this session's write, causal reads would keep it on the primary.
         const r = await c.query<{ p: number; u: string }>('SELECT current_setting($$port$$)::int AS p, current_user AS u');
-        assert.deepEqual(r.rows[0], { p: cluster.standbys[0]!.port, u: 'vault' }, 'and into the standby');
+        assert.deepEqual(r.rows[0], { p: cluster.standbys[0]!.port, u: 'vault' }, 'logged into the standby with the learned key');
+        const w = await c.query<{ p: number }>('INSERT INTO vault_t VALUES (1) RETURNING current_setting($$port$$)::int AS p');
+        assert.equal(w.rows[0]!.p, cluster.primary.port, 'and into the primary');
       } finally {
         await c.end();
       }
