@@ -181,7 +181,7 @@ export async function coordinatorScenario(dc: DemoCluster, say: Say): Promise<Ve
 
   await sleep(500);
   const tr = Date.now();
-  n.note(tr - t0, `demo   restarting ${old}: same name, watchdog and admin ports, Raft data_dir (a new proxy port)`);
+  n.note(tr - t0, `demo   restarting ${old} with the same config and Raft data_dir`);
   await b.start(old);
   const joined = await until(30_000, async () => {
     const st = await Promise.all(NAMES.map((x) => dc.status(x)));
