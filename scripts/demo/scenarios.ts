@@ -100,7 +100,7 @@ export async function failoverScenario(dc: DemoCluster, say: Say): Promise<Verdi
     ...timings(n, [
       ['first peer\'s health checks declare the primary down', 'detect'],
       ['consensus: the coordinator requests the failover', 'consensus'],
-      ['FailoverStarted committed (the interlock holds its backend)', 'started'],
+      ['FailoverStarted committed: the interlock holds', 'started'],
       ['coordinator promoted the most advanced standby', 'promoted'],
       ['every peer routes writes to the new primary', NAMES.map((x) => `route-${x}`)],
       ...NAMES.map((x): [string, string] => [`first committed write through ${x}`, `write-${x}`]),
