@@ -100,7 +100,7 @@ export async function failoverScenario(dc: DemoCluster, say: Say): Promise<Verdi
     ...timings(n, [
       ['first peer\'s health checks declare the primary down', 'detect'],
       ['consensus: the coordinator requests the failover', 'consensus'],
-      ['FailoverStarted committed (the interlock holds its backend)', 'started'],
+      ['FailoverStarted committed: the interlock holds', 'started'],
       ['coordinator promoted the most advanced standby', 'promoted'],
       ['every peer routes writes to the new primary', NAMES.map((x) => `route-${x}`)],
       ...NAMES.map((x): [string, string] => [`first committed write through ${x}`, `write-${x}`]),
@@ -181,7 +181,7 @@ export async function coordinatorScenario(dc: DemoCluster, say: Say): Promise<Ve
 
   await sleep(500);
   const tr = Date.now();
-  n.note(tr - t0, `demo   restarting ${old}: same name, watchdog and admin ports, Raft data_dir (a new proxy port)`);
+  n.note(tr - t0, `demo   restarting ${old} with the same config and Raft data_dir`);
   await b.start(old);
   const joined = await until(30_000, async () => {
     const st = await Promise.all(NAMES.map((x) => dc.status(x)));

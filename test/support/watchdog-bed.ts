@@ -24,6 +24,8 @@ export interface Bed {
   teardown(): Promise<void>;
 }
 
+type Tree = Record<string, unknown>;
+
 export interface BedOptions {
   watchdog?: object;
   cluster?: PgCluster;
@@ -49,8 +51,9 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
   const failovers = join(dir, 'failovers');
   writeFileSync(failovers, '');
   mkdirSync(vipDir);
-  const ports = await Promise.all(NAMES.map(() => freePort()));
-  const adminPorts = await Promise.all(NAMES.map(() => freePort()));
+  // Every port of every peer chosen here, once and distinct: a port chosen free is not held, so
+  // a peer's proxy port chosen later could be another peer's admin port not yet bound.
+  const [ports, adminPorts, proxyPorts] = await distinctFreePorts(3, NAMES.length);
   // Each peer's admin API at a port known to all, so mutating calls can be forwarded.
   const watchdogPeers = NAMES.map((name, i) => ({ name, host: '127.0.0.1', port: ports[i], admin_url: `http://127.0.0.1:${adminPorts[i]}` }));
   const peers = new Map<Name, PeerProcess>();
@@ -61,6 +64,7 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
         admin: { port: adminPorts[NAMES.indexOf(name)], ...(opts.adminToken ? { token: opts.adminToken } : {}) },
         ...opts.peer,
         ...over,
+        proxy: { port: proxyPorts[NAMES.indexOf(name)], ...(opts.peer?.proxy as Tree | undefined), ...(over.proxy as Tree | undefined) },
         failover: { failover_command: opts.failoverCommand?.(failovers) ?? `echo %d %T >> ${failovers}` },
         watchdog: {
           auth_key: opts.authKey ?? 'test-key',
@@ -115,6 +119,14 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
     failoverCount: () => readFileSync(failovers, 'utf8').split('\n').filter(Boolean).length,
     teardown,
   };
+}
+
+/** `groups` lists of `n` ports, all free when chosen and all different. */
+async function distinctFreePorts(groups: number, n: number): Promise<number[][]> {
+  const seen = new Set<number>();
+  while (seen.size < groups * n) seen.add(await freePort());
+  const all = [...seen];
+  return Array.from({ length: groups }, (_, g) => all.slice(g * n, (g + 1) * n));
 }
 
 export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
