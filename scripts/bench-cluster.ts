@@ -9,7 +9,7 @@
 // (c) primary kill -9 → first committed write through a surviving non-coordinator peer (a
 //     fresh test-bed cluster per run);
 // idle: CPU per peer of an idle three-peer cluster (utime+stime from /proc).
-// Timing settings: the defaults (tick_ms 100, election_timeout_ticks 10, heartbeat_ticks 1)
+// Timing settings: the defaults (tick_ms 100, election_timeout_ticks 10, heartbeat_ticks 3)
 // and the test peers' health checks (period 500 ms, timeout 1000 ms, 1 retry after 100 ms).
 // It also counts samples (every 5 ms) with two VIP markers at once and failover commands per
 // primary kill (must be exactly one).
@@ -66,7 +66,7 @@ function cpuTicks(pid: number): number {
 }
 
 async function main(): Promise<void> {
-  console.log(`bench:cluster on ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}; runs ${RUNS}; watchdog defaults (tick 100 ms, election 10 ticks, heartbeat 1 tick)`);
+  console.log(`bench:cluster on ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}; runs ${RUNS}; watchdog defaults (tick 100 ms, election 10 ticks, heartbeat 3 ticks)`);
   const results: Record<string, number[]> = { a: [], b: [], c: [] };
   if (ONLY.has('a') || ONLY.has('b') || ONLY.has('idle')) {
     const b = await bed();
