@@ -8,8 +8,9 @@
 //     another peer;
 // (c) primary kill -9 → first committed write through a surviving non-coordinator peer (a
 //     fresh test-bed cluster per run);
-// idle: CPU per peer of an idle three-peer cluster (utime+stime from /proc).
-// Timing settings: the defaults (tick_ms 100, election_timeout_ticks 10, heartbeat_ticks 1)
+// idle: CPU per peer of an idle three-peer cluster (utime+stime from /proc), next to a
+//     standalone peer on the same bed.
+// Timing settings: the defaults (tick_ms 100, election_timeout_ticks 10, heartbeat_ticks 3)
 // and the test peers' health checks (period 500 ms, timeout 1000 ms, 1 retry after 100 ms).
 // It also counts samples (every 5 ms) with two VIP markers at once and failover commands per
 // primary kill (must be exactly one).
@@ -17,6 +18,7 @@ import { readFileSync } from 'node:fs';
 import { loadavg, cpus } from 'node:os';
 import pg from 'pg';
 import { createCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../test/support/pg.js';
+import { startPeerProcess } from '../test/support/peer.js';
 import { bed, NAMES, oneHolder, query, waitFor, type Bed, type Name } from '../test/support/watchdog-bed.js';
 
 const argv = process.argv.slice(2);
@@ -66,7 +68,7 @@ function cpuTicks(pid: number): number {
 }
 
 async function main(): Promise<void> {
-  console.log(`bench:cluster on ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}; runs ${RUNS}; watchdog defaults (tick 100 ms, election 10 ticks, heartbeat 1 tick)`);
+  console.log(`bench:cluster on ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}; runs ${RUNS}; watchdog defaults (tick 100 ms, election 10 ticks, heartbeat 3 ticks)`);
   const results: Record<string, number[]> = { a: [], b: [], c: [] };
   if (ONLY.has('a') || ONLY.has('b') || ONLY.has('idle')) {
     const b = await bed();
@@ -75,11 +77,18 @@ async function main(): Promise<void> {
       await oneHolder(b);
       await sleep(2000);
       if (ONLY.has('idle')) {
-        const pids = NAMES.map((n) => b.peers.get(n)!.proc.pid!);
+        // After start-up (sources compiled under tsx, code warmed up), with a standalone peer
+        // on the same bed for comparison: the difference is what the watchdog costs.
+        await sleep(8000);
+        const solo = await startPeerProcess(b.cluster, {}, { readyTimeoutMs: 60_000 });
+        await sleep(8000);
+        const pids = [...NAMES.map((n) => b.peers.get(n)!.proc.pid!), solo.proc.pid!];
         const before = pids.map(cpuTicks);
         await sleep(IDLE_S * 1000);
         const used = pids.map((p, i) => (cpuTicks(p) - before[i]!) / 100 / IDLE_S);
-        console.log(`idle CPU per peer over ${IDLE_S} s: ${used.map((u, i) => `${NAMES[i]} ${(u * 100).toFixed(2)}%`).join(', ')} of one core`);
+        await solo.stop();
+        const names = [...NAMES, 'standalone peer'];
+        console.log(`idle CPU per peer over ${IDLE_S} s (health checks every 500 ms): ${used.map((u, i) => `${names[i]} ${(u * 100).toFixed(2)}%`).join(', ')} of one core`);
       }
       for (const kind of ['a', 'b'] as const) {
         if (!ONLY.has(kind)) continue;

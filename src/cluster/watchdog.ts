@@ -76,7 +76,7 @@ export class Watchdog {
   private iso: IsolationVerdict = { isolated: false, refuseWrites: false, reason: 'starting' };
   private lastIso = '';
   private lastHold = '';
-  /** Why writes are refused, fixed when refusing starts (the verdict's own reason counts milliseconds). */
+  /** Why writes are refused, fixed when refusing starts (the verdict's own reason counts milliseconds and changes as the peer rejoins). */
   private refuseReason = '';
   private loop: NodeJS.Timeout | undefined;
   private stopFaults: (() => void) | undefined;
@@ -234,7 +234,10 @@ export class Watchdog {
     if (isoKey !== this.lastIso) {
       this.log[this.iso.isolated ? 'warn' : 'info']({ isolated: this.iso.isolated, refuseWrites: this.iso.refuseWrites }, `isolation: ${this.iso.reason}`);
       this.lastIso = isoKey;
-      this.refuseReason = this.iso.refuseWrites ? this.iso.reason : '';
+      // The reason clients read is the one that started the refusal; it stays while the peer
+      // rejoins (no leader yet, log still applying), so it does not flap under them.
+      if (!this.iso.refuseWrites) this.refuseReason = '';
+      else if (this.refuseReason === '') this.refuseReason = this.iso.reason;
       quarantineChanged = true;
     }
     // The interlock's timeout passes with time alone: re-route while a record is open.

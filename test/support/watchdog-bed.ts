@@ -3,7 +3,7 @@
 // files (one per holder; escalation first removes the others', as the sample script does).
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import pg from 'pg';
 import { createCluster, freePort, SUPERUSER, SUPERUSER_PASSWORD, type PgCluster } from './pg.js';
 import { startPeerProcess, type LogLine, type PeerProcess } from './peer.js';
@@ -88,7 +88,7 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
   };
   const teardown = async (): Promise<void> => {
     // PGWD_LOGS=DIR keeps each peer's last log lines there, to read after a failure.
-    if (process.env.PGWD_LOGS) for (const [n, p] of peers) writeFileSync(join(process.env.PGWD_LOGS, `${n}.log`), p.logs.map((l) => JSON.stringify(l)).join('\n'));
+    if (process.env.PGWD_LOGS) for (const [n, p] of peers) writeFileSync(join(process.env.PGWD_LOGS, `${basename(dir)}-${n}.log`), p.logs.map((l) => JSON.stringify(l)).join('\n'));
     await Promise.all([...peers.values()].map((p) => p.stop().catch(() => undefined)));
     await cluster.teardown();
     rmSync(dir, { recursive: true, force: true });
