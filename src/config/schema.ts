@@ -91,6 +91,12 @@ export const proxySchema = z
     tls: tlsSchema.optional().describe('TLS for clients: SSLRequest is answered `S` when set, `N` otherwise.'),
     load_balance: z.boolean().default(true).describe('Send a session\'s reads to a load-balance node chosen by `weight` at session start.'),
     native_forwarding: z.boolean().default(true).describe('Hand sessions on the primary alone to the native forwarding addon (when built).'),
+    failover_sessions: z
+      .enum(['keep', 'end'])
+      .default('keep')
+      .describe(
+        '`keep`: a session between transactions whose primary (or load-balance standby) is lost or leaves service waits, then continues on the new primary (or on the primary) with its startup parameters, SETs, prepared statements and LISTENs re-created; the client sees a pause. A session inside a transaction or COPY, or holding temporary objects, advisory locks, WITH HOLD cursors or a session-level set_config, still ends with 57P01, and the log says why. A backend ended on its own (pg_terminate_backend) while its server keeps serving still ends the session. `end`: every such session ends with 57P01.',
+      ),
     max_lag_bytes: size.default(16 * 1024 * 1024).describe('A standby further behind the primary than this gets no reads (bytes, or a size such as `16MB`).'),
     causal_reads: z
       .boolean()

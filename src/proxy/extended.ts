@@ -145,6 +145,35 @@ export class ExtendedBatcher {
     }
   }
 
+  /**
+   * A connection left the session (lost, or replaced by a fresh one on another backend): no
+   * statement lives there any more, so each is re-Parsed where it is next used; an unnamed
+   * statement with no copy kept, and portals there, are gone.
+   */
+  forgetLeg(leg: Leg): void {
+    for (const [name, st] of this.stmts) {
+      st.legs.delete(leg);
+      if (st.legs.size === 0 && st.parse === NO_PARSE) this.stmts.delete(name);
+    }
+    for (const [portal, l] of this.portals) if (l === leg) this.portals.delete(portal);
+  }
+
+  /**
+   * The Parse of every named statement `leg` lacks, now (a session moved to a fresh
+   * connection: native forwarding, which the session may go back to, sends Bind as it is).
+   * Their ParseCompletes are swallowed; the caller follows them with a Sync.
+   */
+  reparseAll(leg: Leg): Buffer[] {
+    const out: Buffer[] = [];
+    for (const [name, st] of this.stmts) {
+      if (name === '' || st.legs.has(leg)) continue;
+      out.push(st.parse);
+      leg.swallowParse++;
+      st.legs.add(leg);
+    }
+    return out;
+  }
+
   private add(msg: Buffer, name = '', portal = '', route?: Route): void {
     const b = this.batch;
     if (b.msgs.length === 0 && b.pinned === undefined) {

@@ -273,6 +273,14 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
     s.cancelRunning();
   }
 
+  get failoverSessions(): 'keep' | 'end' {
+    return this.cfg.proxy.failover_sessions;
+  }
+
+  get moveWaitMs(): number {
+    return this.cfg.watchdog.interlock_timeout_ms;
+  }
+
   get causalReads(): boolean {
     return this.cfg.proxy.causal_reads;
   }

@@ -12,11 +12,14 @@ export interface Expect {
   readonly forward: boolean;
   /** An error in this response ends the session (startup SETs). */
   readonly fatalOnError?: boolean;
+  /** The statements that re-create a moved session's state (session-state.ts replay). */
+  readonly recreate?: boolean;
 }
 // Shared, immutable: queued once per request, so no allocation on the hot path.
 export const FORWARD: Expect = Object.freeze({ forward: true });
 export const SWALLOW: Expect = Object.freeze({ forward: false });
 export const STARTUP_SET: Expect = Object.freeze({ forward: false, fatalOnError: true });
+export const RECREATE: Expect = Object.freeze({ forward: false, fatalOnError: true, recreate: true });
 
 export type Role = 'primary' | 'standby';
 
@@ -88,7 +91,9 @@ export class Leg implements ScanSink {
     } else {
       const head = this.queue[0];
       if (head) fwd = head.forward;
-      else fwd = this.role === 'primary' && type !== BE.NotificationResponse && !this.session.otherForwarding(this);
+      // An ErrorResponse nobody asked for is the backend ending the session (FATAL): the
+      // session decides what the client gets (legLost), so it is not forwarded here.
+      else fwd = this.role === 'primary' && type !== BE.NotificationResponse && type !== BE.ErrorResponse && !this.session.otherForwarding(this);
     }
     this.lastForwarded = fwd;
     return fwd;

@@ -31,7 +31,8 @@ import * as splice from './splice.js';
 import type { Pools } from './pool.js';
 import { AuthFailed } from './client-auth.js';
 import type { Route } from './router.js';
-import { FORWARD, Leg, STARTUP_SET, SWALLOW, TxnState, type Expect, type LegOwner, type Role } from './leg.js';
+import { FORWARD, Leg, RECREATE, STARTUP_SET, SWALLOW, TxnState, type Expect, type LegOwner, type Role } from './leg.js';
+import { EMPTY_RECORD, moveBlocker, noteStatements, recordFromWire, recordToWire, replay, type SessionRecord } from './session-state.js';
 import { ExtendedBatcher, type Admission, type BatchNeeds, type BatchSession } from './extended.js';
 import { acquire, handshake, startTls, startupSets, statusOverlay, takePooled, type BackendPick, type StartupHost } from './startup.js';
 import { activeHold, gatesOpen, judgeCheckout, judgeStatement, refusalError } from './gates.js';
@@ -68,6 +69,10 @@ export interface SessionHost {
   causalRead(need: CausalNeed, standbyId: number): CausalDecision;
   /** Causal reads: a session waits on a fresh WAL sample of this backend (asks the replication monitor for one soon). */
   causalWait(backendId: number): void;
+  /** proxy.failover_sessions, read at use: `keep` moves a session between transactions whose backend is lost. */
+  readonly failoverSessions: 'keep' | 'end';
+  /** How long a session waits for a primary to move to (watchdog.interlock_timeout_ms). */
+  readonly moveWaitMs: number;
 }
 
 const MAX_EARLY_BYTES = 1024 * 1024;
@@ -81,6 +86,26 @@ const AUTH_OK = new codec.Writer(9).begin('R').int32(0).end().done();
  */
 const SPLICE_AFTER = 2;
 const ROLLBACK = codec.query('ROLLBACK');
+const SYNC = codec.sync();
+/** A session waiting for a primary to move to looks again this often (and at every gates change). */
+const MOVE_RETRY_MS = 100;
+const TX_IN_BLOCK = 0x54; // 'T'
+
+/** A session whose primary connection was lost between transactions, waiting to move (failover_sessions: keep). */
+interface Move {
+  /** The backend it was on. */
+  readonly from: number;
+  /** The backend's own FATAL, if it sent one (the session ends with it if that backend turns out to serve on). */
+  readonly ended: Record<string, string> | undefined;
+  readonly since: number;
+  readonly deadline: number;
+  /** Until the lost backend is seen failing (a connect refused, it left service, routing moved), a
+   * connection that works there means only this backend was ended (pg_terminate_backend): the
+   * session ends as PostgreSQL ended it. */
+  backendMayServe: boolean;
+  connecting: boolean;
+  timer: NodeJS.Timeout | undefined;
+}
 /** Aborts the transaction a refused write came in, as PostgreSQL's own error would (answered to nobody). */
 const ABORT_REFUSED = codec.query(`DO $pgwatchdog$BEGIN RAISE EXCEPTION USING ERRCODE = '25006', MESSAGE = 'write refused by pgwatchdog: this peer refuses writes'; END$pgwatchdog$`);
 
@@ -124,6 +149,10 @@ export class Session implements LegOwner, BatchSession {
   private gateWake: (() => void) | undefined;
   /** The message of the write the gates refused last. */
   private refusal = '';
+  /** What the session made of its connection that a fresh one must be given again (session-state.ts). */
+  private record: SessionRecord = EMPTY_RECORD;
+  /** Set while the session waits to move to a new primary connection (failover_sessions: keep). */
+  private move: Move | undefined;
 
   /**
    * `fastReads`: the connection reads into nextReadBuffer() and calls onClientRead() (a
@@ -362,7 +391,9 @@ export class Session implements LegOwner, BatchSession {
    */
   private readonly trySplice = (): void => {
     const P = this.primary;
-    if (this.answered < SPLICE_AFTER || this.state !== 'ready' || this.lease !== undefined || P === undefined || !P.quiescent() || this.moveWanted !== undefined) return;
+    if (this.answered < SPLICE_AFTER || this.state !== 'ready' || this.lease !== undefined || P === undefined || !P.quiescent() || this.moveWanted !== undefined || P.ended !== undefined) return;
+    // Effects of an open block wait for its COMMIT or ROLLBACK, which JavaScript must see.
+    if (this.record.pending.length > 0) return;
     if (this.reader.buffered > 0 || this.pending !== null || this.ext.open || this.blocked || this.backendFull || this.heldAsync.length > 0) return;
     if (!gatesOpen(this.host.gates()) && this.gatesConcernNative()) return;
     const cs = this.sock;
@@ -439,6 +470,8 @@ export class Session implements LegOwner, BatchSession {
   /** The session is JavaScript's again; `status` is what PostgreSQL last said (ReadyForQuery). */
   private resumeFromNative(P: Leg, outstanding: number, boundary: boolean, status: number): void {
     P.conn.txStatus = this.lastStatus = status;
+    // What native forwarding ran is known by PostgreSQL's last word only (BEGIN … END there).
+    this.txn.onPrimaryReady(status);
     for (let i = 0; i < outstanding; i++) P.expect(FORWARD);
     if (!boundary) P.broken = true;
     (this.sock as TcpConn).giveBack();
@@ -460,6 +493,7 @@ export class Session implements LegOwner, BatchSession {
    * message (splice.recall), where the gates are applied.
    */
   readonly gatesChanged = (): void => {
+    if (this.move !== undefined) this.tryMoveToPrimary();
     if (this.gateTimer !== undefined) {
       clearTimeout(this.gateTimer);
       this.gateTimer = undefined;
@@ -528,7 +562,8 @@ export class Session implements LegOwner, BatchSession {
   // ---- client → backends ---------------------------------------------------------------------
 
   private pump(): void {
-    if (this.pumping || this.state !== 'ready') return;
+    // While the session moves to a new primary, client input waits (the client sees a pause).
+    if (this.pumping || this.state !== 'ready' || this.move !== undefined) return;
     this.pumping = true;
     try {
       // A message may end the session (Terminate, a fatal error): nothing after it is handled.
@@ -673,7 +708,10 @@ export class Session implements LegOwner, BatchSession {
   }
 
   route(sql: string): Route {
-    return this.host.route(sql, true, this.standardConformingStrings());
+    const r = this.host.route(sql, true, this.standardConformingStrings());
+    // (Noted at Parse: a statement that changes session state runs where it is parsed.)
+    if (r.stateful) this.noteState(sql);
+    return r;
   }
 
   /** The server's standard_conforming_strings as the primary last reported it (ParameterStatus). */
@@ -780,8 +818,14 @@ export class Session implements LegOwner, BatchSession {
       S = undefined;
     }
     if (r.standbyUnusable) this.primaryOnly = true;
+    if (dirty) this.noteState(sql);
     if (this.txn.onRoute(r) && S === undefined) this.endStandbyTransaction();
     return true;
+  }
+
+  /** A statement that may change session state is on its way (before its route moves the transaction state). */
+  private noteState(sql: string): void {
+    this.record = noteStatements(this.record, sql, { inTxn: this.txn.inTxn, failed: this.lastStatus === TX.Failed });
   }
 
   /**
@@ -824,6 +868,11 @@ export class Session implements LegOwner, BatchSession {
 
   onBackendErrorResponse(leg: Leg, fields: Record<string, string>, head: Expect | undefined): void {
     if (head && !head.forward) {
+      if (head.recreate) {
+        this.log.warn({ backend: leg.conn.backendId, error: fields.M }, 'could not re-create the session state on the new primary; ending the session');
+        this.fatal('57P01', `terminating connection because its session state could not be re-created on backend ${leg.conn.backendId} after a failover: ${fields.M ?? 'error'}`);
+        return;
+      }
       if (head.fatalOnError) {
         this.log.info({ backend: leg.conn.backendId, error: fields.M }, 'startup parameter refused by the backend');
         this.fatal(fields.C ?? '22023', fields.M ?? 'invalid startup parameter');
@@ -848,6 +897,7 @@ export class Session implements LegOwner, BatchSession {
     const id = leg.conn.backendId;
     if (err) this.host.backendError(id, err);
     const ended = leg.ended;
+    if (this.keeps(leg, false, ended?.forwarded === true ? undefined : (ended?.fields.M ?? err?.message ?? 'connection closed'))) return;
     if (ended) {
       this.log.info({ backend: id, role: leg.role, code: ended.fields.C, error: ended.fields.M }, 'backend ended the session; ending the client session with its error');
       if (ended.forwarded) this.close();
@@ -858,10 +908,157 @@ export class Session implements LegOwner, BatchSession {
     this.fatal('08006', `connection to backend ${id} (${this.host.backendName(id)}) was lost`);
   }
 
-  /** Ends the session because backend `id` failed over (or was detached). */
+  /** Ends the session because backend `id` failed over (or was detached); with failover_sessions `keep`, moves it if it can. */
   terminateForFailover(id: number): void {
+    if (this.state === 'ready' && this.move === undefined) {
+      this.unsplice();
+      const leg = this.primary?.conn.backendId === id ? this.primary : this.standby?.conn.backendId === id ? this.standby : undefined;
+      if (leg && this.keeps(leg, true, 'its backend left service')) return;
+      if (this.state !== 'ready') return;
+    }
     this.log.info({ backend: id }, 'ending session: its backend left service');
     this.fatal('57P01', `terminating connection because backend ${id} (${this.host.backendName(id)}) failed over`);
+  }
+
+  // ---- moving to a new backend connection (failover_sessions: keep; session-state.ts) ---------
+
+  /**
+   * Leg `leg` is lost (or its backend left service: `leftService`). With failover_sessions
+   * `keep` a session that can move does: a lost standby leaves it on the primary, a lost
+   * primary makes it wait for a primary to move to. True when the session carries on; false
+   * when it must end as before (mode `end`, or the client already has the backend's FATAL).
+   * A session that cannot move ends here with 57P01, and the log names what stopped it.
+   */
+  private keeps(leg: Leg, leftService: boolean, why: string | undefined): boolean {
+    if (this.host.failoverSessions !== 'keep' || this.state !== 'ready' || why === undefined) return false;
+    const id = leg.conn.backendId;
+    const isPrimary = leg === this.primary;
+    const live = { txStatus: this.txn.inTxn ? TX_IN_BLOCK : this.lastStatus, copy: leg.copyIn, inFlight: leg.queue.length > 0 || leg.out.length > 0 || this.ext.pinned || !leg.conn.scanner.atBoundary };
+    // The standby holds none of the record's state (temp objects and the like live on the primary).
+    const blocker = moveBlocker(isPrimary ? this.record : EMPTY_RECORD, live);
+    if (blocker !== undefined) {
+      this.log.info({ backend: id, role: leg.role, reason: why, blocker }, 'backend connection lost and the session cannot move: ending it');
+      // The backend's own FATAL when it sent one (as with failover_sessions: end), else 57P01.
+      const e = leg.ended?.fields;
+      if (e) this.fatal(e.C ?? '57P01', e.M ?? `backend ${id} ended the session`);
+      else this.fatal('57P01', `terminating connection because backend ${id} (${this.host.backendName(id)}) was lost and the session cannot move to another: ${blocker}`);
+      return true;
+    }
+    this.dropLeg(leg);
+    if (!isPrimary) {
+      this.standby = undefined;
+      this.log.info({ backend: id, reason: why }, 'load-balance standby lost between transactions: the session reads on the primary from now on');
+      if (this.blocked) {
+        this.blocked = false;
+        this.pump();
+      }
+      return true;
+    }
+    this.primary = undefined;
+    const now = Date.now();
+    const code = leg.ended?.fields.C;
+    this.move = {
+      from: id,
+      ended: leg.ended?.fields,
+      since: now,
+      deadline: now + this.host.moveWaitMs,
+      // A crash (57P02), a shutdown (57P03) or a dead postmaster already says the server is going.
+      backendMayServe: !leftService && code !== '57P02' && code !== '57P03' && !/postmaster/.test(why),
+      connecting: false,
+      timer: undefined,
+    };
+    this.log.info({ backend: id, reason: why, waitMs: this.host.moveWaitMs }, 'primary connection lost between transactions: the session waits for a primary to move to');
+    this.tryMoveToPrimary();
+    return true;
+  }
+
+  /** Gives up a leg's connection (it is dead, or its backend left service). */
+  private dropLeg(leg: Leg): void {
+    const c = leg.conn;
+    c.onClose = undefined;
+    c.afterRead = undefined;
+    this.ext.forgetLeg(leg);
+    this.host.pools.release(c, false, true);
+  }
+
+  /** The session waiting to move looks for a routable primary and connects to it. */
+  private readonly tryMoveToPrimary = (): void => {
+    const m = this.move;
+    if (m === undefined || m.connecting || this.state !== 'ready') return;
+    clearTimeout(m.timer);
+    m.timer = undefined;
+    const now = Date.now();
+    if (now >= m.deadline) {
+      this.log.warn({ backend: m.from, waitedMs: now - m.since }, 'no primary to move to in time: ending the session');
+      this.move = undefined;
+      this.fatal('57P01', `terminating connection because no primary took over from backend ${m.from} (${this.host.backendName(m.from)}) within ${this.host.moveWaitMs} ms`);
+      return;
+    }
+    const target = this.host.pickBackends()?.primary;
+    const v = judgeCheckout(this.host.gates(), target, now);
+    if (target === undefined || v.action === 'wait') {
+      // Routing moved away from the lost backend (or a failover holds it): it is failing.
+      m.backendMayServe = false;
+      m.timer = setTimeout(this.tryMoveToPrimary, Math.min(MOVE_RETRY_MS, Math.max(1, m.deadline - now)));
+      return;
+    }
+    if (target !== m.from) m.backendMayServe = false;
+    m.connecting = true;
+    this.host.pools.acquire(target, this.user, this.database, this.startupParams.get('options') ?? '').then(
+      (conn) => {
+        m.connecting = false;
+        if (this.state !== 'ready' || this.move !== m) {
+          this.host.pools.release(conn, true, false);
+          return;
+        }
+        if (target === m.from && m.backendMayServe) {
+          // The server took a new connection at once: only this session's backend was ended.
+          this.host.pools.release(conn, true, false);
+          this.move = undefined;
+          this.log.info({ backend: m.from, code: m.ended?.C, error: m.ended?.M }, 'backend ended the session while its server serves on; ending the client session with its error');
+          this.fatal(m.ended?.C ?? '08006', m.ended?.M ?? `connection to backend ${m.from} (${this.host.backendName(m.from)}) was lost`);
+          return;
+        }
+        this.moved(conn, m);
+      },
+      (err: Error) => {
+        m.connecting = false;
+        if (target === m.from) m.backendMayServe = false;
+        if (this.move !== m) return;
+        this.log.debug({ backend: target, reason: err.message }, 'could not connect to move the session yet; trying again');
+        m.timer = setTimeout(this.tryMoveToPrimary, MOVE_RETRY_MS);
+      },
+    );
+  };
+
+  /** The new primary connection is in hand: re-create the session's state on it, then run what the client sent meanwhile. */
+  private moved(conn: BackendConn, m: Move): void {
+    this.move = undefined;
+    const P = (this.primary = this.adopt(conn, 'primary'));
+    P.dirty = true;
+    const sets = startupSets(conn, this.startupParams);
+    if (sets) {
+      P.out.push(sets);
+      P.expect(STARTUP_SET);
+    }
+    const again = replay(this.record);
+    if (again !== undefined) {
+      P.out.push(codec.query(again));
+      P.expect(RECREATE);
+    }
+    const parses = this.ext.reparseAll(P);
+    if (parses.length > 0) {
+      P.out.push(...parses, SYNC);
+      P.expect(RECREATE);
+    }
+    this.log.info(
+      { from: m.from, to: conn.backendId, pid: conn.pid, pausedMs: Date.now() - m.since, settings: this.record.sets.size, prepared: this.record.prepared.size + parses.length, listens: this.record.listens.size },
+      'session moved to a new primary connection with its state re-created',
+    );
+    if (this.standby === undefined && this.host.nativeForwarding && this.sock instanceof TcpConn && conn.socket instanceof TcpConn) conn.afterRead = this.trySplice;
+    this.blocked = false;
+    this.flushAll();
+    this.pump();
   }
 
   /** Sends a CancelRequest for whatever this session is running, to the backend(s) running it. */
@@ -890,6 +1087,7 @@ export class Session implements LegOwner, BatchSession {
   exportState(): { state: SessionState; fds: number[] } | string {
     if (this.state !== 'ready') return `not ready (${this.state})`;
     if (this.tlsUsed) return 'a TLS session cannot move (its encryption state lives in this process)';
+    if (this.move !== undefined) return 'it waits for a primary to move to';
     this.unsplice();
     const P = this.primary!;
     const S = this.standby;
@@ -936,6 +1134,7 @@ export class Session implements LegOwner, BatchSession {
         causal: needToWire(this.causal),
         answered: this.answered,
         statements: this.ext.exportStatements(),
+        record: recordToWire(this.record),
       },
     };
   }
@@ -1000,6 +1199,7 @@ export class Session implements LegOwner, BatchSession {
       for (const n of b.stale) leg.stale.add(n);
     }
     s.ext.importStatements(st.statements);
+    s.record = recordFromWire(st.record);
     s.primaryOnly = st.primaryOnly;
     s.standbyDiverged = st.standbyDiverged;
     s.causal = needFromWire(st.causal);
@@ -1026,6 +1226,8 @@ export class Session implements LegOwner, BatchSession {
     if (this.state === 'closed') return;
     this.unsplice();
     this.state = 'closed';
+    clearTimeout(this.move?.timer);
+    this.move = undefined;
     clearTimeout(this.gateTimer);
     this.gateTimer = undefined;
     const wake = this.gateWake;

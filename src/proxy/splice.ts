@@ -16,6 +16,8 @@ export const REASON = {
   backendProtocol: 6,
   /** JavaScript asked for it back (recall) and the client began a new message. */
   recalled: 7,
+  /** The backend sent a FATAL nobody asked for (shutdown, postmaster gone): it is the first of fromBackend, unforwarded. */
+  backendAsync: 8,
 } as const;
 
 export interface GiveBack {

@@ -63,6 +63,18 @@ export const sessionState = z.object({
   answered: z.number().int(),
   /** Prepared statements: the Parse (base64) and which connection has each. */
   statements: z.array(z.object({ name: z.string(), parse: z.string(), primary: z.boolean(), write: z.boolean(), onPrimary: z.boolean(), onStandby: z.boolean() })),
+  /** What the session made of its connection (proxy/session-state.ts RecordWire), to re-create it after a failover; absent from a process without it. */
+  record: z
+    .object({
+      sets: z.array(z.tuple([z.string(), z.string()])),
+      listens: z.array(z.tuple([z.string(), z.string()])),
+      prepared: z.array(z.tuple([z.string(), z.string()])),
+      holdCursors: z.array(z.string()),
+      temp: z.boolean(),
+      advisory: z.boolean(),
+      setConfig: z.boolean(),
+    })
+    .optional(),
 });
 export type SessionState = z.infer<typeof sessionState>;
 

@@ -103,8 +103,33 @@ describe('proxy session features', () => {
     }
   });
 
-  it('ends sessions on a backend that leaves service with 57P01; others keep working', async () => {
+  it('failover_sessions keep: sessions whose load-balance standby leaves service read on the primary, with no error', async () => {
     const fx2 = await startProxy(cluster);
+    const clients: { c: pg.Client; port: number; errors: Error[] }[] = [];
+    try {
+      const victim = cluster.standbys[0]!.port;
+      for (let i = 0; i < 12; i++) {
+        const c = await fx2.connect();
+        const entry: (typeof clients)[number] = { c, port: await serverPort(c), errors: [] };
+        c.on('error', (e) => entry.errors.push(e));
+        clients.push(entry);
+      }
+      assert.ok(clients.some((e) => e.port === victim), 'sessions on the standby');
+      fx2.registry.update(1, { status: 'down' }, 'test: standby1 failed');
+      await new Promise((r) => setTimeout(r, 200));
+      for (const e of clients) {
+        assert.deepEqual(e.errors, []);
+        assert.equal(await serverPort(e.c), e.port === victim ? cluster.primary.port : e.port);
+      }
+    } finally {
+      for (const e of clients) await e.c.end().catch(() => {});
+      fx2.registry.update(1, { status: 'up' }, 'test: standby1 back');
+      await fx2.stop();
+    }
+  });
+
+  it('failover_sessions end: ends sessions on a backend that leaves service with 57P01; others keep working', async () => {
+    const fx2 = await startProxy(cluster, { proxy: { failover_sessions: 'end' } });
     const clients: { c: pg.Client; port: number; err?: { code?: string; message: string } }[] = [];
     try {
       const victim = cluster.standbys[0]!.port;

@@ -290,26 +290,60 @@ describe('native forwarding', () => {
     }
   });
 
-  it('ends natively forwarded sessions with 57P01 when the primary leaves service', async () => {
+  it('failover_sessions end: ends natively forwarded sessions with 57P01 when the primary leaves service', async () => {
+    const own = await startProxy(cluster, { proxy: { load_balance: false, failover_sessions: 'end' } });
+    try {
+      const c = await own.connect();
+      let err: { code?: string } | undefined;
+      c.on('error', (e) => (err ??= e as { code?: string }));
+      try {
+        await settle(c);
+        const base = splice.live();
+        own.registry.update(0, { status: 'down' }, 'test: primary detached');
+        await until(() => err !== undefined, 'the session to end');
+        assert.equal(err?.code, '57P01', String(err));
+        assert.equal(splice.live(), base - 1);
+      } finally {
+        own.registry.update(0, { status: 'up' }, 'test: primary back');
+        await c.end().catch(() => {});
+      }
+      const d = await own.connect();
+      try {
+        assert.equal((await d.query('SELECT 6 AS x')).rows[0].x, 6);
+      } finally {
+        await d.end();
+      }
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it('failover_sessions keep: a natively forwarded session whose primary leaves service waits, then moves with the SETs and PREPAREs it ran natively', async () => {
     const c = await fx.connect();
-    let err: { code?: string } | undefined;
-    c.on('error', (e) => (err ??= e as { code?: string }));
+    const errors: Error[] = [];
+    c.on('error', (e) => errors.push(e));
     try {
       await settle(c);
-      const base = splice.live();
+      // State-changing statements go back to JavaScript (recorded), and the session forwards natively again.
+      await c.query("SET work_mem = '5MB'");
+      await c.query('PREPARE twice (int) AS SELECT $1 * 2 AS v');
+      await c.query('SELECT 3');
+      await until(() => fx.proxy.stats().clients.native >= 1, 'the session to forward natively again');
+      // SET pgwatchdog.… on a native session is the proxy's (answered, not sent to PostgreSQL).
+      await assert.rejects(c.query("SET pgwatchdog.read_after_lsn = 'nonsense'"), (e: { code?: string }) => e.code === '22023');
+      const pidBefore = (await c.query('SELECT pg_backend_pid() AS p')).rows[0].p as number;
       fx.registry.update(0, { status: 'down' }, 'test: primary detached');
-      await until(() => err !== undefined, 'the session to end');
-      assert.equal(err?.code, '57P01', String(err));
-      assert.equal(splice.live(), base - 1);
+      const pending = c.query("SELECT current_setting('work_mem') AS wm, pg_backend_pid() AS p");
+      await new Promise((r) => setTimeout(r, 300));
+      fx.registry.update(0, { status: 'up' }, 'test: primary back');
+      const r = (await pending).rows[0] as { wm: string; p: number };
+      assert.equal(r.wm, '5MB');
+      assert.notEqual(r.p, pidBefore, 'a fresh backend connection');
+      assert.equal((await c.query('EXECUTE twice(21)')).rows[0].v, 42);
+      assert.deepEqual(errors, []);
     } finally {
       fx.registry.update(0, { status: 'up' }, 'test: primary back');
       await c.end().catch(() => {});
-    }
-    const d = await fx.connect();
-    try {
-      assert.equal((await d.query('SELECT 6 AS x')).rows[0].x, 6);
-    } finally {
-      await d.end();
     }
   });
 

@@ -35,12 +35,13 @@ it('runs sessions in worker processes, mirrors the registry, routes cancels acro
     // A registry change in the main process reaches the workers' sessions.
     const errors = clients.map(() => undefined as { code?: string } | undefined);
     clients.forEach((c, i) => c.on('error', (e) => (errors[i] ??= e as { code?: string })));
+    // failover_sessions keep: sessions on the failed standby read on the primary from then on.
     fx.registry.update(1, { status: 'down' }, 'test: standby1 failed');
     await new Promise((r) => setTimeout(r, 500));
-    ports.forEach((p, i) => {
-      if (p === cluster.standbys[0]!.port) assert.equal(errors[i]?.code, '57P01', `session ${i} on the failed standby`);
-      else assert.equal(errors[i], undefined, `session ${i} on a healthy standby`);
-    });
+    for (const [i, c] of clients.entries()) {
+      assert.equal(errors[i], undefined, `session ${i}: no error`);
+      if (ports[i] === cluster.standbys[0]!.port) assert.equal(await serverPort(c), cluster.primary.port, `session ${i} on the failed standby reads on the primary`);
+    }
   } finally {
     for (const c of clients) await c.end().catch(() => {});
     await fx.stop();
@@ -73,15 +74,19 @@ it('forwards sessions natively in worker processes, with cancels and failover re
     // Cancels reach natively forwarded sessions from whichever worker takes the request.
     for (let i = 0; i < 4; i++) assert.equal(await cancelThroughProxy(fx, clients[i]!, 'SELECT pg_sleep(30)', 200), '57014', `cancel ${i}`);
 
-    // The primary leaving service ends every session, in both workers, with 57P01.
+    // The primary leaving service (failover_sessions keep): every session, in both workers,
+    // waits, and continues on a fresh connection once a primary is routable again.
     const errors = clients.map(() => undefined as { code?: string } | undefined);
     clients.forEach((c, i) => c.on('error', (e) => (errors[i] ??= e as { code?: string })));
+    const pids = await Promise.all(clients.map(async (c) => (await c.query('SELECT pg_backend_pid() AS p')).rows[0].p as number));
     fx.registry.update(0, { status: 'down' }, 'test: primary detached');
     await new Promise((r) => setTimeout(r, 500));
-    assert.deepEqual(
-      errors.map((e) => e?.code),
-      clients.map(() => '57P01'),
-    );
+    const after = Promise.all(clients.map(async (c) => (await c.query('SELECT pg_backend_pid() AS p')).rows[0].p as number));
+    await new Promise((r) => setTimeout(r, 300));
+    fx.registry.update(0, { status: 'up' }, 'test: primary back');
+    const moved = await after;
+    assert.deepEqual(errors, clients.map(() => undefined));
+    moved.forEach((p, i) => assert.notEqual(p, pids[i], `session ${i} moved to a fresh connection`));
   } finally {
     for (const c of clients) await c.end().catch(() => {});
     await fx.stop();

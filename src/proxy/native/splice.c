@@ -9,6 +9,14 @@
 //     forwarded up to a message boundary, so the JavaScript side resumes from a clean state;
 //   - how many responses the backend still owes (one ReadyForQuery per Query, Sync and
 //     FunctionCall) and the transaction status of the last ReadyForQuery;
+//   - which statements change session state (SET, RESET, LISTEN, UNLISTEN, PREPARE,
+//     DEALLOCATE, DISCARD, DECLARE, CLOSE, CREATE, and every Parse of a named statement): those
+//     go back to JavaScript, which records them (session-state.ts) so that a session can move
+//     to a new primary with its state (proxy.failover_sessions) and answers SET pgwatchdog.…
+//     itself. Only the first word is looked at, and only of statements that are no read;
+//   - a FATAL the backend sends while nothing is asked of it (a shutdown, the postmaster gone):
+//     not forwarded; the session goes back with it unread (R_BACKEND_ASYNC), and JavaScript
+//     decides whether the client gets it or the session moves;
 //   - pgpool's select_cnt, counted as the router counts it (classify below; texts it cannot
 //     decide go back to JavaScript). The first word settles most statements (INSERT, UPDATE,
 //     BEGIN … are never reads): those are counted and forwarded as their bytes arrive, however
@@ -58,6 +66,7 @@ enum {
   R_BACKEND_EOF = 5,
   R_BACKEND_PROTO = 6, // the backend sent an impossible header
   R_RECALL = 7,        // JavaScript asked for the session back: at the next client message
+  R_BACKEND_ASYNC = 8, // a FATAL nobody asked for, left unforwarded at the front of the backend's bytes
 };
 
 // Frontend message types after startup: 1 small control message, 2 may be large.
@@ -82,6 +91,7 @@ typedef struct {
   int fatal;         // a FATAL or PANIC ErrorResponse was forwarded to the client
   int stop;          // why the client side stopped (R_TERMINATE..R_FRONTEND, R_RECALL), or 0
   int recall;        // JavaScript wants the session back before the next client message
+  int batchOpen;     // the client's last message was part of an extended batch not yet ended by Sync
   double id;         // the owner's key in splice.ts (its owners map), handed back with the give-back
 } Sess;
 
@@ -148,6 +158,21 @@ static int wordIs(const uint8_t *p, size_t n, const char *word) {
   return n == k && wordAt(p, n, 0, word);
 }
 
+// True when a statement starting with this word may change session state JavaScript records
+// (session-state.ts). Most statements fail the first-letter test.
+static int changesSession(const uint8_t *f, size_t fn) {
+  switch (f[0] | 0x20) {
+  case 's': return wordIs(f, fn, "set");
+  case 'r': return wordIs(f, fn, "reset");
+  case 'l': return wordIs(f, fn, "listen");
+  case 'u': return wordIs(f, fn, "unlisten");
+  case 'p': return wordIs(f, fn, "prepare");
+  case 'd': return wordIs(f, fn, "deallocate") || wordIs(f, fn, "discard") || wordIs(f, fn, "declare");
+  case 'c': return wordIs(f, fn, "close") || wordIs(f, fn, "create");
+  default: return 0;
+  }
+}
+
 // What the first word of a statement text settles. The text starts at p; n bytes of it (or of
 // what follows it) have arrived, all of them when `whole`; a NUL ends the text.
 enum {
@@ -170,6 +195,7 @@ static int firstWord(const uint8_t *p, size_t n, int whole) {
   size_t fn = w - i;
   if (wordIs(f, fn, "select") || wordIs(f, fn, "with") || wordIs(f, fn, "values") || wordIs(f, fn, "table") || wordIs(f, fn, "show")) return W_READ_LIKE;
   if (wordIs(f, fn, "explain") || wordIs(f, fn, "copy")) return W_JS; // a read or not by what follows (ANALYZE of what, TO STDOUT or FROM)
+  if (changesSession(f, fn)) return W_JS;
   return W_NOT_READ; // no other statement is a read, alone or followed by others
 }
 
@@ -271,9 +297,12 @@ static int countQuery(const uint8_t *m, uint32_t len, size_t avail) {
   const uint8_t *text = m + 5;
   size_t tn = have;
   if (m[0] == 'P') {
-    // Skip the statement name: its text follows.
+    // A named statement: JavaScript keeps its Parse, to re-Parse it after a move.
+    if (have > 0 && text[0] != 0) return K_JS;
+    if (have == 0) return K_MORE;
+    // Skip the statement name (empty): its text follows.
     const uint8_t *z = memchr(text, 0, tn < CLASSIFY_MAX ? tn : CLASSIFY_MAX);
-    if (!z) return whole || have >= CLASSIFY_MAX ? K_JS : K_MORE; // malformed, or too long a name: JavaScript judges it
+    if (!z) return whole || have >= CLASSIFY_MAX ? K_JS : K_MORE; // malformed: JavaScript judges it
     tn -= (size_t)(z + 1 - text);
     text = z + 1;
   }
@@ -325,6 +354,7 @@ static void scanClient(Sess *s) {
       if (k == 1 && s->counter >= 0 && s->counter < MAX_COUNTERS) selects[s->counter]++;
     }
     if (type == 'Q' || type == 'S' || type == 'F') s->outstanding++;
+    s->batchOpen = type != 'Q' && type != 'S' && type != 'F';
     clearMessage(d, len);
   }
 }
@@ -370,7 +400,15 @@ static void scanBackend(Sess *s) {
     } else if (m[0] == 'E' && (size_t)len + 1 <= BUF_SIZE) {
       // Read whole before it is forwarded (it fits the buffer; a larger one is not looked at).
       if (avail < (size_t)len + 1) return;
-      if (fatalError(m + 5, len - 4)) s->fatal = 1;
+      if (fatalError(m + 5, len - 4)) {
+        // Nothing asked of the backend: the FATAL is its own (shutdown, postmaster gone).
+        // JavaScript reads it, unforwarded, and decides what the client sees.
+        if (s->outstanding == 0 && !s->batchOpen && s->c2b.remaining == 0) {
+          s->stop = R_BACKEND_ASYNC;
+          return;
+        }
+        s->fatal = 1;
+      }
     }
     clearMessage(d, len);
   }
@@ -680,6 +718,13 @@ static napi_value Attach(napi_env env, napi_callback_info info) {
   return h;
 }
 
+// The slot a handle names while its session is attached, else -1. Call under `mu`.
+static long slotOf(double h) {
+  size_t idx = (size_t)((uint64_t)h & 0xffffffffu);
+  uint32_t gen = (uint32_t)((uint64_t)h >> 32);
+  return idx < nslots && slots[idx] && gens[idx] == gen ? (long)idx : -1;
+}
+
 // kill(handle) → { outstanding, boundary, status } if the session was still attached, else null
 // (its give-back is on the way). The descriptors are the caller's again at once.
 static napi_value Kill(napi_env env, napi_callback_info info) {
@@ -688,10 +733,9 @@ static napi_value Kill(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   double h;
   if (argc < 1 || !getNumber(env, argv[0], &h)) return throwErr(env, "splice.kill(handle): a number expected");
-  size_t idx = (size_t)((uint64_t)h & 0xffffffffu);
-  uint32_t gen = (uint32_t)((uint64_t)h >> 32);
   pthread_mutex_lock(&mu);
-  if (idx < nslots && slots[idx] && gens[idx] == gen) {
+  long idx = slotOf(h);
+  if (idx >= 0) {
     Sess *s = slots[idx];
     napi_value o, v1, v2, v3;
     napi_create_object(env, &o);
@@ -701,7 +745,7 @@ static napi_value Kill(napi_env env, napi_callback_info info) {
     napi_set_named_property(env, o, "outstanding", v1);
     napi_set_named_property(env, o, "boundary", v2);
     napi_set_named_property(env, o, "status", v3);
-    release(idx);
+    release((size_t)idx);
     out = o;
   }
   pthread_mutex_unlock(&mu);
@@ -717,10 +761,9 @@ static napi_value Recall(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   double h;
   if (argc < 1 || !getNumber(env, argv[0], &h)) return throwErr(env, "splice.recall(handle): a number expected");
-  size_t idx = (size_t)((uint64_t)h & 0xffffffffu);
-  uint32_t gen = (uint32_t)((uint64_t)h >> 32);
   pthread_mutex_lock(&mu);
-  if (idx < nslots && slots[idx] && gens[idx] == gen) slots[idx]->recall = 1;
+  long idx = slotOf(h);
+  if (idx >= 0) slots[idx]->recall = 1;
   pthread_mutex_unlock(&mu);
   napi_get_undefined(env, &out);
   return out;
