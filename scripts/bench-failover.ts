@@ -4,7 +4,15 @@
 //
 //   npm run bench:failover -- [--runs 5] [--period 500] [--timeout 500] [--retries 1]
 //                             [--retry-delay 200] [--clients 4] [--load-seconds 2]
-//                             [--no-backend-error]
+//                             [--no-backend-error] [--sessions keep,end] [--persistent 8]
+//                             [--persistent-interval 20]
+//
+// Persistent connections (proxy.failover_sessions, each mode in --sessions gets --runs runs):
+// --persistent clients each hold one connection and write (one INSERT, autocommit) every
+// --persistent-interval ms. Per client: failed statements across the kill (and how many of
+// them were in flight at the kill instant), reconnects, and the pause it saw (its longest
+// statement, from send to answer or error, among those started from the kill on). A client
+// whose session ends reconnects at once (that is what `end` costs an application).
 //
 // --no-backend-error sets failover.failover_on_backend_error: false, so only the periodic
 // health check notices the dead primary: the price of not rechecking on a broken connection.
@@ -34,6 +42,14 @@ const HEALTH = { period_ms: opt('period', 500), timeout_ms: opt('timeout', 500),
 const CLIENTS = Math.max(1, opt('clients', 4));
 const LOAD_MS = opt('load-seconds', 2) * 1000;
 const ON_BACKEND_ERROR = !argv.includes('--no-backend-error');
+const SESSIONS = (() => {
+  const i = argv.indexOf('--sessions');
+  const v = (i >= 0 ? argv[i + 1]! : 'keep,end').split(',');
+  for (const m of v) if (m !== 'keep' && m !== 'end') throw new Error('--sessions takes keep, end or keep,end');
+  return v as ('keep' | 'end')[];
+})();
+const PERSISTENT = opt('persistent', 8);
+const PERSISTENT_INTERVAL = opt('persistent-interval', 20);
 
 process.env.PGWATCHDOG_LOG_LEVEL ??= 'info';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -55,6 +71,61 @@ interface RunResult {
   newPrimary: number | null;
   pgbenchTx: number;
   probeAttempts: number;
+  mode: 'keep' | 'end';
+  persistent: PersistentClient[];
+}
+
+/** One persistent client's view of the failover. */
+interface PersistentClient {
+  /** Statements that failed from the kill on. */
+  failed: number;
+  /** Of those, the one in flight at the kill instant (0 or 1). */
+  inFlightAtKill: number;
+  reconnects: number;
+  /** Its longest statement started from the kill on (ms): the pause it saw. */
+  pauseMs: number;
+}
+
+/** A client that writes every `interval` ms on one connection, reconnecting when it ends; stop() returns what it saw from `killedAt()` on. */
+function persistentClient(connect: () => pg.Client, interval: number, killedAt: () => number): { stop: () => Promise<PersistentClient> } {
+  const res: PersistentClient = { failed: 0, inFlightAtKill: 0, reconnects: 0, pauseMs: 0 };
+  let stopped = false;
+  const loop = (async () => {
+    let c: pg.Client | null = null;
+    while (!stopped) {
+      const t0 = Date.now();
+      try {
+        if (!c) {
+          c = connect();
+          await c.connect();
+          if (killedAt() && t0 >= killedAt()) res.reconnects++;
+        }
+        await c.query('INSERT INTO bench_probe DEFAULT VALUES');
+        const k = killedAt();
+        if (k && t0 >= k) res.pauseMs = Math.max(res.pauseMs, Date.now() - t0);
+      } catch {
+        const k = killedAt();
+        const t1 = Date.now();
+        if (k && t1 >= k) {
+          res.failed++;
+          if (t0 < k) res.inFlightAtKill++;
+          else res.pauseMs = Math.max(res.pauseMs, t1 - t0);
+        }
+        const dead: pg.Client | null = c;
+        c = null;
+        dead?.end().catch(() => undefined);
+      }
+      await sleep(interval);
+    }
+    await (c as pg.Client | null)?.end().catch(() => undefined);
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      await loop;
+      return res;
+    },
+  };
 }
 
 function logTime(l: LogLine | undefined): number | null {
@@ -65,7 +136,7 @@ function logTime(l: LogLine | undefined): number | null {
  * not a failover result, so the run is repeated. */
 class SetupError extends Error {}
 
-async function oneRun(i: number): Promise<RunResult> {
+async function oneRun(i: number, mode: 'keep' | 'end'): Promise<RunResult> {
   const cluster = await createCluster({ standbys: 2 }).catch((err: Error) => {
     throw new SetupError(err.message);
   });
@@ -74,7 +145,7 @@ async function oneRun(i: number): Promise<RunResult> {
     const env = { ...process.env, PGPASSWORD: SUPERUSER_PASSWORD };
     await run(pgBin('pgbench'), ['-i', '-s', '1', '-q', '-h', cluster.primary.host, '-p', String(cluster.primary.port), '-U', SUPERUSER, 'postgres'], { asPostgres: false, env });
     await cluster.waitReplicated();
-    const peer = await startPeerProcess(cluster, { health_check: HEALTH, log: { level: 'info' }, failover: { failover_on_backend_error: ON_BACKEND_ERROR } });
+    const peer = await startPeerProcess(cluster, { health_check: HEALTH, log: { level: 'info' }, failover: { failover_on_backend_error: ON_BACKEND_ERROR }, proxy: { failover_sessions: mode } });
     try {
       await peer.waitForLog((l) => l.msg === 'peer ready', 30_000);
       const client = () => {
@@ -98,6 +169,8 @@ async function oneRun(i: number): Promise<RunResult> {
       };
       pgbench.stdout!.on('data', onOut);
       pgbench.stderr!.on('data', onOut);
+      let killedAt = 0;
+      const persistent = Array.from({ length: PERSISTENT }, () => persistentClient(client, PERSISTENT_INTERVAL, () => killedAt));
       await sleep(LOAD_MS);
 
       // The probe: one write at a time; a broken or refused connection is replaced at once.
@@ -105,7 +178,6 @@ async function oneRun(i: number): Promise<RunResult> {
       let firstWrite: number | null = null;
       let firstPort = -1;
       let attempts = 0;
-      let killedAt = 0;
       let stopProbe = false;
       const probe = (async () => {
         let c: pg.Client | null = null;
@@ -139,6 +211,9 @@ async function oneRun(i: number): Promise<RunResult> {
       while (firstWrite === null && Date.now() < deadline) await sleep(5);
       stopProbe = true;
       await probe;
+      // Persistent clients: a few seconds more, so that every one has written on the new primary.
+      await sleep(2000);
+      const persistentSeen = await Promise.all(persistent.map((p) => p.stop()));
       // The new primary must hold: a write a few seconds later still lands on it.
       let held = false;
       if (firstWrite !== null) {
@@ -180,7 +255,15 @@ async function oneRun(i: number): Promise<RunResult> {
         newPrimary: finished ? (finished.newPrimary as number) : null,
         pgbenchTx: Math.round(txCount),
         probeAttempts: attempts,
+        mode,
+        persistent: persistentSeen,
       };
+      const pFailed = persistentSeen.reduce((n, p) => n + p.failed, 0);
+      const pInFlight = persistentSeen.reduce((n, p) => n + p.inFlightAtKill, 0);
+      const pReconnects = persistentSeen.reduce((n, p) => n + p.reconnects, 0);
+      console.log(
+        `run ${i + 1} (failover_sessions ${mode}): ${PERSISTENT} persistent clients: ${pFailed} failed statement(s), ${pInFlight} of them in flight at the kill, ${pReconnects} reconnect(s); pauses ${persistentSeen.map((p) => p.pauseMs).sort((a, b) => a - b).join(' ')} ms`,
+      );
       console.log(
         `run ${i + 1}: down confirmed ${fmt(res.detectedMs)}, new primary (node ${res.newPrimary ?? '-'}, request ${res.seq ?? '-'}) ${fmt(res.newPrimaryMs)}, first committed write through the proxy ${fmt(res.firstWriteMs)} (${res.probeAttempts} probe attempts; pgbench ~${res.pgbenchTx} tx before the kill); ${res.falseDetections} false detection(s); ${res.detachedStandbys} standby(s) still detached; ${res.noPrimary ? 'ENDED WITHOUT A PRIMARY' : res.held ? 'primary held 3 s later' : 'PRIMARY DID NOT HOLD'}`,
       );
@@ -208,11 +291,12 @@ function stats(xs: (number | null)[]): { median: number | null; max: number | nu
 async function main(): Promise<void> {
   console.log(`bench:failover — ${RUNS} run(s); pgbench -N -c ${CLIENTS} through one pgwatchdog peer; primary + 2 standbys; kill -9 of the primary`);
   console.log(`health_check: ${JSON.stringify(HEALTH)}; failover.promote: builtin; failover_on_backend_error: ${ON_BACKEND_ERROR}`);
+  console.log(`persistent clients: ${PERSISTENT}, one INSERT every ${PERSISTENT_INTERVAL} ms each; proxy.failover_sessions: ${SESSIONS.join(', ')} (${RUNS} run(s) each)`);
   console.log(`machine: ${cpus().length} CPU(s), load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const results: RunResult[] = [];
-  for (let i = 0, setupFailures = 0; i < RUNS; ) {
+  for (let i = 0, setupFailures = 0; i < RUNS * SESSIONS.length; ) {
     try {
-      results.push(await oneRun(i));
+      results.push(await oneRun(i, SESSIONS[Math.floor(i / RUNS)]!));
       i++;
     } catch (err) {
       if (!(err instanceof SetupError) || ++setupFailures > 5) throw err;
@@ -242,6 +326,20 @@ async function main(): Promise<void> {
   console.log(`${'FAILED: ended without a primary'.padEnd(32)}${String(noPrimary).padStart(10)}`);
   console.log(`${'FAILED: primary did not hold 3 s'.padEnd(32)}${String(notHeld).padStart(10)}`);
   console.log('');
+  if (PERSISTENT > 0) {
+    console.log(`persistent clients (per client, over every run)${' '.repeat(2)}failed stmts mean/max  in flight at kill  reconnects  pause p50 / p99 / max`);
+    for (const mode of SESSIONS) {
+      const cs = results.filter((r) => r.mode === mode).flatMap((r) => r.persistent);
+      if (cs.length === 0) continue;
+      const pauses = cs.map((c) => c.pauseMs).sort((a, b) => a - b);
+      const q = (f: number) => pauses[Math.min(pauses.length - 1, Math.ceil(f * pauses.length) - 1)]!;
+      const failedAll = cs.reduce((n, c) => n + c.failed, 0);
+      console.log(
+        `  failover_sessions ${mode.padEnd(5)} (${String(cs.length).padStart(3)} clients)    ${(failedAll / cs.length).toFixed(2).padStart(6)} / ${String(Math.max(...cs.map((c) => c.failed))).padEnd(8)}${String(cs.reduce((n, c) => n + c.inFlightAtKill, 0)).padStart(8)} of ${String(failedAll).padEnd(6)}${String(cs.reduce((n, c) => n + c.reconnects, 0)).padStart(8)}     ${q(0.5)} / ${q(0.99)} / ${pauses.at(-1)} ms`,
+      );
+    }
+    console.log('');
+  }
   const failed = noWrite + noPrimary + notHeld;
   console.log(`target: median ≤ 1000 ms with period 500 / timeout 500 / retries 1, and no failed run → ${w.median !== null && w.median <= 1000 && failed === 0 ? 'met' : 'NOT met'}`);
 }

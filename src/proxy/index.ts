@@ -351,7 +351,7 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
     const leftService = c.before.status === 'up' && c.after.status !== 'up';
     const lostPrimary = c.before.role === 'primary' && c.after.role !== 'primary';
     if (!leftService && !lostPrimary) return;
-    this.log.info({ backend: c.id, status: c.after.status, role: c.after.role, reason: c.reason }, 'backend left service: ending its sessions and closing its pooled connections');
+    this.log.info({ backend: c.id, status: c.after.status, role: c.after.role, reason: c.reason }, 'backend left service: moving or ending its sessions (proxy.failover_sessions) and closing its pooled connections');
     this.pools.closeBackend(c.id);
     for (const s of [...this.sessions]) {
       if (!s.usesBackend(c.id)) continue;

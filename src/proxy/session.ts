@@ -710,7 +710,7 @@ export class Session implements LegOwner, BatchSession {
   route(sql: string): Route {
     const r = this.host.route(sql, true, this.standardConformingStrings());
     // (Noted at Parse: a statement that changes session state runs where it is parsed.)
-    if (r.stateful) this.noteState(sql);
+    if (r.stateful || (r.txn !== undefined && this.record.pending.length > 0)) this.noteState(sql);
     return r;
   }
 
@@ -818,7 +818,7 @@ export class Session implements LegOwner, BatchSession {
       S = undefined;
     }
     if (r.standbyUnusable) this.primaryOnly = true;
-    if (dirty) this.noteState(sql);
+    if (dirty || (r.txn !== undefined && this.record.pending.length > 0)) this.noteState(sql);
     if (this.txn.onRoute(r) && S === undefined) this.endStandbyTransaction();
     return true;
   }

@@ -81,7 +81,6 @@ test('failover_sessions keep: pgbench clients idle at a primary kill -9 carry on
       assert.equal(done.ok, true, JSON.stringify(done));
       const np = cluster.nodes[done.newPrimary as number]!;
       const results = await Promise.all(benches);
-      if (process.env.FS_DEBUG) for (const r of results) console.log(r.out);
       for (const r of results) console.log(`# ${r.mode}: exit ${r.code}, ${r.aborted} of ${r.clients} clients aborted; ${/number of transactions actually processed: \d+/.exec(r.out)?.[0] ?? r.out.slice(-400)}`);
       const aborted = results.reduce((n, r) => n + r.aborted, 0);
       const clients = results.reduce((n, r) => n + r.clients, 0);
@@ -117,7 +116,6 @@ test('failover_sessions keep: pgbench clients idle at a primary kill -9 carry on
       await keeper.end();
       await temp.end().catch(() => undefined);
     } finally {
-      if (process.env.FS_DEBUG) (await import('node:fs')).writeFileSync('/tmp/fs-peer.log', peer.logs.map((l) => JSON.stringify(l)).join('\n'));
       await peer.stop();
     }
   } finally {
