@@ -5,7 +5,7 @@
 //   npm run bench:failover -- [--runs 5] [--period 500] [--timeout 500] [--retries 1]
 //                             [--retry-delay 200] [--clients 4] [--load-seconds 2]
 //                             [--no-backend-error] [--sessions keep,end] [--persistent 8]
-//                             [--persistent-interval 20]
+//                             [--persistent-interval 100]
 //
 // Persistent connections (proxy.failover_sessions, each mode in --sessions gets --runs runs):
 // --persistent clients each hold one connection and write (one INSERT, autocommit) every
@@ -49,7 +49,7 @@ const SESSIONS = (() => {
   return v as ('keep' | 'end')[];
 })();
 const PERSISTENT = opt('persistent', 8);
-const PERSISTENT_INTERVAL = opt('persistent-interval', 20);
+const PERSISTENT_INTERVAL = opt('persistent-interval', 100);
 
 process.env.PGWATCHDOG_LOG_LEVEL ??= 'info';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -56,6 +56,16 @@ const KEY_BITS = 32 - WORKER_BITS;
 export const PEER_BITS = 4;
 const RANDOM_BITS = KEY_BITS - PEER_BITS;
 
+/** How long statements bound for a backend whose server is going away wait (backendDying): its
+ * other connections learn of it within tens of ms; the failover engine's own hold follows. */
+const DYING_HOLD_MS = 2000;
+
+function withDying(g: RoutingGates, dying: ReadonlyMap<number, number>): RoutingGates {
+  const held = [...g.held];
+  for (const [id, untilMs] of dying) held.push({ id, reason: 'its server is going away (a backend said so)', untilMs });
+  return { held, refuseWrites: g.refuseWrites };
+}
+
 export class Proxy implements SessionHost, StartupHost, ProxyService {
   readonly cfg: Config;
   readonly registry: BackendRegistry;
@@ -88,6 +98,9 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
   private janitor: NodeJS.Timeout | undefined;
   private readonly onChange = (c: BackendChange): void => this.registryChanged(c);
   private readonly onGates = (g: RoutingGates, reason: string): void => this.gatesChanged(g, reason);
+  /** Backends whose server is going away (backendDying) → until when their statements wait. */
+  private readonly dying = new Map<number, number>();
+  private gatesWithDying: RoutingGates | undefined;
 
   constructor(private readonly opts: ProxyInWorkerOptions) {
     this.cfg = opts.config;
@@ -231,7 +244,28 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
   }
 
   gates(): RoutingGates {
-    return this.registry.gates();
+    if (this.dying.size === 0) return this.registry.gates();
+    return (this.gatesWithDying ??= withDying(this.registry.gates(), this.dying));
+  }
+
+  /**
+   * A backend's FATAL said its server is going away (the postmaster died, the server crashed or
+   * shuts down): the other backends of that server will say the same within moments, and a
+   * statement sent to one in between gets that FATAL instead of an answer. So statements (and
+   * new sessions) bound for it wait here for a moment — a proxy-local routing gate — and the
+   * sessions move once their own connection is lost (proxy.failover_sessions).
+   */
+  backendDying(id: number, reason: string): void {
+    if (this.dying.has(id)) return;
+    this.dying.set(id, Date.now() + DYING_HOLD_MS);
+    this.gatesWithDying = undefined;
+    this.log.info({ backend: id, reason, holdMs: DYING_HOLD_MS }, 'backend server is going away: statements bound for it wait');
+    setTimeout(() => {
+      this.dying.delete(id);
+      this.gatesWithDying = undefined;
+      this.gatesChanged(this.gates(), `backend ${id}: the hold after its server went away ended`);
+    }, DYING_HOLD_MS + 1).unref();
+    this.gatesChanged(this.gates(), `backend ${id}: its server is going away`);
   }
 
   registerSession(s: Session): number {
@@ -342,6 +376,7 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
 
   /** Held statements try again, and natively forwarded sessions the gates now concern come back to JavaScript. */
   private gatesChanged(g: RoutingGates, reason: string): void {
+    this.gatesWithDying = undefined;
     // (Whoever set the gates logs them at info; this is the proxy's side.)
     this.log.debug({ held: g.held.map((h) => h.id), refuseWrites: g.refuseWrites, reason, sessions: this.sessions.size }, 'sessions apply the new gates');
     for (const s of [...this.sessions]) s.gatesChanged();

@@ -73,6 +73,8 @@ export interface SessionHost {
   readonly failoverSessions: 'keep' | 'end';
   /** How long a session waits for a primary to move to (watchdog.interlock_timeout_ms). */
   readonly moveWaitMs: number;
+  /** A backend's FATAL said its server is going away: hold statements bound for it a moment (a proxy-local gate). */
+  backendDying(backendId: number, reason: string): void;
 }
 
 const MAX_EARLY_BYTES = 1024 * 1024;
@@ -867,6 +869,10 @@ export class Session implements LegOwner, BatchSession {
   }
 
   onBackendErrorResponse(leg: Leg, fields: Record<string, string>, head: Expect | undefined): void {
+    // The postmaster died (57P01 "…unexpected postmaster exit"), the server crashed (57P02) or
+    // shuts down (57P03): every connection to it is about to end. (A plain 57P01 may be one
+    // pg_terminate_backend: that says nothing of the server.)
+    if (fields.C === '57P02' || fields.C === '57P03' || (fields.C === '57P01' && /postmaster/.test(fields.M ?? ''))) this.host.backendDying(leg.conn.backendId, fields.M ?? fields.C);
     if (head && !head.forward) {
       if (head.recreate) {
         this.log.warn({ backend: leg.conn.backendId, error: fields.M }, 'could not re-create the session state on the new primary; ending the session');
