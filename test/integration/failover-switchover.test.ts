@@ -52,13 +52,20 @@ function writer(peer: TestPeer) {
   };
 }
 
-test('switchover: the primary is shut down cleanly first, the chosen standby promoted, zero committed rows lost; the other standby follows', async () => {
+test('switchover: the primary is shut down cleanly first, the chosen standby promoted, zero committed rows lost; the other standby follows; an idle proxy session moves with its SET (failover_sessions keep)', async () => {
   const cluster = await createCluster({ standbys: 2 });
   const peer = await startPeer(clusterConfig(cluster));
   try {
     const [p, s1, s2] = cluster.nodes as [typeof cluster.primary, typeof cluster.primary, typeof cluster.primary];
     await p.sql('CREATE TABLE w (id int primary key)');
     await cluster.waitReplicated();
+    // A session through the proxy, idle across the switchover.
+    const { host, port } = peer.proxyAddress!;
+    const kept = new pg.Client({ host, port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
+    const keptErrors: Error[] = [];
+    kept.on('error', (e) => keptErrors.push(e));
+    await kept.connect();
+    await kept.query("SET work_mem = '6MB'");
     const w = writer(peer);
     await waitFor('writes flowing', () => w.acked.length > 200, 10_000);
     const before = w.acked.length;
@@ -73,6 +80,11 @@ test('switchover: the primary is shut down cleanly first, the chosen standby pro
     assert.equal(peer.registry.get(0).status, 'down');
     assert.equal(p.pid(), undefined, 'old primary is shut down');
     assert.ok(r.steps.some((s) => s.name === 'shutdown old primary' && s.ok));
+    const k = (await kept.query<{ wm: string; port: number }>("SELECT current_setting('work_mem') AS wm, current_setting('port')::int AS port FROM pg_class LIMIT 1 FOR UPDATE")).rows[0]!;
+    assert.deepEqual(keptErrors, [], 'the idle session saw no error');
+    assert.equal(k.port, s1.port, 'the session moved to the new primary');
+    assert.equal(k.wm, '6MB', 'with its SET');
+    await kept.end();
 
     const rows = await s1.sql<{ id: number }>('SELECT id FROM w ORDER BY id');
     const have = new Set(rows.map((x) => x.id));
