@@ -9,7 +9,9 @@
 // causal.ts, native forwarding in splice.ts, the hand-off to a successor process in
 // src/takeover. This file keeps what ties them: the order of responses, simple queries,
 // backpressure, the hand-over to and from native forwarding, applying the gates and the causal
-// rule, exporting and adopting a session at a safe point, and ending. (Over 500 lines for that
+// rule, exporting and adopting a session at a safe point, moving it to a fresh primary
+// connection when its own is lost (proxy.failover_sessions; what to re-create is
+// session-state.ts's), and ending. (Over 500 lines for that
 // reason: those all act on the same few fields — pending, blocked, the legs' queues and
 // quiescence — and split apart each would reach into the others' state.)
 //
@@ -93,6 +95,9 @@ const SYNC = codec.sync();
 const MOVE_RETRY_MS = 100;
 const TX_IN_BLOCK = 0x54; // 'T'
 
+/** Aborts the transaction a refused write came in, as PostgreSQL's own error would (answered to nobody). */
+const ABORT_REFUSED = codec.query(`DO $pgwatchdog$BEGIN RAISE EXCEPTION USING ERRCODE = '25006', MESSAGE = 'write refused by pgwatchdog: this peer refuses writes'; END$pgwatchdog$`);
+
 /** A session whose primary connection was lost between transactions, waiting to move (failover_sessions: keep). */
 interface Move {
   /** The backend it was on. */
@@ -108,9 +113,6 @@ interface Move {
   connecting: boolean;
   timer: NodeJS.Timeout | undefined;
 }
-/** Aborts the transaction a refused write came in, as PostgreSQL's own error would (answered to nobody). */
-const ABORT_REFUSED = codec.query(`DO $pgwatchdog$BEGIN RAISE EXCEPTION USING ERRCODE = '25006', MESSAGE = 'write refused by pgwatchdog: this peer refuses writes'; END$pgwatchdog$`);
-
 export class Session implements LegOwner, BatchSession {
   private readonly input: ClientInput;
   private readonly reader: FrameReader;
