@@ -55,14 +55,44 @@ export interface StatementContext {
   failed: boolean;
 }
 
-// A cheap first look: a text with none of these cannot change the record (SET covers RESET,
-// set_config and the "set" of UPDATE … SET, which the full look then passes over).
-const MAYBE = /set|listen|prepare|deallocate|discard|temp|declare|close|advisory/i;
-const TXN_END = /commit|end|rollback|abort|prepare/i;
+// First words of statements that may change the record.
+const STARTERS = new Set(['set', 'reset', 'listen', 'unlisten', 'prepare', 'deallocate', 'discard', 'create', 'declare', 'close']);
+const CALLS = /advisory|set_config/i;
+
+/**
+ * A cheap first look (every write on the JavaScript path passes here): one statement whose
+ * first word starts none of the above, calling nothing that matters, cannot change the record.
+ * Anything else (a comment first, several statements, a block's effects pending) gets the full look.
+ */
+function mayChange(rec: SessionRecord, sql: string): boolean {
+  if (rec.pending.length > 0) return true;
+  let n = sql.length;
+  const semi = sql.indexOf(';');
+  if (semi >= 0) {
+    // A trailing semicolon (pgbench sends one) is not a second statement.
+    for (let k = semi + 1; k < n; k++) {
+      const c = sql.charCodeAt(k);
+      if (c > 32 && c !== 59) return true;
+    }
+    n = semi;
+  }
+  let i = 0;
+  while (i < n && sql.charCodeAt(i) <= 32) i++;
+  let w = i;
+  for (; w < n; w++) {
+    const c = sql.charCodeAt(w) | 0x20;
+    if (c < 97 || c > 122) break;
+  }
+  if (w === i) return true; // not a plain word first (a comment, a parenthesis …)
+  const first = sql.slice(i, w).toLowerCase();
+  if (STARTERS.has(first)) return true;
+  if (first === 'select' && /\binto\b/i.test(sql)) return true; // SELECT … INTO TEMP
+  return sql.indexOf('(') >= 0 && CALLS.test(sql);
+}
 
 /** The record after the statements of `sql` (one Query, or one Parse) ran. Unchanged texts return `rec` itself. */
 export function noteStatements(rec: SessionRecord, sql: string, ctx: StatementContext): SessionRecord {
-  if (!MAYBE.test(sql) && !(rec.pending.length > 0 && TXN_END.test(sql))) return rec;
+  if (!mayChange(rec, sql)) return rec;
   let r: Mutable = thaw(rec);
   let inTxn = ctx.inTxn;
   let failed = ctx.failed;
