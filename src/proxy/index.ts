@@ -392,6 +392,11 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
     return listenerFd(this.server);
   }
 
+  /** Client sessions in this process (the takeover's loop asks often: no stats walk). */
+  sessionCount(): number {
+    return this.sessions.size;
+  }
+
   /** Stops accepting: the listening socket lives on in the process that took it over (or is closed). */
   async stopAccepting(): Promise<void> {
     const server = this.server;
@@ -405,9 +410,11 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
    */
   takeSessions(max: number): SessionBatch | undefined {
     if (this.worker) return undefined;
-    // Every session is asked to stop at its next safe point; those that reached one since the
-    // last call go in this batch.
+    // Sessions are asked to stop at their next safe point until a batch is ready (an idle one
+    // exports at once; asking all a thousand first delayed the first batch by their exports);
+    // those that reached one since the last call go in this batch.
     for (const s of this.sessions) {
+      if (this.movable.length >= max) break;
       if (this.moving.has(s)) continue;
       s.moveAtSafePoint((e) => {
         this.moving.add(s);

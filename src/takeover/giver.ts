@@ -44,7 +44,7 @@ export function giver(peer: GivingPeer): Giver {
       await peer.admin.close();
     },
     takeSessions: (max) => single(peer.proxy)!.takeSessions(max),
-    sessionCount: () => single(peer.proxy)!.stats().clients.total,
+    sessionCount: () => single(peer.proxy)!.sessionCount(),
     endSessions: (message) => single(peer.proxy)!.endSessions(message),
   };
 }

@@ -88,22 +88,31 @@ export class Successor {
    */
   async takeSessions(taker: Taker): Promise<string> {
     this.ch.send({ type: 'listening' });
+    // Where the time went here, for the log (bench:restart reads it): reading and decoding
+    // batches (waiting for the old process included) and adopting them.
+    const cost = { batches: 0, sessions: 0, waitMs: 0, adoptMs: 0 };
     try {
       for (;;) {
         const tWait = performance.now();
         const m = await this.ch.next(STEP_TIMEOUT_MS + 60_000);
-        if (m.type === 'done') return m.reason;
+        cost.waitMs += performance.now() - tWait;
+        if (m.type === 'done') {
+          this.log.info({ ...cost, waitMs: Math.round(cost.waitMs), adoptMs: Math.round(cost.adoptMs) }, 'sessions taken over');
+          return m.reason;
+        }
         if (m.type === 'abort') throw new Error(`the old process abandoned the takeover: ${m.reason}`);
         if (m.type !== 'sessions') throw new Error(`takeover: unexpected ${m.type} while sessions move`);
         let r: ReturnType<Taker['adoptSessions']>;
         const t0 = performance.now();
         try {
           r = taker.adoptSessions(m.sessions, m.fdList);
-          this.log.debug({ sessions: m.sessions.length, adoptMs: Math.round(performance.now() - t0), waitedMs: Math.round(t0 - tWait) }, 'sessions adopted');
         } catch (err) {
           r = { ids: [], failed: m.sessions.map((s) => ({ id: s.id, reason: (err as Error).message })) };
           for (const fd of m.fdList) fdpass.close(fd);
         }
+        cost.adoptMs += performance.now() - t0;
+        cost.batches++;
+        cost.sessions += m.sessions.length;
         this.ch.send({ type: 'adopted', ids: r.ids, failed: r.failed });
       }
     } finally {

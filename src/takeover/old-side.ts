@@ -56,6 +56,19 @@ export function takeoverSocketPath(configured: string, proxyPort: number, tmp: s
   return configured || `${tmp}/pgwatchdog-${proxyPort}.takeover.sock`;
 }
 
+/** Where moving the sessions spent its time here (the log's `cost`; bench:restart prints it). */
+interface MoveCost {
+  batches: number;
+  /** Finding sessions at a safe point and exporting them. */
+  takeMs: number;
+  /** Encoding and writing batches. */
+  sendMs: number;
+  /** Waiting for the successor's acknowledgements. */
+  ackWaitMs: number;
+  /** Forgetting acknowledged sessions here. */
+  commitMs: number;
+}
+
 /** Sessions per message, and messages sent before the first is acknowledged. */
 const BATCH = 100;
 const WINDOW = 4;
@@ -137,16 +150,18 @@ export class TakeoverServer {
       await expect(ch, 'listening', STEP_TIMEOUT_MS);
       phases.listeners = Date.now() - t0;
       // The successor accepts on the shared sockets now; this process stops.
-      await this.giver.stopAccepting();
 
-      const { moved, ended } = fds ? await this.moveSessions(ch) : await this.drain();
+      const t1 = Date.now();
+      await this.giver.stopAccepting();
+      const stopMs = Date.now() - t1;
+      const { moved, ended, cost } = fds ? await this.moveSessions(ch) : { ...(await this.drain()), cost: undefined };
       const reason = `${moved} sessions moved, ${ended} ended`;
       // The socket path is the successor's from here: free it before saying done (the
       // successor then listens on it for its own successor).
       this.close();
       ch.send({ type: 'done', moved, ended, reason });
       phases.sessions = Date.now() - t0;
-      this.log.info({ moved, ended, ms: Date.now() - t0, phases }, 'takeover finished: this process holds nothing and stops');
+      this.log.info({ moved, ended, ms: Date.now() - t0, phases, stopAcceptingMs: stopMs, cost }, 'takeover finished: this process holds nothing and stops');
       this.finish(reason);
     } catch (err) {
       const reason = (err as Error).message;
@@ -188,16 +203,20 @@ export class TakeoverServer {
    * Hands sessions over in batches as they reach safe points, a few batches in flight (the
    * successor adopts one while the next is on its way); ends what is left after the wait.
    */
-  private async moveSessions(ch: Channel): Promise<{ moved: number; ended: number }> {
+  private async moveSessions(ch: Channel): Promise<{ moved: number; ended: number; cost: MoveCost }> {
     const deadline = Date.now() + this.sessionWaitMs;
     let moved = 0;
+    const cost: MoveCost = { batches: 0, takeMs: 0, sendMs: 0, ackWaitMs: 0, commitMs: 0 };
+    const since = (t: number): number => performance.now() - t;
     const inFlight: { batch: SessionBatch; ids: number[] }[] = [];
     // Acks come in the order the batches went.
     const ackOne = async (): Promise<void> => {
       const f = inFlight[0]!;
       let ack;
+      const t0 = performance.now();
       try {
         ack = await expect(ch, 'adopted', STEP_TIMEOUT_MS);
+        cost.ackWaitMs += since(t0);
       } catch (err) {
         // The successor may hold some of them: neither side can tell which. Closing ours
         // leaves the successor's copies as they are.
@@ -205,7 +224,9 @@ export class TakeoverServer {
         throw err;
       }
       inFlight.shift();
+      const t1 = performance.now();
       f.batch.commit(ack.ids);
+      cost.commitMs += since(t1);
       if (ack.failed.length) {
         this.log.warn({ failed: ack.failed }, 'the successor could not adopt some sessions; they stay here');
         f.batch.rollback(ack.failed.map((x) => x.id));
@@ -213,11 +234,16 @@ export class TakeoverServer {
       moved += ack.ids.length;
     };
     while (this.giver.sessionCount() > 0 && Date.now() < deadline) {
+      const t0 = performance.now();
       const batch = inFlight.length < WINDOW ? this.giver.takeSessions(BATCH) : undefined;
+      cost.takeMs += since(t0);
       if (batch && batch.sessions.length > 0) {
         const ids = batch.sessions.map((s) => s.id);
         try {
+          const t1 = performance.now();
           ch.send({ type: 'sessions', sessions: batch.sessions }, batch.fds);
+          cost.sendMs += since(t1);
+          cost.batches++;
         } catch (err) {
           batch.rollback(ids);
           throw err;
@@ -231,7 +257,8 @@ export class TakeoverServer {
     }
     while (inFlight.length > 0) await ackOne();
     const ended = this.giver.endSessions(`pgwatchdog is restarting and this session did not reach a point where it could move (idle, between transactions) within ${this.sessionWaitMs} ms; reconnect`);
-    return { moved, ended };
+    for (const k of ['takeMs', 'sendMs', 'ackWaitMs', 'commitMs'] as const) cost[k] = Math.round(cost[k]);
+    return { moved, ended, cost };
   }
 
   /** Without descriptor passing: sessions end as their clients leave; the rest after the wait. */
