@@ -44,6 +44,7 @@ export function giver(peer: GivingPeer): Giver {
       await peer.admin.close();
     },
     takeSessions: (max) => single(peer.proxy)!.takeSessions(max),
+    takeIdleConns: (max) => single(peer.proxy)!.takeIdleConns(max),
     sessionCount: () => single(peer.proxy)!.sessionCount(),
     endSessions: (message) => single(peer.proxy)!.endSessions(message),
   };

@@ -8,7 +8,9 @@
 //   hello {version, pid, fdpass}      → welcome {pid, fdpass}   | refuse {reason}
 //   release-watchdog                  → watchdog-released       (old's watchdog stopped, its Raft storage closed)
 //   send-listeners                    → listeners {proxy, admin} (fds, or `rebind`: the old closed them)
-//   listening                         → sessions {count, fds}…  (state + descriptors, in batches)
+//   listening                         → pool {conns}…           (idle pooled backend connections, in batches)
+//                                     → sessions {count, fds}…  (state + descriptors, in batches)
+//                                     → pool {conns}…           (what became idle meanwhile)
 //   adopted {ids}                     → …                        (each batch acknowledged before the old forgets it)
 //                                     → done {ended, reason}     (the old holds nothing and exits)
 //   abort {reason} either way: the takeover stops; an old that still serves keeps serving.
@@ -56,7 +58,7 @@ export const message = z.discriminatedUnion('type', [
   z.object({ ...base, type: z.literal('sessions'), sessions: z.unknown().transform(bulk(checkSessions)) }),
   z.object({ ...base, type: z.literal('pool'), conns: z.unknown().transform(bulk(checkIdleConns)) }),
   z.object({ ...base, type: z.literal('adopted'), ids: z.array(z.number().int()), failed: z.array(z.object({ id: z.number().int(), reason: z.string() })) }),
-  z.object({ ...base, type: z.literal('done'), moved: z.number().int(), ended: z.number().int(), reason: z.string() }),
+  z.object({ ...base, type: z.literal('done'), moved: z.number().int(), ended: z.number().int(), pooled: z.number().int(), reason: z.string() }),
   z.object({ ...base, type: z.literal('abort'), reason: z.string() }),
 ]);
 export type Message = z.infer<typeof message>;

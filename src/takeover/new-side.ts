@@ -10,13 +10,15 @@ import { packageVersion } from '../version.js';
 import * as fdpass from './fdpass.js';
 import { FdChannel, SocketChannel, expect, type Channel } from './channel.js';
 import type { ListenOn } from './listen.js';
-import type { SessionState } from './messages.js';
+import type { IdleConnState, SessionState } from './messages.js';
 import { STEP_TIMEOUT_MS } from './old-side.js';
 
 /** What the successor's proxy does with sessions handed over. */
 export interface Taker {
   /** Adopts sessions with their descriptors (fds[i] for index i in the states); returns the ids adopted and why others were not. */
   adoptSessions(sessions: SessionState[], fds: number[]): { ids: number[]; failed: { id: number; reason: string }[] };
+  /** Pools idle backend connections handed over (fds[i] for index i; ids: their indexes in `conns`). */
+  adoptIdleConns(conns: IdleConnState[], fds: number[]): { ids: number[]; failed: { id: number; reason: string }[] };
 }
 
 export interface Listeners {
@@ -101,14 +103,19 @@ export class Successor {
           return m.reason;
         }
         if (m.type === 'abort') throw new Error(`the old process abandoned the takeover: ${m.reason}`);
-        if (m.type !== 'sessions') throw new Error(`takeover: unexpected ${m.type} while sessions move`);
+        if (m.type !== 'sessions' && m.type !== 'pool') throw new Error(`takeover: unexpected ${m.type} while sessions move`);
         let r: ReturnType<Taker['adoptSessions']>;
         const t0 = performance.now();
         try {
-          r = taker.adoptSessions(m.sessions, m.fdList);
+          r = m.type === 'sessions' ? taker.adoptSessions(m.sessions, m.fdList) : taker.adoptIdleConns(m.conns, m.fdList);
         } catch (err) {
-          r = { ids: [], failed: m.sessions.map((s) => ({ id: s.id, reason: (err as Error).message })) };
+          const ids = m.type === 'sessions' ? m.sessions.map((s) => s.id) : m.conns.map((_, i) => i);
+          r = { ids: [], failed: ids.map((id) => ({ id, reason: (err as Error).message })) };
           for (const fd of m.fdList) fdpass.close(fd);
+        }
+        if (m.type === 'pool') {
+          this.ch.send({ type: 'adopted', ids: r.ids, failed: r.failed });
+          continue;
         }
         cost.adoptMs += performance.now() - t0;
         cost.batches++;

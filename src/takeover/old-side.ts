@@ -19,7 +19,7 @@ import type { Logger } from '../log.js';
 import { packageVersion } from '../version.js';
 import * as fdpass from './fdpass.js';
 import { SocketChannel, expect, type Channel } from './channel.js';
-import type { SessionState } from './messages.js';
+import type { IdleConnState, SessionState } from './messages.js';
 
 /** How long each step of the conversation may take before the takeover is abandoned. */
 export const STEP_TIMEOUT_MS = 30_000;
@@ -34,6 +34,14 @@ export interface SessionBatch {
   rollback(ids: number[]): void;
 }
 
+/** Idle pooled connections the proxy hands over now (ids: indexes in `conns`). */
+export interface IdleConnBatch {
+  conns: IdleConnState[];
+  fds: number[];
+  commit(ids: number[]): void;
+  rollback(ids: number[]): void;
+}
+
 /** What the running peer offers to its successor. */
 export interface Giver {
   /** Stops this peer's watchdog (handing leadership and the VIP over) and failover engine. */
@@ -43,6 +51,8 @@ export interface Giver {
   stopAccepting(): Promise<void>;
   /** Up to `max` sessions at a safe point, taken off this proxy's books (undefined: sessions cannot move from here). */
   takeSessions(max: number): SessionBatch | undefined;
+  /** Up to `max` idle pooled connections (no session holds them), checked out of the pool. */
+  takeIdleConns(max: number): IdleConnBatch;
   /** Sessions still here. */
   sessionCount(): number;
   /** Ends every session still here with `message`; returns how many. */
@@ -71,6 +81,8 @@ interface MoveCost {
 
 /** Sessions per message, and messages sent before the first is acknowledged. */
 const BATCH = 100;
+/** Idle pooled connections per message (one descriptor each). */
+const CONN_BATCH = 200;
 const WINDOW = 4;
 
 export class TakeoverServer {
@@ -154,14 +166,18 @@ export class TakeoverServer {
       const t1 = Date.now();
       await this.giver.stopAccepting();
       const stopMs = Date.now() - t1;
+      // The idle pool goes first (the successor's new clients find it), then the sessions,
+      // then what became idle while they moved (connections of sessions that ended here).
+      let pooled = fds ? await this.movePool(ch) : 0;
       const { moved, ended, cost } = fds ? await this.moveSessions(ch) : { ...(await this.drain()), cost: undefined };
-      const reason = `${moved} sessions moved, ${ended} ended`;
+      if (fds) pooled += await this.movePool(ch);
+      const reason = `${moved} sessions moved, ${ended} ended, ${pooled} idle backend connections moved`;
       // The socket path is the successor's from here: free it before saying done (the
       // successor then listens on it for its own successor).
       this.close();
-      ch.send({ type: 'done', moved, ended, reason });
+      ch.send({ type: 'done', moved, ended, pooled, reason });
       phases.sessions = Date.now() - t0;
-      this.log.info({ moved, ended, ms: Date.now() - t0, phases, stopAcceptingMs: stopMs, cost }, 'takeover finished: this process holds nothing and stops');
+      this.log.info({ moved, ended, pooled, ms: Date.now() - t0, phases, stopAcceptingMs: stopMs, cost }, 'takeover finished: this process holds nothing and stops');
       this.finish(reason);
     } catch (err) {
       const reason = (err as Error).message;
@@ -197,6 +213,40 @@ export class TakeoverServer {
     // No descriptors: close ours so that the successor can bind the same addresses.
     await this.giver.stopAccepting();
     ch.send({ type: 'listeners', proxy: { fd: null, host: l.proxy.host, port: l.proxy.port }, admin: l.admin ? { fd: null, host: l.admin.host, port: l.admin.port } : null });
+  }
+
+  /**
+   * Hands the idle pooled connections over, a batch at a time, each acknowledged before this
+   * process forgets it; those the successor refuses stay here (and close when it exits).
+   */
+  private async movePool(ch: Channel): Promise<number> {
+    let moved = 0;
+    for (;;) {
+      const batch = this.giver.takeIdleConns(CONN_BATCH);
+      if (batch.conns.length === 0) return moved;
+      const all = batch.conns.map((_, i) => i);
+      try {
+        ch.send({ type: 'pool', conns: batch.conns }, batch.fds);
+      } catch (err) {
+        batch.rollback(all);
+        throw err;
+      }
+      let ack;
+      try {
+        ack = await expect(ch, 'adopted', STEP_TIMEOUT_MS);
+      } catch (err) {
+        // The successor may hold them: closing ours leaves its copies as they are.
+        batch.commit(all);
+        throw err;
+      }
+      batch.commit(ack.ids);
+      batch.rollback(ack.failed.map((f) => f.id));
+      moved += ack.ids.length;
+      if (ack.failed.length) {
+        this.log.warn({ failed: ack.failed.slice(0, 5), count: ack.failed.length }, 'the successor could not pool some idle connections; they stay here and close when this process exits');
+        return moved;
+      }
+    }
   }
 
   /**
