@@ -50,7 +50,8 @@ export const message = z.discriminatedUnion('type', [
   z.object({ ...base, type: z.literal('welcome'), pid: z.number().int(), fdpass: z.boolean() }),
   z.object({ ...base, type: z.literal('refuse'), reason: z.string() }),
   z.object({ ...base, type: z.literal('release-watchdog') }),
-  z.object({ ...base, type: z.literal('watchdog-released'), reason: z.string() }),
+  /** contactAt: when the old process's watchdog was last joined to a majority (epoch ms), null when never or none. */
+  z.object({ ...base, type: z.literal('watchdog-released'), reason: z.string(), contactAt: z.number().nullable().default(null) }),
   z.object({ ...base, type: z.literal('send-listeners') }),
   z.object({ ...base, type: z.literal('listeners'), proxy: listenerSpec, admin: listenerSpec.nullable() }),
   z.object({ ...base, type: z.literal('listening') }),

@@ -64,11 +64,15 @@ export class Successor {
     }
   }
 
-  /** The old process stops its watchdog (handing leadership over); after this, this one may open the Raft data dir. */
-  async releaseWatchdog(): Promise<void> {
+  /**
+   * The old process stops its watchdog (handing leadership over); after this, this one may
+   * open the Raft data dir. Resolves with when the old one was last joined to a majority.
+   */
+  async releaseWatchdog(): Promise<number | null> {
     this.ch.send({ type: 'release-watchdog' });
     const r = await expect(this.ch, 'watchdog-released', STEP_TIMEOUT_MS);
-    this.log.info({ reason: r.reason }, 'the old process released its watchdog');
+    this.log.info({ reason: r.reason, contactAgoMs: r.contactAt === null ? null : Date.now() - r.contactAt }, 'the old process released its watchdog');
+    return r.contactAt;
   }
 
   /** The old process's listening sockets: descriptors to adopt, or addresses it freed to bind. */

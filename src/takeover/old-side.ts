@@ -45,7 +45,7 @@ export interface IdleConnBatch {
 /** What the running peer offers to its successor. */
 export interface Giver {
   /** Stops this peer's watchdog (handing leadership and the VIP over) and failover engine. */
-  releaseWatchdog(): Promise<string>;
+  releaseWatchdog(): Promise<{ reason: string; contactAt: number | null }>;
   listeners(): { proxy: { fd: number | undefined; host: string; port: number }; admin: { fd: number | undefined; host: string; port: number } | undefined };
   /** Stops accepting on both listeners (the successor holds them, or binds them anew). */
   stopAccepting(): Promise<void>;
@@ -153,7 +153,7 @@ export class TakeoverServer {
 
       await expect(ch, 'release-watchdog', STEP_TIMEOUT_MS);
       const released = await this.giver.releaseWatchdog();
-      ch.send({ type: 'watchdog-released', reason: released });
+      ch.send({ type: 'watchdog-released', ...released });
       phases.watchdog = Date.now() - t0;
 
       await expect(ch, 'send-listeners', STEP_TIMEOUT_MS);
