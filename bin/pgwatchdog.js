@@ -3,11 +3,14 @@
 // by `npm pack`'s prepack) and runs it under plain node. A git checkout has the TypeScript
 // sources and runs them through tsx (a development dependency), so there is no build to
 // forget while developing; the sources win there because dist/ may be stale.
+// PGWATCHDOG_RUN=dist runs the compiled JavaScript from a checkout too: benchmarks measure what
+// ships (tsx's output wraps every function it creates in a naming helper, which costs a
+// restart's successor a third of its time adopting sessions).
 import { existsSync } from 'node:fs';
 
 const source = new URL('../src/cli/main.ts', import.meta.url);
 let main = new URL('../dist/src/cli/main.js', import.meta.url);
-if (existsSync(source)) {
+if (existsSync(source) && process.env.PGWATCHDOG_RUN !== 'dist') {
   const { register } = await import('tsx/esm/api');
   register();
   main = source;

@@ -4,6 +4,9 @@
 //
 //   npm run bench:restart -- [--runs 3] [--clients 8] [--idle 100,1000]
 //
+// The npm script builds dist/ first and runs the peers from it (PGWATCHDOG_RUN=dist: what
+// ships, not the tsx-compiled sources).
+//
 // (a) The pause: pgbench -N -M prepared with persistent connections through the peer, one
 //     takeover per run. From pgbench's per-transaction log: p50, p99 and max latency of the
 //     transactions that ended in the second around the switch (from 0.5 s before the old
@@ -14,7 +17,7 @@
 //     answers afterwards.
 // Targets (issue 16): no failed transaction, p99 pause < 100 ms, 1000 idle sessions < 1 s.
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import pg from 'pg';
@@ -52,9 +55,9 @@ async function restart(cluster: PgCluster, old: PeerProcess): Promise<{ next: Pe
   if (!done) throw new Error(`the old process exited without finishing the takeover: ${old.logs.slice(-5).map((x) => x.msg).join(' | ')}`);
   const startMs = logTime(old, (m) => m.startsWith('takeover started'));
   const endMs = Date.parse(String(done.time));
-  if (process.env.BENCH_DEBUG) for (const l of next.logs) if (l.msg === 'sessions adopted') console.log(JSON.stringify(l));
+  const taken = next.logs.find((l) => l.msg === 'sessions taken over');
   const ph = done.phases as { watchdog: number; listeners: number; sessions: number };
-  return { next, startMs, endMs, durationMs: Number(done.ms), reason: `${String(done.moved)} moved, ${String(done.ended)} ended; watchdog released at ${ph.watchdog} ms, successor listening at ${ph.listeners} ms, sessions moved at ${ph.sessions} ms` };
+  return { next, startMs, endMs, durationMs: Number(done.ms), reason: `${String(done.moved)} moved, ${String(done.ended)} ended; watchdog released at ${ph.watchdog} ms, successor listening at ${ph.listeners} ms, sessions moved at ${ph.sessions} ms; here: stop accepting ${String(done.stopAcceptingMs)} ms, ${JSON.stringify(done.cost)}; successor: ${taken ? JSON.stringify({ waitMs: taken.waitMs, adoptMs: taken.adoptMs }) : '?'}` };
 }
 
 async function pauseRun(cluster: PgCluster): Promise<{ around: number[]; rest: number[]; failed: string; aborted: boolean; tx: number; takeoverMs: number }> {
@@ -113,7 +116,16 @@ async function idleRun(cluster: PgCluster, n: number): Promise<{ durationMs: num
     await sleep(500);
     const r = await restart(cluster, peer);
     peer = r.next;
-    const ok = await Promise.all(clients.map((c) => c.query('SELECT 1 AS x').then(() => 1, () => 0)));
+    const errors = new Map<string, number>();
+    const ok = await Promise.all(
+      clients.map((c) =>
+        c.query('SELECT 1 AS x').then(
+          () => 1,
+          (err: Error) => (errors.set(err.message, (errors.get(err.message) ?? 0) + 1), 0),
+        ),
+      ),
+    );
+    if (errors.size) console.log(`errors after the takeover: ${JSON.stringify([...errors])}`);
     return { durationMs: r.durationMs, reason: r.reason, answering: ok.reduce<number>((a, b) => a + b, 0) };
   } finally {
     await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
@@ -127,6 +139,7 @@ async function main(): Promise<void> {
   const cluster = await createCluster({ standbys: 0, settings: { max_connections: Math.max(300, maxIdle + 200) } });
   try {
     await run(pgBin('pgbench'), ['-i', '-s', '1', '-q', '-h', cluster.primary.host, '-p', String(cluster.primary.port), '-U', SUPERUSER, 'postgres'], { asPostgres: false, env });
+    console.log(`peers run from ${process.env.PGWATCHDOG_RUN === 'dist' ? 'dist/ (compiled)' : 'the sources (tsx)'}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
     console.log(`bench:restart — ${RUNS} runs, pgbench -N -M prepared -c ${CLIENTS}, one takeover per run`);
     console.log('run | tx | failed | aborted | takeover ms | around switch: n p50 p99 max (ms) | rest: p50 p99 max (ms)');
     const p99s: number[] = [];
@@ -144,7 +157,7 @@ async function main(): Promise<void> {
     console.log('idle sessions | takeover ms (hello → done) | moved/ended | answering after');
     for (const n of IDLE) {
       const r = await idleRun(cluster, n);
-      console.log(`${n} | ${r.durationMs} | ${r.reason} | ${r.answering}/${n}`);
+      console.log(`${n} | ${r.durationMs} | ${r.reason} | ${r.answering}/${n} | load ${loadavg()[0]!.toFixed(1)}`);
     }
   } finally {
     await cluster.teardown();

@@ -131,7 +131,7 @@ export class Peer {
   async start(from?: Successor): Promise<{ host: string; port: number }> {
     this.health.start();
     this.replication.start();
-    if (from) await from.releaseWatchdog();
+    if (from) this.cluster?.inheritContact(await from.releaseWatchdog());
     await this.failover.start();
     await this.cluster?.start();
     const l = from ? await from.listeners() : undefined;

@@ -54,6 +54,27 @@ const COMMANDS: Record<string, Command> = {
       return restartPeer(file, v.name as string | undefined, io);
     },
   },
+  'rolling-restart': {
+    usage: 'rolling-restart -c FILE [--name PEER] -c FILE [--name PEER] …',
+    summary: "rolling upgrade of the peers on this host: each restarted online in turn, the coordinator last, the next once the last is back in the cluster and caught up",
+    options: { config: { type: 'string', short: 'c', multiple: true }, name: { type: 'string', multiple: true } },
+    run: async (v, _p, io) => {
+      const files = (v.config as unknown as string[] | undefined) ?? [];
+      if (files.length === 0) {
+        io.err('rolling-restart: give each peer\'s config file with -c FILE (and --name PEER after it when the file does not set watchdog.name)');
+        return 2;
+      }
+      const { rollingPeers, rollingRestart } = await import('./rolling-restart.js');
+      let peers;
+      try {
+        peers = rollingPeers(files, (v.name as unknown as string[] | undefined) ?? []);
+      } catch (err) {
+        io.err(`rolling-restart: ${(err as Error).message}`);
+        return err instanceof ConfigError ? 1 : 2;
+      }
+      return rollingRestart(peers, io);
+    },
+  },
   'check-config': {
     usage: 'check-config -c FILE',
     summary: 'validate a configuration file; exit 0 if valid, 1 if not',

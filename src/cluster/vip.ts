@@ -83,19 +83,32 @@ export interface IsolationInput {
    * heard from the leader; a leader, since its lease was last valid. null: not since start.
    */
   sinceContactMs: number | null;
+  /**
+   * Online restart: ms since the process this one took over from last knew itself joined (it
+   * handed its watchdog over cleanly just before); null or absent: not taken over. Counts only
+   * until this process has had contact of its own.
+   */
+  inheritedContactMs?: number | null;
   /** How long cut off before writes stop: the lease, which the majority needs at least to fail over. */
   isolateAfterMs: number;
   /** This peer refuses writes now. */
   refusing: boolean;
   /** `watchdog.isolated_writes`. */
   mode: 'refuse' | 'allow';
+  /** Epoch ms (for holdWritesUntil). */
+  now: number;
 }
 
 export interface IsolationVerdict {
   isolated: boolean;
   refuseWrites: boolean;
+  /** Set while a successor process joins after the previous one's lease ran out: writes wait (a held primary) rather than fail. */
+  holdWritesUntil?: number;
   reason: string;
 }
+
+/** How long a successor process may hold writes while it joins, after the previous process's lease ran out. */
+export const JOIN_HOLD_MS = 10_000;
 
 /**
  * Isolation: cut off from the majority (no leader contact, or too few fresh views) for
@@ -105,6 +118,17 @@ export interface IsolationVerdict {
  */
 export function isolation(i: IsolationInput): IsolationVerdict {
   if (i.peers.length < 2) return { isolated: false, refuseWrites: false, reason: 'a lone peer cannot be isolated' };
+  // A successor joining in the predecessor's place is as much in touch as the predecessor was
+  // a moment ago: within the lease of that contact, the majority cannot have failed anything
+  // over without it, so its writes go on (no views or leader of its own yet, by design).
+  const inherited = i.inheritedContactMs;
+  if (i.sinceContactMs === null && inherited != null && !i.refusing) {
+    if (inherited <= i.isolateAfterMs) return { isolated: false, refuseWrites: false, reason: `joining after an online restart: the previous process was joined to a majority ${inherited} ms ago (≤ ${i.isolateAfterMs} ms)` };
+    // Past that lease the majority may have decided without it: writes wait for this process
+    // to join (and learn what was decided), for a while, rather than fail.
+    const left = i.isolateAfterMs + JOIN_HOLD_MS - inherited;
+    if (left > 0) return { isolated: false, refuseWrites: false, holdWritesUntil: i.now + left, reason: `joining after an online restart: the previous process's lease ran out ${inherited - i.isolateAfterMs} ms ago; writes wait until this one has joined (at most ${left} ms more)` };
+  }
   const fresh = i.peers.filter((p) => {
     const v = i.views.get(p);
     return p === i.self || (v !== undefined && v.ageMs <= i.maxViewAgeMs);

@@ -177,6 +177,19 @@ export class Watchdog {
     this.log.info('watchdog stopped');
   }
 
+  /** Online restart: when the process this one takes over from was last joined to a majority (epoch ms; see vip.ts isolation). */
+  private inheritedContactAt: number | null = null;
+
+  inheritContact(at: number | null): void {
+    this.inheritedContactAt = at;
+  }
+
+  /** When this peer last knew itself joined to a majority (epoch ms), or null: for a successor process (inheritContact). */
+  lastContactAt(): number | null {
+    const since = this.runtime.status().sinceContactMs;
+    return since === null ? null : Date.now() - since;
+  }
+
   /** The Raft term, for %T (the engine reads it through `decisions`). */
   status(): { raft: RaftRuntimeStatus; state: ClusterState; isolation: IsolationVerdict; peerState: PeerState } {
     return { raft: this.runtime.status(), state: this.state.state, isolation: this.iso, peerState: this.peerState() };
@@ -226,11 +239,13 @@ export class Watchdog {
       maxViewAgeMs: this.maxViewAgeMs,
       raft,
       sinceContactMs: raft.sinceContactMs,
+      inheritedContactMs: this.inheritedContactAt === null ? null : Date.now() - this.inheritedContactAt,
       isolateAfterMs: this.isolateAfterMs,
       refusing: this.iso.refuseWrites,
       mode: wd.isolated_writes,
+      now: Date.now(),
     });
-    const isoKey = `${this.iso.isolated}|${this.iso.refuseWrites}`;
+    const isoKey = `${this.iso.isolated}|${this.iso.refuseWrites}|${this.iso.holdWritesUntil !== undefined}`;
     if (isoKey !== this.lastIso) {
       this.log[this.iso.isolated ? 'warn' : 'info']({ isolated: this.iso.isolated, refuseWrites: this.iso.refuseWrites }, `isolation: ${this.iso.reason}`);
       this.lastIso = isoKey;
@@ -274,11 +289,15 @@ export class Watchdog {
       }
       this.o.registry.update(b.id, { status, role: b.role }, why);
     }
+    const held = hold.held.map((id) => {
+      const mine = hold.holds.filter((h) => h.ids.includes(id));
+      return { id, reason: mine.map((h) => h.reason).join('; '), untilMs: Math.max(...mine.map((h) => h.until)) };
+    });
+    // A successor process joining after an online restart holds writes (the primary) until it has joined.
+    const until = this.iso.holdWritesUntil;
+    if (until !== undefined) for (const b of s.backends) if (b.role === 'primary' && !held.some((h) => h.id === b.id)) held.push({ id: b.id, reason: this.iso.reason, untilMs: until });
     const gates: RoutingGates = {
-      held: hold.held.map((id) => {
-        const mine = hold.holds.filter((h) => h.ids.includes(id));
-        return { id, reason: mine.map((h) => h.reason).join('; '), untilMs: Math.max(...mine.map((h) => h.until)) };
-      }),
+      held,
       refuseWrites: this.iso.refuseWrites ? this.refuseReason : null,
     };
     const before = this.o.registry.gates();

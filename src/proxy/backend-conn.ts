@@ -42,6 +42,7 @@ export class BackendError extends Error {
 
 const noopOut = (): void => {};
 const READ_BUFFER = 64 * 1024;
+const SMALL_READ_BUFFER = 2048;
 
 export class BackendConn {
   readonly scanner = new BackendScanner(WANT);
@@ -104,18 +105,24 @@ export class BackendConn {
   // Reads land in one reused buffer (see tcp.ts), bypassing the stream machinery and a
   // Buffer allocation per read. Forwarded views of it may still sit in the client socket's
   // write queue, so the buffer is replaced whenever the owner says it may be retained.
-  private rbuf = Buffer.allocUnsafe(READ_BUFFER);
+  // It starts small (from Node's shared pool) and becomes 64 KiB the first time a read fills
+  // it: a connection that sits idle in the pool, or that an online restart adopts with a
+  // thousand others, then holds no 64 KiB of its own (each one an ArrayBuffer of its own that
+  // V8 counts towards its next full collection).
+  private rbuf: Buffer | undefined;
+  private readSize = SMALL_READ_BUFFER;
   /** Set by the owner: called after each read has been scanned. */
   afterRead: (() => void) | undefined = undefined;
   /** Set by the owner: true when views of the last read may still be referenced. */
   retains: () => boolean = () => false;
 
   readonly nextReadBuffer = (): Buffer => {
-    if (this.retains()) this.rbuf = Buffer.allocUnsafe(READ_BUFFER);
+    if (this.rbuf === undefined || this.rbuf.length < this.readSize || this.retains()) this.rbuf = Buffer.allocUnsafe(this.readSize);
     return this.rbuf;
   };
 
   readonly onRead = (n: number, buf: Buffer): void => {
+    if (n === buf.length) this.readSize = READ_BUFFER;
     try {
       this.scanner.feed(buf.subarray(0, n), this.sink, this.out);
     } catch (err) {

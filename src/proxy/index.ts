@@ -30,8 +30,8 @@ import type { ProxyOptions, ProxyService, ProxyStats, WorkerLink } from './servi
 import { WORKER_BITS, WorkerSupervisor } from './workers.js';
 import { decideRead, type CausalDecision, type CausalNeed } from './causal.js';
 import { listenOn, listenerFd, type ListenOn } from '../takeover/listen.js';
-import type { SessionBatch } from '../takeover/old-side.js';
-import type { BackendState, SessionState } from '../takeover/messages.js';
+import type { IdleConnBatch, SessionBatch } from '../takeover/old-side.js';
+import type { BackendState, IdleConnState, SessionState } from '../takeover/messages.js';
 import { close as closeDescriptor } from '../takeover/fdpass.js';
 
 export type { ProxyOptions, ProxyService, ProxyStats } from './service.js';
@@ -435,6 +435,11 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
     return listenerFd(this.server);
   }
 
+  /** Client sessions in this process (the takeover's loop asks often: no stats walk). */
+  sessionCount(): number {
+    return this.sessions.size;
+  }
+
   /** Stops accepting: the listening socket lives on in the process that took it over (or is closed). */
   async stopAccepting(): Promise<void> {
     const server = this.server;
@@ -448,9 +453,11 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
    */
   takeSessions(max: number): SessionBatch | undefined {
     if (this.worker) return undefined;
-    // Every session is asked to stop at its next safe point; those that reached one since the
-    // last call go in this batch.
+    // Sessions are asked to stop at their next safe point until a batch is ready (an idle one
+    // exports at once; asking all a thousand first delayed the first batch by their exports);
+    // those that reached one since the last call go in this batch.
     for (const s of this.sessions) {
+      if (this.movable.length >= max) break;
       if (this.moving.has(s)) continue;
       s.moveAtSafePoint((e) => {
         this.moving.add(s);
@@ -484,6 +491,71 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
     };
   }
 
+  /**
+   * Up to `max` idle pooled connections, checked out for a successor process with their
+   * descriptors (it pools them as they are: no reconnect, no new login).
+   */
+  takeIdleConns(max: number): IdleConnBatch {
+    const taken: BackendConn[] = [];
+    const conns: IdleConnState[] = [];
+    const fds: number[] = [];
+    for (const c of this.pools.takeIdle(max)) {
+      const fd = c.socket instanceof TcpConn ? c.socket.lend() : -1;
+      if (fd < 0) {
+        // Not on a lean connection, or a write in flight: it cannot move; it is closed.
+        this.pools.release(c, false);
+        continue;
+      }
+      const { user, database, options } = c.login;
+      conns.push({ fd: fds.push(fd) - 1, backendId: c.backendId, pid: c.pid, secret: c.secret, params: Object.fromEntries(c.params), applied: Object.fromEntries(c.applied), dirty: false, stale: [], user, database, options });
+      taken.push(c);
+    }
+    return {
+      conns,
+      fds,
+      commit: (ids) => {
+        for (const i of ids) if (taken[i]) this.pools.handOff(taken[i]);
+      },
+      rollback: (ids) => {
+        for (const i of ids) {
+          const c = taken[i];
+          if (!c) continue;
+          (c.socket as TcpConn).giveBack();
+          this.pools.putBack(c);
+        }
+      },
+    };
+  }
+
+  /** A backend connection moved in from the previous process, logged in as `user` on `database`. */
+  private adoptConn(b: BackendState, fd: number, user: string, database: string, options: string): BackendConn {
+    return BackendConn.adopt(fromDescriptor(fd), this.loginFor(b.backendId, user, database, options), b);
+  }
+
+  /** Idle pooled connections moved in from the process this one takes over from (ids: their indexes). */
+  adoptIdleConns(conns: IdleConnState[], fds: number[]): { ids: number[]; failed: { id: number; reason: string }[] } {
+    const ids: number[] = [];
+    const failed: { id: number; reason: string }[] = [];
+    const used = new Set<number>();
+    conns.forEach((st, i) => {
+      used.add(st.fd);
+      const fd = fds[st.fd];
+      try {
+        if (fd === undefined) throw new Error('its descriptor is missing');
+        this.pools.adoptIdle(this.adoptConn(st, fd, st.user, st.database, st.options));
+        ids.push(i);
+      } catch (err) {
+        failed.push({ id: i, reason: (err as Error).message });
+        if (fd !== undefined) closeDescriptor(fd);
+      }
+    });
+    fds.forEach((fd, i) => {
+      if (!used.has(i)) closeDescriptor(fd);
+    });
+    if (ids.length) this.log.info({ adopted: ids.length, failed: failed.length }, 'idle pooled connections moved in from the previous process');
+    return { ids, failed };
+  }
+
   /** Sessions moved in from the process this one takes over from, with their descriptors. */
   adoptSessions(states: SessionState[], fds: number[]): { ids: number[]; failed: { id: number; reason: string }[] } {
     const ids: number[] = [];
@@ -496,7 +568,7 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
         if (this.byKey.has(st.secret)) throw new Error('its cancel key is taken here');
         if (own.some((i) => fds[i] === undefined)) throw new Error('a descriptor is missing');
         const conn = (b: BackendState): BackendConn => {
-          const c = BackendConn.adopt(fromDescriptor(fds[b.fd]!), this.loginFor(b.backendId, st.user, st.database, st.startupParams.options ?? ''), b);
+          const c = this.adoptConn(b, fds[b.fd]!, st.user, st.database, st.startupParams.options ?? '');
           this.pools.adopt(c);
           return c;
         };

@@ -240,6 +240,40 @@ export class Pools {
   }
 
   /**
+   * Online restart: up to `max` idle connections, checked out as `take` would (for the
+   * successor process's pool). Each is then handed off (handOff) or given back (putBack).
+   */
+  takeIdle(max: number): BackendConn[] {
+    const out: BackendConn[] = [];
+    for (const [backendId, pool] of this.pools.entries()) {
+      for (const list of [...pool.idle.values()]) {
+        while (out.length < max && list.length > 0) {
+          const c = list[list.length - 1]!;
+          const got = this.take(backendId, c.login.user, c.login.database, c.login.options);
+          if (got) out.push(got);
+        }
+      }
+    }
+    return out;
+  }
+
+  /** A connection from takeIdle the successor did not take: idle here again. */
+  putBack(c: BackendConn): void {
+    const pool = this.pools[c.backendId]!;
+    pool.inUse--;
+    if (c.closed) this.countOut(pool, c);
+    else this.makeIdle(pool, c);
+  }
+
+  /** An idle connection moved in from the process this one takes over from. */
+  adoptIdle(c: BackendConn): void {
+    const pool = this.pools[c.backendId]!;
+    pool.total++;
+    this.gen.set(c, pool.generation);
+    this.makeIdle(pool, c);
+  }
+
+  /**
    * A connection moved out to another process with its session: off the books, and this
    * process's descriptor closed without a word to the server (the other process holds it).
    */

@@ -177,7 +177,11 @@ export class FdChannel implements Channel {
     return p;
   }
 
-  /** Reads what is there, a millisecond at a time, yielding to the event loop in between, while a reader waits. */
+  /**
+   * Reads while a reader waits: everything there is until a message is whole (a batch of
+   * sessions comes in many reads: one per event-loop turn made it wait on the turns), then
+   * yields; with nothing there, it waits a millisecond at a time, yielding in between.
+   */
   private poll(): void {
     if (this.polling) return;
     this.polling = true;
@@ -187,12 +191,17 @@ export class FdChannel implements Channel {
         return;
       }
       try {
-        const r = fdpass.recv(this.fd, 1 << 20, POLL_MS);
-        if (r) {
+        for (let wait = POLL_MS; ; wait = 0) {
+          const r = fdpass.recv(this.fd, 1 << 20, wait);
+          if (!r) break;
           if (r.truncated) throw new Error('takeover: descriptors were dropped by the kernel (too many in one message)');
           this.inbox.fds.push(...r.fds);
           if (r.data.length === 0) throw new Error(`takeover: the ${this.what} closed the connection`);
-          this.inbox.deliver(this.decoder.push(r.data));
+          const msgs = this.decoder.push(r.data);
+          if (msgs.length > 0) {
+            this.inbox.deliver(msgs);
+            break;
+          }
         }
       } catch (err) {
         this.inbox.fail(err as Error);

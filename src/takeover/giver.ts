@@ -6,7 +6,7 @@ import type { Giver } from './old-side.js';
 
 export interface GivingPeer {
   readonly proxy: ProxyService;
-  readonly cluster: { stop(): Promise<void> } | undefined;
+  readonly cluster: { stop(): Promise<void>; lastContactAt(): number | null } | undefined;
   readonly failover: { stop(): Promise<void> };
   readonly admin: { listenerFd(): number | undefined; close(): Promise<void> };
   readonly proxyAddress: { host: string; port: number } | undefined;
@@ -29,9 +29,15 @@ export function giver(peer: GivingPeer): Giver {
       // Watchdog.stop() is the planned stop: VIP dropped, leadership handed over, Raft
       // storage closed. The failover engine stops with it so that two engines never run.
       const had = peer.cluster !== undefined;
+      // Read before the stop, which may take a moment (a leadership transfer): the successor
+      // counts its grace from it (vip.ts isolation).
+      const contactAt = peer.cluster?.lastContactAt() ?? null;
       await peer.cluster?.stop();
       await peer.failover.stop();
-      return had ? 'watchdog stopped (VIP dropped and leadership handed over if held; Raft storage closed); failover engine stopped' : 'no watchdog (single peer); failover engine stopped';
+      return {
+        reason: had ? 'watchdog stopped (VIP dropped and leadership handed over if held; Raft storage closed); failover engine stopped' : 'no watchdog (single peer); failover engine stopped',
+        contactAt,
+      };
     },
     listeners: () => {
       const p = single(peer.proxy)!;
@@ -44,7 +50,8 @@ export function giver(peer: GivingPeer): Giver {
       await peer.admin.close();
     },
     takeSessions: (max) => single(peer.proxy)!.takeSessions(max),
-    sessionCount: () => single(peer.proxy)!.stats().clients.total,
+    takeIdleConns: (max) => single(peer.proxy)!.takeIdleConns(max),
+    sessionCount: () => single(peer.proxy)!.sessionCount(),
     endSessions: (message) => single(peer.proxy)!.endSessions(message),
   };
 }

@@ -8,11 +8,14 @@
 //   hello {version, pid, fdpass}      → welcome {pid, fdpass}   | refuse {reason}
 //   release-watchdog                  → watchdog-released       (old's watchdog stopped, its Raft storage closed)
 //   send-listeners                    → listeners {proxy, admin} (fds, or `rebind`: the old closed them)
-//   listening                         → sessions {count, fds}…  (state + descriptors, in batches)
+//   listening                         → pool {conns}…           (idle pooled backend connections, in batches)
+//                                     → sessions {count, fds}…  (state + descriptors, in batches)
+//                                     → pool {conns}…           (what became idle meanwhile)
 //   adopted {ids}                     → …                        (each batch acknowledged before the old forgets it)
 //                                     → done {ended, reason}     (the old holds nothing and exits)
 //   abort {reason} either way: the takeover stops; an old that still serves keeps serving.
 import { z } from 'zod';
+import { checkIdleConns, checkSessions, packParams, unpackParams } from './bulk-state.js';
 
 /** Bumped when a message changes shape; both sides must speak the same. */
 export const PROTOCOL_VERSION = 1;
@@ -26,57 +29,19 @@ const listenerSpec = z.object({
   port: z.number().int(),
 });
 
-/** One migrated backend connection: its descriptor's index in the message and what the session knows of it. */
-export const backendState = z.object({
-  fd: z.number().int().min(0),
-  backendId: z.number().int().min(0),
-  pid: z.number().int(),
-  secret: z.number().int(),
-  /** The server's ParameterStatus values. */
-  params: z.record(z.string(), z.string()),
-  /** Startup parameters the proxy SET on it (reset by the next session that differs). */
-  applied: z.record(z.string(), z.string()),
-  /** Something ran that may leave state behind: reset when the session gives it back. */
-  dirty: z.boolean(),
-  /** Statement names closed by the client but still existing on this connection. */
-  stale: z.array(z.string()),
-});
-export type BackendState = z.infer<typeof backendState>;
+export type { BackendState, SessionState, IdleConnState } from './bulk-state.js';
 
-/** One migrated client session, at a safe point (session.ts `exportState` / `Session.adopt`). */
-export const sessionState = z.object({
-  id: z.number().int(),
-  clientFd: z.number().int().min(0),
-  user: z.string(),
-  database: z.string(),
-  startupParams: z.record(z.string(), z.string()),
-  /** The BackendKeyData secret the client holds: cancels keep working after the move. */
-  secret: z.number().int(),
-  primary: backendState,
-  standby: backendState.nullable(),
-  primaryOnly: z.boolean(),
-  standbyDiverged: z.boolean(),
-  /** Causal reads: what the session's reads wait for (proxy/causal.ts CausalNeedWire); absent from a process without them. */
-  causal: z
-    .object({ own: z.string().regex(/^\d+$/), given: z.string().regex(/^\d+$/), pendingSince: z.union([z.number(), z.literal('running'), z.null()]) })
-    .optional(),
-  answered: z.number().int(),
-  /** Prepared statements: the Parse (base64) and which connection has each. */
-  statements: z.array(z.object({ name: z.string(), parse: z.string(), primary: z.boolean(), write: z.boolean(), onPrimary: z.boolean(), onStandby: z.boolean() })),
-  /** What the session made of its connection (proxy/session-state.ts RecordWire), to re-create it after a failover; absent from a process without it. */
-  record: z
-    .object({
-      sets: z.array(z.tuple([z.string(), z.string()])),
-      listens: z.array(z.tuple([z.string(), z.string()])),
-      prepared: z.array(z.tuple([z.string(), z.string()])),
-      holdCursors: z.array(z.string()),
-      temp: z.boolean(),
-      advisory: z.boolean(),
-      setConfig: z.boolean(),
-    })
-    .optional(),
-});
-export type SessionState = z.infer<typeof sessionState>;
+/** A zod transform running a hand-written check; its error becomes the issue's message. */
+function bulk<T>(check: (v: unknown) => T) {
+  return (v: unknown, ctx: z.RefinementCtx): T => {
+    try {
+      return check(v);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  };
+}
 
 const base = { v: z.literal(PROTOCOL_VERSION), fds: z.number().int().min(0).default(0) };
 
@@ -85,13 +50,16 @@ export const message = z.discriminatedUnion('type', [
   z.object({ ...base, type: z.literal('welcome'), pid: z.number().int(), fdpass: z.boolean() }),
   z.object({ ...base, type: z.literal('refuse'), reason: z.string() }),
   z.object({ ...base, type: z.literal('release-watchdog') }),
-  z.object({ ...base, type: z.literal('watchdog-released'), reason: z.string() }),
+  /** contactAt: when the old process's watchdog was last joined to a majority (epoch ms), null when never or none. */
+  z.object({ ...base, type: z.literal('watchdog-released'), reason: z.string(), contactAt: z.number().nullable().default(null) }),
   z.object({ ...base, type: z.literal('send-listeners') }),
   z.object({ ...base, type: z.literal('listeners'), proxy: listenerSpec, admin: listenerSpec.nullable() }),
   z.object({ ...base, type: z.literal('listening') }),
-  z.object({ ...base, type: z.literal('sessions'), sessions: z.array(sessionState) }),
+  // The bulk state is checked by bulk-state.ts (see there why not by zod).
+  z.object({ ...base, type: z.literal('sessions'), sessions: z.unknown().transform(bulk(checkSessions)) }),
+  z.object({ ...base, type: z.literal('pool'), conns: z.unknown().transform(bulk(checkIdleConns)) }),
   z.object({ ...base, type: z.literal('adopted'), ids: z.array(z.number().int()), failed: z.array(z.object({ id: z.number().int(), reason: z.string() })) }),
-  z.object({ ...base, type: z.literal('done'), moved: z.number().int(), ended: z.number().int(), reason: z.string() }),
+  z.object({ ...base, type: z.literal('done'), moved: z.number().int(), ended: z.number().int(), pooled: z.number().int(), reason: z.string() }),
   z.object({ ...base, type: z.literal('abort'), reason: z.string() }),
 ]);
 export type Message = z.infer<typeof message>;
@@ -101,7 +69,7 @@ export type Outgoing = { [K in Message['type']]: Omit<MessageOf<K>, 'v' | 'fds'>
 
 /** One frame for `m`, saying it carries `fds` descriptors. */
 export function encode(m: Outgoing, fds = 0): Buffer {
-  const body = Buffer.from(JSON.stringify({ ...m, v: PROTOCOL_VERSION, fds }));
+  const body = Buffer.from(JSON.stringify({ ...packParams(m), v: PROTOCOL_VERSION, fds }));
   const out = Buffer.allocUnsafe(4 + body.length);
   out.writeUInt32BE(body.length, 0);
   body.copy(out, 4);
@@ -110,21 +78,35 @@ export function encode(m: Outgoing, fds = 0): Buffer {
 
 /** Splits a byte stream into validated messages. */
 export class FrameDecoder {
-  private buf: Buffer = Buffer.alloc(0);
+  /** Bytes not yet decoded, in the chunks they came in (joined once a frame is whole: a batch of sessions arrives in many reads). */
+  private chunks: Buffer[] = [];
+  private size = 0;
 
   /** Adds bytes; returns the complete messages in them. Throws on a bad frame (the conversation is over). */
   push(chunk: Buffer): Message[] {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    this.chunks.push(chunk);
+    this.size += chunk.length;
     const out: Message[] = [];
-    while (this.buf.length >= 4) {
-      const len = this.buf.readUInt32BE(0);
+    while (this.size >= 4) {
+      if (this.chunks[0]!.length < 4) this.join();
+      const len = this.chunks[0]!.readUInt32BE(0);
       if (len > MAX_FRAME) throw new Error(`takeover frame of ${len} bytes (at most ${MAX_FRAME})`);
-      if (this.buf.length < 4 + len) break;
-      const text = this.buf.subarray(4, 4 + len).toString('utf8');
-      this.buf = this.buf.subarray(4 + len);
+      if (this.size < 4 + len) break;
+      const buf = this.chunks[0]!.length >= 4 + len ? this.chunks[0]! : this.join();
+      const text = buf.toString('utf8', 4, 4 + len);
+      const rest = buf.subarray(4 + len);
+      this.chunks[0] = rest;
+      this.size -= 4 + len;
+      if (rest.length === 0) this.chunks.shift();
       out.push(decode(text));
     }
     return out;
+  }
+
+  private join(): Buffer {
+    const b = Buffer.concat(this.chunks, this.size);
+    this.chunks = [b];
+    return b;
   }
 }
 
@@ -137,6 +119,11 @@ export function decode(text: string): Message {
   }
   const v = (raw as { v?: unknown } | null)?.v;
   if (v !== PROTOCOL_VERSION) throw new Error(`takeover protocol version ${JSON.stringify(v)} (this process speaks ${PROTOCOL_VERSION})`);
+  try {
+    unpackParams(raw as Parameters<typeof unpackParams>[0]);
+  } catch (err) {
+    throw new Error(`bad takeover message ${JSON.stringify((raw as { type?: unknown }).type)}: ${(err as Error).message}`, { cause: err });
+  }
   const r = message.safeParse(raw);
   if (!r.success) throw new Error(`bad takeover message ${JSON.stringify((raw as { type?: unknown }).type)}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   return r.data;

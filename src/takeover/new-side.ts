@@ -10,13 +10,15 @@ import { packageVersion } from '../version.js';
 import * as fdpass from './fdpass.js';
 import { FdChannel, SocketChannel, expect, type Channel } from './channel.js';
 import type { ListenOn } from './listen.js';
-import type { SessionState } from './messages.js';
+import type { IdleConnState, SessionState } from './messages.js';
 import { STEP_TIMEOUT_MS } from './old-side.js';
 
 /** What the successor's proxy does with sessions handed over. */
 export interface Taker {
   /** Adopts sessions with their descriptors (fds[i] for index i in the states); returns the ids adopted and why others were not. */
   adoptSessions(sessions: SessionState[], fds: number[]): { ids: number[]; failed: { id: number; reason: string }[] };
+  /** Pools idle backend connections handed over (fds[i] for index i; ids: their indexes in `conns`). */
+  adoptIdleConns(conns: IdleConnState[], fds: number[]): { ids: number[]; failed: { id: number; reason: string }[] };
 }
 
 export interface Listeners {
@@ -62,11 +64,15 @@ export class Successor {
     }
   }
 
-  /** The old process stops its watchdog (handing leadership over); after this, this one may open the Raft data dir. */
-  async releaseWatchdog(): Promise<void> {
+  /**
+   * The old process stops its watchdog (handing leadership over); after this, this one may
+   * open the Raft data dir. Resolves with when the old one was last joined to a majority.
+   */
+  async releaseWatchdog(): Promise<number | null> {
     this.ch.send({ type: 'release-watchdog' });
     const r = await expect(this.ch, 'watchdog-released', STEP_TIMEOUT_MS);
-    this.log.info({ reason: r.reason }, 'the old process released its watchdog');
+    this.log.info({ reason: r.reason, contactAgoMs: r.contactAt === null ? null : Date.now() - r.contactAt }, 'the old process released its watchdog');
+    return r.contactAt;
   }
 
   /** The old process's listening sockets: descriptors to adopt, or addresses it freed to bind. */
@@ -88,22 +94,36 @@ export class Successor {
    */
   async takeSessions(taker: Taker): Promise<string> {
     this.ch.send({ type: 'listening' });
+    // Where the time went here, for the log (bench:restart reads it): reading and decoding
+    // batches (waiting for the old process included) and adopting them.
+    const cost = { batches: 0, sessions: 0, waitMs: 0, adoptMs: 0 };
     try {
       for (;;) {
         const tWait = performance.now();
         const m = await this.ch.next(STEP_TIMEOUT_MS + 60_000);
-        if (m.type === 'done') return m.reason;
+        cost.waitMs += performance.now() - tWait;
+        if (m.type === 'done') {
+          this.log.info({ ...cost, waitMs: Math.round(cost.waitMs), adoptMs: Math.round(cost.adoptMs) }, 'sessions taken over');
+          return m.reason;
+        }
         if (m.type === 'abort') throw new Error(`the old process abandoned the takeover: ${m.reason}`);
-        if (m.type !== 'sessions') throw new Error(`takeover: unexpected ${m.type} while sessions move`);
+        if (m.type !== 'sessions' && m.type !== 'pool') throw new Error(`takeover: unexpected ${m.type} while sessions move`);
         let r: ReturnType<Taker['adoptSessions']>;
         const t0 = performance.now();
         try {
-          r = taker.adoptSessions(m.sessions, m.fdList);
-          this.log.debug({ sessions: m.sessions.length, adoptMs: Math.round(performance.now() - t0), waitedMs: Math.round(t0 - tWait) }, 'sessions adopted');
+          r = m.type === 'sessions' ? taker.adoptSessions(m.sessions, m.fdList) : taker.adoptIdleConns(m.conns, m.fdList);
         } catch (err) {
-          r = { ids: [], failed: m.sessions.map((s) => ({ id: s.id, reason: (err as Error).message })) };
+          const ids = m.type === 'sessions' ? m.sessions.map((s) => s.id) : m.conns.map((_, i) => i);
+          r = { ids: [], failed: ids.map((id) => ({ id, reason: (err as Error).message })) };
           for (const fd of m.fdList) fdpass.close(fd);
         }
+        if (m.type === 'pool') {
+          this.ch.send({ type: 'adopted', ids: r.ids, failed: r.failed });
+          continue;
+        }
+        cost.adoptMs += performance.now() - t0;
+        cost.batches++;
+        cost.sessions += m.sessions.length;
         this.ch.send({ type: 'adopted', ids: r.ids, failed: r.failed });
       }
     } finally {

@@ -19,7 +19,7 @@ import type { Logger } from '../log.js';
 import { packageVersion } from '../version.js';
 import * as fdpass from './fdpass.js';
 import { SocketChannel, expect, type Channel } from './channel.js';
-import type { SessionState } from './messages.js';
+import type { IdleConnState, SessionState } from './messages.js';
 
 /** How long each step of the conversation may take before the takeover is abandoned. */
 export const STEP_TIMEOUT_MS = 30_000;
@@ -34,15 +34,25 @@ export interface SessionBatch {
   rollback(ids: number[]): void;
 }
 
+/** Idle pooled connections the proxy hands over now (ids: indexes in `conns`). */
+export interface IdleConnBatch {
+  conns: IdleConnState[];
+  fds: number[];
+  commit(ids: number[]): void;
+  rollback(ids: number[]): void;
+}
+
 /** What the running peer offers to its successor. */
 export interface Giver {
   /** Stops this peer's watchdog (handing leadership and the VIP over) and failover engine. */
-  releaseWatchdog(): Promise<string>;
+  releaseWatchdog(): Promise<{ reason: string; contactAt: number | null }>;
   listeners(): { proxy: { fd: number | undefined; host: string; port: number }; admin: { fd: number | undefined; host: string; port: number } | undefined };
   /** Stops accepting on both listeners (the successor holds them, or binds them anew). */
   stopAccepting(): Promise<void>;
   /** Up to `max` sessions at a safe point, taken off this proxy's books (undefined: sessions cannot move from here). */
   takeSessions(max: number): SessionBatch | undefined;
+  /** Up to `max` idle pooled connections (no session holds them), checked out of the pool. */
+  takeIdleConns(max: number): IdleConnBatch;
   /** Sessions still here. */
   sessionCount(): number;
   /** Ends every session still here with `message`; returns how many. */
@@ -56,8 +66,23 @@ export function takeoverSocketPath(configured: string, proxyPort: number, tmp: s
   return configured || `${tmp}/pgwatchdog-${proxyPort}.takeover.sock`;
 }
 
+/** Where moving the sessions spent its time here (the log's `cost`; bench:restart prints it). */
+interface MoveCost {
+  batches: number;
+  /** Finding sessions at a safe point and exporting them. */
+  takeMs: number;
+  /** Encoding and writing batches. */
+  sendMs: number;
+  /** Waiting for the successor's acknowledgements. */
+  ackWaitMs: number;
+  /** Forgetting acknowledged sessions here. */
+  commitMs: number;
+}
+
 /** Sessions per message, and messages sent before the first is acknowledged. */
 const BATCH = 100;
+/** Idle pooled connections per message (one descriptor each). */
+const CONN_BATCH = 200;
 const WINDOW = 4;
 
 export class TakeoverServer {
@@ -128,7 +153,7 @@ export class TakeoverServer {
 
       await expect(ch, 'release-watchdog', STEP_TIMEOUT_MS);
       const released = await this.giver.releaseWatchdog();
-      ch.send({ type: 'watchdog-released', reason: released });
+      ch.send({ type: 'watchdog-released', ...released });
       phases.watchdog = Date.now() - t0;
 
       await expect(ch, 'send-listeners', STEP_TIMEOUT_MS);
@@ -137,16 +162,22 @@ export class TakeoverServer {
       await expect(ch, 'listening', STEP_TIMEOUT_MS);
       phases.listeners = Date.now() - t0;
       // The successor accepts on the shared sockets now; this process stops.
-      await this.giver.stopAccepting();
 
-      const { moved, ended } = fds ? await this.moveSessions(ch) : await this.drain();
-      const reason = `${moved} sessions moved, ${ended} ended`;
+      const t1 = Date.now();
+      await this.giver.stopAccepting();
+      const stopMs = Date.now() - t1;
+      // The idle pool goes first (the successor's new clients find it), then the sessions,
+      // then what became idle while they moved (connections of sessions that ended here).
+      let pooled = fds ? await this.movePool(ch) : 0;
+      const { moved, ended, cost } = fds ? await this.moveSessions(ch) : { ...(await this.drain()), cost: undefined };
+      if (fds) pooled += await this.movePool(ch);
+      const reason = `${moved} sessions moved, ${ended} ended, ${pooled} idle backend connections moved`;
       // The socket path is the successor's from here: free it before saying done (the
       // successor then listens on it for its own successor).
       this.close();
-      ch.send({ type: 'done', moved, ended, reason });
+      ch.send({ type: 'done', moved, ended, pooled, reason });
       phases.sessions = Date.now() - t0;
-      this.log.info({ moved, ended, ms: Date.now() - t0, phases }, 'takeover finished: this process holds nothing and stops');
+      this.log.info({ moved, ended, pooled, ms: Date.now() - t0, phases, stopAcceptingMs: stopMs, cost }, 'takeover finished: this process holds nothing and stops');
       this.finish(reason);
     } catch (err) {
       const reason = (err as Error).message;
@@ -185,19 +216,57 @@ export class TakeoverServer {
   }
 
   /**
+   * Hands the idle pooled connections over, a batch at a time, each acknowledged before this
+   * process forgets it; those the successor refuses stay here (and close when it exits).
+   */
+  private async movePool(ch: Channel): Promise<number> {
+    let moved = 0;
+    for (;;) {
+      const batch = this.giver.takeIdleConns(CONN_BATCH);
+      if (batch.conns.length === 0) return moved;
+      const all = batch.conns.map((_, i) => i);
+      try {
+        ch.send({ type: 'pool', conns: batch.conns }, batch.fds);
+      } catch (err) {
+        batch.rollback(all);
+        throw err;
+      }
+      let ack;
+      try {
+        ack = await expect(ch, 'adopted', STEP_TIMEOUT_MS);
+      } catch (err) {
+        // The successor may hold them: closing ours leaves its copies as they are.
+        batch.commit(all);
+        throw err;
+      }
+      batch.commit(ack.ids);
+      batch.rollback(ack.failed.map((f) => f.id));
+      moved += ack.ids.length;
+      if (ack.failed.length) {
+        this.log.warn({ failed: ack.failed.slice(0, 5), count: ack.failed.length }, 'the successor could not pool some idle connections; they stay here and close when this process exits');
+        return moved;
+      }
+    }
+  }
+
+  /**
    * Hands sessions over in batches as they reach safe points, a few batches in flight (the
    * successor adopts one while the next is on its way); ends what is left after the wait.
    */
-  private async moveSessions(ch: Channel): Promise<{ moved: number; ended: number }> {
+  private async moveSessions(ch: Channel): Promise<{ moved: number; ended: number; cost: MoveCost }> {
     const deadline = Date.now() + this.sessionWaitMs;
     let moved = 0;
+    const cost: MoveCost = { batches: 0, takeMs: 0, sendMs: 0, ackWaitMs: 0, commitMs: 0 };
+    const since = (t: number): number => performance.now() - t;
     const inFlight: { batch: SessionBatch; ids: number[] }[] = [];
     // Acks come in the order the batches went.
     const ackOne = async (): Promise<void> => {
       const f = inFlight[0]!;
       let ack;
+      const t0 = performance.now();
       try {
         ack = await expect(ch, 'adopted', STEP_TIMEOUT_MS);
+        cost.ackWaitMs += since(t0);
       } catch (err) {
         // The successor may hold some of them: neither side can tell which. Closing ours
         // leaves the successor's copies as they are.
@@ -205,7 +274,9 @@ export class TakeoverServer {
         throw err;
       }
       inFlight.shift();
+      const t1 = performance.now();
       f.batch.commit(ack.ids);
+      cost.commitMs += since(t1);
       if (ack.failed.length) {
         this.log.warn({ failed: ack.failed }, 'the successor could not adopt some sessions; they stay here');
         f.batch.rollback(ack.failed.map((x) => x.id));
@@ -213,11 +284,16 @@ export class TakeoverServer {
       moved += ack.ids.length;
     };
     while (this.giver.sessionCount() > 0 && Date.now() < deadline) {
+      const t0 = performance.now();
       const batch = inFlight.length < WINDOW ? this.giver.takeSessions(BATCH) : undefined;
+      cost.takeMs += since(t0);
       if (batch && batch.sessions.length > 0) {
         const ids = batch.sessions.map((s) => s.id);
         try {
+          const t1 = performance.now();
           ch.send({ type: 'sessions', sessions: batch.sessions }, batch.fds);
+          cost.sendMs += since(t1);
+          cost.batches++;
         } catch (err) {
           batch.rollback(ids);
           throw err;
@@ -231,7 +307,8 @@ export class TakeoverServer {
     }
     while (inFlight.length > 0) await ackOne();
     const ended = this.giver.endSessions(`pgwatchdog is restarting and this session did not reach a point where it could move (idle, between transactions) within ${this.sessionWaitMs} ms; reconnect`);
-    return { moved, ended };
+    for (const k of ['takeMs', 'sendMs', 'ackWaitMs', 'commitMs'] as const) cost[k] = Math.round(cost[k]);
+    return { moved, ended, cost };
   }
 
   /** Without descriptor passing: sessions end as their clients leave; the rest after the wait. */

@@ -44,6 +44,7 @@ describe('isolation', () => {
     isolateAfterMs: 800,
     refusing: false,
     mode: 'refuse',
+    now: 1_000_000,
   };
   const cases: { name: string; over: Partial<IsolationInput>; isolated: boolean; refuse: boolean; reason: RegExp }[] = [
     { name: 'joined', over: {}, isolated: false, refuse: false, reason: /joined to a majority/ },
@@ -53,6 +54,9 @@ describe('isolation', () => {
     { name: 'within the lease, still routing', over: { sinceContactMs: 700 }, isolated: false, refuse: false, reason: /joined/ },
     { name: 'too few fresh views', over: { views: views(view('a', []), view('b', [], 5000), view('c', [], 5000)) }, isolated: true, refuse: true, reason: /fresh views from only 1 of 3 peers/ },
     { name: 'never joined since start', over: { sinceContactMs: null }, isolated: true, refuse: true, reason: /not joined to a majority since start/ },
+    { name: 'never joined since start, but took over from a process joined within the lease', over: { sinceContactMs: null, inheritedContactMs: 500, views: views(view('a', [])) }, isolated: false, refuse: false, reason: /joining after an online restart: the previous process was joined to a majority 500 ms ago/ },
+    { name: 'took over from a process whose lease ran out: writes wait for the join', over: { sinceContactMs: null, inheritedContactMs: 900 }, isolated: false, refuse: false, reason: /lease ran out 100 ms ago; writes wait until this one has joined \(at most 9900 ms more\)/ },
+    { name: 'took over, and the join took longer than the hold', over: { sinceContactMs: null, inheritedContactMs: 800 + 10_000 }, isolated: true, refuse: true, reason: /not joined to a majority since start/ },
     { name: 'isolated_writes: allow keeps writing', over: { sinceContactMs: 900, mode: 'allow' }, isolated: true, refuse: false, reason: /isolated_writes is allow/ },
     { name: 'rejoined but behind the log', over: { refusing: true, raft: { role: 'follower', leader: 'b', commit: 12, applied: 10 } }, isolated: false, refuse: true, reason: /applying the log \(10 of 12\)/ },
     { name: 'rejoined, no leader yet', over: { refusing: true, raft: { role: 'follower', leader: null, commit: 10, applied: 10 } }, isolated: false, refuse: true, reason: /no leader known yet/ },

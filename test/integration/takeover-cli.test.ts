@@ -33,7 +33,7 @@ test('pgwatchdog restart: the new process takes over and the command reports it;
     const pid = (await c.query('SELECT pg_backend_pid() AS p')).rows[0].p as number;
     const r = await cli(['restart', '-c', old.configFile]);
     assert.equal(r.code, 0, r.out);
-    const m = /restarted: new process (\d+) serves \((\d+) sessions moved, (\d+) ended\)/.exec(r.out);
+    const m = /restarted: new process (\d+) serves \((\d+) sessions moved, (\d+) ended, (\d+) idle backend connections moved\)/.exec(r.out);
     assert.ok(m, r.out);
     newPid = Number(m[1]);
     assert.equal(await old.exited, 0, 'the old process exited');

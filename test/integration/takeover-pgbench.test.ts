@@ -12,6 +12,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import pg from 'pg';
 import { createCluster, pgBin, run, SUPERUSER, SUPERUSER_PASSWORD } from '../support/pg.js';
+import { pgbench, processed } from '../support/pgbench.js';
 import { startPeerProcess, type PeerProcess } from '../support/peer.js';
 import * as codec from '../../src/protocol/codec.js';
 import * as fdpass from '../../src/takeover/fdpass.js';
@@ -36,25 +37,6 @@ async function cancelVia(p: PeerProcess, c: pg.Client): Promise<void> {
   s.end(codec.cancelRequest(processID, secretKey));
 }
 
-interface Bench {
-  mode: string;
-  done: Promise<{ code: number | null; out: string }>;
-}
-
-function pgbench(p: PeerProcess, mode: 'simple' | 'extended' | 'prepared', seconds: number): Bench {
-  const env = { ...process.env, PGPASSWORD: SUPERUSER_PASSWORD };
-  const args = ['-n', '-N', '-M', mode, '-c', '2', '-j', '1', '-T', String(seconds), '-h', p.host, '-p', String(p.port), '-U', SUPERUSER, 'postgres'];
-  const done = run(pgBin('pgbench'), args, { asPostgres: false, env }).then(
-    (out) => ({ code: 0, out }),
-    (err: Error) => ({ code: 1, out: err.message }),
-  );
-  return { mode, done };
-}
-
-function processed(out: string): number {
-  const m = /number of transactions actually processed: (\d+)/.exec(out);
-  return m ? Number(m[1]) : -1;
-}
 
 test(`pgbench (simple, extended, prepared; -N) through a peer restarted ${RESTARTS} times: no failed transaction, no reconnect, no lost or doubled row; cancel keys and an open transaction survive`, { skip, timeout: 600_000 }, async () => {
   const cluster = await createCluster({ standbys: 0 });

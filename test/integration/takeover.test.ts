@@ -97,6 +97,40 @@ test('start --takeover: the listener moves without refusing a connection; the ol
   }
 });
 
+test('the idle pool moves too: pooled backend connections are handed over as they are, not closed and opened again', { skip: fdpass.available() ? false : 'descriptor passing is not built' }, async () => {
+  const cluster = await createCluster({ standbys: 0 });
+  let old: PeerProcess | undefined;
+  let next: PeerProcess | undefined;
+  const direct = new pg.Client({ host: cluster.primary.host, port: cluster.primary.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
+  const alive = async (pids: number[]): Promise<number[]> =>
+    ((await direct.query('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])', [pids])).rows as { pid: number }[]).map((r) => r.pid).sort();
+  try {
+    await direct.connect();
+    old = await startPeerProcess(cluster);
+    // Three sessions at once (three backend connections), then gone: their connections idle in the pool.
+    const cs = [client(old), client(old), client(old)];
+    await Promise.all(cs.map((c) => c.connect()));
+    const pooled = (await Promise.all(cs.map(async (c) => (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number))).sort();
+    await Promise.all(cs.map((c) => c.end()));
+    assert.deepEqual(await alive(pooled), pooled, 'the connections idle in the old process\'s pool');
+    next = await startPeerProcess(cluster, {}, { takeoverFrom: old });
+    assert.equal(await old.exited, 0);
+    const done = old.logs.find((l) => l.msg.startsWith('takeover finished'));
+    assert.equal(done?.pooled, 3, `the old process handed its idle pool over (${JSON.stringify(done)})`);
+    // The old process is gone and the server still has every one of them; a new client gets one.
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(await alive(pooled), pooled, 'no pooled connection was closed');
+    const c = client(next);
+    await c.connect();
+    const pid = (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+    assert.ok(pooled.includes(pid), `a new session in the new process uses a connection from the old pool (${pid} in ${pooled.join(', ')})`);
+    await c.end();
+  } finally {
+    await direct.end().catch(() => undefined);
+    await cleanUp(old, next, cluster);
+  }
+});
+
 test('without descriptor passing: the listener is bound again by the new process and the old one drains, ending what is left with the documented error', async () => {
   const cluster = await createCluster({ standbys: 0 });
   let old: PeerProcess | undefined;

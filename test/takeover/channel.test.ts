@@ -29,6 +29,26 @@ test('frames round-trip; a wrong version, a bad shape and an oversized frame are
   assert.throws(() => new FrameDecoder().push(big), /frame of/);
 });
 
+test('session and idle-connection state is checked field by field, and a bad field is named', () => {
+  const leg = { fd: 1, backendId: 0, pid: 42, secret: 7, params: { TimeZone: 'UTC' }, applied: {}, dirty: false, stale: ['s1'] };
+  const session = { id: 3, clientFd: 0, user: 'u', database: 'd', startupParams: { user: 'u' }, secret: 9, primary: leg, standby: null, primaryOnly: false, standbyDiverged: false, causal: { own: '12', given: '0', pendingSince: 'running' as const }, answered: 2, statements: [{ name: 'p1', parse: 'AA==', primary: true, write: false, onPrimary: true, onStandby: false }] };
+  const text = encode({ type: 'sessions', sessions: [session, { ...session, id: 4, standby: { ...leg, fd: 2 } }] }).subarray(4).toString();
+  assert.equal(JSON.parse(text).paramSets.length, 1, 'the servers\' parameters go once per message');
+  const ok = decode(text);
+  assert.ok(ok.type === 'sessions');
+  assert.deepEqual(ok.sessions.map((x) => [x.primary.params, x.standby?.params]), [[leg.params, undefined], [leg.params, leg.params]]);
+  assert.throws(() => decode(text.replace('"paramSets":[', '"paramSets":[{"x":"1"},').replace(/"params":0/g, '"params":5')), /params: index 5 is not in paramSets/);
+  const bad = (patch: object) => encode({ type: 'sessions', sessions: [{ ...session, ...patch }] } as never).subarray(4).toString();
+  assert.throws(() => decode(bad({ primary: { ...leg, params: { TimeZone: 1 } } })), /sessions\.0\.primary\.params\.TimeZone: expected a string/);
+  assert.throws(() => decode(bad({ standby: { ...leg, fd: -1 } })), /sessions\.0\.standby\.fd: expected an integer ≥ 0/);
+  assert.throws(() => decode(bad({ causal: { own: 'x', given: '0', pendingSince: null } })), /sessions\.0\.causal\.own: expected decimal digits/);
+  assert.throws(() => decode(bad({ statements: [{ name: 'p' }] })), /sessions\.0\.statements\.0\.parse: expected a string/);
+  const conn = { ...leg, user: 'u', database: 'd', options: '' };
+  const pool = decode(encode({ type: 'pool', conns: [conn] }).subarray(4).toString());
+  assert.equal(pool.type === 'pool' && pool.conns[0]!.user, 'u');
+  assert.throws(() => decode(encode({ type: 'pool', conns: [{ ...conn, options: undefined }] } as never).subarray(4).toString()), /conns\.0\.options: expected a string/);
+});
+
 test('descriptors sent by another process arrive with their message and carry live connections', { skip }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pgwd-fdpass-'));
   const path = join(dir, 't.sock');

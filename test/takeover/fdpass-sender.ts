@@ -18,7 +18,7 @@ const server = net.createServer(async (sock) => {
   ch.send({ type: 'sessions', sessions: [] }, fds);
   // Closing our copies must not close the connections the other process now holds.
   for (const c of conns) c.destroy();
-  ch.send({ type: 'done', moved: fds.length, ended: 0, reason: 'sent' });
+  ch.send({ type: 'done', moved: fds.length, ended: 0, pooled: 0, reason: 'sent' });
   sock.on('close', () => {
     server.close();
     process.exit(0);
