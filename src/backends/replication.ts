@@ -301,7 +301,8 @@ export class ReplicationMonitor {
       const x = s.sample;
       if (!x) continue;
       if (!x.inRecovery) {
-        this.registry.update(s.id, { lsn: x.currentLsn, receiveLsn: null, insertLsn: x.insertLsn, sampledAt: x.sentAt, lagBytes: 0, lagMs: 0, replicationState: '', syncState: '' }, 'replication sample');
+        this.registry.update(s.id, { lsn: x.currentLsn, receiveLsn: null, insertLsn: x.insertLsn, lagBytes: 0, lagMs: 0, replicationState: '', syncState: '' }, 'replication sample');
+        this.registry.sampled(s.id, x.sentAt);
         continue;
       }
       let lagBytes: number | null = null;
@@ -322,7 +323,6 @@ export class ReplicationMonitor {
           lsn: x.replayLsn,
           receiveLsn: x.receiveLsn,
           insertLsn: null,
-          sampledAt: x.sentAt,
           lagBytes,
           lagMs: lagMs === null ? null : Math.round(lagMs),
           replicationState: row?.state ?? x.walReceiverStatus ?? '',
@@ -330,6 +330,7 @@ export class ReplicationMonitor {
         },
         'replication sample',
       );
+      this.registry.sampled(s.id, x.sentAt);
     }
   }
 
