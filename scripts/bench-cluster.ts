@@ -80,7 +80,8 @@ function cpuTicks(pid: number): number {
  */
 async function idleCpu(periodMs: number): Promise<void> {
   const health = { period_ms: periodMs };
-  const b = await bed({ peer: { health_check: health } });
+  // faults: false: no fault-injection file for the peers to poll (a production peer has none).
+  const b = await bed({ peer: { health_check: health }, faults: false });
   try {
     await oneHolder(b);
     await sleep(10_000);
