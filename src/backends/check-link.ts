@@ -1,5 +1,6 @@
-// The health checker's connection to one backend. A check is `SELECT pg_is_in_recovery()`
-// bounded by timeout_ms. It runs over a connection kept open between checks, so a check costs
+// The health checker's connection to one backend. A check is one round trip, bounded by
+// timeout_ms: `pg_is_in_recovery()` with the replication monitor's sample (wal-sample.ts,
+// OBSERVE_SQL), so that one query per period serves both. It runs over a connection kept open between checks, so a check costs
 // one round trip instead of a new connection, a backend process and a SCRAM login; `fresh`
 // asks for a new login first (health.ts says when). A connection that failed a check, or
 // whose check ran out of time, is dropped, never reused: the next check logs in again.
@@ -11,6 +12,8 @@
 // pg_hba.conf or ALLOW_CONNECTIONS change): the fresh logins exist for that.
 import pg from 'pg';
 import type { HealthCheckConfig } from '../config/index.js';
+import { monotonicMs } from './mono-clock.js';
+import { observe, type Observation } from './wal-sample.js';
 
 export interface ProbeResult {
   ok: boolean;
@@ -21,9 +24,9 @@ export interface ProbeResult {
   ms: number;
   /** The check logged in over a new connection (else it reused the kept one). */
   fresh: boolean;
+  /** The WAL sample the check's query also returned (when it succeeded). */
+  observation?: Observation;
 }
-
-const CHECK_SQL = 'SELECT pg_is_in_recovery() AS r';
 
 export class CheckLink {
   private client: pg.Client | null = null;
@@ -51,12 +54,11 @@ export class CheckLink {
     try {
       const work = (async () => {
         const c = this.client ?? (await this.open(hc, connectMs));
-        const r = await c.query<{ r: boolean }>(CHECK_SQL);
-        return r.rows[0]!.r;
+        return observe(c, monotonicMs());
       })();
       work.catch(() => undefined);
-      const inRecovery = await Promise.race([work, deadline]);
-      return { ok: true, inRecovery, ms: Date.now() - t0, fresh: !reused };
+      const observation = await Promise.race([work, deadline]);
+      return { ok: true, inRecovery: observation.row.rec, ms: Date.now() - t0, fresh: !reused, observation };
     } catch (err) {
       this.close();
       const e = err as Error & { code?: string };

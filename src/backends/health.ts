@@ -22,6 +22,7 @@ import { healthCheckFor } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { BackendRegistry } from './registry.js';
 import { CheckLink, type ProbeResult } from './check-link.js';
+import type { Observation } from './wal-sample.js';
 
 export interface HealthDownEvent {
   id: number;
@@ -80,7 +81,7 @@ interface Slot {
   loop: Promise<void> | null;
 }
 
-export class HealthChecker extends EventEmitter<{ down: [HealthDownEvent]; up: [HealthUpEvent] }> {
+export class HealthChecker extends EventEmitter<{ down: [HealthDownEvent]; up: [HealthUpEvent]; observed: [number, Observation] }> {
   private readonly registry: BackendRegistry;
   private readonly logger: Logger;
   private readonly slots: Slot[];
@@ -208,6 +209,8 @@ export class HealthChecker extends EventEmitter<{ down: [HealthDownEvent]; up: [
       s.view.lastCheckMs = last.ms;
       if (last.ok) {
         this.markUp(s, last.inRecovery!);
+        // The same answer carries a WAL sample: the replication monitor takes it (follow()).
+        if (last.observation) this.emit('observed', s.id, last.observation);
         return;
       }
       s.view.failures++;

@@ -19,6 +19,7 @@ test('an idle peer: samples go on, but no registry change and no message to the 
   const registry = new BackendRegistry(config);
   const health = new HealthChecker({ config, registry, logger: silentLogger });
   const monitor = new ReplicationMonitor({ config, registry, logger: silentLogger });
+  monitor.follow(health);
   const proxy = createProxy({ config, registry, logger: silentLogger });
   const sent: string[] = [];
   try {
