@@ -36,7 +36,7 @@ const logLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'si
 export const healthCheckSchema = z
   .object({
     period_ms: positiveMs.default(1000).describe('Time between two checks of a backend, in ms.'),
-    timeout_ms: positiveMs.default(2000).describe('One check (connect + `SELECT pg_is_in_recovery()`) gives up after this many ms.'),
+    timeout_ms: positiveMs.default(2000).describe('One check (`SELECT pg_is_in_recovery()` with the WAL sample, after a login when the check logs in anew) gives up after this many ms.'),
     connect_timeout_ms: positiveMs.default(2000).describe('Connecting to the backend for a check gives up after this many ms.'),
     max_retries: z.number().int().min(0).default(1).describe('Failed checks retried before the backend is declared down (down after 1 + max_retries failures).'),
     retry_delay_ms: ms.default(200).describe('Pause between a failed check and its retry, in ms.'),
