@@ -7,6 +7,7 @@
 //                          [--scale 10] [--auth trust|md5] [--workers 1]
 //                          [--modes select-simple,select-extended,select-in,tpcb-N,select-connect,mixed-9-1]
 //                          [--targets direct,direct-split,pgbouncer,pgwatchdog,pgwatchdog-lb,pgwatchdog-lb-nocausal,pgpool]
+//                          (more targets: pgwatchdog-cluster,pgwatchdog-alone)
 //                          [--peer-prof DIR] [--peer-node-args "--trace-gc …"]
 //
 // Targets: pgbouncer, pgpool and `pgwatchdog` (load balancing off) all send everything to the
@@ -18,13 +19,19 @@
 // after a client's writes, where causal reads keep them on the primary until the standby has
 // replayed; the "standby reads" column (select_cnt from SHOW POOL_NODES) shows the share.
 //
+// `pgwatchdog-cluster` is a peer of a running three-peer watchdog cluster (the test bed's
+// watchdog-bed.ts: the other two peers are real processes too; pgbench goes through the
+// coordinator, which does the most watchdog work), `pgwatchdog-alone` the same peer config
+// with no watchdog; both with the test peers' config and load balancing off, and the default
+// health checks. Asking for either starts both; the summary gives the ratio per mode.
+//
 // --peer-prof DIR runs the pgwatchdog peer under node --cpu-prof and leaves its CPU
 // profiles in DIR (written when the peer exits), to see where the proxy spends its time.
 // --peer-node-args passes node/V8 options to the peer (its output is in its log file).
 //
 // TPS is pgbench's; p99 is computed from pgbench's per-transaction log (-l). Proxy CPU per
 // transaction is also given "net of idle": less what each proxy used in 5 s with no client
-// (pgwatchdog's health checks log in every period), which otherwise weighs more the lower the
+// (pgwatchdog's health checks and replication samples), which otherwise weighs more the lower the
 // TPS, as on a loaded machine. With load
 // balancing on, pgwatchdog (and pgpool) send pgbench -S reads to the standby while pgbouncer
 // and "direct" use the primary: the table says so in its "reads on" column.
@@ -35,6 +42,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createCluster, freePort, pgBin, SUPERUSER, SUPERUSER_PASSWORD, type PgCluster } from '../test/support/pg.js';
+import { startPeerProcess, type PeerProcess } from '../test/support/peer.js';
+import { bed, oneHolder } from '../test/support/watchdog-bed.js';
 
 // ---- options ----------------------------------------------------------------------------------
 
@@ -89,9 +98,10 @@ const writes = (m: Mode) => m.args.includes('-N') || m.args.some((a) => a.starts
 const modeNames = opt('modes', ALL_MODES.map((m) => m.name).join(',')).split(',');
 const MODES = ALL_MODES.filter((m) => modeNames.includes(m.name));
 if (MODES.length !== modeNames.length) throw new Error(`--modes: unknown mode in ${modeNames.join(',')}; known: ${ALL_MODES.map((m) => m.name).join(', ')}`);
-const ALL_TARGETS = ['direct', 'direct-split', 'pgbouncer', 'pgwatchdog', 'pgwatchdog-lb', 'pgwatchdog-lb-nocausal', 'pgpool'] as const;
+const DEFAULT_TARGETS = ['direct', 'direct-split', 'pgbouncer', 'pgwatchdog', 'pgwatchdog-lb', 'pgwatchdog-lb-nocausal', 'pgpool'] as const;
+const ALL_TARGETS = [...DEFAULT_TARGETS, 'pgwatchdog-cluster', 'pgwatchdog-alone'] as const;
 type TargetName = (typeof ALL_TARGETS)[number];
-const targetNames = opt('targets', ALL_TARGETS.join(',')).split(',') as TargetName[];
+const targetNames = opt('targets', DEFAULT_TARGETS.join(',')).split(',') as TargetName[];
 for (const t of targetNames) if (!ALL_TARGETS.includes(t)) throw new Error(`--targets: unknown target ${t}; known: ${ALL_TARGETS.join(', ')}`);
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -527,6 +537,40 @@ async function runPgbenchOn(ports: number[], mode: Mode, logDir: string): Promis
   return { tps: runs.reduce((a, r) => a + r.tps, 0), p99ms: p99, ...(failed ? { failed } : {}) };
 }
 
+/**
+ * The same peer twice: as a member (the coordinator) of a running three-peer watchdog cluster,
+ * and alone. Same config but the watchdog section; the test peers' settings with the default
+ * health checks, load balancing off (everything to the primary, as the `pgwatchdog` target).
+ */
+async function startClusterAndAlone(c: PgCluster): Promise<Target[]> {
+  // The bed reads the peers' logs at info (peer ready, elections): the same level for both.
+  process.env.PGWATCHDOG_LOG_LEVEL = 'info';
+  const peer = {
+    log: { level: 'info' },
+    auth: { method: AUTH },
+    health_check: { period_ms: 1000 },
+    proxy: { workers: WORKERS, max_clients: Math.max(200, CLIENTS * 4), load_balance: false, pool: { max_per_backend: Math.max(CLIENTS * 2, 20) } },
+  };
+  const prof = PEER_PROF ? `--cpu-prof --cpu-prof-dir=${PEER_PROF}` : '';
+  if (prof || PEER_NODE_ARGS.length) process.env.PGWD_NODE_ARGS = [prof, ...PEER_NODE_ARGS].join(' ').trim();
+  const target = (name: TargetName, p: PeerProcess, stop: () => Promise<void>): Target => ({ name, ports: [p.port], pid: p.proc.pid, readsOn: 'primary', stop });
+  const b = await bed({ cluster: c, keepCluster: true, peer, faults: false, readyTimeoutMs: 60_000 });
+  let alone: PeerProcess | undefined;
+  try {
+    const coordinator = b.peers.get(await oneHolder(b, 60_000))!;
+    alone = await startPeerProcess(c, peer, { readyTimeoutMs: 60_000 });
+    // Both route writes (the cluster peer once it has applied the coordinator's entries).
+    await Promise.all([coordinator, alone].map((p) => waitReady(p.port, 30_000, undefined, 'CREATE TEMP TABLE bench_ready (x int)')));
+    const solo = alone;
+    return [target('pgwatchdog-cluster', coordinator, () => b.teardown()), target('pgwatchdog-alone', alone, async () => void (await solo.stop()))];
+  } catch (e) {
+    await alone?.stop();
+    await b.teardown();
+    const error = `watchdog cluster or lone peer did not serve: ${(e as Error).message}`;
+    return (['pgwatchdog-cluster', 'pgwatchdog-alone'] as const).map((name) => ({ name, readsOn: '-', error, stop: async () => undefined }));
+  }
+}
+
 // ---- main ----------------------------------------------------------------------------------------
 
 let startLoad = '';
@@ -547,7 +591,14 @@ async function main(): Promise<void> {
     await cluster.waitReplicated(120_000);
     log(`pgbench -i -s ${SCALE} done and replicated in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
+    if (targetNames.includes('pgwatchdog-cluster') || targetNames.includes('pgwatchdog-alone')) {
+      for (const t of await startClusterAndAlone(cluster)) {
+        targets.push(t);
+        log(t.error ? `${t.name}: ${t.error}` : `${t.name}: listening on 127.0.0.1:${t.ports!.join(',')}`);
+      }
+    }
     for (const name of targetNames) {
+      if (name === 'pgwatchdog-cluster' || name === 'pgwatchdog-alone') continue;
       let t: Target;
       if (name === 'direct') t = { name, ports: [cluster.primary.port], readsOn: 'primary', stop: async () => undefined };
       else if (name === 'direct-split') t = { name, ports: [cluster.primary.port, cluster.standbys[0]!.port], readsOn: 'primary+standby', stop: async () => undefined };
@@ -686,6 +737,17 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
         `${''.padEnd(16)} with load balancing: ${lb.tps.toFixed(0)} TPS; reads split over two servers on this one machine cost ${(100 * (1 - directSplit.tps / direct.tps)).toFixed(0)}% even directly (direct-split vs direct)`,
       );
     }
+  }
+  for (const mode of MODES) {
+    const inCluster = agg(mode.name, 'pgwatchdog-cluster');
+    const alone = agg(mode.name, 'pgwatchdog-alone');
+    if (!inCluster || !alone || inCluster.tps === 0 || alone.tps === 0) continue;
+    const c = results.get(`${mode.name}/pgwatchdog-cluster`) ?? [];
+    const a = results.get(`${mode.name}/pgwatchdog-alone`) ?? [];
+    const perRound = c.map((r, i) => (r.tps > 0 && (a[i]?.tps ?? 0) > 0 ? `${(r.tps / a[i]!.tps).toFixed(2)}×` : '-'));
+    summary.push(
+      `${mode.name.padEnd(16)} peer in a 3-peer watchdog cluster ${inCluster.tps.toFixed(0)} TPS vs the same peer alone ${alone.tps.toFixed(0)} TPS: ${(inCluster.tps / alone.tps).toFixed(2)}× (round by round ${perRound.join(' ')}; p99 ${inCluster.p99ms.toFixed(2)} vs ${alone.p99ms.toFixed(2)} ms)`,
+    );
   }
   for (const mode of MODES) {
     const lb = agg(mode.name, 'pgwatchdog-lb');

@@ -70,10 +70,12 @@ export class Peer {
       config,
       registry: this.registry,
       logger: log.child({ part: 'replication' }),
-      // The monitor holds an idle connection to each backend: its loss is the fastest sign
-      // of a dead server when no client traffic is there to notice.
+      // (The health checks' kept connections notice a dead server first; the monitor's own,
+      // open once it has sampled between checks, may too.)
       onConnectionLost: (id, err) => this.health.checkNow(id, `replication monitor lost its connection: ${err.message}`),
     });
+    // Every health check's round trip carries the monitor's periodic sample.
+    this.replication.follow(this.health);
     if (watchdogEnabled(config)) {
       this.cluster = new Watchdog({
         config,

@@ -25,7 +25,10 @@ export interface Metrics {
 
 export function createMetrics(snapshot: () => AdminSnapshot): Metrics {
   const register = new Registry();
-  collectDefaultMetrics({ register });
+  // The event-loop lag histogram samples on a timer: prom-client's default (every 10 ms) woke an
+  // idle peer 100 times a second for that alone. Every 100 ms still records any stall long
+  // enough to matter here (the watchdog ticks every 100 ms).
+  collectDefaultMetrics({ register, eventLoopMonitoringPrecision: 100 });
   // One snapshot per scrape, shared by every gauge's collect (they run one after another).
   let current: AdminSnapshot | undefined;
   const snap = (): AdminSnapshot => (current ??= snapshot());
@@ -169,7 +172,10 @@ export function createMetrics(snapshot: () => AdminSnapshot): Metrics {
     async render() {
       current = undefined;
       try {
-        return await register.metrics();
+        // prom-client writes NaN as "Nan", which Prometheus refuses; the event-loop lag
+        // gauges are NaN when no lag sample came since the last scrape (two scrapes within
+        // one sampling interval, or one right after start).
+        return (await register.metrics()).replace(/ Nan$/gm, ' NaN');
       } finally {
         current = undefined;
       }

@@ -1,7 +1,11 @@
 // Health checker: DETECTION. Every backend is checked on its own timer (a slow or
-// black-holed backend never delays another's check): connect, `SELECT pg_is_in_recovery()`,
-// disconnect, the whole bounded by timeout_ms (the connect alone also by
-// connect_timeout_ms). A failed check is retried max_retries times, retry_delay_ms apart;
+// black-holed backend never delays another's check): `SELECT pg_is_in_recovery()` bounded by
+// timeout_ms (a connect alone also by connect_timeout_ms), over a connection kept open
+// between checks (check-link.ts). Every fresh_login_every-th check, and every check of a
+// round that checkNow started, logs in over a new connection first: a kept connection cannot
+// see a server that refuses new ones. A kept connection that breaks while idle starts a
+// round at once (checkNow), so a killed server is not noticed later than with a connection
+// per check. A failed check is retried max_retries times, retry_delay_ms apart;
 // only when every attempt fails is the backend declared down in this peer's local view.
 // So a backend is declared down at most
 //   timeout_ms × (max_retries + 1) + max_retries × retry_delay_ms
@@ -13,11 +17,12 @@
 // 'down'/'up' when its confirmed view changes; what a down backend means is decided
 // elsewhere (the failover engine, or the watchdog's consensus first).
 import { EventEmitter } from 'node:events';
-import pg from 'pg';
 import type { Config, HealthCheckConfig } from '../config/index.js';
 import { healthCheckFor } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { BackendRegistry } from './registry.js';
+import { CheckLink, type ProbeResult } from './check-link.js';
+import type { Observation } from './wal-sample.js';
 
 export interface HealthDownEvent {
   id: number;
@@ -36,14 +41,7 @@ export interface HealthUpEvent {
   at: Date;
 }
 
-export interface ProbeResult {
-  ok: boolean;
-  inRecovery?: boolean;
-  error?: string;
-  /** Error code when there is one: ECONNREFUSED, 57P03 (starting up), "timeout" … */
-  code?: string;
-  ms: number;
-}
+export type { ProbeResult } from './check-link.js';
 
 /** This peer's confirmed view of one backend. */
 export interface LocalView {
@@ -58,52 +56,23 @@ export interface LocalView {
   failures: number;
 }
 
-/** One check: connect, `SELECT pg_is_in_recovery()`, disconnect; never throws, never takes
- * longer than timeout_ms (plus a few ms to notice). */
+/** One check over a new connection, closed after it (outside the schedule: no kept connection). */
 export async function probeBackend(host: string, port: number, hc: HealthCheckConfig): Promise<ProbeResult> {
-  const t0 = Date.now();
-  const client = new pg.Client({
-    host,
-    port,
-    user: hc.user,
-    password: hc.password,
-    database: hc.database,
-    application_name: 'pgwatchdog health check',
-    connectionTimeoutMillis: Math.min(hc.connect_timeout_ms, hc.timeout_ms),
-    keepAlive: false,
-  });
-  // An error after the result (the server going away as we leave) must not crash us.
-  client.on('error', () => undefined);
-  let guard: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    guard = setTimeout(() => reject(Object.assign(new Error(`no answer within timeout_ms ${hc.timeout_ms}`), { code: 'timeout' })), hc.timeout_ms);
-  });
+  const link = new CheckLink(host, port);
   try {
-    const work = (async () => {
-      await client.connect();
-      const left = Math.max(1, hc.timeout_ms - (Date.now() - t0));
-      const r = await client.query<{ r: boolean }>({ text: 'SELECT pg_is_in_recovery() AS r', query_timeout: left } as pg.QueryConfig);
-      return r.rows[0]!.r;
-    })();
-    work.catch(() => undefined);
-    const inRecovery = await Promise.race([work, deadline]);
-    return { ok: true, inRecovery, ms: Date.now() - t0 };
-  } catch (err) {
-    const e = err as Error & { code?: string };
-    const msg = e.message === 'timeout expired' ? `connect not completed within ${Math.min(hc.connect_timeout_ms, hc.timeout_ms)} ms` : e.message;
-    return { ok: false, error: msg, code: e.code ?? (e.message === 'timeout expired' ? 'timeout' : undefined), ms: Date.now() - t0 };
+    return await link.check(hc, true);
   } finally {
-    clearTimeout(guard);
-    // Do not wait for a goodbye from a server that may never answer.
-    const conn = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection;
-    client.end().catch(() => undefined);
-    setTimeout(() => conn?.stream?.destroy(), 100).unref();
+    link.close();
   }
 }
 
 interface Slot {
   id: number;
   hc: HealthCheckConfig;
+  /** The kept connection the checks run over. */
+  link: CheckLink;
+  /** Checks answered over the kept connection since its login (0: the next check logs in). */
+  reused: number;
   view: LocalView;
   running: boolean;
   /** A checkNow arrived while a round ran: run another as soon as it ends. */
@@ -112,7 +81,7 @@ interface Slot {
   loop: Promise<void> | null;
 }
 
-export class HealthChecker extends EventEmitter<{ down: [HealthDownEvent]; up: [HealthUpEvent] }> {
+export class HealthChecker extends EventEmitter<{ down: [HealthDownEvent]; up: [HealthUpEvent]; observed: [number, Observation] }> {
   private readonly registry: BackendRegistry;
   private readonly logger: Logger;
   private readonly slots: Slot[];
@@ -123,9 +92,12 @@ export class HealthChecker extends EventEmitter<{ down: [HealthDownEvent]; up: [
     super();
     this.registry = opts.registry;
     this.logger = opts.logger.child({ component: 'health' });
-    this.slots = opts.config.backends.map((_, id) => ({
+    this.slots = opts.config.backends.map((b, id) => ({
       id,
       hc: healthCheckFor(opts.config, id),
+      // A kept connection that breaks while idle is the fastest sign of a dead server.
+      link: new CheckLink(b.host, b.port, (err) => this.checkNow(id, `health-check connection lost: ${err.message}`)),
+      reused: 0,
       view: { id, state: 'unknown', since: new Date(), inRecovery: null, lastError: null, lastCheckAt: null, lastCheckMs: null, checks: 0, failures: 0 },
       running: false,
       pending: null,
@@ -136,7 +108,11 @@ export class HealthChecker extends EventEmitter<{ down: [HealthDownEvent]; up: [
 
   /** Takes the health-check settings of a reloaded config: each backend's next check uses them. */
   reconfigure(config: Config): void {
-    for (const s of this.slots) s.hc = healthCheckFor(config, s.id);
+    for (const s of this.slots) {
+      s.hc = healthCheckFor(config, s.id);
+      // Perhaps another user, password or database: the next check logs in with them.
+      s.reused = 0;
+    }
   }
 
   start(): void {
@@ -150,6 +126,7 @@ export class HealthChecker extends EventEmitter<{ down: [HealthDownEvent]; up: [
     this.stopping = true;
     for (const s of this.slots) s.wake?.();
     await Promise.all(this.slots.map((s) => s.loop));
+    for (const s of this.slots) s.link.close();
     this.started = false;
   }
 
@@ -218,16 +195,22 @@ export class HealthChecker extends EventEmitter<{ down: [HealthDownEvent]; up: [
   }
 
   private async round(s: Slot, trigger: string): Promise<void> {
-    const b = this.registry.get(s.id);
     let last: ProbeResult | undefined;
     const attempts = s.hc.max_retries + 1;
     for (let attempt = 1; attempt <= attempts && !this.stopping; attempt++) {
-      last = await probeBackend(b.host, b.port, s.hc);
+      // A fresh login every fresh_login_every checks, and in every round a checkNow started
+      // (something saw the backend fail: check it as a new client would); a retry is fresh
+      // anyway (a failed check drops the connection).
+      const fresh = trigger !== 'period' || s.reused === 0 || s.reused >= s.hc.fresh_login_every;
+      last = await s.link.check(s.hc, fresh);
+      s.reused = last.ok ? (last.fresh ? 1 : s.reused + 1) : 0;
       s.view.checks++;
       s.view.lastCheckAt = new Date();
       s.view.lastCheckMs = last.ms;
       if (last.ok) {
         this.markUp(s, last.inRecovery!);
+        // The same answer carries a WAL sample: the replication monitor takes it (follow()).
+        if (last.observation) this.emit('observed', s.id, last.observation);
         return;
       }
       s.view.failures++;

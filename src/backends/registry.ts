@@ -37,7 +37,9 @@ export interface BackendState {
    * standby or when unknown. */
   insertLsn: bigint | null;
   /** When the replication monitor sent the query behind `lsn`/`insertLsn` (mono-clock.ts ms;
-   * the query ran on the server after this instant), null when there is no sample. */
+   * the query ran on the server after this instant), null when there is no sample. Read on
+   * demand: it moves with every sample, so it is set by `sampled()`, never by a patch, and on
+   * its own is no 'change' (an idle peer would otherwise emit one per sample). */
   sampledAt: number | null;
   /** Replay lag behind the primary in bytes (standbys), null when unknown. */
   lagBytes: number | null;
@@ -50,7 +52,7 @@ export interface BackendState {
   lastStatusChange: Date;
 }
 
-export type BackendPatch = Partial<Omit<BackendState, 'id' | 'name' | 'host' | 'port' | 'weight' | 'dataDir' | 'priority' | 'failoverAllowed'>>;
+export type BackendPatch = Partial<Omit<BackendState, 'id' | 'name' | 'host' | 'port' | 'weight' | 'dataDir' | 'priority' | 'failoverAllowed' | 'sampledAt'>>;
 
 export interface BackendChange {
   id: number;
@@ -80,7 +82,7 @@ function readable(b: BackendState, maxLagBytes: number): boolean {
 
 export const OPEN_GATES: RoutingGates = Object.freeze({ held: Object.freeze([]) as readonly never[], refuseWrites: null });
 
-export class BackendRegistry extends EventEmitter<{ change: [BackendChange]; gates: [RoutingGates, string] }> {
+export class BackendRegistry extends EventEmitter<{ change: [BackendChange]; gates: [RoutingGates, string]; sampled: [number, number] }> {
   private readonly backends: BackendState[];
   private currentGates: RoutingGates = OPEN_GATES;
 
@@ -158,6 +160,20 @@ export class BackendRegistry extends EventEmitter<{ change: [BackendChange]; gat
     const b = this.backends[id];
     if (!b) throw new RangeError(`no backend ${id}: configured backends are 0..${this.backends.length - 1}`);
     this.backends[id] = { ...b, weight };
+  }
+
+  /**
+   * Records when the sample behind `lsn`/`insertLsn` was sent (call it after the update() with
+   * that sample's values, so the time never runs ahead of the positions it covers). Emits
+   * 'sampled' (id, sentAt), not 'change': only a process that mirrors the field elsewhere (the
+   * workers' supervisor, while a worker's session waits on a sample) listens.
+   */
+  sampled(id: number, sentAt: number): void {
+    const b = this.backends[id];
+    if (!b) throw new RangeError(`no backend ${id}: configured backends are 0..${this.backends.length - 1}`);
+    if (b.sampledAt === sentAt) return;
+    b.sampledAt = sentAt;
+    this.emit('sampled', id, sentAt);
   }
 
   /** Applies a patch; emits 'change' (with the reason, for the log) only if something differs. */

@@ -1,9 +1,12 @@
 // Replication monitor: the role, WAL positions and lag of every backend, for routing
-// (no reads on a standby over max_lag_bytes) and SHOW POOL_NODES. One persistent
-// connection per backend, sampled on that backend's health-check period with one cheap
-// query; a primary is also asked for pg_stat_replication (replication_state, sync_state,
-// replay lag in time). Each backend has its own loop, so a hung backend never delays the
-// others. Observations only: it never decides status or role.
+// (no reads on a standby over max_lag_bytes) and SHOW POOL_NODES. Its periodic samples come
+// from the health checks (follow()): each check's one round trip also reads the WAL positions,
+// the WAL receiver and, on a primary, pg_stat_replication (replication_state, sync_state,
+// replay lag in time) — wal-sample.ts. So an idle peer runs one query per backend per
+// period, not one for the check and more for the sample. The monitor's own connection (one
+// per backend, opened when first needed) serves samples asked for between checks: refresh()
+// (e.g. right after a failover) and hurried ones. Each backend has its own loop, so a hung
+// backend never delays the others. Observations only: it never decides status or role.
 //
 // Causal reads (src/proxy/causal.ts) read two more things from each sample: the primary's WAL
 // insert position and the instant the sample's query was sent (`sampledAt`, mono-clock.ts). A
@@ -19,6 +22,8 @@ import type { BackendRegistry } from './registry.js';
 import { parseLsn } from './lsn.js';
 import { sameHost } from './hosts.js';
 import { monotonicMs } from './mono-clock.js';
+import { LSN_SQL, observe, type Observation } from './wal-sample.js';
+import type { HealthChecker } from './health.js';
 
 /** What one backend says of its WAL and where it streams from. */
 export interface WalState {
@@ -53,26 +58,6 @@ export interface ReplicationRow {
   replayLagMs: number | null;
   replayLsn: bigint | null;
 }
-
-const SAMPLE_SQL = `SELECT pg_is_in_recovery() AS rec,
-  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS cur,
-  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END AS ins,
-  pg_last_wal_receive_lsn()::text AS recv,
-  pg_last_wal_replay_lsn()::text AS replay,
-  w.status AS wr_status, w.sender_host, w.sender_port, w.conninfo AS wr_conninfo,
-  current_setting('cluster_name') AS cluster_name
-FROM (SELECT 1) one LEFT JOIN (SELECT * FROM pg_stat_wal_receiver LIMIT 1) w ON true`;
-
-/** A hurried sample: the WAL positions alone (the rest of the last full sample stands). */
-const LSN_SQL = `SELECT pg_is_in_recovery() AS rec,
-  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS cur,
-  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END AS ins,
-  pg_last_wal_receive_lsn()::text AS recv,
-  pg_last_wal_replay_lsn()::text AS replay`;
-
-const REPLICATION_SQL = `SELECT application_name, state, sync_state,
-  (extract(epoch FROM replay_lag) * 1000)::float8 AS replay_lag_ms, replay_lsn::text AS replay_lsn
-FROM pg_stat_replication`;
 
 /** The application_name a standby's walsender shows: from its primary_conninfo, else its
  * cluster_name, else PostgreSQL's default "walreceiver". */
@@ -150,7 +135,25 @@ export class ReplicationMonitor {
 
   /** Samples every backend now (e.g. right after a failover) instead of at the next period. */
   refresh(): void {
-    for (const s of this.slots) s.wake?.();
+    for (const s of this.slots) {
+      if (s.wake) s.wake();
+      else s.hurried = true;
+    }
+  }
+
+  /** Takes the samples `health`'s checks bring (every period), and forgets a backend it declares down. */
+  follow(health: HealthChecker): void {
+    health.on('observed', (id, o) => {
+      const s = this.slots[id];
+      if (s && this.started && !this.stopping) this.record(s, o);
+    });
+    health.on('down', (e) => {
+      const s = this.slots[e.id];
+      if (!s) return;
+      s.sample = null;
+      s.rows = null;
+      void this.drop(s);
+    });
   }
 
   /**
@@ -177,40 +180,32 @@ export class ReplicationMonitor {
     else s.hurried = true;
   }
 
+  /** Samples on the monitor's own connection, when asked (hurry, refresh); the periodic ones come with the health checks. */
   private async runLoop(s: Slot): Promise<void> {
     while (!this.stopping) {
+      if (!s.hurried) {
+        await new Promise<void>((resolve) => {
+          if (this.stopping) return resolve();
+          s.wake = () => {
+            s.wake = null;
+            resolve();
+          };
+        });
+        if (this.stopping) break;
+      }
+      s.hurried = false;
       // Only backends the health check currently reaches: no point queuing on a dead one.
-      if (this.registry.get(s.id).pgStatus !== 'down') {
-        const light = s.light ? s.sample : null;
-        s.light = false;
-        try {
-          await (light ? this.sampleLsn(s, light) : this.sampleOnce(s));
-        } catch (err) {
-          this.logger.debug({ backend: s.id, err: (err as Error).message }, 'replication sample failed');
-          s.sample = null;
-          s.rows = null;
-          await this.drop(s);
-        }
-      } else if (s.sample) {
+      if (this.registry.get(s.id).pgStatus === 'down') continue;
+      const light = s.light ? s.sample : null;
+      s.light = false;
+      try {
+        await (light ? this.sampleLsn(s, light) : this.sampleOnce(s));
+      } catch (err) {
+        this.logger.debug({ backend: s.id, err: (err as Error).message }, 'replication sample failed');
         s.sample = null;
         s.rows = null;
         await this.drop(s);
       }
-      if (s.hurried) {
-        // A round was asked for while this sample ran (it may have been sent too early).
-        s.hurried = false;
-        continue;
-      }
-      await new Promise<void>((resolve) => {
-        if (this.stopping) return resolve();
-        const t = setTimeout(done, s.hc.period_ms);
-        function done() {
-          clearTimeout(t);
-          s.wake = null;
-          resolve();
-        }
-        s.wake = done;
-      });
     }
   }
 
@@ -247,24 +242,20 @@ export class ReplicationMonitor {
 
   private async sampleOnce(s: Slot): Promise<void> {
     const c = await this.connect(s);
-    const sentAt = monotonicMs();
-    const r = await c.query<{
-      rec: boolean;
-      cur: string | null;
-      ins: string | null;
-      recv: string | null;
-      replay: string | null;
-      wr_status: string | null;
-      sender_host: string | null;
-      sender_port: number | null;
-      wr_conninfo: string | null;
-      cluster_name: string | null;
-    }>(SAMPLE_SQL);
-    const row = r.rows[0]!;
+    this.record(s, await observe(c, monotonicMs()));
+  }
+
+  /** A full sample (from a health check or the monitor's own query) becomes the backend's latest. */
+  private record(s: Slot, o: Observation): void {
+    // Two connections sample a backend (the health check's and this monitor's): an answer that
+    // arrives after a later-sent one is stale. Sample times only move forward, so an insert
+    // position is never paired with a send time later than its own (causal reads rely on it).
+    if (s.sample && o.sentAt <= s.sample.sentAt) return;
+    const row = o.row;
     s.sample = {
       id: s.id,
       at: new Date(),
-      sentAt,
+      sentAt: o.sentAt,
       inRecovery: row.rec,
       currentLsn: parseLsn(row.cur),
       insertLsn: parseLsn(row.ins),
@@ -275,10 +266,7 @@ export class ReplicationMonitor {
       senderPort: row.sender_port,
       applicationName: walReceiverApplicationName(row.wr_conninfo, row.cluster_name),
     };
-    if (!row.rec) {
-      const rr = await c.query<{ application_name: string; state: string; sync_state: string; replay_lag_ms: number | null; replay_lsn: string | null }>(REPLICATION_SQL);
-      s.rows = rr.rows.map((x) => ({ applicationName: x.application_name, state: x.state, syncState: x.sync_state, replayLagMs: x.replay_lag_ms, replayLsn: parseLsn(x.replay_lsn) }));
-    } else s.rows = null;
+    s.rows = row.rec ? null : o.walSenders.map((x) => ({ applicationName: x.application_name, state: x.state, syncState: x.sync_state, replayLagMs: x.replay_lag_ms, replayLsn: parseLsn(x.replay_lsn) }));
     this.publish();
   }
 
@@ -289,7 +277,11 @@ export class ReplicationMonitor {
     const row = (await c.query<{ rec: boolean; cur: string | null; ins: string | null; recv: string | null; replay: string | null }>(LSN_SQL)).rows[0]!;
     // Promoted (or demoted) since: the rest of the last sample is stale too.
     if (row.rec !== prev.inRecovery) return this.sampleOnce(s);
-    s.sample = { ...prev, at: new Date(), sentAt, currentLsn: parseLsn(row.cur), insertLsn: parseLsn(row.ins), receiveLsn: parseLsn(row.recv), replayLsn: parseLsn(row.replay) };
+    // Onto the latest full sample; none (forgotten: declared down) or one sent later (a health
+    // check's, answered first): this one has nothing to add.
+    const base = s.sample;
+    if (!base || sentAt <= base.sentAt) return;
+    s.sample = { ...base, at: new Date(), sentAt, currentLsn: parseLsn(row.cur), insertLsn: parseLsn(row.ins), receiveLsn: parseLsn(row.recv), replayLsn: parseLsn(row.replay) };
     this.publish();
   }
 
@@ -301,7 +293,8 @@ export class ReplicationMonitor {
       const x = s.sample;
       if (!x) continue;
       if (!x.inRecovery) {
-        this.registry.update(s.id, { lsn: x.currentLsn, receiveLsn: null, insertLsn: x.insertLsn, sampledAt: x.sentAt, lagBytes: 0, lagMs: 0, replicationState: '', syncState: '' }, 'replication sample');
+        this.registry.update(s.id, { lsn: x.currentLsn, receiveLsn: null, insertLsn: x.insertLsn, lagBytes: 0, lagMs: 0, replicationState: '', syncState: '' }, 'replication sample');
+        this.registry.sampled(s.id, x.sentAt);
         continue;
       }
       let lagBytes: number | null = null;
@@ -322,7 +315,6 @@ export class ReplicationMonitor {
           lsn: x.replayLsn,
           receiveLsn: x.receiveLsn,
           insertLsn: null,
-          sampledAt: x.sentAt,
           lagBytes,
           lagMs: lagMs === null ? null : Math.round(lagMs),
           replicationState: row?.state ?? x.walReceiverStatus ?? '',
@@ -330,6 +322,7 @@ export class ReplicationMonitor {
         },
         'replication sample',
       );
+      this.registry.sampled(s.id, x.sentAt);
     }
   }
 

@@ -36,10 +36,18 @@ const logLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'si
 export const healthCheckSchema = z
   .object({
     period_ms: positiveMs.default(1000).describe('Time between two checks of a backend, in ms.'),
-    timeout_ms: positiveMs.default(2000).describe('One check (connect + `SELECT pg_is_in_recovery()`) gives up after this many ms.'),
+    timeout_ms: positiveMs.default(2000).describe('One check (`SELECT pg_is_in_recovery()` with the WAL sample, after a login when the check logs in anew) gives up after this many ms.'),
     connect_timeout_ms: positiveMs.default(2000).describe('Connecting to the backend for a check gives up after this many ms.'),
     max_retries: z.number().int().min(0).default(1).describe('Failed checks retried before the backend is declared down (down after 1 + max_retries failures).'),
     retry_delay_ms: ms.default(200).describe('Pause between a failed check and its retry, in ms.'),
+    fresh_login_every: z
+      .number()
+      .int()
+      .min(1)
+      .default(30)
+      .describe(
+        'Checks run over a connection kept open between them; every this many checks of a backend, the check logs in over a new connection instead (1: every check, as pgpool-II does). A kept connection cannot see a server that refuses new connections (max_connections reached, smart shutdown, pg_hba.conf); a round started by a backend error always logs in anew.',
+      ),
     user: z.string().min(1).default('postgres').describe('User the checks log in as. The builtin promotion, follow and switchover run as this user too, so with `failover.promote: builtin` it must be a superuser.'),
     password: z.string().optional().describe('Password of `user` (use `${ENV_VAR}`).'),
     database: z.string().min(1).default('postgres').describe('Database the checks connect to.'),
@@ -54,6 +62,7 @@ const healthCheckOverride = z
     connect_timeout_ms: positiveMs,
     max_retries: z.number().int().min(0),
     retry_delay_ms: ms,
+    fresh_login_every: z.number().int().min(1),
     user: z.string().min(1),
     password: z.string(),
     database: z.string().min(1),

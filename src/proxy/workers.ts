@@ -30,7 +30,6 @@ function toWire(s: BackendChange['after']): WirePatch {
     lsn: s.lsn === null ? null : s.lsn.toString(),
     receiveLsn: s.receiveLsn === null ? null : s.receiveLsn.toString(),
     insertLsn: s.insertLsn === null ? null : s.insertLsn.toString(),
-    sampledAt: s.sampledAt,
     lagBytes: s.lagBytes,
     lagMs: s.lagMs,
     replicationState: s.replicationState,
@@ -47,7 +46,6 @@ function fromWire(w: WirePatch): BackendPatch {
     lsn: w.lsn === null ? null : BigInt(w.lsn as string),
     receiveLsn: w.receiveLsn === null ? null : BigInt(w.receiveLsn as string),
     insertLsn: w.insertLsn === null ? null : BigInt(w.insertLsn as string),
-    sampledAt: w.sampledAt as number | null,
     lagBytes: w.lagBytes as number | null,
     lagMs: w.lagMs as number | null,
     replicationState: w.replicationState as string,
@@ -56,8 +54,10 @@ function fromWire(w: WirePatch): BackendPatch {
 }
 
 export type IpcMsg =
-  | { type: 'init'; config: Config; index: number; registry: { id: number; state: WirePatch }[]; gates: RoutingGates }
+  | { type: 'init'; config: Config; index: number; registry: { id: number; state: WirePatch; sampledAt: number | null }[]; gates: RoutingGates }
   | { type: 'registry'; id: number; patch: WirePatch; reason: string }
+  /** A WAL sample's send time (BackendState.sampledAt), only while a worker waits on one. */
+  | { type: 'sampled'; id: number; sentAt: number }
   | { type: 'gates'; gates: RoutingGates; reason: string }
   | { type: 'cancel'; worker: number; pid: number; secret: number }
   | { type: 'closeIdle'; ids: number[] }
@@ -104,8 +104,20 @@ export class WorkerSupervisor implements ProxyService {
   private readonly workers: Worker[] = [];
   private readonly workerStats = new Map<number, ProxyStats>();
   private closing = false;
+  /**
+   * Per backend: the latest instant (mono-clock.ts) a worker said a session waits on a fresh WAL
+   * sample of it (causal reads), until a sample sent after it has been mirrored. Sample times
+   * cross to the workers only then: an idle peer sends its workers nothing per sample.
+   */
+  private readonly waitingSince = new Map<number, number>();
   private readonly onChange = (c: BackendChange): void => {
     for (const w of this.workers) if (w.isConnected()) w.send({ type: 'registry', id: c.id, patch: toWire(c.after), reason: c.reason } satisfies IpcMsg);
+  };
+  private readonly onSampled = (id: number, sentAt: number): void => {
+    const since = this.waitingSince.get(id);
+    if (since === undefined) return;
+    if (sentAt > since) this.waitingSince.delete(id);
+    for (const w of this.workers) if (w.isConnected()) w.send({ type: 'sampled', id, sentAt } satisfies IpcMsg);
   };
   private readonly onGates = (gates: RoutingGates, reason: string): void => {
     for (const w of this.workers) if (w.isConnected()) w.send({ type: 'gates', gates, reason } satisfies IpcMsg);
@@ -117,6 +129,7 @@ export class WorkerSupervisor implements ProxyService {
     this.log = opts.logger;
     this.nativeForwarding = this.cfg.proxy.native_forwarding && splice.available();
     this.registry.on('change', this.onChange);
+    this.registry.on('sampled', this.onSampled);
     this.registry.on('gates', this.onGates);
   }
 
@@ -125,7 +138,7 @@ export class WorkerSupervisor implements ProxyService {
     const compiled = import.meta.url.endsWith('.js');
     cluster.setupPrimary({ exec: fileURLToPath(new URL(compiled ? './worker-main.js' : './worker-main.ts', import.meta.url)), execArgv: compiled ? [] : ['--import', 'tsx'] });
     const n = this.cfg.proxy.workers;
-    const registry = this.registry.list().map((b) => ({ id: b.id, state: toWire(b) }));
+    const registry = this.registry.list().map((b) => ({ id: b.id, state: toWire(b), sampledAt: b.sampledAt }));
     const addresses: Promise<{ host: string; port: number }>[] = [];
     for (let i = 0; i < n; i++) {
       const w = cluster.fork({ PGWATCHDOG_PROXY_WORKER: String(i) });
@@ -172,6 +185,7 @@ export class WorkerSupervisor implements ProxyService {
     } else if (m.type === 'backendError') {
       this.opts.onBackendError?.(m.id, new Error(m.message));
     } else if (m.type === 'causalWait') {
+      this.waitingSince.set(m.id, monotonicMs());
       this.opts.onCausalWait?.(m.id);
     }
   }
@@ -195,6 +209,7 @@ export class WorkerSupervisor implements ProxyService {
     if (this.closing) return;
     this.closing = true;
     this.registry.off('change', this.onChange);
+    this.registry.off('sampled', this.onSampled);
     this.registry.off('gates', this.onGates);
     await Promise.all(
       this.workers.map(
@@ -243,7 +258,10 @@ export function serveAsWorker(make: (opts: ProxyOptions, link: WorkerLink) => Wo
 
   async function start(m: Extract<IpcMsg, { type: 'init' }>): Promise<void> {
     registry = new BackendRegistry(m.config);
-    for (const { id, state } of m.registry) registry.update(id, fromWire(state), 'initial state from the main process');
+    for (const { id, state, sampledAt } of m.registry) {
+      registry.update(id, fromWire(state), 'initial state from the main process');
+      if (sampledAt !== null) registry.sampled(id, sampledAt);
+    }
     registry.setGates(m.gates, 'initial gates from the main process');
     const logger = createLogger({ level: m.config.log.level, name: `pgwatchdog-worker-${m.index}`, pretty: false });
     link.index = m.index;
@@ -272,6 +290,7 @@ export function serveAsWorker(make: (opts: ProxyOptions, link: WorkerLink) => Wo
       });
     } else if (m.type === 'close') stop();
     else if (m.type === 'registry') registry?.update(m.id, fromWire(m.patch), m.reason);
+    else if (m.type === 'sampled') registry?.sampled(m.id, m.sentAt);
     else if (m.type === 'gates') registry?.setGates(m.gates, m.reason);
     else if (m.type === 'cancel') proxy?.cancelOwn(m.pid, m.secret);
     else if (m.type === 'closeIdle') proxy?.closeIdle(m.ids);

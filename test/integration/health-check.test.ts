@@ -102,8 +102,8 @@ test('health check: kill -9 plus checkNow is confirmed down after the retries; t
     await cluster.standbys[0]!.sql('SELECT pg_wal_replay_resume()');
 
     // period 5 s: only checkNow can make detection fast.
-    await cluster.standbys[0]!.kill9();
     const t0 = Date.now();
+    await cluster.standbys[0]!.kill9();
     health.checkNow(1, 'test: backend connection broke');
     health.checkNow(1, 'test: a second error coalesces');
     await waitFor('standby down', () => downs.length > 0, 3000);
@@ -112,7 +112,8 @@ test('health check: kill -9 plus checkNow is confirmed down after the retries; t
     assert.ok(ms >= FAST_HEALTH.retry_delay_ms, 'the retry confirmed it, not the first error alone');
     assert.ok(ms < 2500, `checkNow did not wait for the 5 s period: ${ms} ms`);
     assert.equal(downs[0]!.attempts, 2);
-    assert.match(downs[0]!.trigger, /connection broke/);
+    // Whichever starts the round first: the checkNow, or the kept connection's loss.
+    assert.match(downs[0]!.trigger, /connection broke|health-check connection lost/);
 
     const ups: HealthUpEvent[] = [];
     health.on('up', (e) => ups.push(e));
@@ -123,6 +124,94 @@ test('health check: kill -9 plus checkNow is confirmed down after the retries; t
   } finally {
     await health.stop();
     await monitor.stop();
+    await cluster.teardown();
+  }
+});
+
+test('health check: checks reuse one connection between fresh logins; a backend killed with -9 is noticed by the kept connection, with no checkNow and a long period', async () => {
+  const cluster = await createCluster({ standbys: 0 });
+  const fresh = 4;
+  const config = parseConfig(
+    {
+      auth: { method: 'trust' },
+      backends: [{ host: cluster.primary.host, port: cluster.primary.port }],
+      health_check: { ...FAST_HEALTH, period_ms: 100, fresh_login_every: fresh },
+    },
+    'test',
+  );
+  const registry = new BackendRegistry(config);
+  const health = new HealthChecker({ config, registry, logger: silentLogger });
+  const downs: HealthDownEvent[] = [];
+  health.on('down', (e) => downs.push(e));
+  const checkPids = async () =>
+    (await cluster.primary.sql<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgwatchdog health check'")).map((r) => r.pid);
+  try {
+    health.start();
+    await waitFor('up', () => registry.get(0).pgStatus === 'up');
+    // Over 2 s (about 20 checks), the checks' server processes: one per fresh login, so
+    // about 20 / fresh_login_every of them, where a connection per check would show ~20.
+    const seen = new Set<number>();
+    const checksBefore = health.view(0).checks;
+    const end = Date.now() + 2000;
+    while (Date.now() < end) {
+      for (const pid of await checkPids()) seen.add(pid);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const checks = health.view(0).checks - checksBefore;
+    console.log(`# ${checks} checks over 2 s used ${seen.size} server connection(s) (fresh_login_every ${fresh})`);
+    assert.ok(checks >= 8, `checks ran: ${checks}`);
+    assert.ok(seen.size <= Math.ceil(checks / fresh) + 1, `${seen.size} connections for ${checks} checks`);
+
+    // A long period now: only the kept connection's loss can start a round soon.
+    health.reconfigure(parseConfig({ auth: { method: 'trust' }, backends: [{ host: cluster.primary.host, port: cluster.primary.port }], health_check: { ...FAST_HEALTH, period_ms: 60_000 } }, 'test'));
+    await new Promise((r) => setTimeout(r, 300)); // the loop now sleeps 60 s
+    const t0 = Date.now();
+    await cluster.primary.kill9();
+    await waitFor('down', () => downs.length > 0, 5000);
+    const ms = Date.now() - t0;
+    console.log(`# kill -9 with a 60 s period: down confirmed after ${ms} ms (trigger: ${downs[0]!.trigger})`);
+    assert.match(downs[0]!.trigger, /health-check connection lost/);
+    assert.equal(downs[0]!.attempts, 2);
+    assert.ok(ms < 3000, `noticed without waiting for the period: ${ms} ms`);
+  } finally {
+    await health.stop();
+    await cluster.teardown();
+  }
+});
+
+test('health check: a backend that refuses new connections while the kept one works is declared down at the next fresh login', async () => {
+  const cluster = await createCluster({ standbys: 0 });
+  await cluster.primary.sql('CREATE DATABASE hc');
+  const fresh = 5;
+  const period = 200;
+  const config = parseConfig(
+    {
+      auth: { method: 'trust' },
+      backends: [{ host: cluster.primary.host, port: cluster.primary.port }],
+      health_check: { ...FAST_HEALTH, period_ms: period, fresh_login_every: fresh, database: 'hc' },
+    },
+    'test',
+  );
+  const registry = new BackendRegistry(config);
+  const health = new HealthChecker({ config, registry, logger: silentLogger });
+  const downs: HealthDownEvent[] = [];
+  health.on('down', (e) => downs.push(e));
+  try {
+    health.start();
+    await waitFor('up', () => registry.get(0).pgStatus === 'up');
+    // Sessions already in "hc" keep working; new ones are refused (as with max_connections
+    // reached, a smart shutdown or a pg_hba.conf change).
+    await cluster.primary.sql('ALTER DATABASE hc WITH ALLOW_CONNECTIONS false');
+    const t0 = Date.now();
+    await waitFor('down', () => downs.length > 0, 10_000);
+    const ms = Date.now() - t0;
+    console.log(`# new connections refused: down confirmed after ${ms} ms (period ${period} ms, fresh_login_every ${fresh}): ${downs[0]!.error}`);
+    assert.match(downs[0]!.error, /not currently accepting connections/);
+    // At most fresh_login_every checks on the kept connection, then the fresh login and its retry.
+    assert.ok(ms <= fresh * (period + 100) + FAST_HEALTH.retry_delay_ms + 2000, `within the fresh-login bound: ${ms} ms`);
+    assert.equal(registry.get(0).pgStatus, 'down');
+  } finally {
+    await health.stop();
     await cluster.teardown();
   }
 });

@@ -90,8 +90,12 @@ describe('proxy routing (trust to the proxy, SCRAM to the backends)', () => {
       assert.equal(await serverPort(c), primaryPort, 'after a write, reads wait on the primary for the standby');
       const lsn = await cluster.primary.currentLsn();
       await cluster.waitReplicated();
-      fx.registry.update(0, { insertLsn: parseLsn(lsn), sampledAt: monotonicMs() }, 'test: primary sample');
-      for (let i = 1; i < fx.registry.size; i++) fx.registry.update(i, { lsn: parseLsn(lsn), sampledAt: monotonicMs() }, 'test: standby sample');
+      fx.registry.update(0, { insertLsn: parseLsn(lsn) }, 'test: primary sample');
+      fx.registry.sampled(0, monotonicMs());
+      for (let i = 1; i < fx.registry.size; i++) {
+        fx.registry.update(i, { lsn: parseLsn(lsn) }, 'test: standby sample');
+        fx.registry.sampled(i, monotonicMs());
+      }
       assert.ok(standbyPorts.includes(await serverPort(c)), 'once the standby has the commit, reads use the standby again');
     } finally {
       await c.end();

@@ -29,6 +29,8 @@ type Tree = Record<string, unknown>;
 export interface BedOptions {
   watchdog?: object;
   cluster?: PgCluster;
+  /** teardown() leaves `cluster` running (its owner tears it down). */
+  keepCluster?: boolean;
   failoverCommand?: (countFile: string) => string;
   adminToken?: string;
   /** Merged into every peer's config (before the watchdog and failover sections the bed sets). */
@@ -90,7 +92,7 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
     // PGWD_LOGS=DIR keeps each peer's last log lines there, to read after a failure.
     if (process.env.PGWD_LOGS) for (const [n, p] of peers) writeFileSync(join(process.env.PGWD_LOGS, `${basename(dir)}-${n}.log`), p.logs.map((l) => JSON.stringify(l)).join('\n'));
     await Promise.all([...peers.values()].map((p) => p.stop().catch(() => undefined)));
-    await cluster.teardown();
+    if (!opts.keepCluster) await cluster.teardown();
     rmSync(dir, { recursive: true, force: true });
   };
   try {
