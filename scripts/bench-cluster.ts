@@ -68,6 +68,23 @@ function stats(xs: number[]): string {
   return `median ${med} ms, max ${s[s.length - 1]} ms (n=${s.length}: ${xs.join(', ')})`;
 }
 
+/** Where the time of a (a) run went, from the new holder's own log lines after t0 (ms since t0). */
+function breakdown(b: Bed, holder: Name, t0: number): string {
+  const logs = b.peers.get(holder)!.logs.filter((l) => Date.parse(String(l.time)) >= t0);
+  const at = (what: string, pred: (l: (typeof logs)[number]) => boolean): string => {
+    const l = logs.find(pred);
+    return `${what} ${l ? Date.parse(String(l.time)) - t0 : '?'}`;
+  };
+  const msg = (l: (typeof logs)[number]) => (typeof l.msg === 'string' ? l.msg : '');
+  return [
+    at('election', (l) => l.msg === 'raft role changed' && l.role === 'pre-candidate'),
+    at('leader', (l) => l.msg === 'raft role changed' && l.role === 'leader'),
+    at('claim applied', (l) => l.command === 'vip' && msg(l).includes(`${holder} claims it`)),
+    at('lease+claim: escalate', (l) => msg(l).startsWith('VIP: take the VIP')),
+    at('escalated', (l) => l.msg === 'VIP escalation succeeded'),
+  ].join(', ');
+}
+
 function cpuTicks(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return Number(f[11]) + Number(f[12]); // utime + stime, in clock ticks (100/s)
@@ -130,7 +147,7 @@ async function main(): Promise<void> {
           else p.proc.kill('SIGSTOP');
           const { ms, holder } = await untilNewHolder(b, old, t0);
           results[kind]!.push(ms);
-          console.log(`(${kind}) run ${i + 1}: ${kind === 'a' ? 'kill -9' : 'SIGSTOP'} of ${old} → ${holder} escalated after ${ms} ms`);
+          console.log(`(${kind}) run ${i + 1}: ${kind === 'a' ? 'kill -9' : 'SIGSTOP'} of ${old} → ${holder} escalated after ${ms} ms (ms after the signal: ${breakdown(b, holder, t0)})`);
           if (kind === 'a') await b.start(old);
           else {
             p.proc.kill('SIGCONT');

@@ -68,7 +68,8 @@ if (arg('seed') !== undefined) {
     console.log(
       `sim watchdog: seeds ${start}..${start + count - 1} peers ${nodes.join(',')}: ${w.runs} runs, ${w.failures.length} failed, ` +
         `${w.steps} steps in ${(w.elapsedMs / 1000).toFixed(1)} s; ${w.failovers} failovers declared, ${w.executions} execution steps, ` +
-        `${w.resumed} records resumed by a later coordinator; checked after every step: one VIP-eligible peer and one VIP holder (its claim committed first) at most, ` +
+        `${w.resumed} records resumed by a later coordinator (steps cut off between begun and done: ${w.stepsRerun} run again, ${w.stepsTreatedDone} treated as done); ` +
+        `checked after every step: one VIP-eligible peer and one VIP holder (its claim committed first) at most, each step not safe to repeat completed once at most, ` +
         `one runner per failover, every failover finished, consensus of views, same cluster state everywhere`,
     );
     if (w.failures.length) process.exitCode = 1;

@@ -68,29 +68,29 @@ export class Coordinator {
           logger.info({ term }, 'coordinator claimed for the term');
           break;
         case 'resume': {
-          // The engine re-runs the request from what the servers say now (it finds the primary
-          // again; its steps are safe to repeat). Its failoverStarted becomes a failoverResumed
-          // of the open record (RaftDecisions). If it finds nothing left to do it records no
-          // start, so the record is closed here, by this coordinator, with the engine's word.
+          // The engine takes the plan from the record and goes through its steps (resume.ts):
+          // it finds the primary again, skips what the record says is done, re-runs what is
+          // safe to repeat and, for a command cut off between begun and done, asks the servers.
+          // Its failoverStarted becomes a failoverResumed of the open record (RaftDecisions),
+          // and its steps and end are recorded on that record. If it finds nothing to do it
+          // records no start, so the record is closed here, by this coordinator, with its word.
           const rec = a.record;
-          const before = this.o.state();
+          decisions.resumeNext(rec.seq, a.reason);
           let outcome: { ok: boolean; summary: string; newPrimary: number | null };
-          if (rec.kind === 'node_down' && before.primary !== null && rec.ids.every((id) => before.backends[id]?.status === 'down')) {
-            // Its decisive steps are committed (the backends are down, a primary is routed):
-            // re-running the request would run its commands a second time. Ask the servers
-            // who is primary, and close the record. (A command the dead coordinator had not
-            // started yet is not run: commands run at most once; per-step records would let a
-            // resume run exactly the missing ones.)
-            await engine.findPrimary(`resuming failover ${rec.seq}`);
-            const now = this.o.state();
-            outcome = { ok: now.primary !== null, summary: `backend(s) ${rec.ids.join(',')} already down and backend ${now.primary ?? 'none'} primary when resumed: closed without re-running commands`, newPrimary: now.primary };
-          } else {
-            decisions.resumeNext(rec.seq, a.reason);
-            const r = await engine.request({ kind: rec.kind, ids: rec.ids, reason: `resumed failover ${rec.seq}: ${rec.reason}`, term, source: 'watchdog' });
-            decisions.resumeNext(null);
+          try {
+            const r = await engine.request({
+              kind: rec.kind,
+              ids: rec.ids,
+              reason: `resumed failover ${rec.seq}: ${rec.reason}`,
+              term,
+              source: 'watchdog',
+              resume: { seq: rec.seq, replaces: rec.replaces, steps: rec.steps },
+            });
             outcome = { ok: r.ok, summary: r.summary, newPrimary: r.newPrimary };
+          } finally {
+            decisions.resumeNext(null);
           }
-          logger.info({ seq: rec.seq, ...outcome }, 'resumed failover ended');
+          logger.info({ seq: rec.seq, ...outcome, steps: rec.steps.map((x) => `${x.step}:${x.backend}:${x.phase}`) }, 'resumed failover ended');
           const still = this.o.state().failovers.find((f) => f.seq === rec.seq && f.finished === null);
           if (still) {
             if (still.runner !== this.o.self || still.term !== term) {

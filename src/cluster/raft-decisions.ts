@@ -6,7 +6,8 @@
 // Failover records are keyed by the log index their failoverStarted committed at (the
 // cluster seq, state.ts). The engine has its own seq; this sink maps one to the other, and
 // when the coordinator resumes an open record, the engine's next failoverStarted becomes
-// a `failoverResumed` of that record instead of a new one.
+// a `failoverResumed` of that record instead of a new one; its steps and its end are then
+// recorded on that record.
 import type { Decision, Decisions } from '../failover/decisions.js';
 import type { RaftRuntime } from './raft-runtime.js';
 import type { ClusterCommand, ClusterState } from './state.js';
@@ -39,11 +40,11 @@ export class RaftDecisions implements Decisions {
       this.clusterSeq.set(d.seq, r.seq);
       return;
     }
-    if (d.type === 'failoverFinished') {
+    if (d.type === 'failoverFinished' || d.type === 'failoverStep') {
       const seq = this.clusterSeq.get(d.seq);
       if (seq === undefined) throw new Error(`failover ${d.seq} has no failover record in the cluster state (its start was not recorded here)`);
       await this.runtime.propose({ type: 'decision', peer: this.self, at, decision: { ...d, seq } });
-      this.clusterSeq.delete(d.seq);
+      if (d.type === 'failoverFinished') this.clusterSeq.delete(d.seq);
       return;
     }
     const { index } = await this.runtime.propose({ type: 'decision', peer: this.self, at, decision: d });

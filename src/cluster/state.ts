@@ -12,7 +12,7 @@
 import { z } from 'zod';
 import type { Config } from '../config/index.js';
 import type { BackendRole, BackendStatus } from '../backends/registry.js';
-import type { Decision, FailoverKind } from '../failover/decisions.js';
+import type { Decision, FailoverKind, FailoverStepName, FailoverStepRecord } from '../failover/decisions.js';
 
 /** Finished failover records kept for display; unfinished ones are never dropped. */
 export const FINISHED_RECORDS_KEPT = 50;
@@ -20,6 +20,7 @@ export const FINISHED_RECORDS_KEPT = 50;
 const BACKEND_STATUSES = ['up', 'down', 'quarantine', 'waiting', 'unused'] as const satisfies readonly BackendStatus[];
 const BACKEND_ROLES = ['primary', 'standby', 'unknown'] as const satisfies readonly BackendRole[];
 const FAILOVER_KINDS = ['node_down', 'node_up', 'promote', 'close_idle'] as const satisfies readonly FailoverKind[];
+const STEP_NAMES = ['promote', 'follow', 'failover_command', 'follow_primary_command', 'failback_command'] as const satisfies readonly FailoverStepName[];
 
 const peerName = z.string().min(1).max(128);
 const text = z.string().max(4096);
@@ -43,6 +44,19 @@ const backendRecordSchema = z
   .strict();
 export type BackendRecord = z.output<typeof backendRecordSchema>;
 
+const stepRecordSchema = z
+  .object({
+    step: z.enum(STEP_NAMES),
+    backend: id,
+    phase: z.enum(['begun', 'done']),
+    ok: z.boolean().nullable(),
+    result: text,
+    peer: peerName,
+    term: z.number().int().min(0),
+    runs: z.number().int().min(1),
+  })
+  .strict();
+
 const failoverRecordSchema = z
   .object({
     /** Cluster-unique: the log index of the entry that started it. */
@@ -60,6 +74,10 @@ const failoverRecordSchema = z
     /** How many times a later coordinator took it over, and the last time. */
     resumes: z.number().int().min(0),
     resumed: changeSchema.nullable(),
+    /** The primary it replaces (node_down of the primary, promote), null otherwise. */
+    replaces: id.nullable().default(null),
+    /** Its steps, in the order they first began (a snapshot from before steps were kept has none). */
+    steps: z.array(stepRecordSchema).default([]),
     finished: z
       .object({ index: z.number().int().min(1), at: ms, ok: z.boolean(), summary: text, newPrimary: id.nullable() })
       .strict()
@@ -104,7 +122,26 @@ const decisionSchema = z.discriminatedUnion('type', [
     })
     .strict(),
   z
-    .object({ type: z.literal('failoverStarted'), seq: z.number().int().min(0), kind: z.enum(FAILOVER_KINDS), ids: z.array(id), term: z.number().int().min(0), reason: text })
+    .object({
+      type: z.literal('failoverStarted'),
+      seq: z.number().int().min(0),
+      kind: z.enum(FAILOVER_KINDS),
+      ids: z.array(id),
+      term: z.number().int().min(0),
+      reason: text,
+      replaces: id.nullable().optional(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('failoverStep'),
+      seq: z.number().int().min(0),
+      step: z.enum(STEP_NAMES),
+      backend: id,
+      phase: z.enum(['begun', 'done']),
+      ok: z.boolean().optional(),
+      result: text.optional(),
+    })
     .strict(),
   z.object({ type: z.literal('failoverFinished'), seq: z.number().int().min(0), ok: z.boolean(), summary: text, newPrimary: id.nullable() }).strict(),
 ]);
@@ -113,6 +150,8 @@ type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 type Keys<U> = U extends unknown ? `${U extends { type: infer T extends string } ? T : ''}.${keyof U & string}` : never;
 const decisionSchemaMatches: Same<z.output<typeof decisionSchema>, Decision> & Same<Keys<z.output<typeof decisionSchema>>, Keys<Decision>> = true;
 void decisionSchemaMatches;
+const stepRecordMatches: Same<z.output<typeof stepRecordSchema>, FailoverStepRecord> = true;
+void stepRecordMatches;
 
 /**
  * A Raft log entry's payload. `decision`: the failover engine's Decision as the coordinator
@@ -253,9 +292,25 @@ function applyDecision(s: ClusterState, d: Decision, peer: string, change: (reas
         started: change(d.reason),
         resumes: 0,
         resumed: null,
+        replaces: d.replaces ?? null,
+        steps: [],
         finished: null,
       };
       return done({ ...s, failovers: trim([...s.failovers, rec]) }, `failover ${rec.seq} (${d.kind} of ${d.ids.join(',')}) started by ${peer} in term ${meta.term}`);
+    }
+    case 'failoverStep': {
+      const f = s.failovers.find((r) => r.seq === d.seq);
+      const what = `${d.step} of backend ${d.backend}`;
+      if (!f) return same(s, `no failover record ${d.seq}: step ${what} ignored`);
+      if (f.finished) return same(s, `failover ${d.seq} already finished at entry ${f.finished.index}: step ${what} ignored`);
+      if (f.runner !== peer || f.term !== meta.term) return same(s, `failover ${d.seq} is run by ${f.runner} in term ${f.term}, not ${peer} in term ${meta.term}: step ${what} ignored`);
+      const prev = f.steps.find((x) => x.step === d.step && x.backend === d.backend);
+      const next: FailoverStepRecord =
+        d.phase === 'begun'
+          ? { step: d.step, backend: d.backend, phase: 'begun', ok: null, result: '', peer, term: meta.term, runs: (prev?.runs ?? 0) + 1 }
+          : { step: d.step, backend: d.backend, phase: 'done', ok: d.ok ?? true, result: d.result ?? '', peer, term: meta.term, runs: prev?.runs ?? 1 };
+      const steps = prev ? f.steps.map((x) => (x === prev ? next : x)) : [...f.steps, next];
+      return done(withRecord(s, { ...f, steps }), `failover ${d.seq}: step ${what} ${d.phase}${d.phase === 'done' ? ` (${next.ok ? 'ok' : 'FAILED'}${next.result ? `: ${next.result}` : ''})` : ''} by ${peer} in term ${meta.term}`);
     }
     case 'failoverFinished': {
       const f = s.failovers.find((r) => r.seq === d.seq);

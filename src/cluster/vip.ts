@@ -11,8 +11,9 @@
 // and a peer may hold the VIP only while it is. Losing the lease (check-quorum, a
 // partition, a transfer) de-escalates at once.
 //
-// The holder is also on record in the replicated state: an eligible peer first commits its
-// claim (a `vip` entry of its term) and escalates only once that claim has been applied
+// The holder is also on record in the replicated state: a leader first commits its
+// claim (a `vip` entry of its term, proposed as soon as it leads, so it commits in the same
+// round as the term's first entry) and escalates only once that claim has been applied
 // here, so the state names the holder before the address moves, and the claim of a later
 // term replaces an earlier one (the earlier holder's lease, and so its eligibility, has
 // ended by then). A peer that stops cleanly records the release; otherwise the record keeps
@@ -62,13 +63,21 @@ export function vipEligibility(i: Omit<VipInput, 'holding' | 'self' | 'claim'>):
 
 export function vipDecision(i: VipInput): { action: VipAction; reason: string } {
   const e = vipEligibility(i);
+  const claimed = i.claim?.peer === i.self && i.claim.term === i.raft.term;
+  const named = i.claim ? `${i.claim.peer} (term ${i.claim.term})` : 'nobody';
   if (e.eligible) {
     if (i.holding) return { action: 'hold', reason: `keep the VIP: ${e.reason}` };
-    if (i.claim?.peer === i.self && i.claim.term === i.raft.term) return { action: 'escalate', reason: `take the VIP: ${e.reason}; its claim of term ${i.claim.term} has committed` };
-    const now = i.claim ? `${i.claim.peer} (term ${i.claim.term})` : 'nobody';
-    return { action: 'claim', reason: `record the claim before taking the VIP: ${e.reason}; the state names ${now}` };
+    if (claimed) return { action: 'escalate', reason: `take the VIP: ${e.reason}; its claim of term ${i.raft.term} has committed` };
+    return { action: 'claim', reason: `record the claim before taking the VIP: ${e.reason}; the state names ${named}` };
   }
-  return i.holding ? { action: 'de-escalate', reason: `drop the VIP: ${e.reason}` } : { action: 'nothing', reason: `not holding the VIP: ${e.reason}` };
+  if (i.holding) return { action: 'de-escalate', reason: `drop the VIP: ${e.reason}` };
+  // A new leader records its claim before its term's first entry has committed or its lease
+  // has begun: the claim then commits in the same round as that first entry, instead of one
+  // round after it. It only says who may hold the VIP; escalation still waits for eligibility.
+  if (!claimed && vipEligibility({ ...i, raft: { ...i.raft, termCommitted: true, hasLease: true } }).eligible) {
+    return { action: 'claim', reason: `record the claim now, so it commits with the term's first entries (escalation waits: ${e.reason}); the state names ${named}` };
+  }
+  return { action: 'nothing', reason: `not holding the VIP: ${e.reason}` };
 }
 
 export interface IsolationInput {

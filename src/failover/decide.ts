@@ -58,7 +58,7 @@ export type Plan =
   /** Detach `ids`; the primary stays (or there was none to replace). */
   | { action: 'detach'; ids: number[]; primaryFailed: boolean; reason: string }
   /** Detach `ids`, among them the primary, and find or promote a new one. */
-  | { action: 'replace primary'; ids: number[]; oldPrimary: number; reason: string }
+  | { action: 'replace primary'; ids: number[]; oldPrimary: number | null; forced?: number; reason: string }
   | { action: 'attach'; ids: number[]; reason: string }
   | { action: 'promote'; id: number; switchover: boolean; reason: string }
   | { action: 'close idle'; ids: number[]; reason: string };

@@ -23,6 +23,7 @@ import type { Decisions } from './decisions.js';
 import { Abandoned, Execution, RunContext, type EngineMemory } from './execute.js';
 import { walState } from './pgops.js';
 import { RegistryDecisions } from './registry-decisions.js';
+import { planResume } from './resume.js';
 import { readStatusFile, writeStatusFile, type StatusFileContent } from './status-file.js';
 import { SyncCheck } from './sync-check.js';
 import type { FailoverRequest, FailoverResult, FailoverStatus } from './types.js';
@@ -167,7 +168,7 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
     let ok = false;
     let summary: string;
     let abandoned = false;
-    const plan = decideRequest(this.exec.state(), req, await this.freshEvidence(req, log));
+    const plan = req.resume ? planResume(req.kind, req.ids, req.resume) : decideRequest(this.exec.state(), req, await this.freshEvidence(req, log));
     log.info({ action: plan.action, reason: plan.reason }, `decision: ${plan.action}: ${plan.reason}`);
     if (plan.action === 'nothing') {
       ok = true;
@@ -178,7 +179,8 @@ export class FailoverEngine extends EventEmitter<{ result: [FailoverResult]; clo
       summary = `${req.kind} refused: ${plan.reason}`;
     } else {
       try {
-        await this.exec.record({ type: 'failoverStarted', seq: item.seq, kind: req.kind, ids: req.ids, term, reason: req.reason });
+        const replaces = plan.action === 'replace primary' ? plan.oldPrimary : plan.action === 'promote' ? (this.registry.primary()?.id ?? this.mem.lastPrimary) : null;
+        await this.exec.record({ type: 'failoverStarted', seq: item.seq, kind: req.kind, ids: req.ids, term, reason: req.reason, replaces });
         if (plan.action === 'close idle') {
           this.emit('closeIdle', plan.ids);
           summary = plan.reason;

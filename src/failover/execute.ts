@@ -1,8 +1,10 @@
 // The failover engine's EXECUTION: carries out a Plan (decide.ts) — detach, find or promote a
 // new primary, point the other standbys at it, attach, switch over — and runs the commands
-// (failover_command, follow_primary_command, failback_command). Every step is idempotent
-// (promote an already promoted server: no-op; point a standby at the primary it follows:
-// no-op), so a new coordinator can re-run an unfinished failover.
+// (failover_command, follow_primary_command, failback_command). The builtin steps are
+// idempotent (promote an already promoted server: no-op; point a standby at the primary it
+// follows: no-op). Each promotion, follow and command is recorded as a step of the event,
+// `begun` before it runs and `done` after (once()), so a coordinator that resumes an event
+// another one left open skips what is done and decides what was cut off (resume.ts).
 //
 // It writes nothing itself: every state change goes through the Decisions sink. When the
 // sink refuses (under the watchdog: this peer lost its leadership) the request is abandoned
@@ -15,9 +17,10 @@ import type { WalState } from '../backends/replication.js';
 import { formatLsn } from '../backends/lsn.js';
 import type { CandidateChoice } from './candidate.js';
 import { expandCommand, runCommand, type PlaceholderValues } from './commands.js';
-import { decideAttach, decideReplacement, reachability, type EngineState, type Fresh, type Plan } from './decide.js';
-import type { Decision, Decisions } from './decisions.js';
+import { decideAttach, decideReplacement, reachability, streamsFrom, type EngineState, type Fresh, type Plan } from './decide.js';
+import type { Decision, Decisions, FailoverStepName } from './decisions.js';
 import { cleanShutdown, follow, promote as pgPromote, waitStreamingFrom, walState, type Target } from './pgops.js';
+import { decideStep, promotedBefore, REPEATABLE, type Observation, type ResumeOf } from './resume.js';
 import type { SyncCheck } from './sync-check.js';
 import type { FailoverRequest, FailoverStatus, FailoverStep } from './types.js';
 
@@ -38,13 +41,17 @@ export class RunContext {
   newPrimary: number | null = null;
   newPrimaryAt: Date | null = null;
   candidate: CandidateChoice | null = null;
+  /** The open record this run takes over, with the steps earlier runs recorded. */
+  readonly resume: ResumeOf | null;
   constructor(
     readonly seq: number,
     readonly req: FailoverRequest,
     /** %T: the request's term, else the sink's when the request started. */
     readonly term: number,
     readonly log: Logger,
-  ) {}
+  ) {
+    this.resume = req.resume ?? null;
+  }
 
   async step<T>(name: string, backend: number | undefined, fn: () => Promise<T>, describe: (v: T) => string): Promise<T> {
     const t0 = Date.now();
@@ -96,7 +103,12 @@ export class Execution {
     try {
       await this.decisions.record(d);
     } catch (err) {
-      const what = d.type === 'backend' ? `backend ${d.id}: ${d.reason}` : d.type === 'failoverStarted' ? `failover ${d.seq} started` : `failover ${d.seq} finished`;
+      const what =
+        d.type === 'backend'
+          ? `backend ${d.id}: ${d.reason}`
+          : d.type === 'failoverStep'
+            ? `failover ${d.seq}: ${d.step} of backend ${d.backend} ${d.phase}`
+            : `failover ${d.seq} ${d.type === 'failoverStarted' ? 'started' : 'finished'}`;
       throw new Abandoned(`the decision could not be recorded (${what}): ${(err as Error).message}`, { cause: err });
     }
   }
@@ -109,7 +121,7 @@ export class Execution {
       case 'replace primary':
         return this.detach(ctx, plan.ids).then(() => {
           ctx.oldPrimary = plan.oldPrimary;
-          return this.replacePrimary(ctx, plan.ids, null);
+          return this.replacePrimary(ctx, plan.ids, plan.forced ?? null);
         });
       case 'attach':
         return this.attach(ctx, plan.ids);
@@ -140,7 +152,7 @@ export class Execution {
     // standby's replication slot); under `promote: builtin` it is a notification.
     // Unblock writes first: the command below may take up to command_timeout_ms.
     await this.sync.run('after a standby went down');
-    for (const id of ids) await this.runHook(ctx, 'failover_command', this.config.failover.failover_command, this.placeholders(ctx, id, ctx.newPrimary));
+    for (const id of ids) await this.hook(ctx, 'failover_command', this.config.failover.failover_command, this.placeholders(ctx, id, ctx.newPrimary), () => this.primaryObserved(ids));
     return `backend(s) ${ids.join(',')} detached${primaryFailed ? '' : '; primary unchanged'}`;
   }
 
@@ -152,6 +164,13 @@ export class Execution {
   private async replacePrimary(ctx: RunContext, failed: number[], forced: number | null): Promise<string> {
     const f = this.config.failover;
     const oldPrimary = ctx.oldPrimary;
+    // A run cut off while promoting: promote the same server again (safe to repeat), never
+    // another one, or two servers could end up out of recovery.
+    const begun = promotedBefore(ctx.resume);
+    if (begun && forced === null) {
+      forced = begun.backend;
+      ctx.note('choose candidate', begun.backend, true, `resumed failover: backend ${begun.backend} was ${begun.phase === 'done' ? 'promoted' : 'being promoted'} by ${begun.peer} in term ${begun.term}: it stays the candidate`);
+    }
     // Fresh WAL positions of every attached standby (the monitor's may be a period old) and,
     // when health checks decided the failure, one more direct look at the old primary: a
     // stall that just ended must not cost a failover. Both at once, so a hung primary costs
@@ -187,7 +206,7 @@ export class Execution {
         ctx.log.error({ failed, rejected: r.choice.rejected }, `no promotion: ${r.choice.summary}`);
         if (f.promote === 'command') {
           // pgpool still runs failover_command, with %m = -1, so the script can alert.
-          for (const id of failed) await this.runHook(ctx, 'failover_command', f.failover_command, this.placeholders(ctx, id, null));
+          for (const id of failed) await this.hook(ctx, 'failover_command', f.failover_command, this.placeholders(ctx, id, null), () => this.primaryObserved(failed));
         }
         ctx.steps.push({ name: 'choose candidate', ok: false, ms: 0, detail: r.choice.summary });
         return `primary ${oldPrimary} down; no promotion: ${r.choice.summary}`;
@@ -195,7 +214,11 @@ export class Execution {
       chosen = r.id;
       if (f.promote !== 'builtin') break;
       try {
-        await ctx.step('promote', chosen, () => pgPromote(this.target(chosen), this.hc(chosen), f.command_timeout_ms), (o) => `pg_promote() on backend ${chosen}: ${o}`);
+        const id = chosen;
+        await this.once(ctx, 'promote', id, null, async () => ({
+          ok: true,
+          result: await ctx.step('promote', id, () => pgPromote(this.target(id), this.hc(id), f.command_timeout_ms), (o) => `pg_promote() on backend ${id}: ${o}`).then((o) => `pg_promote(): ${o}`),
+        }));
         break;
       } catch (err) {
         if (forced !== null) throw err;
@@ -208,7 +231,7 @@ export class Execution {
       await this.setPrimary(ctx, chosen, oldPrimary, adopted ? 'found already promoted' : 'promoted');
     } else {
       // promote: command — the failover_command promotes %m, then we look for the primary.
-      for (const id of failed) await this.runHook(ctx, 'failover_command', f.failover_command, this.placeholders(ctx, id, chosen));
+      for (const id of failed) await this.hook(ctx, 'failover_command', f.failover_command, this.placeholders(ctx, id, chosen), () => this.primaryObserved(failed));
       const found = await ctx.step('find primary', undefined, () => this.waitForPrimary(failed, f.command_timeout_ms), (id) => `backend ${id} left recovery`);
       if (found !== chosen) ctx.note('find primary', found, true, `failover_command promoted backend ${found}, not the candidate ${chosen}`);
       await this.setPrimary(ctx, found, oldPrimary, 'promoted by failover_command');
@@ -223,11 +246,13 @@ export class Execution {
     if (f.promote === 'builtin') {
       await Promise.all(followers.map((b) => this.builtinFollow(ctx, b.id, newPrimary)));
     }
-    if (f.promote === 'builtin' && f.failover_command && !adopted) {
-      for (const id of failed) await this.runHook(ctx, 'failover_command', f.failover_command, this.placeholders(ctx, id, newPrimary));
+    // A primary found already promoted runs no failover_command (someone else promoted it),
+    // unless it was this event that promoted it, in a run that was cut off.
+    if (f.promote === 'builtin' && f.failover_command && (!adopted || begun)) {
+      for (const id of failed) await this.hook(ctx, 'failover_command', f.failover_command, this.placeholders(ctx, id, newPrimary), () => this.primaryObserved(failed));
     }
     if (f.follow_primary_command) {
-      for (const b of followers) await this.runHook(ctx, 'follow_primary_command', f.follow_primary_command, this.placeholders(ctx, b.id, newPrimary));
+      for (const b of followers) await this.hook(ctx, 'follow_primary_command', f.follow_primary_command, this.placeholders(ctx, b.id, newPrimary), () => this.followObserved(b.id, newPrimary));
     }
     await this.sync.run('after a new primary');
     return `backend ${newPrimary} is the new primary (old primary ${oldPrimary ?? 'unknown'})${followers.length ? `; ${followers.map((b) => b.id).join(',')} follow it` : ''}`;
@@ -243,7 +268,10 @@ export class Execution {
 
   private async builtinFollow(ctx: RunContext, id: number, primary: number): Promise<void> {
     try {
-      await this.repoint(ctx, id, primary);
+      await this.once(ctx, 'follow', id, null, async () => {
+        const streaming = await this.repoint(ctx, id, primary);
+        return { ok: true, result: streaming ? `streams from backend ${primary}` : `repointed at backend ${primary}, not streaming yet` };
+      });
     } catch {
       // Recorded in the step; a standby that cannot follow serves ever staler reads.
       await this.record({ type: 'backend', id, status: 'down', detachedBy: 'failover', reason: `could not follow new primary ${primary}` });
@@ -340,7 +368,7 @@ export class Execution {
       } else ctx.newPrimary = this.registry.primary()?.id ?? null;
       done.push(String(id));
       ctx.note('attach', id, true, `backend ${id} attached: ${ctx.req.reason}`);
-      await this.runHook(ctx, 'failback_command', this.config.failover.failback_command, this.placeholders(ctx, id, this.registry.primary()?.id ?? null));
+      await this.hook(ctx, 'failback_command', this.config.failover.failback_command, this.placeholders(ctx, id, this.registry.primary()?.id ?? null), () => this.attachedObserved(id));
     }
     await this.sync.run('after a failback');
     return done.length ? `backend(s) ${done.join(',')} attached` : 'nothing attached';
@@ -406,6 +434,74 @@ export class Execution {
       oldPrimaryPort: o ? o.port : null,
       term: ctx.term,
     };
+  }
+
+  /**
+   * One recorded step of the event: `begun` is committed before it runs and `done` (with its
+   * outcome) after. In a resumed run the record decides first (resume.ts decideStep): skip a
+   * step recorded done, run a repeatable one again, and for a command cut off between begun
+   * and done, ask the servers (`observe`) whether its effect is there. Resolves with the
+   * step's outcome; a step that throws is recorded done and failed, and the error goes on.
+   */
+  private async once(ctx: RunContext, step: FailoverStepName, backend: number, observe: (() => Promise<Observation>) | null, run: () => Promise<{ ok: boolean; result: string }>): Promise<boolean> {
+    const prior = ctx.resume?.steps.find((s) => s.step === step && s.backend === backend);
+    const observed = prior?.phase === 'begun' && !REPEATABLE[step] && observe ? await observe() : null;
+    const v = decideStep({ step, backend, prior, observed, term: ctx.term });
+    const rec = (phase: 'begun' | 'done', ok?: boolean, result?: string) =>
+      this.record({ type: 'failoverStep', seq: ctx.seq, step, backend, phase, ...(phase === 'done' ? { ok, result: (result ?? '').slice(0, 1000) } : {}) });
+    if (v.action === 'skip') {
+      ctx.note(step, backend, prior?.ok !== false, `resume: ${v.reason}`);
+      return prior?.ok !== false;
+    }
+    if (v.action === 'treat as done') {
+      await rec('done', true, `treated as done by a resumed run: ${observed?.reason ?? ''}`);
+      ctx.note(step, backend, true, `resume: ${v.reason}`);
+      return true;
+    }
+    ctx.log[ctx.resume ? 'info' : 'debug']({ step, backend }, `${ctx.resume ? 'resume' : 'step'}: ${v.reason}`);
+    await rec('begun');
+    let r: { ok: boolean; result: string };
+    try {
+      r = await run();
+    } catch (err) {
+      if (err instanceof Abandoned) throw err;
+      await rec('done', false, (err as Error).message);
+      throw err;
+    }
+    await rec('done', r.ok, r.result);
+    return r.ok;
+  }
+
+  /** An operator's command as a recorded step (once()); `observe` says whether its effect is there. */
+  private hook(ctx: RunContext, key: 'failover_command' | 'follow_primary_command' | 'failback_command', template: string, values: PlaceholderValues, observe: () => Promise<Observation>): Promise<boolean> {
+    if (!template) return Promise.resolve(true);
+    return this.once(ctx, key, values.failedId, observe, async () => {
+      const ok = await this.runHook(ctx, key, template, values);
+      return { ok, result: ctx.steps.at(-1)?.detail ?? '' };
+    });
+  }
+
+  /** failover_command's effect: a server other than the failed ones is out of recovery. */
+  private async primaryObserved(failed: readonly number[]): Promise<Observation> {
+    const wal = await this.walStates(failed);
+    const p = [...wal.entries()].find(([, w]) => w !== null && !w.inRecovery);
+    return p ? { done: true, reason: `backend ${p[0]} is a primary now` } : { done: false, reason: `no backend other than ${failed.join(',')} is out of recovery` };
+  }
+
+  /** follow_primary_command's effect: the standby streams from the new primary. */
+  private async followObserved(id: number, primary: number): Promise<Observation> {
+    try {
+      const w = await walState(this.target(id), this.hc(id), this.hc(id).timeout_ms);
+      return streamsFrom(w, this.target(primary)) ? { done: true, reason: `backend ${id} streams from the primary ${primary}` } : { done: false, reason: `backend ${id} does not stream from the primary ${primary}` };
+    } catch (err) {
+      return { done: false, reason: `backend ${id} does not answer: ${(err as Error).message}` };
+    }
+  }
+
+  /** failback_command's effect (a notification): the attach it announces is recorded. */
+  private attachedObserved(id: number): Promise<Observation> {
+    const up = this.registry.get(id).status === 'up';
+    return Promise.resolve(up ? { done: true, reason: `backend ${id} is recorded attached, which the command announces` } : { done: false, reason: `backend ${id} is not recorded attached` });
   }
 
   private async runHook(ctx: RunContext, key: string, template: string, values: PlaceholderValues): Promise<boolean> {

@@ -3,6 +3,7 @@
 import type { BackendRole, BackendStatus } from '../backends/registry.js';
 import type { CandidateChoice } from './candidate.js';
 import type { FailoverKind } from './decisions.js';
+import type { ResumeOf } from './resume.js';
 
 export interface FailoverRequest {
   kind: FailoverKind;
@@ -22,6 +23,9 @@ export interface FailoverRequest {
   /** node_up only: point the standby at the current primary first (builtin promotion), for a
    * standby that was detached while a new primary was promoted and so missed the follow. */
   follow?: boolean;
+  /** Set by a coordinator that takes over a failover record another one left open: the plan
+   * comes from the record, and the steps it records done are not run again (resume.ts). */
+  resume?: ResumeOf;
 }
 
 export interface FailoverStep {

@@ -12,6 +12,7 @@ describe('watchdog simulator checks', () => {
     { name: 'a deposed coordinator that keeps running its failover', faults: { deposedRunnerContinues: true }, extra: { execSteps: 4, stepTicks: 4 }, expect: /failover executed once/ },
     { name: 'a new coordinator that never resumes an open failover', faults: { neverResume: true }, expect: /failover finished once: failover \d+ never finished/ },
     { name: 'a failover on one peer\'s word', faults: { ignoreConsensus: true }, expect: /failover consensus: p\d fails backend \d over, but only 1 of/ },
+    { name: 'a resumed run that re-runs a command cut off after it completed', faults: { rerunBegunCommands: true }, extra: { execSteps: 4 }, expect: /step completed once: \w+ of backend \d of failover \d+, not safe to repeat, completed 2 times/ },
   ];
   for (const b of broken) {
     it(`catches ${b.name}`, () => {
@@ -50,5 +51,9 @@ describe('watchdog simulator checks', () => {
     c.onFinished(7, 9);
     assert.throws(() => c.onFinished(7, 12), /finished at entry 9 and again at 12/);
     assert.throws(() => c.execStart(7, 'a', 1, 100, 200), /runs a step of failover 7, which finished/);
+    c.onEffect(8, 'follow of backend 1', true, 'a');
+    c.onEffect(8, 'follow of backend 1', true, 'b');
+    c.onEffect(8, 'failover_command of backend 0', false, 'a');
+    assert.throws(() => c.onEffect(8, 'failover_command of backend 0', false, 'b'), /failover_command of backend 0 of failover 8, not safe to repeat, completed 2 times \(a, b\)/);
   });
 });

@@ -104,6 +104,39 @@ describe('cluster state apply', () => {
     assert.match(late.reason, /already finished/);
   });
 
+  it('a record keeps its steps: begun, then done; a resume fences the old runner out of them', () => {
+    const step = (peer: string, seq: number, name: 'promote' | 'failover_command', phase: 'begun' | 'done', extra: { ok?: boolean; result?: string } = {}) =>
+      ({ type: 'decision', peer, at: 15, decision: { type: 'failoverStep', seq, step: name, backend: name === 'promote' ? 1 : 0, phase, ...extra } }) as const;
+    let s = applyAll(upState(), 2, { type: 'decision', peer: 'a', at: 10, decision: { type: 'failoverStarted', seq: 1, kind: 'node_down', ids: [0], term: 2, reason: 'consensus', replaces: 0 } });
+    const seq = s.index;
+    assert.equal(s.failovers[0].replaces, 0);
+    s = applyAll(s, 2, step('a', seq, 'promote', 'begun'), step('a', seq, 'promote', 'done', { ok: true, result: 'promoted' }), step('a', seq, 'failover_command', 'begun'));
+    assert.deepEqual(
+      s.failovers[0].steps.map((x) => [x.step, x.backend, x.phase, x.ok, x.result, x.peer, x.term, x.runs]),
+      [
+        ['promote', 1, 'done', true, 'promoted', 'a', 2, 1],
+        ['failover_command', 0, 'begun', null, '', 'a', 2, 1],
+      ],
+    );
+    // a step proposed by the old runner in its term, committed after the resume: ignored
+    s = applyAll(s, 3, { type: 'failoverResumed', peer: 'b', at: 31, seq, reason: 'left open' });
+    const stale = apply(s, step('a', seq, 'failover_command', 'done', { ok: true }), { index: s.index + 1, term: 3 });
+    assert.equal(stale.changed, false);
+    assert.match(stale.reason, /run by b in term 3, not a in term 3: step failover_command of backend 0 ignored/);
+    s = applyAll(s, 3, step('b', seq, 'failover_command', 'begun'), step('b', seq, 'failover_command', 'done', { ok: true, result: 'exit 0' }));
+    const fc = s.failovers[0].steps[1];
+    assert.deepEqual([fc.phase, fc.peer, fc.term, fc.runs, fc.result], ['done', 'b', 3, 2, 'exit 0'], 'run again by the resumer: two runs on record');
+    s = applyAll(s, 3, finished('b', seq));
+    const after = apply(s, step('b', seq, 'promote', 'begun'), { index: s.index + 1, term: 3 });
+    assert.match(after.reason, /already finished at entry \d+: step promote of backend 1 ignored/);
+    // a snapshot from before steps were kept restores with none
+    const old = JSON.parse(JSON.stringify(s)) as { failovers: Record<string, unknown>[] };
+    delete old.failovers[0]!.steps;
+    delete old.failovers[0]!.replaces;
+    const restored = restoreState(old, { backends: s.backends.map(() => ({ weight: 1 })) as never });
+    assert.deepEqual([restored.failovers[0]!.steps, restored.failovers[0]!.replaces], [[], null]);
+  });
+
   it("an operator's detach stays on record while the backend is down, and attaching clears it", () => {
     let s = applyAll(upState(), 2, { type: 'decision', peer: 'a', at: 1, decision: { type: 'backend', id: 1, status: 'down', detachedBy: 'admin', reason: 'detach by admin' } });
     assert.equal(s.backends[1].detachedBy, 'admin');

@@ -127,10 +127,13 @@ test('every state change goes through the Decisions sink, with the sink\'s seq a
     assert.equal(r.ok, true, r.summary);
     assert.deepEqual(
       sink.recorded.map((d) => d.type),
-      ['failoverStarted', 'backend', 'failoverFinished'],
+      ['failoverStarted', 'backend', 'failoverStep', 'failoverStep', 'failoverFinished'],
     );
-    assert.deepEqual(sink.recorded[0], { type: 'failoverStarted', seq: 41, kind: 'node_down', ids: [2], term: 8, reason: 'test: standby 2 failed' });
+    assert.deepEqual(sink.recorded[0], { type: 'failoverStarted', seq: 41, kind: 'node_down', ids: [2], term: 8, reason: 'test: standby 2 failed', replaces: null });
     assert.deepEqual(sink.recorded[1], { type: 'backend', id: 2, status: 'down', detachedBy: 'failover', reason: 'test: standby 2 failed' });
+    // The command is a recorded step: begun before it runs, done with its outcome after.
+    assert.deepEqual(sink.recorded[2], { type: 'failoverStep', seq: 41, step: 'failover_command', backend: 2, phase: 'begun' });
+    assert.deepEqual(sink.recorded[3], { type: 'failoverStep', seq: 41, step: 'failover_command', backend: 2, phase: 'done', ok: true, result: 'exit 0' });
     assert.equal(readFileSync(rec, 'utf8'), '2 8\n');
 
     // The sink refuses the detach (leadership lost): abandoned, no command, no end record.

@@ -159,8 +159,9 @@ describe('watchdog: three peer processes', { concurrency: false }, () => {
 describe('watchdog: the coordinator dies in the middle of a failover', { concurrency: false }, () => {
   let b: Bed;
   before(async () => {
-    // A slow failover_command: the coordinator is killed while it runs.
-    b = await bed({ failoverCommand: (file) => `echo %d >> ${file}.started; sleep 2; echo %d %T >> ${file}` });
+    // A slow failover_command: the coordinator is killed while it runs. follow_primary_command
+    // comes after it, so the dead coordinator never began it: the next one must run it, once.
+    b = await bed({ failoverCommand: (file) => `echo %d >> ${file}.started; sleep 2; echo %d %T >> ${file}`, followPrimaryCommand: (file) => `echo %d %m %T >> ${file}` });
   });
   after(async () => {
     await b?.teardown();
@@ -190,5 +191,38 @@ describe('watchdog: the coordinator dies in the middle of a failover', { concurr
     }
     await new Promise((r) => setTimeout(r, 3000));
     assert.equal(b.failoverCount(), 1, `failover_command ran ${b.failoverCount()} times (resumed by ${resumed.n}: ${String(resumed.l.summary)})`);
+
+    // The record's steps, as every surviving peer applied them to the replicated state.
+    const steps = (n: string) =>
+      b.peers
+        .get(n as (typeof NAMES)[number])!
+        .logs.map((l) => (typeof l.msg === 'string' ? /^cluster state: failover \d+: step (\S+) of backend (\d+) (begun|done)(?: \((ok|FAILED)(?:: (.*))?\))? by (\S+) in term (\d+)$/s.exec(l.msg) : null))
+        .filter((m) => m !== null)
+        .map((m) => ({ step: m[1]!, backend: Number(m[2]), phase: m[3]!, ok: m[4] ?? null, result: m[5] ?? '', peer: m[6]!, term: Number(m[7]) }));
+    const seen = steps(resumed.n);
+    for (const n of others) assert.deepEqual(steps(n), seen, `${n} applied the same steps as ${resumed.n}`);
+    const by = (step: string, phase: string) => seen.filter((x) => x.step === step && x.phase === phase);
+    const [promoted] = by('promote', 'done');
+    assert.ok(promoted && promoted.peer === coord && promoted.ok === 'ok', `the dead coordinator promoted: ${JSON.stringify(seen)}`);
+    const newPrimary = promoted.backend;
+    // failover_command: begun by the dead coordinator, then closed by the resumer on what it saw.
+    const fcBegun = by('failover_command', 'begun');
+    const fcDone = by('failover_command', 'done');
+    assert.deepEqual(fcBegun.map((x) => [x.backend, x.peer]), [[0, coord]], JSON.stringify(seen));
+    assert.equal(fcDone.length, 1, JSON.stringify(seen));
+    assert.equal(fcDone[0]!.peer, resumed.n);
+    assert.ok(fcDone[0]!.term > fcBegun[0]!.term, 'closed under the later term');
+    assert.match(fcDone[0]!.result, new RegExp(`treated as done by a resumed run: backend ${newPrimary} is a primary now`));
+    // The promotion is not run again; the remaining standby's follow_primary_command runs once, by the resumer.
+    assert.equal(by('promote', 'begun').length, 1);
+    const standbys = [1, 2].filter((id) => id !== newPrimary);
+    assert.deepEqual(by('follow_primary_command', 'done').map((x) => [x.backend, x.peer, x.ok]), standbys.map((id) => [id, resumed.n, 'ok']));
+    const follows = readFileSync(join(b.dir, 'follows'), 'utf8').split('\n').filter(Boolean);
+    assert.deepEqual(
+      follows.map((l) => l.split(' ').slice(0, 2).map(Number)),
+      standbys.map((id) => [id, newPrimary]),
+      `follow_primary_command ran once per standby, pointing at the new primary: ${follows.join(' | ')}`,
+    );
+    assert.equal(Number(follows[0]!.split(' ')[2]), fcDone[0]!.term, '%T is the resumer\'s term');
   });
 });

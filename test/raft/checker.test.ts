@@ -41,7 +41,8 @@ describe('raft simulator checks', () => {
   }
 
   it('a failing seed prints itself and replays bit for bit', () => {
-    const s = runSweep({ unsafeTestFaults: { voteTwice: true } }, 1, 100, [3], { stopOnFailure: true });
+    // (the sweep stops at the first failing seed)
+    const s = runSweep({ unsafeTestFaults: { voteTwice: true } }, 1, 500, [3], { stopOnFailure: true });
     const f = s.failures[0];
     assert.ok(f instanceof SimFailure);
     assert.match(f.message, new RegExp(`npm run sim -- --seed ${f.seed} --nodes 3`));

@@ -71,7 +71,10 @@ describe('raft core', () => {
     assert.equal(a.role, 'leader');
     assert.equal(ra2.softStateChanged, true);
     assert.deepEqual(ra2.entries, [{ term: 1, index: 1, data: null }], 'leader must append a no-op');
-    assert.ok(ra2.messages.every((m) => m.type === 'app'));
+    assert.ok(ra2.messages.some((m) => m.type === 'app'), 'the no-op goes out at once');
+    // and a heartbeat round, so the lease can start one round trip after the election
+    const others = ra2.messages.filter((m) => m.type !== 'app');
+    assert.ok(others.length > 0 && others.every((m) => m.type === 'heartbeat' && m.tick === a.tickNow()), JSON.stringify(others));
   });
 
   it('refuses votes for an election timeout after boot and after hearing from a leader', () => {

@@ -32,6 +32,8 @@ export interface BedOptions {
   /** teardown() leaves `cluster` running (its owner tears it down). */
   keepCluster?: boolean;
   failoverCommand?: (countFile: string) => string;
+  /** follow_primary_command, given the file `follows` in the bed's directory (none by default). */
+  followPrimaryCommand?: (followFile: string) => string;
   adminToken?: string;
   /** Merged into every peer's config (before the watchdog and failover sections the bed sets). */
   peer?: Record<string, unknown>;
@@ -67,7 +69,7 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
         ...opts.peer,
         ...over,
         proxy: { port: proxyPorts[NAMES.indexOf(name)], ...(opts.peer?.proxy as Tree | undefined), ...(over.proxy as Tree | undefined) },
-        failover: { failover_command: opts.failoverCommand?.(failovers) ?? `echo %d %T >> ${failovers}` },
+        failover: { failover_command: opts.failoverCommand?.(failovers) ?? `echo %d %T >> ${failovers}`, ...(opts.followPrimaryCommand ? { follow_primary_command: opts.followPrimaryCommand(join(dir, 'follows')) } : {}) },
         watchdog: {
           auth_key: opts.authKey ?? 'test-key',
           peers: watchdogPeers,

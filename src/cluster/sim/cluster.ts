@@ -11,13 +11,17 @@ import { Network, RELIABLE, type NetworkConditions } from '../../raft/sim/networ
 import { Prng } from '../../raft/sim/prng.js';
 import { decide, leaseCovers, type CoordinatorAction } from '../decide.js';
 import { observeRaft, type RaftObservation } from '../raft-status.js';
-import { apply, snapshotState, type ClusterCommand, type ClusterState } from '../state.js';
+import type { FailoverStepName } from '../../failover/decisions.js';
+import { decideStep, REPEATABLE, type StepVerdict } from '../../failover/resume.js';
+import { apply, snapshotState, type ClusterCommand, type ClusterState, type FailoverRecord } from '../state.js';
 import { tally } from '../tally.js';
 import { vipDecision, vipEligibility } from '../vip.js';
 import { isNewerView, type AgedView, type PeerView } from '../view.js';
 import { WatchdogChecker } from './invariants.js';
 
 export const UNIT = 1000;
+
+const SIM_STEPS: readonly FailoverStepName[] = ['promote', 'failover_command', 'follow', 'follow_primary_command'];
 
 type WRaft = RaftNode<ClusterCommand, ClusterState>;
 type WMessage = Message<ClusterCommand, ClusterState>;
@@ -32,6 +36,8 @@ export interface WatchdogFaults {
   ignoreConsensus?: boolean;
   /** A new coordinator never resumes a record a previous one left open. */
   neverResume?: boolean;
+  /** A resumed run re-runs a command cut off between begun and done without looking at its effect. */
+  rerunBegunCommands?: boolean;
 }
 
 export interface WatchdogSimOptions {
@@ -42,7 +48,8 @@ export interface WatchdogSimOptions {
   skew?: number;
   /** Views older than this count as missing (units). */
   maxViewAge?: number;
-  /** A failover's execution: this many steps of `stepTicks` ticks each. */
+  /** A failover's execution: this many recorded steps (promote, failover_command, follow,
+   * follow_primary_command in turn, by seq) of `stepTicks` ticks each. */
   steps?: number;
   stepTicks?: number;
   compactEvery?: number;
@@ -52,9 +59,10 @@ export interface WatchdogSimOptions {
 
 interface Engine {
   /** Proposal in flight: the log index that must apply before the engine moves on. */
-  awaiting: { index: number; term: number; what: 'start' | 'resume' | 'finish'; ids: number[] } | null;
-  /** The record this peer runs, and how many steps remain. */
-  current: { seq: number; stepsLeft: number; stepEnd: number | null } | null;
+  awaiting: { index: number; term: number; what: 'start' | 'resume' | 'finish' | 'begun' | 'done'; ids: number[] } | null;
+  /** The record this peer runs: the step it is at, and where in that step. `decide`: what
+   * the record says of it decides; `run`: begun is recorded, run it; `ended`: it ran. */
+  current: { seq: number; i: number; stage: 'decide' | 'run' | 'ended'; stepEnd: number | null } | null;
   /** Requests waiting for the engine (it runs one failover at a time, as the real one does). */
   queue: { ids: number[]; reason: string }[];
   engineSeq: number;
@@ -108,6 +116,10 @@ export class WatchdogSim {
     return this.clock.now;
   }
   steps = 0;
+  /** Ground truth: steps whose effect happened ("seq:step:backend"), what a resumed run observes. */
+  private readonly effects = new Set<string>();
+  /** Resumed runs' verdicts on steps an earlier run recorded. */
+  readonly stepStats = { skipped: 0, rerun: 0, treatedDone: 0 };
   /** The window in which a peer's "down" still counts for the consensus check: view age plus the slowest delivery. */
   declareWindow = 0;
 
@@ -314,7 +326,11 @@ export class WatchdogSim {
         if (!p.raft || p.life !== ev.life) return;
         const cur = p.engine.current;
         if (cur && cur.seq === ev.seq && cur.stepEnd !== null) {
-          cur.stepsLeft--;
+          // The command completed (its effect is there), whether or not its end gets recorded.
+          const st = this.stepsOf(cur.seq)[cur.i];
+          this.checker.onEffect(cur.seq, `${st.step} of backend ${st.backend}`, REPEATABLE[st.step], p.id);
+          this.effects.add(`${cur.seq}:${st.step}:${st.backend}`);
+          cur.stage = 'ended';
           cur.stepEnd = null;
         }
         this.watchdogStep(p);
@@ -438,8 +454,13 @@ export class WatchdogSim {
       const a = e.awaiting;
       if (p.state.index >= a.index) {
         const rec = p.state.failovers.find((f) => f.seq === (a.what === 'start' ? a.index : e.current?.seq));
-        if (a.what === 'start' && rec && rec.runner === p.id && rec.term === a.term) e.current = { seq: rec.seq, stepsLeft: this.o.steps, stepEnd: null };
+        if (a.what === 'start' && rec && rec.runner === p.id && rec.term === a.term) e.current = { seq: rec.seq, i: 0, stage: 'decide', stepEnd: null };
         if (a.what === 'finish') e.current = null;
+        if (a.what === 'begun' && e.current) e.current.stage = 'run';
+        if (a.what === 'done' && e.current) {
+          e.current.i++;
+          e.current.stage = 'decide';
+        }
         e.awaiting = null;
       } else if (r.term !== a.term || r.role !== 'leader') {
         e.awaiting = null;
@@ -484,7 +505,7 @@ export class WatchdogSim {
         const at = this.propose(p, { type: 'failoverResumed', peer: p.id, at: this.now, seq: action.record.seq, reason: action.reason });
         if (at) {
           e.awaiting = { ...at, what: 'resume', ids: action.record.ids };
-          e.current = { seq: action.record.seq, stepsLeft: this.o.steps, stepEnd: null };
+          e.current = { seq: action.record.seq, i: 0, stage: 'decide', stepEnd: null };
         }
         break;
       }
@@ -530,7 +551,14 @@ export class WatchdogSim {
     if (at) p.engine.awaiting = { ...at, what: 'start', ids: req.ids };
   }
 
-  /** The failover engine's model: run the steps of the current record while the lease covers them, then record the outcome. */
+  /** The recorded steps of record `seq`: o.steps of them, names in turn from the seq, each for its own backend slot. */
+  stepsOf(seq: number): { step: FailoverStepName; backend: number }[] {
+    return Array.from({ length: this.o.steps }, (_, k) => ({ step: SIM_STEPS[(seq + k) % SIM_STEPS.length], backend: k }));
+  }
+
+  /** The failover engine's model: go through the record's steps as the real execution does
+   * (resume.ts decides each from the record; begun is committed before a step runs, done
+   * after; a step runs only while the lease covers it), then record the outcome. */
   private runEngine(p: Peer, obs: RaftObservation): void {
     const e = p.engine;
     const cur = e.current;
@@ -541,14 +569,29 @@ export class WatchdogSim {
     const rec = p.state.failovers.find((f) => f.seq === cur.seq);
     const broken = this.o.faults?.deposedRunnerContinues === true;
     if (!rec || (!broken && (rec.finished || rec.runner !== p.id || rec.term !== obs.term))) return;
-    if (cur.stepsLeft > 0) {
+    const steps = this.stepsOf(rec.seq);
+    while (cur.i < steps.length && cur.stage === 'decide') {
+      const v = this.stepVerdict(rec, steps[cur.i], obs.term);
+      this.trace(`${p.id} failover ${rec.seq} ${v.action}: ${v.reason}`);
+      if (v.action === 'skip') {
+        cur.i++;
+        continue;
+      }
+      this.proposeStep(p, rec.seq, steps[cur.i], v.action === 'run' ? 'begun' : 'done', v.reason);
+      return;
+    }
+    if (cur.i < steps.length && cur.stage === 'run') {
       const ok = broken || leaseCovers(obs, this.o.stepTicks).ok;
       if (!ok) return;
       const end = this.now + this.o.stepTicks * p.period;
       cur.stepEnd = end;
       this.checker.execStart(cur.seq, p.id, p.life, this.now, end);
-      this.trace(`${p.id} runs a step of failover ${cur.seq} (${cur.stepsLeft} left)`);
+      this.trace(`${p.id} runs step ${cur.i} of failover ${cur.seq} (${steps[cur.i].step} of backend ${steps[cur.i].backend})`);
       this.clock.push(end, { k: 'stepEnd', id: p.id, life: p.life, seq: cur.seq });
+      return;
+    }
+    if (cur.i < steps.length && cur.stage === 'ended') {
+      this.proposeStep(p, rec.seq, steps[cur.i], 'done', 'ran');
       return;
     }
     // Done: record the outcome (detach, maybe a new primary), then FailoverFinished.
@@ -569,6 +612,34 @@ export class WatchdogSim {
     const fin = { type: 'failoverFinished' as const, seq: rec.seq, ok: true, summary: `${rec.ids.join(',')} detached`, newPrimary };
     const at = this.propose(p, { type: 'decision', peer: p.id, at: this.now, decision: fin });
     if (at) e.awaiting = { ...at, what: 'finish', ids: rec.ids };
+  }
+
+  /** What the real execution decides for one step (resume.ts), the observation being the simulation's ground truth: has the step's effect happened? */
+  private stepVerdict(rec: FailoverRecord, st: { step: FailoverStepName; backend: number }, term: number): StepVerdict {
+    const prior = rec.steps.find((x) => x.step === st.step && x.backend === st.backend);
+    const done = this.effects.has(`${rec.seq}:${st.step}:${st.backend}`);
+    const observed = prior?.phase === 'begun' && !REPEATABLE[st.step] ? { done, reason: done ? 'its effect is there' : 'its effect is not there' } : null;
+    const v = decideStep({ ...st, prior, observed, term });
+    if (this.o.faults?.rerunBegunCommands && v.action === 'treat as done') return { action: 'run', reason: `${v.reason} (BROKEN: run again anyway)` };
+    if (v.action === 'skip') this.stepStats.skipped++;
+    else if (v.action === 'treat as done') this.stepStats.treatedDone++;
+    else if (prior) this.stepStats.rerun++;
+    return v;
+  }
+
+  private proposeStep(p: Peer, seq: number, st: { step: FailoverStepName; backend: number }, phase: 'begun' | 'done', result: string): void {
+    const decision = { type: 'failoverStep' as const, seq, ...st, phase, ...(phase === 'done' ? { ok: true, result } : {}) };
+    const at = this.propose(p, { type: 'decision', peer: p.id, at: this.now, decision });
+    if (at) p.engine.awaiting = { ...at, what: phase, ids: [] };
+    else if (this.o.faults?.deposedRunnerContinues && p.engine.current) {
+      // (broken variant) a deposed runner that records nothing and goes on anyway
+      const cur = p.engine.current;
+      if (phase === 'begun') cur.stage = 'run';
+      else {
+        cur.i++;
+        cur.stage = 'decide';
+      }
+    }
   }
 
   trace(line: string): void {

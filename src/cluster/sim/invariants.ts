@@ -1,7 +1,9 @@
 // What the watchdog simulator checks after every step (issue 12, "the decision logic is
 // pure and simulated"): at most one peer eligible to hold the VIP and at most one holding
 // it at any instant (each holder with its claim committed first), each
-// failover record executed by at most one peer at a time and never after it finished,
+// failover record executed by at most one peer at a time and never after it finished, each
+// of its steps not safe to repeat completed at most once (across coordinators that crash or
+// lose their lease between a step's begun and done),
 // every record finished once the cluster heals, no backend failed over without a
 // majority of views, and every peer's cluster state the same at the same log index.
 import { SafetyViolation } from '../../raft/sim/invariants.js';
@@ -24,6 +26,8 @@ export class WatchdogChecker {
   private finishedAt = new Map<number, number>();
   /** "peer:backend" -> last sim time that peer's own checks saw the backend down (Infinity while they do) */
   private lastDown = new Map<string, number>();
+  /** "seq:step" -> peers that completed a step not safe to repeat */
+  private completed = new Map<string, string[]>();
   executions = 0;
   failoversDeclared = 0;
   vipChecks = 0;
@@ -68,6 +72,16 @@ export class WatchdogChecker {
     list.push({ peer, start: now, end, life });
     this.running.set(seq, list);
     this.executions++;
+  }
+
+  /** A step's effect happened (its command completed). One not safe to repeat must complete at most once per record. */
+  onEffect(seq: number, step: string, repeatable: boolean, peer: string): void {
+    if (repeatable) return;
+    const key = `${seq}:${step}`;
+    const by = this.completed.get(key) ?? [];
+    by.push(peer);
+    this.completed.set(key, by);
+    if (by.length > 1) throw new SafetyViolation('step completed once', `${step} of failover ${seq}, not safe to repeat, completed ${by.length} times (${by.join(', ')})`);
   }
 
   /** A peer crashed: its commands die with it. */

@@ -33,6 +33,9 @@ export interface WatchdogSeedResult {
   executions: number;
   finished: number;
   resumed: number;
+  /** Steps a resumed run found begun and not done: run again (safe to repeat, or effect missing) / treated as done (effect there). */
+  stepsRerun: number;
+  stepsTreatedDone: number;
   healTicks: number;
 }
 
@@ -143,6 +146,8 @@ export function runWatchdogSeed(o: WatchdogSeedOptions): WatchdogSeedResult {
       executions: sim.checker.executions,
       finished: s.failovers.length,
       resumed: s.failovers.filter((f) => f.resumes > 0).length,
+      stepsRerun: sim.stepStats.rerun,
+      stepsTreatedDone: sim.stepStats.treatedDone,
       healTicks,
     };
   } catch (e) {
@@ -160,6 +165,8 @@ export interface WatchdogSweep {
   failovers: number;
   executions: number;
   resumed: number;
+  stepsRerun: number;
+  stepsTreatedDone: number;
   elapsedMs: number;
 }
 
@@ -172,7 +179,7 @@ export function runWatchdogSweep(
 ): WatchdogSweep {
   const clock = opts.now ?? Date.now;
   const t0 = clock();
-  const s: WatchdogSweep = { runs: 0, failures: [], steps: 0, failovers: 0, executions: 0, resumed: 0, elapsedMs: 0 };
+  const s: WatchdogSweep = { runs: 0, failures: [], steps: 0, failovers: 0, executions: 0, resumed: 0, stepsRerun: 0, stepsTreatedDone: 0, elapsedMs: 0 };
   outer: for (let seed = start; seed < start + count; seed++) {
     for (const n of peers) {
       s.runs++;
@@ -182,6 +189,8 @@ export function runWatchdogSweep(
         s.failovers += r.failovers;
         s.executions += r.executions;
         s.resumed += r.resumed;
+        s.stepsRerun += r.stepsRerun;
+        s.stepsTreatedDone += r.stepsTreatedDone;
       } catch (e) {
         if (!(e instanceof SimFailure)) throw e;
         s.failures.push(e);

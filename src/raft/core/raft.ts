@@ -79,6 +79,10 @@ export class RaftNode<T, S> {
   private forcedCampaign = false;
   private leaseStart = 0;
   private leaseUntil = -Infinity;
+  /** A pre-vote turned away only because we still heard from a leader; answered once that
+   * window closes (tickElection), so a candidate whose clock ran a tick ahead of ours does
+   * not wait a whole election timeout more. */
+  private deferredPreVote: MsgVote | null = null;
   private msgs: Message<T, S>[] = [];
   private prevSoft: SoftState;
   private prevHard: HardState;
@@ -162,7 +166,11 @@ export class RaftNode<T, S> {
     if (m.to !== this.id || !this.peerSet.has(m.from) || m.from === this.id) return; // misrouted or from a non-member
     if (m.term > this.term) {
       if (m.type === 'vote' || m.type === 'preVote') {
-        if (!m.force && this.hearsFromLeader()) return; // we hear from a leader: ignore disruptive candidates
+        if (!m.force && this.hearsFromLeader()) {
+          // We hear from a leader: ignore disruptive candidates (a pre-vote: until we stop hearing).
+          if (m.type === 'preVote' && this.role !== 'leader') this.deferredPreVote = m;
+          return;
+        }
       }
       if (m.type === 'preVote') {
         // a pre-vote never changes our term
@@ -375,6 +383,7 @@ export class RaftNode<T, S> {
 
   private becomeLeader(forced: boolean): void {
     this.reset(this.term);
+    this.deferredPreVote = null;
     this.role = 'leader';
     this.leader = this.id;
     this.lastLeaderContact = this.now;
@@ -388,6 +397,9 @@ export class RaftNode<T, S> {
     (this.prs.get(this.id) as Progress).match = last;
     this.appendEntry(null); // the no-op: lets earlier-term entries commit
     this.bcastAppend();
+    // A heartbeat round at once, not heartbeatTicks later: the lease is counted from
+    // acknowledged heartbeats only, and a new leader's VIP escalation waits for it.
+    this.bcastHeartbeat();
   }
 
   private hup(force: boolean): void {
@@ -459,6 +471,11 @@ export class RaftNode<T, S> {
   // ---- ticking -----------------------------------------------------------------------
 
   private tickElection(): void {
+    const d = this.deferredPreVote;
+    if (d && !this.hearsFromLeader()) {
+      this.deferredPreVote = null;
+      if (d.term > this.term) this.handleVote(d);
+    }
     this.electionElapsed++;
     if (this.electionElapsed >= this.randomizedTimeout) {
       this.electionElapsed = 0;
@@ -488,10 +505,14 @@ export class RaftNode<T, S> {
     }
     if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
       this.heartbeatElapsed = 0;
-      for (const [id, pr] of this.prs) {
-        if (id === this.id) continue;
-        this.send({ type: 'heartbeat', to: id, term: this.term, commit: Math.min(pr.match, this.log.committed), tick: this.now });
-      }
+      this.bcastHeartbeat();
+    }
+  }
+
+  private bcastHeartbeat(): void {
+    for (const [id, pr] of this.prs) {
+      if (id === this.id) continue;
+      this.send({ type: 'heartbeat', to: id, term: this.term, commit: Math.min(pr.match, this.log.committed), tick: this.now });
     }
   }
 
@@ -562,6 +583,7 @@ export class RaftNode<T, S> {
   }
 
   private heardFromLeader(from: NodeId): void {
+    this.deferredPreVote = null;
     this.electionElapsed = 0;
     this.leader = from;
     this.lastLeaderContact = this.now;
