@@ -6,6 +6,7 @@
 // process that has just started, where V8 still interprets zod's generic machinery. Parsing
 // 1 000 sessions with zod took 150-370 ms there (load 10), most of the takeover's budget; these
 // loops take a few. Each check names the field that is wrong.
+import type { MovedStatement } from '../proxy/extended.js';
 
 /** One migrated backend connection: its descriptor's index in the message and what the proxy knows of it. */
 export interface BackendState {
@@ -23,15 +24,8 @@ export interface BackendState {
   stale: string[];
 }
 
-/** A prepared statement: the Parse (base64) and which connection has it. */
-export interface StatementState {
-  name: string;
-  parse: string;
-  primary: boolean;
-  write: boolean;
-  onPrimary: boolean;
-  onStandby: boolean;
-}
+/** A prepared statement: the Parse (base64) and which connection has it (the proxy's own shape). */
+export type StatementState = MovedStatement;
 
 /** One migrated client session, at a safe point. */
 export interface SessionState {
