@@ -14,6 +14,7 @@ import { hostname, tmpdir } from 'node:os';
 import { TakeoverServer, takeoverSocketPath } from './takeover/old-side.js';
 import { Successor, type Taker } from './takeover/new-side.js';
 import { giver } from './takeover/giver.js';
+import { removePidFile, respawn, writePidFile } from './takeover/respawn.js';
 import { AdminServer } from './admin/server.js';
 import { watchdogNodes } from './admin/views.js';
 import { singlePeerView, type WatchdogView } from './admin/watchdog-view.js';
@@ -133,7 +134,10 @@ export class Peer {
   async start(from?: Successor): Promise<{ host: string; port: number }> {
     this.health.start();
     this.replication.start();
-    if (from) this.cluster?.inheritContact(await from.releaseWatchdog());
+    if (from) {
+      const contactAt = await from.releaseWatchdog();
+      this.cluster?.inheritContact(contactAt);
+    }
     await this.failover.start();
     await this.cluster?.start();
     const l = from ? await from.listeners() : undefined;
@@ -178,7 +182,7 @@ export class Peer {
 }
 
 /** `pgwatchdog start`: runs a peer until SIGINT/SIGTERM; resolves to the exit code. */
-export async function startPeer(file: string, opts: { name?: string; takeover?: boolean } = {}): Promise<number> {
+export async function startPeer(file: string, opts: { name?: string; takeover?: boolean; pidFile?: string } = {}): Promise<number> {
   let config: Config;
   try {
     config = loadConfig(file);
@@ -214,6 +218,8 @@ export async function startPeer(file: string, opts: { name?: string; takeover?: 
     log.info({ signal: 'SIGHUP' }, 'reload requested');
     peer.reload();
   });
+  // SIGUSR2: an online restart from inside (respawn.ts): the successor is this process's child.
+  process.on('SIGUSR2', () => respawn(log));
   // `--takeover`: the running process on this proxy port hands everything over; until the
   // listeners have moved, a failure here leaves it serving. `pgwatchdog restart` started
   // this process with an IPC channel and hears the outcome on it.
@@ -230,6 +236,8 @@ export async function startPeer(file: string, opts: { name?: string; takeover?: 
   }
   try {
     await peer.start(from);
+    // Serving now (a successor: the listeners are its own): the service manager may follow.
+    if (opts.pidFile) writePidFile(opts.pidFile);
   } catch (err) {
     log.fatal({ err }, 'peer failed to start');
     from?.abort(`the new process failed to start: ${(err as Error).message}`);
@@ -241,7 +249,10 @@ export async function startPeer(file: string, opts: { name?: string; takeover?: 
     const shutdown = (sig: string) => {
       log.info({ signal: sig }, 'shutdown requested');
       peer.stop().then(
-        () => resolve(0),
+        () => {
+          if (opts.pidFile) removePidFile(opts.pidFile);
+          resolve(0);
+        },
         (err: unknown) => {
           log.error({ err }, 'error while stopping');
           resolve(1);

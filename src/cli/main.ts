@@ -33,14 +33,14 @@ const readOpts = { ...adminOpt, json: { type: 'boolean' as const } };
 
 const COMMANDS: Record<string, Command> = {
   start: {
-    usage: 'start -c FILE [--name PEER] [--takeover]',
-    summary: 'run a peer: proxy, health checks, failover, watchdog, admin API; --takeover: take over from the running process of this peer',
-    options: { config: { type: 'string', short: 'c' }, name: { type: 'string' }, takeover: { type: 'boolean' } },
+    usage: 'start -c FILE [--name PEER] [--takeover] [--pid-file FILE]',
+    summary: 'run a peer: proxy, health checks, failover, watchdog, admin API; --takeover: take over from the running process of this peer; --pid-file: write the pid there once serving (SIGUSR2 restarts it online)',
+    options: { config: { type: 'string', short: 'c' }, name: { type: 'string' }, takeover: { type: 'boolean' }, 'pid-file': { type: 'string' } },
     run: async (v, _p, io) => {
       const file = requireConfigPath(v, io);
       if (file === undefined) return 2;
       const { startPeer } = await import('../peer.js');
-      return startPeer(file, { name: v.name as string | undefined, takeover: v.takeover === true });
+      return startPeer(file, { name: v.name as string | undefined, takeover: v.takeover === true, pidFile: v['pid-file'] as string | undefined });
     },
   },
   restart: {

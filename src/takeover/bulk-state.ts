@@ -6,6 +6,7 @@
 // process that has just started, where V8 still interprets zod's generic machinery. Parsing
 // 1 000 sessions with zod took 150-370 ms there (load 10), most of the takeover's budget; these
 // loops take a few. Each check names the field that is wrong.
+import type { MovedStatement } from '../proxy/extended.js';
 
 import type { RecordWire } from '../proxy/session-state.js';
 
@@ -25,15 +26,8 @@ export interface BackendState {
   stale: string[];
 }
 
-/** A prepared statement: the Parse (base64) and which connection has it. */
-export interface StatementState {
-  name: string;
-  parse: string;
-  primary: boolean;
-  write: boolean;
-  onPrimary: boolean;
-  onStandby: boolean;
-}
+/** A prepared statement: the Parse (base64) and which connection has it (the proxy's own shape). */
+export type StatementState = MovedStatement;
 
 /** One migrated client session, at a safe point. */
 export interface SessionState {

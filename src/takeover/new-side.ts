@@ -56,7 +56,7 @@ export class Successor {
     ch.send({ type: 'hello', pid: process.pid, version: packageVersion(), fdpass: withFds });
     try {
       const w = await expect(ch, 'welcome', STEP_TIMEOUT_MS);
-      log.info({ old: w.pid, descriptorPassing: w.fdpass }, 'taking over from the running process');
+      log.info({ old: w.pid, parent: process.ppid, descriptorPassing: w.fdpass }, 'taking over from the running process');
       return new Successor(ch, w.pid, w.fdpass, log);
     } catch (err) {
       ch.close();

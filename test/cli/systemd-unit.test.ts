@@ -1,5 +1,6 @@
 // scripts/pgwatchdog.service: hardened (only the capabilities a VIP move needs), restarts on
-// failure, reloads with SIGHUP, and runs the installed command; systemd-analyze verify accepts
+// failure, reloads with SIGHUP, follows an online restart (SIGUSR2) through its PID file, and
+// runs the installed command; systemd-analyze verify accepts
 // it where systemd is installed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -38,7 +39,12 @@ test('the unit grants only CAP_NET_ADMIN and CAP_NET_RAW, runs unprivileged and 
   assert.ok(svc.User?.[0]);
   assert.deepEqual(svc.Restart, ['on-failure']);
   assert.deepEqual(svc.ExecReload, ['/bin/kill -HUP $MAINPID'], 'systemctl reload sends SIGHUP, which re-reads the config');
-  assert.match(svc.ExecStart![0]!, /^\/usr\/bin\/node \/opt\/pgwatchdog\/bin\/pgwatchdog\.js start -c \S+$/);
+  assert.match(svc.ExecStart![0]!, /^\/usr\/bin\/node \/opt\/pgwatchdog\/bin\/pgwatchdog\.js start -c \S+ --pid-file (\S+)$/);
+  // Online restart (SIGUSR2): the successor writes the pid file systemd follows when the old main process exits.
+  assert.equal(/--pid-file (\S+)$/.exec(svc.ExecStart![0]!)![1], svc.PIDFile?.[0], 'the peer writes the PIDFile= systemd reads');
+  assert.match(svc.PIDFile![0]!, /^\/run\/pgwatchdog\//);
+  assert.deepEqual(svc.RuntimeDirectory, ['pgwatchdog'], 'systemd makes /run/pgwatchdog, writable under ProtectSystem=strict');
+  assert.deepEqual(svc.KillMode, ['mixed'], 'stop signals the main process only: the successor of an online restart is left to take over');
   assert.match(svc.ExecStartPre![0]!, /pgwatchdog\.js check-config -c /, 'an invalid config fails the start with its message');
   for (const k of ['ProtectSystem', 'ProtectHome', 'PrivateTmp', 'PrivateDevices', 'ProtectKernelTunables', 'RestrictNamespaces', 'SystemCallFilter']) assert.ok(svc[k], `${k} is set`);
   assert.deepEqual(svc.ReadWritePaths, ['/var/lib/pgwatchdog']);

@@ -3,6 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { createCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../support/pg.js';
 import { startPeerProcess, type PeerProcess } from '../support/peer.js';
@@ -61,6 +64,67 @@ test('pgwatchdog restart: the new process takes over and the command reports it;
       old.ownsDir = true;
       await old.stop();
     }
+    await cluster.teardown();
+  }
+});
+
+test('SIGUSR2: the peer starts its own successor (its child: under systemd, in the service), which writes --pid-file before the old process exits; sessions move', { skip: fdpass.available() ? false : 'descriptor passing is not built', timeout: 180_000 }, async () => {
+  const cluster = await createCluster({ standbys: 0 });
+  const runDir = mkdtempSync(join(tmpdir(), 'pgwd-run-'));
+  const pidFile = join(runDir, 'pgwatchdog.pid');
+  let old: PeerProcess | undefined;
+  let newPid: number | undefined;
+  const readPid = () => (existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : undefined);
+  const waitFor = async <T>(what: string, f: () => T | undefined): Promise<T> => {
+    for (let i = 0; i < 300; i++) {
+      const v = f();
+      if (v !== undefined) return v;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  };
+  try {
+    old = await startPeerProcess(cluster, {}, { args: ['--pid-file', pidFile] });
+    const oldPid = old.proc.pid!;
+    await waitFor('the pid file', () => (readPid() === oldPid ? true : undefined));
+    const cgroup = readFileSync(`/proc/${oldPid}/cgroup`, 'utf8');
+    const c = new pg.Client({ host: old.host, port: old.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
+    c.on('error', () => undefined);
+    await c.connect();
+    const pid = (await c.query('SELECT pg_backend_pid() AS p')).rows[0].p as number;
+    old.ownsDir = false; // the successor works in it
+    process.kill(oldPid, 'SIGUSR2');
+    // The successor writes its pid while the old process still runs (systemd re-reads PIDFile= when the main process exits).
+    newPid = await waitFor('the successor\'s pid in the pid file', () => {
+      const p = readPid();
+      return p !== undefined && p !== oldPid ? p : undefined;
+    });
+    const cgroupOfNew = existsSync(`/proc/${newPid}/cgroup`) ? readFileSync(`/proc/${newPid}/cgroup`, 'utf8') : '';
+    assert.equal(await old.exited, 0, 'the old process exited once it held nothing');
+    // The successor writes to the old process's output (inherited), so its log is here.
+    const hello = old.logs.find((l) => l.msg === 'taking over from the running process');
+    assert.equal(hello?.parent, oldPid, `the successor is the old process's child (${JSON.stringify(hello)})`);
+    assert.equal(cgroupOfNew, cgroup, 'in the same cgroup');
+    assert.equal((await c.query('SELECT pg_backend_pid() AS p')).rows[0].p, pid, 'the session moved with its backend connection');
+    await c.end().catch(() => undefined);
+    process.kill(newPid, 'SIGTERM');
+    await waitFor('the successor to stop', () => {
+      try {
+        process.kill(newPid!, 0);
+        return undefined;
+      } catch {
+        return true;
+      }
+    });
+    newPid = undefined;
+    assert.equal(existsSync(pidFile), false, 'a clean stop removes the pid file that names the process');
+  } finally {
+    if (newPid !== undefined) process.kill(newPid, 'SIGKILL');
+    if (old) {
+      old.ownsDir = true;
+      await old.stop();
+    }
+    rmSync(runDir, { recursive: true, force: true });
     await cluster.teardown();
   }
 });
