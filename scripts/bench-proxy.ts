@@ -727,7 +727,7 @@ function report(targets: Target[], results: Map<string, RunResult[]>): void {
       const b = results.get(`${mode.name}/pgbouncer`) ?? [];
       const perRound = w.map((r, i) => (r.tps > 0 && (b[i]?.tps ?? 0) > 0 ? `${(r.tps / b[i]!.tps).toFixed(2)}×` : '-'));
       if (perRound.length > 1) summary.push(`${''.padEnd(16)} round by round: ${perRound.join(' ')}`);
-    } else {
+    } else if (targetNames.includes('pgwatchdog') || targetNames.includes('pgbouncer')) {
       summary.push(`${mode.name.padEnd(16)} no comparison: ${!wd || wd.tps === 0 ? 'pgwatchdog' : 'pgbouncer'} did not run`);
     }
     const lb = agg(mode.name, 'pgwatchdog-lb');

@@ -1,12 +1,13 @@
 // A short stall never becomes an outage. Under a pgbench write load through a peer, freeze
-// PostgreSQL (SIGSTOP of the postmaster: its existing backends keep running, new connections
-// hang, so health checks time out while the server lives) a little longer than the detection
-// bound, then resume. Whatever the engine did meanwhile, a few seconds later there is exactly
+// PostgreSQL (SIGSTOP of the postmaster and every process it forked: nothing answers, so health
+// checks time out while the server lives) a little longer than the detection bound, then
+// resume. Whatever the engine did meanwhile, a few seconds later there is exactly
 // one routable primary, writes succeed through the peer, every standby is attached again, and
 // no server out of recovery is in service beside the primary.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import pg from 'pg';
 import { createCluster, pgBin, run, SUPERUSER, SUPERUSER_PASSWORD, type PgCluster, type PgNode } from '../support/pg.js';
 import { clusterConfig, FAST_HEALTH, startPeer, waitFor, type TestPeer } from '../failover/support.js';
@@ -17,12 +18,39 @@ const STALL_MS = BOUND + 800;
 const SETTLE_MS = 20_000; // "a few seconds", on a 2-core machine shared with other tests
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The postmaster and its children (backends, walsender/receiver, background workers). */
+function serverPids(n: PgNode): number[] {
+  const pm = n.pid();
+  if (pm === undefined) return [];
+  const children = readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        return Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === pm;
+      } catch {
+        return false; // gone meanwhile
+      }
+    })
+    .map(Number);
+  return [pm, ...children];
+}
+const signalAll = (pids: number[], sig: NodeJS.Signals) => {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // exited meanwhile
+    }
+  }
+};
+// The whole server, as a VM pause or CPU starvation stalls it: the postmaster first (it forks
+// nothing more), then what it had forked. (Stopping the postmaster alone would leave the
+// health checks' kept connections answering: that is a server refusing new connections.)
 function freeze(n: PgNode): void {
-  process.kill(n.pid()!, 'SIGSTOP');
+  signalAll(serverPids(n), 'SIGSTOP');
 }
 function thaw(n: PgNode): void {
-  const pid = n.pid();
-  if (pid !== undefined) process.kill(pid, 'SIGCONT');
+  signalAll(serverPids(n).reverse(), 'SIGCONT');
 }
 
 /** One query on a new connection; null when it fails. */
