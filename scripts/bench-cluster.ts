@@ -147,6 +147,13 @@ async function main(): Promise<void> {
           else p.proc.kill('SIGSTOP');
           const { ms, holder } = await untilNewHolder(b, old, t0);
           results[kind]!.push(ms);
+          if (process.env.BENCH_ELECTION_LOG && kind === 'a') {
+            for (const n of NAMES.filter((x) => x !== old)) {
+              for (const l of b.peers.get(n)!.logs.filter((x) => Date.parse(String(x.time)) >= t0 - 1500 && (x.msg === 'raft election message' || x.msg === 'raft role changed' || String(x.msg).includes('ticks late')))) {
+                console.log(`   ${n} ${String(l.time).slice(11, 23)} ${String(l.msg)} ${JSON.stringify({ ...l, time: undefined, msg: undefined, level: undefined, pid: undefined, hostname: undefined, part: undefined, peer: undefined, name: undefined })}`);
+              }
+            }
+          }
           console.log(`(${kind}) run ${i + 1}: ${kind === 'a' ? 'kill -9' : 'SIGSTOP'} of ${old} → ${holder} escalated after ${ms} ms (ms after the signal: ${breakdown(b, holder, t0)})`);
           if (kind === 'a') await b.start(old);
           else {

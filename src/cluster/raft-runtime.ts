@@ -49,6 +49,8 @@ export interface RaftRuntimeOptions<T, S> {
   /** Take a snapshot and drop the log every this many applied entries (default 1000). */
   compactEvery?: number;
   random?: () => number;
+  /** The data of a new leader's first entry of its term (default: the no-op); see RaftConfig.firstEntry. */
+  firstEntry?: (term: number) => T | null;
 }
 
 /** What the coordinator, the VIP rules and the admin views read: the core's status as the pure rules observe it, plus time. */
@@ -102,6 +104,10 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
   private readonly onMessage = (env: Envelope) => {
     if (env.kind !== 'raft' || this.stopped) return;
     const m = env.body as Message<T, S>;
+    if (m.type === 'preVote' || m.type === 'vote' || m.type === 'preVoteResp' || m.type === 'voteResp') {
+      // Elections are rare and their timing is what a failover waits for: say what arrived and when.
+      this.log.debug({ type: m.type, from: m.from, term: m.term, ...('reject' in m ? { reject: m.reject } : {}), ourTerm: this.node.term, role: this.node.role, tick: this.ticks }, 'raft election message');
+    }
     this.node.step(m);
     if ((m.type === 'app' || m.type === 'heartbeat' || m.type === 'snap') && this.node.leader === m.from) this.lastLeaderTick = this.ticks;
     this.drain();
@@ -114,7 +120,7 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
     this.priority = new Map(opts.peers.map((p) => [p.name, p.priority]));
     const stored = opts.storage.load();
     this.node = new RaftNode<T, S>(
-      { id: opts.self, peers: opts.peers.map((p) => p.name), electionTicks: opts.electionTicks, heartbeatTicks: opts.heartbeatTicks, random: opts.random ?? Math.random },
+      { id: opts.self, peers: opts.peers.map((p) => p.name), electionTicks: opts.electionTicks, heartbeatTicks: opts.heartbeatTicks, random: opts.random ?? Math.random, firstEntry: opts.firstEntry },
       stored,
     );
     if (stored.snapshot) opts.machine.restore(stored.snapshot.data, stored.snapshot.meta);

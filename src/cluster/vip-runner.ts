@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import type { VipConfig } from '../config/index.js';
 import { runCommand, shellQuote } from '../failover/commands.js';
 import type { Logger } from '../log.js';
-import { vipDecision, type VipInput } from './vip.js';
+import { claimAtTermStart, vipDecision, type VipInput } from './vip.js';
 
 /** Proposes the claim (holding) or release of the VIP to the Raft log; resolves once applied here. */
 export type VipRecorder = (holding: boolean) => Promise<unknown>;
@@ -60,6 +60,13 @@ export class VipRunner {
 
   stopProbing(): void {
     clearInterval(this.probeTimer);
+  }
+
+  /** Called as this peer becomes leader of `term`: may its first entry carry the claim (vip.ts claimAtTermStart)? If so the claim counts as proposed for the term. */
+  claimInFirstEntry(term: number, shuttingDown: boolean): boolean {
+    const c = claimAtTermStart({ trusted: { configured: this.trustedServers.length, answering: this.answering }, shuttingDown });
+    if (c.eligible) this.claimedTerm = term;
+    return c.eligible;
   }
 
   /** One step: what vip.ts says, carried out (unless a command is still running). */

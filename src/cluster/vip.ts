@@ -49,6 +49,18 @@ export interface Eligibility {
   reason: string;
 }
 
+/**
+ * May a peer that just became leader put its claim in its term's first entry? Then the claim
+ * commits in the election's first round, instead of one round after the no-op (the leader's
+ * followers are probed with that first entry before anything else is sent to them). The same
+ * conditions as the early claim of vipDecision, taken at the instant of the election.
+ */
+export function claimAtTermStart(i: { trusted: VipInput['trusted']; shuttingDown: boolean }): Eligibility {
+  if (i.shuttingDown) return { eligible: false, reason: 'shutting down' };
+  if (i.trusted.configured > 0 && i.trusted.answering === 0) return { eligible: false, reason: `none of the ${i.trusted.configured} trusted servers answers` };
+  return { eligible: true, reason: "claim the VIP in the term's first entry" };
+}
+
 /** May this peer hold the VIP right now? The first failing condition is the reason. */
 export function vipEligibility(i: Omit<VipInput, 'holding' | 'self' | 'claim'>): Eligibility {
   const r = i.raft;

@@ -121,6 +121,8 @@ export class Watchdog {
       transport: this.transport,
       machine: this.state,
       logger: o.logger.child({ part: 'raft' }),
+      // A new leader's first entry carries its VIP claim: one commit round instead of two.
+      firstEntry: (term) => (this.vip?.claimInFirstEntry(term, this.stopping) ? { type: 'vip', peer: name, at: Date.now(), holding: true } : null),
       isHealthy: (p) => {
         const v = this.gossip.views().get(p);
         return v !== undefined && v.ageMs <= this.maxViewAgeMs && v.view.status.proxyUp && v.view.status.state !== 'SHUTDOWN';

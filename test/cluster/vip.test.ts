@@ -1,7 +1,7 @@
 // VIP eligibility and isolation: every rule, every reason.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { isolation, vipDecision, type IsolationInput, type VipInput } from '../../src/cluster/vip.js';
+import { claimAtTermStart, isolation, vipDecision, type IsolationInput, type VipInput } from '../../src/cluster/vip.js';
 import { PEERS, view, views } from './fixtures.js';
 
 const leader: VipInput['raft'] = { role: 'leader', term: 4, leader: 'a', termCommitted: true, hasLease: true, leaseUntilTick: 108, tick: 100, transferee: null };
@@ -35,6 +35,15 @@ describe('vip decision', () => {
       assert.match(d.reason, c.reason);
     });
   }
+});
+
+describe("the claim in a new leader's first entry", () => {
+  it('is made unless shutting down or no trusted server answers', () => {
+    assert.equal(claimAtTermStart({ trusted: { configured: 0, answering: 0 }, shuttingDown: false }).eligible, true);
+    assert.equal(claimAtTermStart({ trusted: { configured: 2, answering: 1 }, shuttingDown: false }).eligible, true);
+    assert.match(claimAtTermStart({ trusted: { configured: 2, answering: 0 }, shuttingDown: false }).reason, /none of the 2 trusted servers answers/);
+    assert.match(claimAtTermStart({ trusted: { configured: 0, answering: 0 }, shuttingDown: true }).reason, /shutting down/);
+  });
 });
 
 describe('isolation', () => {

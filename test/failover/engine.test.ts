@@ -155,3 +155,32 @@ test('every state change goes through the Decisions sink, with the sink\'s seq a
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a resumed request goes by its record: a command recorded done is skipped; one cut off whose effect cannot be seen runs again with the new term', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pgwd-engine-'));
+  try {
+    const rec = join(dir, 'rec');
+    let sink!: RecordingDecisions;
+    const { engine } = setup({ failover_command: `echo %d %T >> ${rec}` }, [{}, {}, {}], (r) => (sink = new RecordingDecisions(new RegistryDecisions(r))));
+    const step = { step: 'failover_command' as const, backend: 2, ok: null, result: '', peer: 'a', term: 4, runs: 1 };
+    // Recorded done by the earlier run: not run again, nothing new recorded for it.
+    const done = await engine.request({ kind: 'node_down', ids: [2], reason: 'resumed', term: 9, resume: { seq: 5, replaces: null, steps: [{ ...step, phase: 'done', ok: true, result: 'exit 0' }] } });
+    assert.equal(done.ok, true, done.summary);
+    assert.match(done.steps.find((s) => s.name === 'failover_command')!.detail, /resume: failover_command for backend 2: recorded done by a in term 4 \(ok: exit 0\); not run again/);
+    assert.equal(sink.recorded.filter((d) => d.type === 'failoverStep').length, 0);
+    assert.throws(() => readFileSync(rec, 'utf8'), /ENOENT/, 'the command did not run');
+    // Begun, no end recorded, and no server shows its effect (none answers here): run again, %T the new term.
+    const again = await engine.request({ kind: 'node_down', ids: [2], reason: 'resumed', term: 10, resume: { seq: 6, replaces: null, steps: [{ ...step, phase: 'begun' }] } });
+    assert.equal(again.ok, true, again.summary);
+    assert.equal(readFileSync(rec, 'utf8'), '2 10\n');
+    assert.deepEqual(
+      sink.recorded.filter((d) => d.type === 'failoverStep').map((d) => d.type === 'failoverStep' && [d.step, d.backend, d.phase]),
+      [
+        ['failover_command', 2, 'begun'],
+        ['failover_command', 2, 'done'],
+      ],
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -77,6 +77,16 @@ describe('raft core', () => {
     assert.ok(others.length > 0 && others.every((m) => m.type === 'heartbeat' && m.tick === a.tickNow()), JSON.stringify(others));
   });
 
+  it("a new leader's first entry carries what firstEntry gives, else the no-op", () => {
+    const a = new RaftNode<string, string>({ ...cfg('a'), peers: ['a'], firstEntry: (term) => `claim of term ${term}` });
+    a.campaign();
+    const rd = a.ready();
+    assert.deepEqual(rd.entries, [{ term: 1, index: 1, data: 'claim of term 1' }]);
+    const b = new RaftNode<string, string>({ ...cfg('b'), peers: ['b'], firstEntry: () => null });
+    b.campaign();
+    assert.deepEqual(b.ready().entries, [{ term: 1, index: 1, data: null }]);
+  });
+
   it('refuses votes for an election timeout after boot and after hearing from a leader', () => {
     const b: N = new RaftNode(cfg('b', { preVote: false }));
     const vote = (term: number): Message<string, string> => ({ type: 'vote', from: 'a', to: 'b', term, index: 0, logTerm: 0, force: false });

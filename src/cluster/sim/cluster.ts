@@ -15,7 +15,7 @@ import type { FailoverStepName } from '../../failover/decisions.js';
 import { decideStep, REPEATABLE, type StepVerdict } from '../../failover/resume.js';
 import { apply, snapshotState, type ClusterCommand, type ClusterState, type FailoverRecord } from '../state.js';
 import { tally } from '../tally.js';
-import { vipDecision, vipEligibility } from '../vip.js';
+import { claimAtTermStart, vipDecision, vipEligibility } from '../vip.js';
 import { isNewerView, type AgedView, type PeerView } from '../view.js';
 import { WatchdogChecker } from './invariants.js';
 
@@ -274,7 +274,19 @@ export class WatchdogSim {
   private start(p: Peer): void {
     const stored = p.storage.load();
     p.raft = new RaftNode<ClusterCommand, ClusterState>(
-      { id: p.id, peers: this.ids, electionTicks: this.o.electionTicks, heartbeatTicks: 1, random: ((r: Prng) => () => r.next())(this.rng.fork()) },
+      {
+        id: p.id,
+        peers: this.ids,
+        electionTicks: this.o.electionTicks,
+        heartbeatTicks: 1,
+        random: ((r: Prng) => () => r.next())(this.rng.fork()),
+        // As the watchdog does: a new leader's first entry carries its VIP claim when it may claim.
+        firstEntry: (term) => {
+          if (!claimAtTermStart({ trusted: { configured: 1, answering: p.trustedOk ? 1 : 0 }, shuttingDown: false }).eligible) return null;
+          p.vipClaimTerm = term;
+          return { type: 'vip', peer: p.id, at: this.now, holding: true };
+        },
+      },
       stored,
     );
     p.state = stored.snapshot ? snapshotState(stored.snapshot.data) : this.initial;

@@ -5,7 +5,7 @@
 // Checks run after every step (invariants.ts). Same seed, same run, bit for bit.
 import type { NodeId } from '../../raft/core/types.js';
 import { RELIABLE } from '../../raft/sim/network.js';
-import { NETWORK_CONDITIONS, SimFailure } from '../../raft/sim/run-seed.js';
+import { NETWORK_CONDITIONS, SimFailure, sweepSeeds } from '../../raft/sim/run-seed.js';
 import { UNIT, WatchdogSim, type WatchdogFaults } from './cluster.js';
 
 export interface WatchdogSeedOptions {
@@ -177,27 +177,21 @@ export function runWatchdogSweep(
   peers: number[],
   opts: { stopOnFailure?: boolean; now?: () => number } = {},
 ): WatchdogSweep {
-  const clock = opts.now ?? Date.now;
-  const t0 = clock();
   const s: WatchdogSweep = { runs: 0, failures: [], steps: 0, failovers: 0, executions: 0, resumed: 0, stepsRerun: 0, stepsTreatedDone: 0, elapsedMs: 0 };
-  outer: for (let seed = start; seed < start + count; seed++) {
-    for (const n of peers) {
-      s.runs++;
-      try {
-        const r = runWatchdogSeed({ ...base, seed, peers: n });
-        s.steps += r.steps;
-        s.failovers += r.failovers;
-        s.executions += r.executions;
-        s.resumed += r.resumed;
-        s.stepsRerun += r.stepsRerun;
-        s.stepsTreatedDone += r.stepsTreatedDone;
-      } catch (e) {
-        if (!(e instanceof SimFailure)) throw e;
-        s.failures.push(e);
-        if (opts.stopOnFailure) break outer;
-      }
-    }
-  }
-  s.elapsedMs = clock() - t0;
-  return s;
+  const done = sweepSeeds(
+    start,
+    count,
+    peers,
+    (seed, n) => {
+      const r = runWatchdogSeed({ ...base, seed, peers: n });
+      s.steps += r.steps;
+      s.failovers += r.failovers;
+      s.executions += r.executions;
+      s.resumed += r.resumed;
+      s.stepsRerun += r.stepsRerun;
+      s.stepsTreatedDone += r.stepsTreatedDone;
+    },
+    opts,
+  );
+  return { ...s, ...done };
 }

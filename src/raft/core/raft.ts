@@ -20,7 +20,7 @@ import type {
   Status,
 } from './types.js';
 
-export interface RaftConfig {
+export interface RaftConfig<T = never> {
   id: NodeId;
   /** All voting members, this node included. Static. */
   peers: NodeId[];
@@ -30,6 +30,13 @@ export interface RaftConfig {
   heartbeatTicks: number;
   /** Uniform in [0, 1). Injected so that runs are reproducible. */
   random: () => number;
+  /**
+   * The data of the entry a new leader appends at the start of its term (default: null, the
+   * no-op). It commits in the election's first round, so a command the application would
+   * propose at once anyway (the watchdog's VIP claim) costs no round of its own. It must be
+   * a command the state machine accepts at any time.
+   */
+  firstEntry?: (term: number) => T | null;
   /** Pre-vote round before a real election (default true). */
   preVote?: boolean;
   /** Leaders step down without a live majority; followers ignore votes while they hear from a leader (default true). */
@@ -55,7 +62,7 @@ export class RaftNode<T, S> {
   readonly id: NodeId;
   readonly peers: NodeId[];
   private readonly peerSet: Set<NodeId>;
-  private readonly cfg: Required<RaftConfig>;
+  private readonly cfg: Required<RaftConfig<T>>;
   private readonly quorum: number;
 
   term = 0;
@@ -87,7 +94,7 @@ export class RaftNode<T, S> {
   private prevSoft: SoftState;
   private prevHard: HardState;
 
-  constructor(config: RaftConfig, init: RaftInitialState<T, S> = {}) {
+  constructor(config: RaftConfig<T>, init: RaftInitialState<T, S> = {}) {
     if (!config.peers.includes(config.id)) throw new Error(`raft: ${config.id} is not in peers`);
     if (new Set(config.peers).size !== config.peers.length) throw new Error('raft: duplicate peer ids');
     if (!(config.electionTicks >= 2)) throw new Error('raft: electionTicks must be >= 2');
@@ -101,6 +108,7 @@ export class RaftNode<T, S> {
       leaseTicks: T - 1 - Math.ceil(T / 10),
       maxEntriesPerMsg: 64,
       ...config,
+      firstEntry: config.firstEntry ?? (() => null), // (an explicit undefined means the default too)
     };
     if (this.cfg.leaseTicks > T - 1) throw new Error('raft: leaseTicks must be <= electionTicks - 1');
     this.id = config.id;
@@ -395,7 +403,7 @@ export class RaftNode<T, S> {
       this.prs.set(p, pr);
     }
     (this.prs.get(this.id) as Progress).match = last;
-    this.appendEntry(null); // the no-op: lets earlier-term entries commit
+    this.appendEntry(this.cfg.firstEntry(this.term)); // lets earlier-term entries commit (the no-op, unless the application fills it)
     this.bcastAppend();
     // A heartbeat round at once, not heartbeatTicks later: the lease is counted from
     // acknowledged heartbeats only, and a new leader's VIP escalation waits for it.

@@ -20,7 +20,7 @@ export interface BrokenRules {
 export class BrokenRaftNode<T, S> extends RaftNode<T, S> {
   private readonly rules: BrokenRules;
 
-  constructor(config: RaftConfig, init: RaftInitialState<T, S>, rules: BrokenRules) {
+  constructor(config: RaftConfig<T>, init: RaftInitialState<T, S>, rules: BrokenRules) {
     const hs = init.hardState;
     super(config, rules.forgetVoteOnRestart && hs ? { ...init, hardState: { ...hs, vote: null } } : init);
     this.rules = rules;

@@ -220,6 +220,38 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[i];
 }
 
+/**
+ * The sweep driver both simulators share (the Raft one here, the watchdog's in
+ * src/cluster/sim): seeds start..start+count-1, each for every cluster size in `sizes`;
+ * `run` throws a SimFailure for a failing seed, which is collected (and ends the sweep with
+ * `stopOnFailure`); anything else is a bug of the simulator and propagates.
+ */
+export function sweepSeeds(
+  start: number,
+  count: number,
+  sizes: number[],
+  run: (seed: number, size: number) => void,
+  opts: { stopOnFailure?: boolean; now?: () => number } = {},
+): { runs: number; failures: SimFailure[]; elapsedMs: number } {
+  const clock = opts.now ?? Date.now;
+  const t0 = clock();
+  const out = { runs: 0, failures: [] as SimFailure[], elapsedMs: 0 };
+  outer: for (let seed = start; seed < start + count; seed++) {
+    for (const n of sizes) {
+      out.runs++;
+      try {
+        run(seed, n);
+      } catch (e) {
+        if (!(e instanceof SimFailure)) throw e;
+        out.failures.push(e);
+        if (opts.stopOnFailure) break outer;
+      }
+    }
+  }
+  out.elapsedMs = clock() - t0;
+  return out;
+}
+
 /** Seeds start..start+count-1, each for every node count in `nodes`. */
 export function runSweep(
   base: Omit<SeedOptions, 'seed' | 'nodes'>,
@@ -228,26 +260,23 @@ export function runSweep(
   nodes: number[],
   opts: { stopOnFailure?: boolean; now?: () => number } = {},
 ): SweepSummary {
-  const clock = opts.now ?? Date.now;
-  const t0 = clock();
   const s: SweepSummary = { seeds: 0, nodes, start, failures: [], steps: 0, elapsedMs: 0, failover: [], failoverLease: [], heal: [] };
-  outer: for (let seed = start; seed < start + count; seed++) {
-    for (const n of nodes) {
-      s.seeds++;
-      try {
-        const r = runSeed({ ...base, seed, nodes: n });
-        s.steps += r.steps;
-        s.failover.push(r.failoverTicks);
-        s.failoverLease.push(r.failoverLeaseTicks);
-        s.heal.push(r.healTicks);
-      } catch (e) {
-        if (!(e instanceof SimFailure)) throw e;
-        s.failures.push(e);
-        if (opts.stopOnFailure) break outer;
-      }
-    }
-  }
-  s.elapsedMs = clock() - t0;
+  const done = sweepSeeds(
+    start,
+    count,
+    nodes,
+    (seed, n) => {
+      const r = runSeed({ ...base, seed, nodes: n });
+      s.steps += r.steps;
+      s.failover.push(r.failoverTicks);
+      s.failoverLease.push(r.failoverLeaseTicks);
+      s.heal.push(r.healTicks);
+    },
+    opts,
+  );
+  s.seeds = done.runs;
+  s.failures = done.failures;
+  s.elapsedMs = done.elapsedMs;
   s.failover.sort((a, b) => a - b);
   s.failoverLease.sort((a, b) => a - b);
   s.heal.sort((a, b) => a - b);
