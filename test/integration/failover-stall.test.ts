@@ -90,7 +90,7 @@ async function settled(cluster: PgCluster, peer: TestPeer): Promise<{ ok: true; 
   return { ok: true, primary };
 }
 
-async function withStall(name: string, act: (cluster: PgCluster) => Promise<void>, check: (cluster: PgCluster, peer: TestPeer, primary: number) => void): Promise<void> {
+async function withStall(name: string, act: (cluster: PgCluster, peer: TestPeer) => Promise<void>, check: (cluster: PgCluster, peer: TestPeer, primary: number) => void): Promise<void> {
   const cluster = await createCluster({ standbys: 2 });
   let pgbench: ChildProcess | undefined;
   let peer: TestPeer | undefined;
@@ -107,7 +107,7 @@ async function withStall(name: string, act: (cluster: PgCluster) => Promise<void
     pgbench = spawn(pgBin('pgbench'), ['-N', '-n', '-c', '4', '-j', '2', '-T', '120', '-h', peer.proxyAddress!.host, '-p', String(peer.proxyAddress!.port), '-U', SUPERUSER, 'postgres'], { env, stdio: 'ignore' });
     await sleep(1000);
 
-    await act(cluster);
+    await act(cluster, peer);
     const resumed = Date.now();
     let last = '';
     const end = await waitFor(
@@ -161,11 +161,14 @@ test('stall (a): every server frozen past the detection bound, then resumed — 
 test('stall (b): the standbys frozen and detached, then the primary killed, then the standbys resumed — one of them is promoted, the other follows', async () => {
   await withStall(
     'stall (b) standbys, then kill -9 of the primary',
-    async (cluster) => {
+    async (cluster, peer) => {
       for (const n of cluster.standbys) freeze(n);
       await sleep(STALL_MS);
+      // Conditions, not only time: on a loaded machine detection can take longer than the bound.
+      await waitFor('both frozen standbys detached', () => peer.registry.list().slice(1).every((b) => b.status === 'down'), SETTLE_MS);
       await cluster.primary.kill9();
-      await sleep(1500); // the primary's failure is handled while no standby answers: no candidate
+      // The primary's failure is handled while no standby answers: no candidate.
+      await waitFor('the kill handled with no candidate', () => peer.results.some((r) => /no promotion/.test(r.summary)), SETTLE_MS);
       for (const n of cluster.standbys) thaw(n);
     },
     (_cluster, peer, primary) => {
