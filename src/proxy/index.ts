@@ -598,12 +598,15 @@ export class Proxy implements SessionHost, StartupHost, ProxyService {
   endSessions(message: string): number {
     const n = this.sessions.size;
     for (const s of [...this.sessions]) {
+      let reason = 'exported for the successor but not sent';
       if (this.moving.has(s)) this.log.warn({ session: s.id }, 'ending a session exported for the successor but not sent');
       else {
         const why = s.exportState();
-        this.log.info({ session: s.id, user: s.user, reason: typeof why === 'string' ? why : 'at a safe point only now' }, 'ending a session that could not move');
+        reason = typeof why === 'string' ? why : 'at a safe point only now';
+        this.log.info({ session: s.id, user: s.user, reason }, 'ending a session that could not move');
       }
-      s.fatal('57P01', message);
+      // The client reads why this session in particular could not move (a TLS session never can).
+      s.fatal('57P01', `${message} (${reason})`);
     }
     return n;
   }
