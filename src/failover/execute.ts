@@ -468,7 +468,11 @@ export class Execution {
       await rec('done', false, (err as Error).message);
       throw err;
     }
-    await rec('done', r.ok, r.result);
+    if (REPEATABLE[step]) {
+      // Not waited for: the next decision (a promotion's new primary) is proposed behind it in
+      // the same round, and a lost end costs nothing but a repetition that is safe.
+      rec('done', r.ok, r.result).catch((err: Error) => ctx.log.warn({ step, backend, err: err.message }, `the end of step ${step} was not recorded (a resumed run repeats it, which is safe)`));
+    } else await rec('done', r.ok, r.result);
     return r.ok;
   }
 
