@@ -98,6 +98,8 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
   private ticks = 0;
   private lastLeaderTick: number | null = null;
   private lastLeaseTick: number | null = null;
+  /** When this node last won an election: the votes were contact with a majority at that tick. */
+  private wonTick: number | null = null;
   private sinceCompact = 0;
   private lastStatusKey = '';
   private stopped = false;
@@ -150,7 +152,9 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
   status(): RaftRuntimeStatus {
     const obs = observeRaft(this.node as RaftNode<unknown, unknown>);
     let contact: number | null;
-    if (obs.role === 'leader') contact = obs.hasLease ? 0 : this.lastLeaseTick;
+    // A leader without its lease yet (just elected) was in touch with a majority when it won:
+    // counting only the lease would call a peer that takes leadership over "not joined since start".
+    if (obs.role === 'leader') contact = obs.hasLease ? 0 : latest(this.lastLeaseTick, this.wonTick);
     else contact = this.lastLeaderTick;
     return {
       ...obs,
@@ -268,7 +272,7 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
 
   private onSoftState(role: Role, leader: NodeId | null): void {
     this.log.info({ role, leader, term: this.node.term }, 'raft role changed');
-    if (role === 'leader') this.lastLeaderTick = this.ticks;
+    if (role === 'leader') this.lastLeaderTick = this.wonTick = this.ticks;
     if (role !== 'leader') this.rejectAll(`leadership lost (now ${role}, leader ${leader ?? 'none'}, term ${this.node.term}); the entry may still commit under the new leader`);
   }
 
@@ -299,4 +303,9 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
       .sort((a, b) => (this.priority.get(b) ?? 0) - (this.priority.get(a) ?? 0) || (st.progress?.[b]?.match ?? 0) - (st.progress?.[a]?.match ?? 0));
     return candidates[0] ?? null;
   }
+}
+
+function latest(a: number | null, b: number | null): number | null {
+  if (a === null) return b;
+  return b === null ? a : Math.max(a, b);
 }
