@@ -31,12 +31,14 @@ function churn(p: PeerProcess): { stop: () => Promise<{ ok: number; failed: stri
   const loop = (async () => {
     while (running) {
       const c = client(p);
+      let connected = false;
       try {
         await c.connect();
+        connected = true;
         await c.query('SELECT 1');
         ok++;
       } catch (err) {
-        failed.push((err as Error).message);
+        failed.push(`${connected ? 'query' : 'connect'}: ${(err as Error).message}`);
       } finally {
         await c.end().catch(() => undefined);
       }
@@ -149,8 +151,10 @@ test('without descriptor passing: the listener is bound again by the new process
     assert.ok(old.logs.some((l) => l.msg.startsWith('takeover started without descriptor passing')));
     const { ok, failed } = await c.stop();
     assert.ok(ok > 0, 'clients were served');
-    // The rebind leaves a gap of milliseconds: a connection attempt in it may be refused, nothing else.
-    for (const f of failed) assert.match(f, /ECONNREFUSED|restarting/, `only a refused connection in the rebind gap (${failed.join('; ')})`);
+    // The rebind leaves a gap of milliseconds: a connection attempt in it may be refused, and one
+    // still in the old listener's accept queue when it closes is reset by the kernel before
+    // the session is established (Node 20 has no SO_REUSEPORT to overlap the two). Nothing else.
+    for (const f of failed) assert.match(f, /^connect: .*(ECONNREFUSED|ECONNRESET)|restarting/, `only a refused or reset connection attempt in the rebind gap (${failed.join('; ')})`);
     assert.match(heldErrors.join('; '), /pgwatchdog is restarting and this session was still open after 2000 ms/);
     await held.end().catch(() => undefined);
     const c2 = client(next);
