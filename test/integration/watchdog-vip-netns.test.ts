@@ -70,8 +70,19 @@ function buildNetwork(): void {
 }
 
 /** Namespaces whose eth0 carries the VIP now. */
+function holds(n: Name): boolean {
+  return ip('-n', ns(n), '-o', 'addr', 'show', 'dev', 'eth0').includes(` ${VIP}/`);
+}
+
 function holders(): Name[] {
-  return NAMES.filter((n) => ip('-n', ns(n), '-o', 'addr', 'show', 'dev', 'eth0').includes(` ${VIP}/`));
+  const seen = NAMES.filter(holds);
+  if (seen.length < 2) return seen;
+  // The namespaces are read one after another, not at one instant: an address that moved from
+  // an earlier-read namespace to a later-read one in between shows on both. Read the earlier
+  // ones again after the last: one that still holds the address held it throughout (the
+  // escalation script deletes before it adds), so it and the last really held it at once.
+  const last = seen[seen.length - 1];
+  return [...seen.slice(0, -1).filter(holds), last];
 }
 
 /** One write through the VIP from the client's namespace (psql, a fresh connection). */
