@@ -69,6 +69,18 @@ export class FrameReader {
     }
   }
 
+  /** Puts bytes back in front of everything received (a request sent again: proxy/never-ran.ts). */
+  unshift(chunk: Buffer): void {
+    if (this.parts) {
+      this.parts.unshift(chunk);
+      this.partsLen += chunk.length;
+      this.partsNeed += chunk.length;
+      return;
+    }
+    this.buf = this.pos >= this.buf.length ? chunk : Buffer.concat([chunk, this.buf.subarray(this.pos)]);
+    this.pos = 0;
+  }
+
   /**
    * The next whole message (header included) or null when more bytes are needed. The buffer
    * is a view into received data: valid until the caller has written it onward.

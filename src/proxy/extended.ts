@@ -8,6 +8,7 @@ import { ProtocolViolation } from '../protocol/frame-reader.js';
 import { FE, TARGET } from '../protocol/messages.js';
 import { FORWARD, SWALLOW, type Leg, type TxnState } from './leg.js';
 import type { Route } from './router.js';
+import type { SessionRecord } from './session-state.js';
 
 /** What a batch asks of the routing gates (see Session.admit). */
 export interface BatchNeeds {
@@ -46,6 +47,12 @@ export interface BatchSession {
   admit(needs: BatchNeeds): Admission;
   /** Answers a refused write: the error and/or ReadyForQuery. False: another leg still owes the client (try later). */
   answerRefused(error: boolean, ready: boolean): boolean;
+  /** What the session has recorded of its state (session-state.ts), now. */
+  readonly stateRecord: SessionRecord;
+  /** May the batch about to go to `leg` at its Sync be kept until its reply starts (never-ran.ts)? */
+  keepable(leg: Leg, inTxn: boolean): boolean;
+  /** The batch just sent to `leg` is kept: its client messages, and the record before it began. */
+  keepUnit(leg: Leg, unit: Buffer[], record: SessionRecord): void;
 }
 
 interface Statement {
@@ -87,6 +94,8 @@ interface Batch {
   /** The transaction state when the batch's first message came (TxnState). */
   inTxn: boolean;
   wrote: boolean;
+  /** The session's record before the batch's first message (a batch that never ran goes back to it). */
+  record: SessionRecord | undefined;
   /** Leg chosen once part of the batch was written (at Flush); the rest follows it. */
   pinned: Leg | undefined;
   /** The gates refused the batch at a Flush: the rest of it up to Sync is dropped. */
@@ -105,7 +114,7 @@ export class ExtendedBatcher {
   private readonly stmts = new Map<string, Statement>();
   private readonly unnamed: Statement = { parse: NO_PARSE, legs: new Set(), primary: false, write: false };
   private readonly portals = new Map<string, Leg>();
-  private readonly batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, writes: false, inTxn: false, wrote: false, pinned: undefined, refused: false, reads: 0, both: 0, others: 0, endsTxn: false };
+  private readonly batch: Batch = { msgs: [], needPrimary: false, preferStandby: false, writes: false, inTxn: false, wrote: false, record: undefined, pinned: undefined, refused: false, reads: 0, both: 0, others: 0, endsTxn: false };
 
   constructor(private readonly s: BatchSession) {}
 
@@ -174,11 +183,25 @@ export class ExtendedBatcher {
     return out;
   }
 
-  private add(msg: Buffer, name = '', portal = '', route?: Route): void {
+  /**
+   * Named statements parsed by a unit that never ran and goes again (proxy/never-ran.ts):
+   * forgotten, so that the Parse sent again makes them, and no re-Parse runs ahead of it.
+   */
+  unparse(msgs: readonly Buffer[]): void {
+    for (const m of msgs) {
+      if (m[0] !== FE.Parse) continue;
+      const name = codec.readCString(m, 5)?.[0];
+      if (name) this.stmts.delete(name);
+    }
+  }
+
+  /** `recordBefore`: the session's record before this message (a Parse's route may have noted it). */
+  private add(msg: Buffer, name = '', portal = '', route?: Route, recordBefore?: SessionRecord): void {
     const b = this.batch;
     if (b.msgs.length === 0 && b.pinned === undefined) {
       b.inTxn = this.s.txn.inTxn;
       b.wrote = this.s.txn.wrote;
+      b.record = recordBefore ?? this.s.stateRecord;
     }
     b.msgs.push({ msg, name, portal, route });
   }
@@ -188,9 +211,10 @@ export class ExtendedBatcher {
     if (!name) throw new ProtocolViolation('invalid Parse message');
     const q = codec.readCString(msg, name[1]);
     if (!q) throw new ProtocolViolation('invalid Parse message');
+    const before = this.s.stateRecord;
     const r = this.s.route(q[0]);
     const b = this.batch;
-    this.add(msg, name[0], '', r);
+    this.add(msg, name[0], '', r, before);
     const toPrimary = r.target !== 'standby' || r.write;
     if (r.target === 'both') b.both++;
     else b.others++;
@@ -264,6 +288,7 @@ export class ExtendedBatcher {
     }
     if (b.msgs.length === 0 && !isSync) return true; // nothing to push out
     let leg = b.pinned;
+    let keep = false;
     if (!leg) {
       const a = s.admit({ write: b.writes, needsPrimary: b.needPrimary || b.msgs.length === 0, wantsStandby: !b.needPrimary && b.preferStandby, inTxn: b.inTxn });
       if (a === 'wait') return false;
@@ -283,9 +308,11 @@ export class ExtendedBatcher {
       leg = a === 'go' && !b.needPrimary && b.preferStandby && s.standbyReadable() ? s.standby! : s.primary!;
       if (b.msgs.length === 0 && isSync) leg = s.primary!;
       if (!s.canForwardOn(leg)) return false;
+      keep = isSync && s.keepable(leg, b.inTxn);
       leg.expect(FORWARD);
       if (b.reads > 0) for (let i = 0; i < b.reads; i++) s.countSelect(leg.conn.backendId);
     }
+    if (keep) s.keepUnit(leg, [...b.msgs.map((e) => e.msg), msg], b.record ?? s.stateRecord);
     for (const e of b.msgs) this.emit(leg, e);
     leg.out.push(msg);
     // Anything the batch needs the primary for may write (an EXECUTE, a CALL, a function).

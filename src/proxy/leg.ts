@@ -6,6 +6,7 @@ import * as codec from '../protocol/codec.js';
 import type { ScanSink } from '../protocol/backend-scanner.js';
 import { BE, TX } from '../protocol/messages.js';
 import type { BackendConn } from './backend-conn.js';
+import { neverRanFatal } from './never-ran.js';
 
 /** What the session expects of one request's response on a leg. */
 export interface Expect {
@@ -31,6 +32,12 @@ export interface LegOwner {
   onBackendErrorResponse(leg: Leg, fields: Record<string, string>, head: Expect | undefined): void;
   /** A NotificationResponse that arrived while the client waits on nobody (or another leg). */
   asyncToClient(leg: Leg, msg: Buffer): void;
+  /**
+   * The first reply to the unit kept on `leg` proves it never ran (never-ran.ts): true when
+   * the session takes the unit back to send it again after moving; false, the client gets the
+   * FATAL as before.
+   */
+  replayUnit(leg: Leg, unit: Buffer | Buffer[]): boolean;
 }
 
 export class Leg implements ScanSink {
@@ -50,6 +57,15 @@ export class Leg implements ScanSink {
   out: Buffer[] = [];
   /** Statement names closed by the client but still existing here. */
   readonly stale = new Set<string>();
+  /**
+   * The client's messages of the last unit sent here while the session was idle (a Query, or
+   * an extended batch with its Sync), until the first message of its reply: if that is the
+   * postmaster-exit FATAL, the unit never ran and can be sent elsewhere (never-ran.ts). Set by
+   * the session (keepUnit); views of client reads, kept from reuse (Session.inputRetained).
+   */
+  kept: Buffer | Buffer[] | undefined;
+  /** The first reply message to `kept` is an ErrorResponse: not forwarded until read whole. */
+  private holdingFirst = false;
 
   constructor(
     readonly session: LegOwner,
@@ -58,6 +74,8 @@ export class Leg implements ScanSink {
   ) {}
 
   expect(e: Expect): void {
+    // Another request follows the kept unit: more than one is in flight, none is kept.
+    this.kept = undefined;
     this.queue.push(e);
     if (e.forward) this.fwdPending++;
   }
@@ -81,6 +99,15 @@ export class Leg implements ScanSink {
   }
 
   onHeader(type: number): boolean {
+    if (this.kept !== undefined) {
+      // The reply to the kept unit starts. An ErrorResponse may prove it never ran: read first.
+      if (type === BE.ErrorResponse) {
+        this.holdingFirst = true;
+        this.lastForwarded = false;
+        return false;
+      }
+      this.kept = undefined;
+    }
     let fwd: boolean;
     if (type === BE.ParseComplete && this.swallowParse > 0) {
       this.swallowParse--;
@@ -120,6 +147,7 @@ export class Leg implements ScanSink {
         this.swallowParse = 0;
         this.swallowClose = 0;
         const fields = codec.parseErrorFields(buf.subarray(s, e));
+        if (this.holdingFirst) this.firstReplyError(fields, buf, s, e);
         const severity = fields.V ?? fields.S;
         if (severity === 'FATAL' || severity === 'PANIC') this.ended = { fields, forwarded: this.lastForwarded };
         sess.onBackendErrorResponse(this, fields, this.queue[0]);
@@ -142,6 +170,22 @@ export class Leg implements ScanSink {
       default:
         break;
     }
+  }
+
+  /** The first reply to the kept unit is this ErrorResponse (held by onHeader). */
+  private firstReplyError(fields: Record<string, string>, buf: Buffer, s: number, e: number): void {
+    this.holdingFirst = false;
+    const unit = this.kept!;
+    this.kept = undefined;
+    // The session took the unit back: the FATAL is the backend's own end, not the unit's reply.
+    if (neverRanFatal(fields) && this.session.replayUnit(this, unit)) return;
+    // Any other error is the unit's reply after all: the client gets it, as it would have.
+    const msg = Buffer.allocUnsafe(e - s + 5);
+    msg[0] = BE.ErrorResponse;
+    msg.writeInt32BE(e - s + 4, 1);
+    buf.copy(msg, 5, s, e);
+    this.lastForwarded = true;
+    this.conn.out(msg);
   }
 }
 

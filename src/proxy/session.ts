@@ -40,6 +40,7 @@ import { acquire, handshake, startTls, startupSets, statusOverlay, takePooled, t
 import { activeHold, gatesOpen, judgeCheckout, judgeStatement, refusalError } from './gates.js';
 import { NO_NEED, committed, describeNeed, needFromWire, needToWire, parseReadAfterLsn, readAfterLsn, writeSent, type CausalDecision, type CausalNeed, type CausalReason } from './causal.js';
 import { monotonicMs } from '../backends/mono-clock.js';
+import { REPLAY_REASON } from './never-ran.js';
 import type { BackendState, SessionState } from '../takeover/messages.js';
 
 /** What a session needs of its proxy. */
@@ -157,6 +158,12 @@ export class Session implements LegOwner, BatchSession {
   private record: SessionRecord = EMPTY_RECORD;
   /** Set while the session waits to move to a new primary connection (failover_sessions: keep). */
   private move: Move | undefined;
+  /** The session's record as it stood before the unit kept on a leg (Leg.kept): a unit that never ran changed nothing. */
+  private keptRecord: SessionRecord = EMPTY_RECORD;
+  /** Native forwarding gave the session back inside an extended batch it had partly forwarded: the rest is no whole unit. */
+  private nativeMidBatch = false;
+  /** A unit that never ran on this backend waits in the client input to be sent after the move (never-ran.ts). */
+  private replayFrom: { backend: number; native: boolean } | undefined;
 
   /**
    * `fastReads`: the connection reads into nextReadBuffer() and calls onClientRead() (a
@@ -235,9 +242,10 @@ export class Session implements LegOwner, BatchSession {
   private inputRetained(): boolean {
     if (this.reader.buffered > 0 || this.pending !== null || this.ext.open) return true;
     const p = this.primary;
-    if (p && (p.out.length > 0 || p.conn.socket.writableLength > 0)) return true;
+    // (A kept unit is views of client reads until its reply starts.)
+    if (p && (p.out.length > 0 || p.conn.socket.writableLength > 0 || p.kept !== undefined)) return true;
     const sb = this.standby;
-    return sb !== undefined && (sb.out.length > 0 || sb.conn.socket.writableLength > 0);
+    return sb !== undefined && (sb.out.length > 0 || sb.conn.socket.writableLength > 0 || sb.kept !== undefined);
   }
 
   private readonly onClientData = (): void => {
@@ -446,6 +454,10 @@ export class Session implements LegOwner, BatchSession {
       this.legLost(P, g.errno || g.reason === R.backendProtocol ? err : undefined);
       return;
     }
+    this.nativeMidBatch = g.batchOpen;
+    // The unit comes back in fromClient and the FATAL in fromBackend: the leg ends unforwarded,
+    // and the session moves and sends the unit there (never-ran.ts).
+    if (g.reason === R.backendReplay) this.replayFrom = { backend: P.conn.backendId, native: true };
     if (!g.boundary) {
       // Native forwarding stops only at boundaries for these reasons: a bug if not.
       this.log.error({ reason: g.reason }, 'native forwarding gave a session back mid-message; closing it');
@@ -566,8 +578,10 @@ export class Session implements LegOwner, BatchSession {
   // ---- client → backends ---------------------------------------------------------------------
 
   private pump(): void {
-    // While the session moves to a new primary, client input waits (the client sees a pause).
-    if (this.pumping || this.state !== 'ready' || this.move !== undefined) return;
+    // While the session moves to a new primary, client input waits (the client sees a pause);
+    // so it does once a backend has ended the session (its FATAL is in), until the connection
+    // closes and the session moves or ends: nothing more is sent to a backend that is gone.
+    if (this.pumping || this.state !== 'ready' || this.move !== undefined || this.primary?.ended !== undefined || this.standby?.ended !== undefined) return;
     this.pumping = true;
     try {
       // A message may end the session (Terminate, a fatal error): nothing after it is handled.
@@ -804,8 +818,10 @@ export class Session implements LegOwner, BatchSession {
     const dirty = r.stateful;
     if (r.target === 'both' && S) {
       if (!this.canForwardOn(P)) return false;
+      const keep = this.keepable(P, this.txn.inTxn);
       P.out.push(msg);
       P.expect(FORWARD);
+      if (keep) this.keepUnit(P, msg, this.record);
       S.out.push(msg);
       S.expect(SWALLOW);
       if (dirty) P.dirty = S.dirty = true;
@@ -813,8 +829,10 @@ export class Session implements LegOwner, BatchSession {
       const useStandby = admission === 'go' && r.target === 'standby' && !r.write && this.standbyReadable();
       const leg = useStandby ? S! : P;
       if (!this.canForwardOn(leg)) return false;
+      const keep = this.keepable(leg, this.txn.inTxn);
       leg.out.push(msg);
       leg.expect(FORWARD);
+      if (keep) this.keepUnit(leg, msg, this.record);
       if (r.read) this.host.countSelect(leg.conn.backendId);
       if (dirty) leg.dirty = true;
       // Not only writes: the proxy cannot see what an EXECUTE, a CALL or a function does.
@@ -824,6 +842,62 @@ export class Session implements LegOwner, BatchSession {
     if (r.standbyUnusable) this.primaryOnly = true;
     if (dirty || (r.txn !== undefined && this.record.pending.length > 0)) this.noteState(sql);
     if (this.txn.onRoute(r) && S === undefined) this.endStandbyTransaction();
+    return true;
+  }
+
+  // ---- a unit that never ran (never-ran.ts) ----------------------------------------------------
+
+  /**
+   * May the unit about to be sent on `leg` (a simple Query, or an extended batch at its Sync;
+   * before its expectation is queued) be kept until its reply starts? Only a whole unit sent
+   * while the session is idle with nothing owed on the leg: then a first reply proving it
+   * never ran lets it go again after the move (BatchSession). `inTxn`: as the unit began.
+   */
+  keepable(leg: Leg, inTxn: boolean): boolean {
+    const midBatch = this.nativeMidBatch;
+    this.nativeMidBatch = false;
+    return (
+      !midBatch &&
+      !inTxn &&
+      this.lastStatus === TX.Idle &&
+      leg.conn.txStatus === TX.Idle &&
+      leg.queue.length === 0 &&
+      leg.out.length === 0 &&
+      !leg.copyIn &&
+      leg.conn.scanner.atBoundary &&
+      this.host.failoverSessions === 'keep'
+    );
+  }
+
+  /** The unit just sent on `leg` is kept (keepable said so); `record`: the session's record before it (BatchSession). */
+  keepUnit(leg: Leg, unit: Buffer | Buffer[], record: SessionRecord): void {
+    leg.kept = unit;
+    this.keptRecord = record;
+  }
+
+  get stateRecord(): SessionRecord {
+    return this.record;
+  }
+
+  /**
+   * The kept unit's first reply is the postmaster-exit FATAL (LegOwner): nothing of it ran.
+   * Undone as if never sent — its expectation, what it added to the session's record and
+   * transaction state, the named statements it parsed — and put back in front of the client's
+   * input, which waits (pump) until the leg closes and the session moves (keeps); then it is
+   * sent to the new primary, once. Only the last thing the client sent can go back so: with a
+   * later request already taken in (a message held, a batch open) the unit fails as before.
+   */
+  replayUnit(leg: Leg, unit: Buffer | Buffer[]): boolean {
+    if (this.state !== 'ready' || this.pending !== null || this.ext.open || this.host.failoverSessions !== 'keep') return false;
+    const head = leg.queue.shift();
+    if (head?.forward) leg.fwdPending--;
+    this.record = this.keptRecord;
+    this.txn.restore(false, false);
+    const msgs = Array.isArray(unit) ? unit : [unit];
+    this.ext.unparse(msgs);
+    // A copy: the views' read buffer is reused once nothing keeps it.
+    this.reader.unshift(Buffer.concat(msgs));
+    this.replayFrom = { backend: leg.conn.backendId, native: false };
     return true;
   }
 
@@ -956,10 +1030,13 @@ export class Session implements LegOwner, BatchSession {
     if (!isPrimary) {
       this.standby = undefined;
       this.log.info({ backend: id, reason: why }, 'load-balance standby lost between transactions: the session reads on the primary from now on');
-      if (this.blocked) {
-        this.blocked = false;
-        this.pump();
+      if (this.replayFrom?.backend === id) {
+        this.log.info({ from: id, to: this.primary?.conn.backendId, native: false, reason: REPLAY_REASON }, 'sending the statement again');
+        this.replayFrom = undefined;
       }
+      // (Input waited while the lost leg's FATAL was in: see pump.)
+      this.blocked = false;
+      this.pump();
       return true;
     }
     this.primary = undefined;
@@ -1063,6 +1140,10 @@ export class Session implements LegOwner, BatchSession {
       { from: m.from, to: conn.backendId, pid: conn.pid, pausedMs: Date.now() - m.since, settings: this.record.sets.size, prepared: this.record.prepared.size + parses.length, listens: this.record.listens.size },
       'session moved to a new primary connection with its state re-created',
     );
+    if (this.replayFrom !== undefined) {
+      this.log.info({ from: this.replayFrom.backend, to: conn.backendId, native: this.replayFrom.native, reason: REPLAY_REASON }, 'sending the statement again');
+      this.replayFrom = undefined;
+    }
     if (this.standby === undefined && this.host.nativeForwarding && this.sock instanceof TcpConn && conn.socket instanceof TcpConn) conn.afterRead = this.trySplice;
     this.blocked = false;
     this.flushAll();

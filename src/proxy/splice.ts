@@ -18,6 +18,12 @@ export const REASON = {
   recalled: 7,
   /** The backend sent a FATAL nobody asked for (shutdown, postmaster gone): it is the first of fromBackend, unforwarded. */
   backendAsync: 8,
+  /**
+   * The first reply to the client's last unit (sent while idle) was the postmaster-exit FATAL
+   * (never-ran.ts): the server never read the unit. fromClient holds the unit from its first
+   * byte, fromBackend starts with the FATAL, both unforwarded; `outstanding` leaves the unit out.
+   */
+  backendReplay: 9,
 } as const;
 
 export interface GiveBack {
@@ -36,6 +42,8 @@ export interface GiveBack {
   fromBackend: Buffer;
   /** A FATAL (or PANIC) ErrorResponse from the backend was forwarded to the client. */
   fatalForwarded: boolean;
+  /** The client stopped inside an extended batch, part of which was forwarded natively. */
+  batchOpen: boolean;
 }
 
 export interface SpliceOwner {
@@ -43,7 +51,7 @@ export interface SpliceOwner {
 }
 
 interface Native {
-  init(cb: (key: number, reason: number, errno: number, outstanding: number, status: number, boundary: boolean, fromClient: Buffer, fromBackend: Buffer, fatalForwarded: boolean) => void): void;
+  init(cb: (key: number, reason: number, errno: number, outstanding: number, status: number, boundary: boolean, fromClient: Buffer, fromBackend: Buffer, fatalForwarded: boolean, batchOpen: boolean) => void): void;
   attach(key: number, clientFd: number, backendFd: number, counter: number, status: number): number;
   kill(handle: number): Killed | null;
   recall(handle: number): void;
@@ -68,11 +76,11 @@ function load(): Native | null {
   for (const rel of ['../../build/Release/splice.node', '../../../build/Release/splice.node']) {
     try {
       const n = require(rel) as Native;
-      n.init((key, reason, errno, outstanding, status, boundary, fromClient, fromBackend, fatalForwarded) => {
+      n.init((key, reason, errno, outstanding, status, boundary, fromClient, fromBackend, fatalForwarded, batchOpen) => {
         gaveBack[reason] = (gaveBack[reason] ?? 0) + 1;
         const owner = owners.get(key);
         owners.delete(key);
-        owner?.onGiveBack({ reason, errno, outstanding, status, boundary, fromClient, fromBackend, fatalForwarded });
+        owner?.onGiveBack({ reason, errno, outstanding, status, boundary, fromClient, fromBackend, fatalForwarded, batchOpen });
       });
       return n;
     } catch (err) {

@@ -78,3 +78,25 @@ it('builds ErrorResponse and parses its fields back', () => {
   assert.equal(f.S, 'FATAL');
   assert.equal(f.M, 'password authentication failed for user "x"');
 });
+
+it('unshift puts a request back in front of what follows, whole or mid-message', () => {
+  const a = codec.query('INSERT INTO t VALUES (1)');
+  const b = codec.query('SELECT 2');
+  const big = codec.query('SELECT ' + "'" + 'z'.repeat(100_000) + "'");
+  // b is buffered whole behind the unit put back.
+  let r = new FrameReader(false);
+  r.push(b);
+  r.unshift(a);
+  assert.deepEqual([r.next(), r.next(), r.next()], [a, b, null]);
+  // A large message is being collected in parts: the unit goes before it.
+  r = new FrameReader(false);
+  r.push(big.subarray(0, 70_000));
+  assert.equal(r.next(), null);
+  r.unshift(a);
+  r.push(big.subarray(70_000));
+  assert.deepEqual([r.next(), r.next(), r.next()], [a, big, null]);
+  // Nothing buffered.
+  r = new FrameReader(false);
+  r.unshift(a);
+  assert.deepEqual([r.next(), r.next()], [a, null]);
+});

@@ -17,6 +17,16 @@
 //   - a FATAL the backend sends while nothing is asked of it (a shutdown, the postmaster gone):
 //     not forwarded; the session goes back with it unread (R_BACKEND_ASYNC), and JavaScript
 //     decides whether the client gets it or the session moves;
+//   - the last unit the client sent while idle (a Query, or an extended batch up to its Sync;
+//     nothing owed before it, no transaction open) until the first message of its reply: when
+//     that first message is the FATAL a backend sends on finding the postmaster gone while it
+//     waits to read its client (neverRan), the server never read the unit — had it run any of
+//     it, that part's reply (ParseComplete, CommandComplete …) would come before the FATAL.
+//     The FATAL is not forwarded; the session goes back with the unit's bytes as unforwarded
+//     client input (R_BACKEND_REPLAY), and JavaScript moves the session to the new primary and
+//     sends them there. Keeping costs no copy: the unit's bytes stay where they were read, the
+//     read buffer is not rewound over them while they are kept (Dir.pinned), and a second unit,
+//     any reply, or a unit larger than the buffer simply ends the keeping;
 //   - pgpool's select_cnt, counted as the router counts it (classify below; texts it cannot
 //     decide go back to JavaScript). The first word settles most statements (INSERT, UPDATE,
 //     BEGIN … are never reads): those are counted and forwarded as their bytes arrive, however
@@ -67,6 +77,7 @@ enum {
   R_BACKEND_PROTO = 6, // the backend sent an impossible header
   R_RECALL = 7,        // JavaScript asked for the session back: at the next client message
   R_BACKEND_ASYNC = 8, // a FATAL nobody asked for, left unforwarded at the front of the backend's bytes
+  R_BACKEND_REPLAY = 9, // the postmaster-exit FATAL came first in reply to the kept unit: both go back unforwarded, the unit from its first byte
 };
 
 // Frontend message types after startup: 1 small control message, 2 may be large.
@@ -78,6 +89,8 @@ typedef struct {
   size_t clear; // cleared for forwarding up to here (a message boundary, or mid-body)
   size_t r;     // read up to here
   uint32_t remaining; // body bytes of the message at `clear` not yet read
+  int pinned;         // bytes from `pin` on stay in place (the kept unit, client side only)
+  size_t pin;
 } Dir;
 
 typedef struct {
@@ -92,6 +105,7 @@ typedef struct {
   int stop;          // why the client side stopped (R_TERMINATE..R_FRONTEND, R_RECALL), or 0
   int recall;        // JavaScript wants the session back before the next client message
   int batchOpen;     // the client's last message was part of an extended batch not yet ended by Sync
+  int keep;          // the unit at c2b.pin: K_NONE, K_OPEN (still arriving) or K_SENT (whole, no reply yet)
   double id;         // the owner's key in splice.ts (its owners map), handed back with the give-back
 } Sess;
 
@@ -103,6 +117,7 @@ typedef struct {
   int status;
   int fatal;
   int boundary; // both directions forwarded up to a message boundary
+  int batchOpen; // the client stopped inside an extended batch (part of it was forwarded here)
   uint8_t *c2b;
   size_t c2bLen;
   uint8_t *b2c;
@@ -287,6 +302,37 @@ static void clearMessage(Dir *d, uint32_t len) {
 
 enum { K_MORE = -2, K_JS = -1 };
 
+// The kept unit (see the top): none, still arriving, or whole and sent with no reply yet.
+enum { KEEP_NONE = 0, KEEP_OPEN = 1, KEEP_SENT = 2 };
+
+// What is kept now: fill() gives the unit up (unpins it) when it alone fills the buffer.
+static int kept(const Sess *s) { return s->c2b.pinned ? s->keep : KEEP_NONE; }
+
+static void unkeep(Sess *s) {
+  s->keep = KEEP_NONE;
+  s->c2b.pinned = 0;
+}
+
+// At each client message header, just before the message is cleared for forwarding (with
+// `outstanding` and `batchOpen` as they stood before it): a unit starts being kept when
+// nothing is owed, no batch is open and the last ReadyForQuery said idle; it is whole at its
+// Query or Sync. A message after a whole unit, a FunctionCall or COPY data ends the keeping.
+static void noteUnit(Sess *s, uint8_t type) {
+  int k = kept(s);
+  if (k == KEEP_SENT) unkeep(s), k = KEEP_NONE;
+  if (type == 'F' || type == 'd' || type == 'c' || type == 'f') {
+    if (k != KEEP_NONE) unkeep(s);
+    return;
+  }
+  if (k == KEEP_NONE) {
+    if (s->batchOpen || s->outstanding != 0 || s->status != 'I') return;
+    s->keep = KEEP_OPEN;
+    s->c2b.pinned = 1;
+    s->c2b.pin = s->c2b.clear;
+  }
+  if (type == 'Q' || type == 'S') s->keep = KEEP_SENT;
+}
+
 // How the Query or Parse message at `m` (length `len`, `avail` bytes of it in the buffer) counts
 // for select_cnt: 1 a read, 0 not, K_JS when JavaScript must decide, K_MORE when more of it must
 // arrive first. Looks only as far as it must: to the end of the first word for most statements.
@@ -353,6 +399,7 @@ static void scanClient(Sess *s) {
       }
       if (k == 1 && s->counter >= 0 && s->counter < MAX_COUNTERS) selects[s->counter]++;
     }
+    noteUnit(s, type);
     if (type == 'Q' || type == 'S' || type == 'F') s->outstanding++;
     s->batchOpen = type != 'Q' && type != 'S' && type != 'F';
     clearMessage(d, len);
@@ -374,6 +421,28 @@ static int fatalError(const uint8_t *p, size_t n) {
   return 0;
 }
 
+// True when an ErrorResponse body is the FATAL a backend sends when it finds the postmaster
+// gone while it waits on its client (PostgreSQL's secure_read and secure_write: 57P01,
+// "terminating connection due to unexpected postmaster exit"). Only that one proves, as the
+// first message of a reply, that the request was never read; why the other shutdown errors
+// do not is in src/proxy/never-ran.ts, which decides the same for the JavaScript path.
+static int neverRan(const uint8_t *p, size_t n) {
+  static const char text[] = "terminating connection due to unexpected postmaster exit";
+  int fatal = 0, code = 0, msg = 0;
+  size_t i = 0;
+  while (i < n && p[i] != 0) {
+    uint8_t field = p[i++];
+    const uint8_t *z = memchr(p + i, 0, n - i);
+    if (!z) return 0;
+    size_t len = (size_t)(z - (p + i));
+    if ((field == 'V' || field == 'S') && len == 5 && memcmp(p + i, "FATAL", 5) == 0) fatal = 1;
+    else if (field == 'C') code = len == 5 && memcmp(p + i, "57P01", 5) == 0;
+    else if (field == 'M') msg = len == sizeof text - 1 && memcmp(p + i, text, len) == 0;
+    i += len + 1;
+  }
+  return fatal && code && msg;
+}
+
 // Clears backend output for forwarding, recording ReadyForQuery and whether an ErrorResponse
 // ended the session (JavaScript then sends no error of its own: the client has the backend's).
 // Once the client side has stopped, it clears no further than the end of the current message.
@@ -392,6 +461,18 @@ static void scanBackend(Sess *s) {
     if (len < 4 || len > MAX_LARGE_MESSAGE) {
       s->stop = R_BACKEND_PROTO;
       return;
+    }
+    if (kept(s) != KEEP_NONE) {
+      // The first message since the kept unit went out: the reply has started, unless it is
+      // the FATAL that proves the unit was never read.
+      if (kept(s) == KEEP_SENT && m[0] == 'E' && (size_t)len + 1 <= BUF_SIZE) {
+        if (avail < (size_t)len + 1) return;
+        if (neverRan(m + 5, len - 4)) {
+          s->stop = R_BACKEND_REPLAY;
+          return;
+        }
+      }
+      unkeep(s);
     }
     if (m[0] == 'Z') {
       if (avail < 6) return;
@@ -426,17 +507,28 @@ static int flush(Dir *d, int fd, int *err) {
     }
     d->w += (size_t)n;
   }
-  if (d->w == d->r) d->w = d->clear = d->r = 0;
+  // (Not rewound over a kept unit: its bytes stay where they are until it is given up.)
+  if (d->w == d->r && !d->pinned) d->w = d->clear = d->r = 0;
   return 0;
 }
 
 // Reads once into the free space. Returns bytes read, 0 for nothing now, -1 at EOF/error.
 static ssize_t fill(Dir *d, int fd, int *err) {
-  if (d->r == BUF_SIZE && d->w > 0) {
-    memmove(d->buf, d->buf + d->w, d->r - d->w);
-    d->clear -= d->w;
-    d->r -= d->w;
-    d->w = 0;
+  if (d->r == BUF_SIZE) {
+    // Room at the front: what is written, but for bytes kept in place — unless they alone
+    // fill the buffer, and then they are given up.
+    size_t from = d->pinned && d->pin < d->w ? d->pin : d->w;
+    if (from == 0 && d->pinned) {
+      d->pinned = 0;
+      from = d->w;
+    }
+    if (from > 0) {
+      memmove(d->buf, d->buf + from, d->r - from);
+      d->clear -= from;
+      d->r -= from;
+      d->w -= from;
+      if (d->pinned) d->pin -= from;
+    }
   }
   if (d->r == BUF_SIZE) return 0;
   for (;;) {
@@ -485,13 +577,16 @@ static void giveBack(size_t idx, int reason, int err) {
     g->id = s->id;
     g->reason = reason;
     g->err = err;
-    g->outstanding = s->outstanding;
+    // A unit going back for replay owes nothing: it was never read (its one ReadyForQuery).
+    g->outstanding = reason == R_BACKEND_REPLAY ? s->outstanding - 1 : s->outstanding;
+    g->batchOpen = s->batchOpen;
     g->status = s->status;
     g->fatal = s->fatal;
     g->boundary = atBoundary(s);
     // Bytes read but not forwarded, from the first byte not cleared: JavaScript takes over
     // from there (meaningful when `boundary`).
-    g->c2b = copyOut(&s->c2b, s->c2b.clear, &g->c2bLen);
+    // (For a replay, from the kept unit's first byte: it goes back as if never forwarded.)
+    g->c2b = copyOut(&s->c2b, reason == R_BACKEND_REPLAY ? s->c2b.pin : s->c2b.clear, &g->c2bLen);
     g->b2c = copyOut(&s->b2c, s->b2c.clear, &g->b2cLen);
     // Out of memory for the leftovers: JavaScript cannot resume from here, so it ends the session.
     if ((!g->c2b && s->c2b.r > s->c2b.clear) || (!g->b2c && s->b2c.r > s->b2c.clear)) g->boundary = 0;
@@ -593,7 +688,7 @@ static void callJs(napi_env env, napi_value cb, void *context, void *data) {
   (void)context;
   GiveBack *g = data;
   if (env && cb) {
-    napi_value argv[9], undef;
+    napi_value argv[10], undef;
     napi_create_double(env, g->id, &argv[0]);
     napi_create_int32(env, g->reason, &argv[1]);
     napi_create_int32(env, g->err, &argv[2]);
@@ -604,8 +699,9 @@ static void callJs(napi_env env, napi_value cb, void *context, void *data) {
     napi_create_buffer_copy(env, g->c2bLen, g->c2b ? (void *)g->c2b : (void *)"", &p, &argv[6]);
     napi_create_buffer_copy(env, g->b2cLen, g->b2c ? (void *)g->b2c : (void *)"", &p, &argv[7]);
     napi_get_boolean(env, g->fatal, &argv[8]);
+    napi_get_boolean(env, g->batchOpen, &argv[9]);
     napi_get_undefined(env, &undef);
-    napi_call_function(env, undef, cb, 9, argv, NULL);
+    napi_call_function(env, undef, cb, 10, argv, NULL);
   }
   free(g->c2b);
   free(g->b2c);
