@@ -864,8 +864,7 @@ export class Session implements LegOwner, BatchSession {
       leg.queue.length === 0 &&
       leg.out.length === 0 &&
       !leg.copyIn &&
-      leg.conn.scanner.atBoundary &&
-      this.host.failoverSessions === 'keep'
+      leg.conn.scanner.atBoundary
     );
   }
 

@@ -514,6 +514,9 @@ static int flush(Dir *d, int fd, int *err) {
 
 // Reads once into the free space. Returns bytes read, 0 for nothing now, -1 at EOF/error.
 static ssize_t fill(Dir *d, int fd, int *err) {
+  // All written and nothing kept: read from the start (flush rewinds too, but not past a unit
+  // kept then, whose reply has started since).
+  if (d->w == d->r && !d->pinned) d->w = d->clear = d->r = 0;
   if (d->r == BUF_SIZE) {
     // Room at the front: what is written, but for bytes kept in place — unless they alone
     // fill the buffer, and then they are given up.
