@@ -631,6 +631,17 @@ static void service(size_t idx, uint32_t events, int backendSide) {
   // A hang-up or error is reported whatever the interest, and again on every wait: the
   // connection is dead (a peer's plain close shows as readable, then EOF), so give it back.
   if (events & (EPOLLERR | EPOLLHUP)) {
+    // What the backend sent before it went is still readable, and it may be what matters: a
+    // backend that exits with the kept unit unread in its socket resets the connection, right
+    // after the FATAL that proves it never read it. So read once more, and forward what can be.
+    if (backendSide && !s->stop && s->b2c.w == s->b2c.clear) {
+      int e2 = 0;
+      if (fill(&s->b2c, s->bfd, &e2) > 0) {
+        scanBackend(s);
+        if (s->stop == R_BACKEND_REPLAY || s->stop == R_BACKEND_ASYNC) return giveBack(idx, s->stop, 0);
+        if (s->stop == 0) flush(&s->b2c, s->cfd, &e2);
+      }
+    }
     socklen_t len = sizeof err;
     getsockopt(backendSide ? s->bfd : s->cfd, SOL_SOCKET, SO_ERROR, &err, &len);
     return giveBack(idx, backendSide ? R_BACKEND_EOF : R_CLIENT_EOF, err);
