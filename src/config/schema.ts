@@ -104,7 +104,7 @@ export const proxySchema = z
       .enum(['keep', 'end'])
       .default('keep')
       .describe(
-        '`keep`: a session between transactions whose primary (or load-balance standby) is lost or leaves service waits, then continues on the new primary (or on the primary) with its startup parameters, SETs, prepared statements and LISTENs re-created; the client sees a pause. A session inside a transaction or COPY, or holding temporary objects, advisory locks, WITH HOLD cursors or a session-level set_config, still ends with 57P01, and the log says why. A backend ended on its own (pg_terminate_backend) while its server keeps serving still ends the session. `end`: every such session ends with 57P01.',
+        '`keep`: a session between transactions whose primary (or load-balance standby) is lost or leaves service waits, then continues on the new primary (or on the primary) with its startup parameters, SETs, prepared statements and LISTENs re-created; the client sees a pause. A statement sent as the primary died that it never read (its first reply is FATAL 57P01 `terminating connection due to unexpected postmaster exit`) is sent to the new primary, once. A session inside a transaction or COPY, or holding temporary objects, advisory locks, WITH HOLD cursors or a session-level set_config, still ends with 57P01, and the log says why. A backend ended on its own (pg_terminate_backend) while its server keeps serving still ends the session. `end`: every such session ends with 57P01.',
       ),
     max_lag_bytes: size.default(16 * 1024 * 1024).describe('A standby further behind the primary than this gets no reads (bytes, or a size such as `16MB`).'),
     causal_reads: z
