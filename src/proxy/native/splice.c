@@ -406,20 +406,30 @@ static void scanClient(Sess *s) {
   }
 }
 
-// True when an ErrorResponse body (fields: type byte, C string; a zero byte ends them) has
-// severity FATAL or PANIC: the backend ends the session after it.
-static int fatalError(const uint8_t *p, size_t n) {
+// Whether field `type` of an ErrorResponse body (fields: type byte, C string; a zero byte ends
+// them) is there and reads `want`; -1 when the field is absent.
+static int fieldIs(const uint8_t *p, size_t n, uint8_t type, const char *want) {
   size_t i = 0;
   while (i < n && p[i] != 0) {
     uint8_t field = p[i++];
     const uint8_t *z = memchr(p + i, 0, n - i);
-    if (!z) return 0;
+    if (!z) return -1;
     size_t len = (size_t)(z - (p + i));
-    if ((field == 'V' || field == 'S') && ((len == 5 && memcmp(p + i, "FATAL", 5) == 0) || (len == 5 && memcmp(p + i, "PANIC", 5) == 0))) return 1;
+    if (field == type) return len == strlen(want) && memcmp(p + i, want, len) == 0;
     i += len + 1;
   }
-  return 0;
+  return -1;
 }
+
+// Whether the severity is `want`: the untranslated V field, or S from a server without it.
+static int severityIs(const uint8_t *p, size_t n, const char *want) {
+  int v = fieldIs(p, n, 'V', want);
+  return v >= 0 ? v : fieldIs(p, n, 'S', want) == 1;
+}
+
+// True when an ErrorResponse body has severity FATAL or PANIC: the backend ends the session
+// after it.
+static int fatalError(const uint8_t *p, size_t n) { return severityIs(p, n, "FATAL") || severityIs(p, n, "PANIC"); }
 
 // True when an ErrorResponse body is the FATAL a backend sends when it finds the postmaster
 // gone while it waits on its client (PostgreSQL's secure_read and secure_write: 57P01,
@@ -427,20 +437,7 @@ static int fatalError(const uint8_t *p, size_t n) {
 // first message of a reply, that the request was never read; why the other shutdown errors
 // do not is in src/proxy/never-ran.ts, which decides the same for the JavaScript path.
 static int neverRan(const uint8_t *p, size_t n) {
-  static const char text[] = "terminating connection due to unexpected postmaster exit";
-  int fatal = 0, code = 0, msg = 0;
-  size_t i = 0;
-  while (i < n && p[i] != 0) {
-    uint8_t field = p[i++];
-    const uint8_t *z = memchr(p + i, 0, n - i);
-    if (!z) return 0;
-    size_t len = (size_t)(z - (p + i));
-    if ((field == 'V' || field == 'S') && len == 5 && memcmp(p + i, "FATAL", 5) == 0) fatal = 1;
-    else if (field == 'C') code = len == 5 && memcmp(p + i, "57P01", 5) == 0;
-    else if (field == 'M') msg = len == sizeof text - 1 && memcmp(p + i, text, len) == 0;
-    i += len + 1;
-  }
-  return fatal && code && msg;
+  return severityIs(p, n, "FATAL") && fieldIs(p, n, 'C', "57P01") == 1 && fieldIs(p, n, 'M', "terminating connection due to unexpected postmaster exit") == 1;
 }
 
 // Clears backend output for forwarding, recording ReadyForQuery and whether an ErrorResponse
