@@ -181,6 +181,8 @@ async function scenario(native: boolean): Promise<void> {
       assert.deepEqual(lost, [], 'every acknowledged statement is in the table once');
       for (let i = 0; i < idle.length; i++) assert.equal(count.get(900_000_000 + i), 1, `the idle session's statement ${i} ran once`);
     } finally {
+      // DEBUG_REPLAY=1: the peer's session log lines and the old primary's server log, to see
+      // how each statement fared.
       if (process.env.DEBUG_REPLAY) {
         for (const l of peer.logs) if (/session|statement|backend|native/.test(String(l.msg))) console.log(JSON.stringify(l));
         console.log((await import('node:fs')).readFileSync(cluster.primary.logFile, 'utf8').slice(-6000));
