@@ -55,9 +55,9 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
   const failovers = join(dir, 'failovers');
   writeFileSync(failovers, '');
   mkdirSync(vipDir);
-  // Every port of every peer chosen here, once and distinct: a port chosen free is not held, so
-  // a peer's proxy port chosen later could be another peer's admin port not yet bound.
-  const [ports, adminPorts, proxyPorts] = await distinctFreePorts(3, NAMES.length);
+  // Every port of every peer chosen here, once (freePort reserves each, so all differ): the
+  // watchdog list and the admin URLs name them all before any peer starts.
+  const [ports, adminPorts, proxyPorts] = await Promise.all([0, 1, 2].map(() => Promise.all(NAMES.map(() => freePort()))));
   // Each peer's admin API at a port known to all, so mutating calls can be forwarded.
   const watchdogPeers = NAMES.map((name, i) => ({ name, host: '127.0.0.1', port: ports[i], admin_url: `http://127.0.0.1:${adminPorts[i]}` }));
   const peers = new Map<Name, PeerProcess>();
@@ -123,14 +123,6 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
     failoverCount: () => readFileSync(failovers, 'utf8').split('\n').filter(Boolean).length,
     teardown,
   };
-}
-
-/** `groups` lists of `n` ports, all free when chosen and all different. */
-async function distinctFreePorts(groups: number, n: number): Promise<number[][]> {
-  const seen = new Set<number>();
-  while (seen.size < groups * n) seen.add(await freePort());
-  const all = [...seen];
-  return Array.from({ length: groups }, (_, g) => all.slice(g * n, (g + 1) * n));
 }
 
 export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
