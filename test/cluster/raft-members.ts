@@ -29,7 +29,9 @@ export class RefusedProposal extends Error {
   }
 }
 
-type Ask = { op: 'propose'; value: number } | { op: 'status' | 'values' | 'halt' | 'crash' } | { op: 'handOver'; timeoutMs: number };
+/** A request without its id (ask() numbers it): Omit over each member of the union. */
+type WithoutId<R> = R extends Request ? Omit<R, 'id'> : never;
+type Ask = WithoutId<Request>;
 type Answer = { reply: number; value?: unknown; error?: string; leader?: string | null };
 
 export class Member {
@@ -74,7 +76,7 @@ export class Member {
         resolve(a);
       });
     });
-    this.child.proc.stdin!.write(`${JSON.stringify({ id, ...q } as Request)}\n`);
+    this.child.proc.stdin!.write(`${JSON.stringify({ id, ...q })}\n`);
     return this.group.guard(answered);
   }
 
