@@ -185,6 +185,20 @@ describe('watchdog: three peer processes', { concurrency: false }, () => {
     assert.match(out, new RegExp(`^#${rec.seq} \\d\\d:\\d\\d:\\d\\d node_down of 0 by ${rec.ranBy}, term ${rec.term}: ok in \\d+ ms$`, 'm'), out);
     assert.match(out, /^ {4}ok failover_command \[0\] \d+ ms: /m, out);
   });
+
+  it('a peer that dies without the test asking fails the wait at once, saying which, how and its last lines', async () => {
+    const victim = b.peers.get('pgwd3')!;
+    const t0 = Date.now();
+    victim.proc.kill('SIGKILL'); // not victim.kill9(): as a crash would
+    const err = await waitFor('something that never happens', () => false, 30_000).then(
+      () => assert.fail('the wait ended without the crash'),
+      (e: Error) => e,
+    );
+    assert.ok(Date.now() - t0 < 3000, `failed ${Date.now() - t0} ms after the kill`);
+    assert.match(err.message, /^while waiting for something that never happens: peer pgwd3 \(proxy port \d+, pid \d+\) exited unexpectedly \(killed by SIGKILL\); last stderr lines:\n(.|\n)*last log lines:\n\{/);
+    await b.start('pgwd3'); // replaced: waits go on
+    assert.equal(await waitFor('a wait after the restart', () => 'ok', 1000), 'ok');
+  });
 });
 
 interface FailoversAnswer {

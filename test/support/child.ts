@@ -27,6 +27,8 @@ export class TestChild {
    * first; never settles otherwise. */
   readonly crashed: Promise<never>;
   end: ChildEnd | undefined;
+  /** Set once the process has ended without expectEnd(): the error `crashed` rejects with. */
+  crash: Error | undefined;
   private stderr = '';
   private expected = false;
   private readonly waiters = new Set<(l: LogLine) => void>();
@@ -70,7 +72,11 @@ export class TestChild {
       }),
     );
     // An end the test asked for never settles it: waits raced against it go on.
-    this.crashed = this.ended.then((e) => (this.expected ? new Promise<never>(() => undefined) : Promise.reject(new Error(`${this.name} exited unexpectedly (${describeEnd(e)}); ${this.recent()}`))));
+    this.crashed = this.ended.then((e) => {
+      if (this.expected) return new Promise<never>(() => undefined);
+      this.crash = new Error(`${this.name} exited unexpectedly (${describeEnd(e)}); ${this.recent()}`);
+      throw this.crash;
+    });
     this.crashed.catch(() => undefined); // only those who race it hear of it
   }
 

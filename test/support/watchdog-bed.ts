@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import pg from 'pg';
 import { createCluster, freePort, SUPERUSER, SUPERUSER_PASSWORD, type PgCluster } from './pg.js';
+import type { TestChild } from './child.js';
 import { startPeerProcess, type LogLine, type PeerProcess } from './peer.js';
 
 export const NAMES = ['pgwd1', 'pgwd2', 'pgwd3'] as const;
@@ -86,6 +87,7 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
       },
       { args: ['--name', name], env: opts.faults === false ? {} : { PGWATCHDOG_FAULTS_FILE: join(dir, `faults-${name}`) }, parentDir: opts.parentDir, readyTimeoutMs: opts.readyTimeoutMs },
     );
+    watch(peers.get(name), p);
     peers.set(name, p);
     opts.onStart?.(name, p);
     return p;
@@ -93,6 +95,7 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
   const teardown = async (): Promise<void> => {
     // PGWD_LOGS=DIR keeps each peer's last log lines there, to read after a failure.
     if (process.env.PGWD_LOGS) for (const [n, p] of peers) writeFileSync(join(process.env.PGWD_LOGS, `${basename(dir)}-${n}.log`), p.logs.map((l) => JSON.stringify(l)).join('\n'));
+    for (const p of peers.values()) watched.delete(p.child);
     await Promise.all([...peers.values()].map((p) => p.stop().catch(() => undefined)));
     if (!opts.keepCluster) await cluster.teardown();
     rmSync(dir, { recursive: true, force: true });
@@ -108,6 +111,7 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
   const restart = async (name: Name) => {
     const old = peers.get(name)!;
     const p = await startPeerProcess(cluster, {}, { takeoverFrom: old, args: ['--name', name], env: opts.faults === false ? {} : { PGWATCHDOG_FAULTS_FILE: join(dir, `faults-${name}`) }, readyTimeoutMs: opts.readyTimeoutMs });
+    watch(old, p);
     peers.set(name, p);
     await old.exited;
     return p;
@@ -125,10 +129,20 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
   };
 }
 
+/** The peers of the live beds: one that dies without the test asking (stop, kill9, a
+ * takeover) fails every waitFor at once, with its exit and last lines. */
+const watched = new Set<TestChild>();
+
+function watch(replaced: PeerProcess | undefined, p: PeerProcess): void {
+  if (replaced) watched.delete(replaced.child);
+  watched.add(p.child);
+}
+
 export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < end) {
+    for (const c of watched) if (c.crash) throw new Error(`while waiting for ${what}: ${c.crash.message}`, { cause: c.crash });
     try {
       const v = await fn();
       if (v) return v;
