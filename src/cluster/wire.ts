@@ -1,5 +1,5 @@
 // What travels between watchdog peers: a versioned JSON envelope with a named kind, checked
-// with zod before anything else sees it. Two layers share the socket:
+// before anything else sees it (views and handshakes with zod, Raft messages by hand: below). Two layers share the socket:
 //  - the handshake (challenge / hello / welcome), spoken by the transport alone before a
 //    connection counts as authenticated;
 //  - peer messages (raft, view), handed to the layers above only after authentication.
@@ -28,8 +28,6 @@ export class WireError extends Error {
 }
 
 const peerName = z.string().min(1).max(128);
-const nodeId = peerName;
-const count = z.number().int().min(0);
 // Nonces and MACs are base64 of 32 bytes.
 const b64_32 = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, '32 bytes of base64');
 
@@ -45,36 +43,75 @@ export type Welcome = z.output<typeof welcomeSchema>;
 
 // ---- raft ------------------------------------------------------------------------------
 
+// Raft messages are most of the traffic (a leader's heartbeats and their answers, several a
+// second on every link), so they are checked by hand, as strictly as a zod schema would (every
+// field present with its type, no other field), without zod's generic machinery per message.
 // Entry and snapshot payloads are opaque here (the state machine validates its commands);
 // they only have to be JSON, which they are, having come out of JSON.parse.
-const entrySchema = z.object({ term: count, index: count, data: z.unknown() }).strict();
-const base = { from: nodeId, to: nodeId, term: count };
+/** Checks one field at `path`; returns the problem as "path: what", or null. */
+type FieldCheck = (v: unknown, path: string) => string | null;
 
-export const raftMessageSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('app'), ...base, index: count, logTerm: count, entries: z.array(entrySchema).max(1024), commit: count }).strict(),
-  z.object({ type: z.literal('appResp'), ...base, index: count, reject: z.boolean(), hintIndex: count, hintTerm: count }).strict(),
-  z.object({ type: z.literal('heartbeat'), ...base, commit: count, tick: count }).strict(),
-  z.object({ type: z.literal('heartbeatResp'), ...base, tick: count }).strict(),
-  z.object({ type: z.enum(['vote', 'preVote']), ...base, index: count, logTerm: count, force: z.boolean() }).strict(),
-  z.object({ type: z.enum(['voteResp', 'preVoteResp']), ...base, reject: z.boolean() }).strict(),
-  z
-    .object({
-      type: z.literal('snap'),
-      ...base,
-      snapshot: z.object({ meta: z.object({ index: count, term: count, peers: z.array(nodeId).max(64) }).strict(), data: z.unknown() }).strict(),
-    })
-    .strict(),
-  z.object({ type: z.literal('timeoutNow'), ...base }).strict(),
-]);
+const isCount: FieldCheck = (v, path) => (Number.isSafeInteger(v) && (v as number) >= 0 ? null : `${path}: expected an integer >= 0`);
+const isName: FieldCheck = (v, path) => (typeof v === 'string' && v.length >= 1 && v.length <= 128 ? null : `${path}: expected a peer name (1-128 characters)`);
+const isBool: FieldCheck = (v, path) => (typeof v === 'boolean' ? null : `${path}: expected a boolean`);
+const anything: FieldCheck = () => null;
+const at = (path: string, key: string) => (path ? `${path}.${key}` : key);
+
+/** A plain JSON object with exactly `fields` (each checked). */
+function objectOf(fields: Record<string, FieldCheck>): FieldCheck {
+  return (v, path) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return `${path || '(root)'}: expected an object`;
+    for (const k in v) if (!Object.hasOwn(fields, k)) return `${at(path, k)}: unknown key`;
+    for (const k in fields) {
+      const why = fields[k]!((v as Record<string, unknown>)[k], at(path, k));
+      if (why !== null) return why;
+    }
+    return null;
+  };
+}
+
+function arrayOf(max: number, item: FieldCheck): FieldCheck {
+  return (v, path) => {
+    if (!Array.isArray(v)) return `${path}: expected an array`;
+    if (v.length > max) return `${path}: more than ${max} items`;
+    for (let i = 0; i < v.length; i++) {
+      const why = item(v[i], at(path, String(i)));
+      if (why !== null) return why;
+    }
+    return null;
+  };
+}
+
+const base = { type: anything, from: isName, to: isName, term: isCount };
+const entry = objectOf({ term: isCount, index: isCount, data: anything });
+const snapshot = objectOf({ meta: objectOf({ index: isCount, term: isCount, peers: arrayOf(64, isName) }), data: anything });
+
+const raftMessages: Record<Message<unknown, unknown>['type'], FieldCheck> = {
+  app: objectOf({ ...base, index: isCount, logTerm: isCount, entries: arrayOf(1024, entry), commit: isCount }),
+  appResp: objectOf({ ...base, index: isCount, reject: isBool, hintIndex: isCount, hintTerm: isCount }),
+  heartbeat: objectOf({ ...base, commit: isCount, tick: isCount }),
+  heartbeatResp: objectOf({ ...base, tick: isCount }),
+  vote: objectOf({ ...base, index: isCount, logTerm: isCount, force: isBool }),
+  preVote: objectOf({ ...base, index: isCount, logTerm: isCount, force: isBool }),
+  voteResp: objectOf({ ...base, reject: isBool }),
+  preVoteResp: objectOf({ ...base, reject: isBool }),
+  snap: objectOf({ ...base, snapshot }),
+  timeoutNow: objectOf(base),
+};
+
+/** The first problem of a would-be Raft message (as "path: what", paths from `path`), or null when it is one. */
+export function raftMessageProblem(v: unknown, path = ''): string | null {
+  const type = typeof v === 'object' && v !== null ? (v as { type?: unknown }).type : undefined;
+  const check = typeof type === 'string' && Object.hasOwn(raftMessages, type) ? raftMessages[type as Message<unknown, unknown>['type']] : undefined;
+  if (!check) return `${at(path, 'type')}: not a Raft message type (${JSON.stringify(type)})`;
+  return check(v, path);
+}
 
 // ---- envelope --------------------------------------------------------------------------
 
-export const envelopeSchema = z.discriminatedUnion('kind', [
-  z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('raft'), from: peerName, body: raftMessageSchema }).strict(),
-  z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('view'), from: peerName, body: peerViewSchema }).strict(),
-  // A client's CancelRequest that reached a peer which does not own its session (cancel-relay.ts).
-  z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('cancel'), from: peerName, body: z.object({ pid: z.number().int(), secret: z.number().int() }).strict() }).strict(),
-]);
+const envelope = objectOf({ v: anything, kind: anything, from: isName, body: anything });
+// A client's CancelRequest that reached a peer which does not own its session (cancel-relay.ts).
+const cancelSchema = z.object({ pid: z.number().int(), secret: z.number().int() }).strict();
 
 /** A peer message. A peer's own status (proxy up, sessions, version, priority, state) travels inside its view. */
 export type Envelope =
@@ -108,18 +145,34 @@ function parseJson(data: Buffer | string): unknown {
   return v;
 }
 
-function check<T>(schema: z.ZodType<T>, v: unknown, reason: string): T {
+function check<T>(schema: z.ZodType<T>, v: unknown, reason: string, prefix = ''): T {
   const r = schema.safeParse(v);
   if (!r.success) {
     const i = r.error.issues[0]!;
-    throw new WireError(reason, `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new WireError(reason, `${prefix}${i.path.join('.') || '(root)'}: ${i.message}`);
   }
   return r.data;
 }
 
 /** Parse one authenticated peer message; throws WireError with the reason. */
 export function decodeEnvelope(data: Buffer | string): Envelope {
-  return check(envelopeSchema, parseJson(data), 'malformed message') as Envelope;
+  const v = parseJson(data) as Record<string, unknown>; // an object of our version
+  const bad = (detail: string) => new WireError('malformed message', detail);
+  const problem = envelope(v, '');
+  if (problem !== null) throw bad(problem);
+  switch (v.kind) {
+    case 'raft': {
+      const p = raftMessageProblem(v.body, 'body');
+      if (p !== null) throw bad(p);
+      return v as Envelope;
+    }
+    case 'view':
+      return { ...v, body: check(peerViewSchema, v.body, 'malformed message', 'body.') } as Envelope;
+    case 'cancel':
+      return { ...v, body: check(cancelSchema, v.body, 'malformed message', 'body.') } as Envelope;
+    default:
+      throw bad(`kind: unknown kind ${JSON.stringify(v.kind)}`);
+  }
 }
 
 /** Parse one handshake message of the expected kind; throws WireError with the reason. */
