@@ -1,5 +1,6 @@
 // What travels between watchdog peers: a versioned JSON envelope with a named kind, checked
-// before anything else sees it (views and handshakes with zod, Raft messages by hand: below). Two layers share the socket:
+// before anything else sees it: peer messages by hand (check.ts; several a second on every
+// link, so without zod's generic machinery), the handshake with zod. Two layers share the socket:
 //  - the handshake (challenge / hello / welcome), spoken by the transport alone before a
 //    connection counts as authenticated;
 //  - peer messages (raft, view), handed to the layers above only after authentication.
@@ -7,7 +8,8 @@
 // reaches Raft, the tally or the log beyond that reason.
 import { z } from 'zod';
 import type { Message } from '../raft/index.js';
-import { peerViewSchema, type PeerView } from './view.js';
+import { anything, arrayOf, at, isBool, isCount, isInt, isString, objectOf, type FieldCheck } from './check.js';
+import { parsePeerView, type PeerView } from './view.js';
 
 /** Bumped on an incompatible change; a peer refuses envelopes of another version. */
 export const WIRE_VERSION = 1;
@@ -44,44 +46,10 @@ export type Welcome = z.output<typeof welcomeSchema>;
 // ---- raft ------------------------------------------------------------------------------
 
 // Raft messages are most of the traffic (a leader's heartbeats and their answers, several a
-// second on every link), so they are checked by hand, as strictly as a zod schema would (every
-// field present with its type, no other field), without zod's generic machinery per message.
-// Entry and snapshot payloads are opaque here (the state machine validates its commands);
+// second on every link), so they are checked by hand (check.ts), as strictly as a zod schema
+// would. Entry and snapshot payloads are opaque here (the state machine validates its commands);
 // they only have to be JSON, which they are, having come out of JSON.parse.
-/** Checks one field at `path`; returns the problem as "path: what", or null. */
-type FieldCheck = (v: unknown, path: string) => string | null;
-
-const isCount: FieldCheck = (v, path) => (Number.isSafeInteger(v) && (v as number) >= 0 ? null : `${path}: expected an integer >= 0`);
-const isName: FieldCheck = (v, path) => (typeof v === 'string' && v.length >= 1 && v.length <= 128 ? null : `${path}: expected a peer name (1-128 characters)`);
-const isBool: FieldCheck = (v, path) => (typeof v === 'boolean' ? null : `${path}: expected a boolean`);
-const anything: FieldCheck = () => null;
-const at = (path: string, key: string) => (path ? `${path}.${key}` : key);
-
-/** A plain JSON object with exactly `fields` (each checked). */
-function objectOf(fields: Record<string, FieldCheck>): FieldCheck {
-  return (v, path) => {
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) return `${path || '(root)'}: expected an object`;
-    for (const k in v) if (!Object.hasOwn(fields, k)) return `${at(path, k)}: unknown key`;
-    for (const k in fields) {
-      const why = fields[k]!((v as Record<string, unknown>)[k], at(path, k));
-      if (why !== null) return why;
-    }
-    return null;
-  };
-}
-
-function arrayOf(max: number, item: FieldCheck): FieldCheck {
-  return (v, path) => {
-    if (!Array.isArray(v)) return `${path}: expected an array`;
-    if (v.length > max) return `${path}: more than ${max} items`;
-    for (let i = 0; i < v.length; i++) {
-      const why = item(v[i], at(path, String(i)));
-      if (why !== null) return why;
-    }
-    return null;
-  };
-}
-
+const isName = isString(1, 128);
 const base = { type: anything, from: isName, to: isName, term: isCount };
 const entry = objectOf({ term: isCount, index: isCount, data: anything });
 const snapshot = objectOf({ meta: objectOf({ index: isCount, term: isCount, peers: arrayOf(64, isName) }), data: anything });
@@ -111,7 +79,7 @@ export function raftMessageProblem(v: unknown, path = ''): string | null {
 
 const envelope = objectOf({ v: anything, kind: anything, from: isName, body: anything });
 // A client's CancelRequest that reached a peer which does not own its session (cancel-relay.ts).
-const cancelSchema = z.object({ pid: z.number().int(), secret: z.number().int() }).strict();
+const cancel = objectOf({ pid: isInt(), secret: isInt() });
 
 /** A peer message. A peer's own status (proxy up, sessions, version, priority, state) travels inside its view. */
 export type Envelope =
@@ -126,7 +94,8 @@ export type HandshakeMessage = Challenge | Hello | Welcome;
 /** Serialise for the socket; refuses (WireError) a message over the size limit rather than sending it. */
 export function encode(msg: Envelope | HandshakeMessage): string {
   const text = JSON.stringify(msg);
-  if (Buffer.byteLength(text) > MAX_MESSAGE_BYTES) throw new WireError('oversized', `${msg.kind} message of ${Buffer.byteLength(text)} bytes (limit ${MAX_MESSAGE_BYTES})`);
+  // A UTF-16 unit is at most 3 bytes of UTF-8: only a long text needs its bytes counted.
+  if (text.length * 3 > MAX_MESSAGE_BYTES && Buffer.byteLength(text) > MAX_MESSAGE_BYTES) throw new WireError('oversized', `${msg.kind} message of ${Buffer.byteLength(text)} bytes (limit ${MAX_MESSAGE_BYTES})`);
   return text;
 }
 
@@ -145,11 +114,11 @@ function parseJson(data: Buffer | string): unknown {
   return v;
 }
 
-function check<T>(schema: z.ZodType<T>, v: unknown, reason: string, prefix = ''): T {
+function check<T>(schema: z.ZodType<T>, v: unknown, reason: string): T {
   const r = schema.safeParse(v);
   if (!r.success) {
     const i = r.error.issues[0]!;
-    throw new WireError(reason, `${prefix}${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new WireError(reason, `${i.path.join('.') || '(root)'}: ${i.message}`);
   }
   return r.data;
 }
@@ -157,22 +126,27 @@ function check<T>(schema: z.ZodType<T>, v: unknown, reason: string, prefix = '')
 /** Parse one authenticated peer message; throws WireError with the reason. */
 export function decodeEnvelope(data: Buffer | string): Envelope {
   const v = parseJson(data) as Record<string, unknown>; // an object of our version
-  const bad = (detail: string) => new WireError('malformed message', detail);
-  const problem = envelope(v, '');
-  if (problem !== null) throw bad(problem);
-  switch (v.kind) {
-    case 'raft': {
-      const p = raftMessageProblem(v.body, 'body');
-      if (p !== null) throw bad(p);
-      return v as Envelope;
+  let problem = envelope(v, '');
+  if (problem === null) {
+    switch (v.kind) {
+      case 'raft':
+        problem = raftMessageProblem(v.body, 'body');
+        break;
+      case 'view': {
+        const r = parsePeerView(v.body, 'body');
+        if ('view' in r) return { v: WIRE_VERSION, kind: 'view', from: v.from as string, body: r.view };
+        problem = r.problem;
+        break;
+      }
+      case 'cancel':
+        problem = cancel(v.body, 'body');
+        break;
+      default:
+        problem = `kind: unknown kind ${JSON.stringify(v.kind)}`;
     }
-    case 'view':
-      return { ...v, body: check(peerViewSchema, v.body, 'malformed message', 'body.') } as Envelope;
-    case 'cancel':
-      return { ...v, body: check(cancelSchema, v.body, 'malformed message', 'body.') } as Envelope;
-    default:
-      throw bad(`kind: unknown kind ${JSON.stringify(v.kind)}`);
   }
+  if (problem !== null) throw new WireError('malformed message', problem);
+  return v as Envelope;
 }
 
 /** Parse one handshake message of the expected kind; throws WireError with the reason. */

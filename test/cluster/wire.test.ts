@@ -87,16 +87,16 @@ describe('wire', () => {
       assert.match(detail({ ...m, extra: 1 }), /body\.extra: unknown key/);
     }
     assert.match(detail({ ...good.heartbeat, term: 1.5 }), /body\.term: expected an integer/);
-    assert.match(detail({ ...good.heartbeat, from: '' }), /body\.from: expected a peer name/);
+    assert.match(detail({ ...good.heartbeat, from: '' }), /body\.from: expected a string of 1-128 characters/);
     assert.match(detail({ ...good.app, entries: [{ term: 1, index: -1, data: 1 }] }), /body\.entries\.0\.index/);
     assert.match(detail({ ...good.app, entries: [{ term: 1, index: 1, data: 1, x: 2 }] }), /body\.entries\.0\.x: unknown key/);
     assert.match(detail({ ...good.app, entries: Array.from({ length: 1025 }, (_, i) => ({ term: 1, index: i, data: null })) }), /body\.entries: more than 1024/);
-    assert.match(detail({ ...good.snap, snapshot: { meta: { index: 1, term: 1, peers: ['a', 7] }, data: 1 } }), /body\.snapshot\.meta\.peers\.1: expected a peer name/);
+    assert.match(detail({ ...good.snap, snapshot: { meta: { index: 1, term: 1, peers: ['a', 7] }, data: 1 } }), /body\.snapshot\.meta\.peers\.1: expected a string of 1-128 characters/);
     assert.match(detail({ ...good.heartbeat, type: 'hearbeat' }), /body\.type: not a Raft message type/);
     assert.match(detail(null), /body\.type/);
     assert.match(detail([1]), /body\.type/);
     assert.match(decodeFails(JSON.stringify({ v: 1, kind: 'raft', from: 'a', body: good.heartbeat, extra: 1 })), /extra: unknown key/);
-    assert.match(decodeFails(JSON.stringify({ v: 1, kind: 'raft', body: good.heartbeat })), /from: expected a peer name/);
+    assert.match(decodeFails(JSON.stringify({ v: 1, kind: 'raft', body: good.heartbeat })), /from: expected a string of 1-128 characters/);
     assert.match(decodeFails(JSON.stringify({ v: 1, kind: 'cancel', from: 'a', body: { pid: 1 } })), /body\.secret/);
   });
 
