@@ -99,6 +99,7 @@ export class AdminServer {
       backends: o.registry.list(),
       failover: o.failover.status(),
       watchdog: o.watchdog.facts(),
+      replicatedFailovers: o.watchdog.failoverRecords?.(),
     };
   }
 

@@ -7,7 +7,8 @@ import { formatLsn } from '../backends/lsn.js';
 import type { FailoverResult, FailoverStatus } from '../failover/index.js';
 import type { ProxyStats } from '../proxy/index.js';
 import type { WatchdogNode } from '../proxy/show.js';
-import { statusName, type WatchdogFacts, type WatchdogPeerFacts } from './watchdog-view.js';
+import type { FailoverRecord } from '../cluster/state.js';
+import { statusName, type ReplicatedFailovers, type WatchdogFacts, type WatchdogPeerFacts } from './watchdog-view.js';
 
 /** Everything the views read, gathered once per request (server.ts `snapshot()`). */
 export interface AdminSnapshot {
@@ -20,6 +21,8 @@ export interface AdminSnapshot {
   backends: readonly Readonly<BackendState>[];
   failover: FailoverStatus;
   watchdog: WatchdogFacts;
+  /** The replicated failover records; undefined without a watchdog (then `failover.history`). */
+  replicatedFailovers: ReplicatedFailovers | undefined;
 }
 
 export interface BackendView {
@@ -155,15 +158,36 @@ export function peersView(s: AdminSnapshot): PeersView {
   };
 }
 
+export interface FailoverStepView {
+  name: string;
+  backend: number | null;
+  /** null: begun and no end on record (cut off, or left when the event ended). */
+  ok: boolean | null;
+  /** null when not known (a cluster step with no begin or end time on record). */
+  ms: number | null;
+  detail: string;
+  /** The peer that ran it (recorded its last phase), under which term, and how many runs began
+   * it (more than one: a later coordinator ran it again). One peer: itself, the request's term, 1. */
+  peer: string;
+  term: number;
+  runs: number;
+}
+
 export interface FailoverView {
+  /** In a cluster the record's cluster-wide seq (the log index of its FailoverStarted); on a
+   * peer without a watchdog its engine's request number. */
   seq: number;
   kind: FailoverResult['kind'];
   nodes: number[];
+  /** The Raft term it ran under (%T); 0 without a watchdog. */
   term: number;
-  /** The peer whose engine ran it. */
+  /** The peer that ran it: the coordinator that started it, or the last one that resumed it. */
   ranBy: string;
+  /** How many times a later coordinator took it over (0 without a watchdog). */
+  resumes: number;
   reason: string;
-  switchover: boolean;
+  /** null: not on record (cluster records do not carry it). */
+  switchover: boolean | null;
   ok: boolean;
   result: string;
   oldPrimary: number | null;
@@ -171,10 +195,15 @@ export interface FailoverView {
   startedAt: string;
   finishedAt: string;
   durationMs: number;
+  /** Detection (or queueing) to the new primary being named; null in a cluster record. */
   toNewPrimaryMs: number | null;
-  steps: { name: string; backend: number | null; ok: boolean; ms: number; detail: string }[];
+  /** One peer: every step its engine ran. Cluster: the steps the record keeps (promote,
+   * follow, failover_command, follow_primary_command, failback_command), in the order they
+   * first began. */
+  steps: FailoverStepView[];
 }
 
+/** A failover as this peer's engine ran it. */
 export function failoverView(r: FailoverResult, ranBy: string): FailoverView {
   return {
     seq: r.seq,
@@ -182,6 +211,7 @@ export function failoverView(r: FailoverResult, ranBy: string): FailoverView {
     nodes: r.ids,
     term: r.term,
     ranBy,
+    resumes: 0,
     reason: r.reason,
     switchover: r.switchover,
     ok: r.ok,
@@ -192,20 +222,87 @@ export function failoverView(r: FailoverResult, ranBy: string): FailoverView {
     finishedAt: r.finishedAt,
     durationMs: r.durationMs,
     toNewPrimaryMs: r.toNewPrimaryMs,
-    steps: r.steps.map((st) => ({ name: st.name, backend: st.backend ?? null, ok: st.ok, ms: st.ms, detail: st.detail })),
+    steps: r.steps.map((st) => ({ name: st.name, backend: st.backend ?? null, ok: st.ok, ms: st.ms, detail: st.detail, peer: ranBy, term: r.term, runs: 1 })),
   };
 }
 
+/** A finished record of the replicated cluster state: built from the record alone (the
+ * proposers' clocks included), so every peer that applied it answers the same. */
+export function recordView(r: FailoverRecord & { finished: NonNullable<FailoverRecord['finished']> }): FailoverView {
+  const iso = (ms: number) => new Date(ms).toISOString();
+  return {
+    seq: r.seq,
+    kind: r.kind,
+    nodes: r.ids,
+    term: r.term,
+    ranBy: r.runner,
+    resumes: r.resumes,
+    reason: r.reason,
+    switchover: null,
+    ok: r.finished.ok,
+    result: r.finished.summary,
+    oldPrimary: r.replaces,
+    newPrimary: r.finished.newPrimary,
+    startedAt: iso(r.started.at),
+    finishedAt: iso(r.finished.at),
+    durationMs: Math.max(0, r.finished.at - r.started.at),
+    toNewPrimaryMs: null,
+    steps: r.steps.map((st) => ({
+      name: st.step,
+      backend: st.backend,
+      ok: st.phase === 'done' ? st.ok : null,
+      ms: st.begunAt !== null && st.doneAt !== null ? Math.max(0, st.doneAt - st.begunAt) : null,
+      detail: st.phase === 'done' ? st.result : 'begun; no end on record',
+      peer: st.peer,
+      term: st.term,
+      runs: st.runs,
+    })),
+  };
+}
+
+type ActiveFailover = FailoverStatus['active'];
+
+/** The failovers an operator sees, from one source for every view (API, CLI, dashboard). */
+interface FailoverHistory {
+  source: 'cluster' | 'local';
+  appliedIndex: number | null;
+  /** Finished, oldest first. */
+  finished: FailoverView[];
+  active: ActiveFailover;
+}
+
+function failoverHistory(s: AdminSnapshot): FailoverHistory {
+  const rep = s.replicatedFailovers;
+  if (rep === undefined) {
+    return { source: 'local', appliedIndex: null, finished: s.failover.history.map((r) => failoverView(r, s.watchdog.self)), active: s.failover.active };
+  }
+  const finished: FailoverView[] = [];
+  let active: ActiveFailover = null;
+  for (const r of rep.records) {
+    if (r.finished !== null) finished.push(recordView({ ...r, finished: r.finished }));
+    else active ??= { seq: r.seq, kind: r.kind, ids: r.ids, reason: r.reason, startedAt: new Date(r.started.at).toISOString() };
+  }
+  return { source: 'cluster', appliedIndex: rep.appliedIndex, finished, active };
+}
+
 export interface FailoversView {
-  /** Newest first. */
+  /** `cluster`: the replicated records (the same on every peer that applied the same log
+   * index); `local`: this peer's engine (no watchdog). */
+  source: 'cluster' | 'local';
+  /** cluster: the log index the records reflect; null for `local`. */
+  appliedIndex: number | null;
+  /** Finished failovers, newest first. */
   history: FailoverView[];
-  active: FailoverStatus['active'];
+  /** The one running: in a cluster the oldest record without its FailoverFinished. */
+  active: ActiveFailover;
+  /** Requests waiting in this peer's engine (only a coordinator's engine runs requests). */
   queue: FailoverStatus['queue'];
 }
 
 export function failoversView(s: AdminSnapshot, limit = Infinity): FailoversView {
-  const history = s.failover.history.slice(-Math.min(limit, s.failover.history.length || 1)).reverse();
-  return { history: history.map((r) => failoverView(r, s.watchdog.self)), active: s.failover.active, queue: s.failover.queue };
+  const h = failoverHistory(s);
+  const history = h.finished.slice(-Math.min(limit, h.finished.length || 1)).reverse();
+  return { source: h.source, appliedIndex: h.appliedIndex, history, active: h.active, queue: s.failover.queue };
 }
 
 export interface StatusView {
@@ -226,7 +323,7 @@ export interface StatusView {
 
 export function statusView(s: AdminSnapshot): StatusView {
   const w = s.watchdog;
-  const last = s.failover.history.at(-1);
+  const h = failoverHistory(s);
   return {
     version: s.version,
     startedAt: s.startedAt,
@@ -240,7 +337,7 @@ export function statusView(s: AdminSnapshot): StatusView {
     primary: s.backends.find((b) => b.status === 'up' && b.role === 'primary')?.id ?? null,
     backends: backendsView(s),
     peers: w.peers,
-    failover: { active: s.failover.active, queued: s.failover.queue.length, last: last ? failoverView(last, w.self) : null },
+    failover: { active: h.active, queued: s.failover.queue.length, last: h.finished.at(-1) ?? null },
   };
 }
 

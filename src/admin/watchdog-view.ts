@@ -20,8 +20,14 @@
 //   reason).
 // - `transfer(to)` hands the coordinator role to peer `to`; only called on the coordinator
 //   (calls elsewhere are forwarded first). Resolves with the outcome, rejects only on a bug.
-// - `subscribe(fn)` calls fn whenever a fact changes (state, coordinator, VIP, quorum, term);
-//   the dashboard then refreshes at once instead of at its next tick. May never call.
+// - `subscribe(fn)` calls fn whenever a fact changes (state, coordinator, VIP, quorum, term,
+//   a failover record started or finished); the dashboard then refreshes at once instead of
+//   at its next tick. May never call.
+// - `failoverRecords()` returns the failover records of the replicated cluster state as this
+//   peer has applied them (cheap: the state as it stands, not a copy), or undefined when there
+//   is no replicated state (a peer without a watchdog: its own engine's history is shown).
+
+import type { FailoverRecord } from '../cluster/state.js';
 
 /** A peer's watchdog state. Named as an operator reads them; `statusName` maps them to
  * pgpool's pcp_watchdog_info names. */
@@ -87,8 +93,17 @@ export interface TransferOutcome {
 
 export type CoordinatorRoute = { kind: 'self' } | { kind: 'forward'; peer: string; url: string } | { kind: 'none'; reason: string };
 
+/** The replicated failover records, and the log index they reflect: two peers that applied
+ * the same index hold the same records. */
+export interface ReplicatedFailovers {
+  appliedIndex: number;
+  records: readonly FailoverRecord[];
+}
+
 export interface WatchdogView {
   facts(): WatchdogFacts;
+  /** Absent (or undefined) without a replicated state. */
+  failoverRecords?(): ReplicatedFailovers | undefined;
   coordinatorAdmin(): CoordinatorRoute;
   transfer(to: string): Promise<TransferOutcome>;
   subscribe(fn: () => void): () => void;

@@ -2,7 +2,7 @@
 // (the widest flexible column gives way first, truncated with "…"), colour only when asked
 // (the CLI asks on a TTY, and not under NO_COLOR).
 import type { Progress } from '../admin/actions.js';
-import type { BackendView, FailoverView, FailoversView, PeersView, StatusView } from '../admin/views.js';
+import type { BackendView, FailoverStepView, FailoverView, FailoversView, PeersView, StatusView } from '../admin/views.js';
 
 export const WIDTH = 80;
 
@@ -154,7 +154,7 @@ function peersTable(st: Style, s: { peers: PeersView['peers']; now: string }): s
 /** One failover in one line (without its result text, which `failoversScreen` puts below). */
 export function failoverLine(f: FailoverView): string {
   const when = f.finishedAt.slice(11, 19);
-  return `#${f.seq} ${when} ${f.kind}${f.switchover ? ' (switchover)' : ''} of ${f.nodes.join(',') || '-'} by ${f.ranBy}, term ${f.term}: ${f.ok ? 'ok' : 'FAILED'} in ${f.durationMs} ms`;
+  return `#${f.seq} ${when} ${f.kind}${f.switchover ? ' (switchover)' : ''} of ${f.nodes.join(',') || '-'} by ${f.ranBy}${f.resumes > 0 ? ` (resumed ${f.resumes}x)` : ''}, term ${f.term}: ${f.ok ? 'ok' : 'FAILED'} in ${f.durationMs} ms`;
 }
 
 /** `pgwatchdog status`: one screen. */
@@ -218,22 +218,29 @@ export function watchdogScreen(st: Style, p: PeersView): string {
 }
 
 export function failoversScreen(st: Style, f: FailoversView): string {
-  const out: string[] = [];
-  if (f.active) out.push(`running: #${f.active.seq} ${f.active.kind} of ${f.active.ids.join(',')} since ${f.active.startedAt} — ${f.active.reason}`);
-  for (const q of f.queue) out.push(`queued:  #${q.seq} ${q.kind} of ${q.ids.join(',')} — ${q.reason}`);
+  const out: string[] = [
+    f.source === 'cluster'
+      ? `failover records of the watchdog cluster (as applied at log index ${f.appliedIndex ?? '?'})`
+      : 'failovers run by this peer (no watchdog)',
+  ];
+  if (f.active) out.push(cut(`running: #${f.active.seq} ${f.active.kind} of ${f.active.ids.join(',')} since ${f.active.startedAt} — ${f.active.reason}`, WIDTH));
+  for (const q of f.queue) out.push(cut(`queued:  #${q.seq} ${q.kind} of ${q.ids.join(',')} — ${q.reason}`, WIDTH));
   if (f.history.length === 0) out.push('no failover yet');
   for (const h of f.history) {
     out.push(paint(st, h.ok ? undefined : 'red', cut(failoverLine(h), WIDTH)));
     out.push(cut(`  ${h.result}`, WIDTH));
-    for (const s of h.steps) out.push(stepLine(st, s));
+    for (const s of h.steps) out.push(stepLine(st, s, h.ranBy));
   }
   return out.join('\n');
 }
 
-export function stepLine(st: Style, s: FailoverView['steps'][number]): string {
-  const mark = s.ok ? 'ok' : 'FAILED';
-  const rest = cut(` ${s.name}${s.backend !== null ? ` [${s.backend}]` : ''} ${s.ms} ms: ${s.detail}`, WIDTH - 4 - mark.length);
-  return `    ${paint(st, s.ok ? 'green' : 'red', mark)}${rest}`;
+/** A step: its outcome (`begun`: no end on record), duration when known, and the peer that ran
+ * it when that is not `ranBy` (the failover's runner), with its runs when more than one. */
+export function stepLine(st: Style, s: FailoverStepView, ranBy: string = s.peer): string {
+  const mark = s.ok === null ? 'begun' : s.ok ? 'ok' : 'FAILED';
+  const who = s.peer === ranBy ? '' : ` by ${s.peer} (term ${s.term})`;
+  const rest = cut(` ${s.name}${s.backend !== null ? ` [${s.backend}]` : ''}${s.ms === null ? '' : ` ${s.ms} ms`}${who}${s.runs > 1 ? `, ${s.runs} runs` : ''}: ${s.detail}`, WIDTH - 4 - mark.length);
+  return `    ${paint(st, s.ok === null ? 'yellow' : s.ok ? 'green' : 'red', mark)}${rest}`;
 }
 
 /** One line per progress event of an action (the CLI prints them as they arrive). */

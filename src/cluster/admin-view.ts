@@ -7,8 +7,10 @@
 // (heard from within the lease). A peer cut off, or in an election, names none.
 // The VIP holder: the claim on record in the replicated state (vip.ts: a peer escalates
 // only once its claim has committed), unless the claimant is lost or shut down.
+// The failovers: the records of the replicated state, not this peer's engine history (only
+// the coordinator's engine runs them).
 import type { Config } from '../config/index.js';
-import type { CoordinatorRoute, PeerState as AdminPeerState, TransferOutcome, WatchdogFacts, WatchdogPeerFacts, WatchdogView } from '../admin/watchdog-view.js';
+import type { CoordinatorRoute, PeerState as AdminPeerState, ReplicatedFailovers, TransferOutcome, WatchdogFacts, WatchdogPeerFacts, WatchdogView } from '../admin/watchdog-view.js';
 import type { PeerState } from './view.js';
 import { peerAdminUrl, type Watchdog } from './watchdog.js';
 
@@ -128,7 +130,9 @@ export function clusterAdminView(o: ClusterAdminViewOptions): WatchdogView {
     let last = '';
     const check = () => {
       const f = facts();
-      const key = JSON.stringify([f.state, f.coordinator, f.vip.holder, f.raft.term, f.raft.leader, f.quorum.alive, f.peers.map((p) => p.state)]);
+      // A record started or finished: its seq and whether it has finished.
+      const records = w.state.state.failovers.map((r) => `${r.seq}${r.finished ? '+' : ''}`);
+      const key = JSON.stringify([f.state, f.coordinator, f.vip.holder, f.raft.term, f.raft.leader, f.quorum.alive, f.peers.map((p) => p.state), records]);
       if (key === last) return;
       last = key;
       fn();
@@ -147,5 +151,12 @@ export function clusterAdminView(o: ClusterAdminViewOptions): WatchdogView {
     };
   };
 
-  return { facts, coordinatorAdmin, transfer, subscribe };
+  // The replicated records as applied here: every peer that applied the same index answers
+  // the same, whichever of them ran the failover.
+  const failoverRecords = (): ReplicatedFailovers => {
+    const st = w.state.state;
+    return { appliedIndex: st.index, records: st.failovers };
+  };
+
+  return { facts, failoverRecords, coordinatorAdmin, transfer, subscribe };
 }

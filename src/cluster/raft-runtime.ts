@@ -3,10 +3,15 @@
 // persist before send. Generic over the command type T and the snapshot type S; it knows
 // nothing of backends or failovers (the state machine it is given does).
 //
-// Time: a timer fires every tick_ms, and the number of ticks due is computed from the
-// monotonic clock, so a process that was paused (SIGSTOP, a stalled host) counts the ticks it
-// missed as soon as it runs again. The lease rule of the core depends on that: a leader
-// whose clock silently lost ticks would believe its lease longer than it is.
+// Time: the ticks due are counted from the monotonic clock (one per tick_ms since start), so a
+// process that was paused (SIGSTOP, a stalled host) counts the ticks it missed as soon as it
+// runs again. The lease rule of the core depends on that: a leader whose clock silently lost
+// ticks would believe its lease longer than it is. The runtime does not wake on every tick:
+// it sleeps until the core's next deadline (RaftNode.ticksUntilDue: a leader's next heartbeat
+// round or lease edge, a follower's election timeout), and before any input (a message, a
+// proposal, a transfer) and any read of the status it first runs the ticks due so far. The
+// core sees the same ticks and inputs in the same order as with a timer on every tick; an
+// idle follower wakes about once a second instead of ten times.
 //
 // Leadership: `propose` works on the leader only and resolves once the entry has committed
 // and been applied here. `transfer` moves leadership (the coordinator decides when a
@@ -94,8 +99,11 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
   private readonly priority: Map<string, number>;
   private readonly pending = new Map<number, Pending>();
   private timer: NodeJS.Timeout | undefined;
+  /** The tick the timer is set for. */
+  private wakeTick = 0;
   private t0 = 0;
   private ticks = 0;
+  private draining = false;
   private lastLeaderTick: number | null = null;
   private lastLeaseTick: number | null = null;
   /** When this node last won an election: the votes were contact with a majority at that tick. */
@@ -106,6 +114,7 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
   private readonly onMessage = (env: Envelope) => {
     if (env.kind !== 'raft' || this.stopped) return;
     const m = env.body as Message<T, S>;
+    this.runDueTicks(); // the message is stepped at the present tick, as if ticking every beat
     if (m.type === 'preVote' || m.type === 'vote' || m.type === 'preVoteResp' || m.type === 'voteResp') {
       // Elections are rare and their timing is what a failover waits for: say what arrived and when.
       this.log.debug({ type: m.type, from: m.from, term: m.term, ...('reject' in m ? { reject: m.reject } : {}), ourTerm: this.node.term, role: this.node.role, tick: this.ticks }, 'raft election message');
@@ -135,21 +144,21 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
   start(): void {
     this.o.transport.on('message', this.onMessage);
     this.t0 = performance.now();
-    this.timer = setInterval(() => this.onTimer(), this.o.tickMs);
-    this.drain(); // committed entries after the stored snapshot are applied again at start
+    this.drain(); // committed entries after the stored snapshot are applied again at start; sets the timer
   }
 
   /** Stops ticking and listening; pending proposals are rejected. Does not close the transport. */
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
     this.o.transport.off('message', this.onMessage);
     this.rejectAll('the peer is stopping');
     this.o.storage.close?.();
   }
 
   status(): RaftRuntimeStatus {
+    this.runDueTicks(); // observe the present: a sleeping runtime's core is behind the clock
     const obs = observeRaft(this.node as RaftNode<unknown, unknown>);
     let contact: number | null;
     // A leader without its lease yet (just elected) was in touch with a majority when it won:
@@ -167,6 +176,7 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
   /** Appends `cmd` to the log; resolves when it has committed and been applied here. */
   propose(cmd: T): Promise<{ index: number; term: number }> {
     if (this.stopped) return Promise.reject(new ProposalError('the peer is stopping', null));
+    this.runDueTicks();
     const at = this.node.propose(cmd);
     if (!at) {
       const why = this.node.role === 'leader' ? 'leadership is being transferred' : `not the leader (leader: ${this.node.leader ?? 'none'})`;
@@ -179,6 +189,7 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
 
   /** Starts handing leadership to `to`; false when this peer is not the leader or `to` is not a peer. */
   transfer(to: string): boolean {
+    this.runDueTicks();
     const ok = this.node.transferLeadership(to);
     if (ok) this.log.info({ to, term: this.node.term }, 'leadership transfer started');
     this.drain();
@@ -207,8 +218,23 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
   // ---- the loop ------------------------------------------------------------------------
 
   private onTimer(): void {
-    const due = Math.floor((performance.now() - this.t0) / this.o.tickMs);
-    if (due - this.ticks > 2) this.log.warn({ missedTicks: due - this.ticks - 1 }, 'raft ticks late (process paused or overloaded): catching up');
+    this.timer = undefined;
+    const late = this.clockTicks() - this.wakeTick;
+    if (late > 2) this.log.warn({ missedTicks: late }, 'raft ticks late (process paused or overloaded): catching up');
+    this.runDueTicks();
+    this.setTimer();
+  }
+
+  /** Ticks since start by the monotonic clock. */
+  private clockTicks(): number {
+    return Math.floor((performance.now() - this.t0) / this.o.tickMs);
+  }
+
+  /** Tells the core the time: one tick() per tick_ms passed since it last heard, then drains what they produced. */
+  private runDueTicks(): void {
+    if (this.draining || this.stopped) return; // (status() read inside drain: the ticks were just run)
+    const due = this.clockTicks();
+    if (due <= this.ticks) return;
     while (this.ticks < due) {
       this.node.tick();
       this.ticks++;
@@ -218,7 +244,30 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
     this.drain();
   }
 
+  /** Sleeps until the core's next deadline; an earlier timer already set stays (it wakes, finds nothing due, and sleeps again). */
+  private setTimer(): void {
+    if (this.stopped) return;
+    const at = this.ticks + this.node.ticksUntilDue();
+    if (this.timer !== undefined && this.wakeTick <= at) return;
+    clearTimeout(this.timer);
+    this.wakeTick = at;
+    this.timer = setTimeout(() => this.onTimer(), Math.max(0, Math.ceil(this.t0 + at * this.o.tickMs - performance.now())));
+  }
+
   private drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      this.drainReady();
+    } finally {
+      this.draining = false;
+    }
+    if (this.sinceCompact >= (this.o.compactEvery ?? 1000)) this.compact();
+    this.setTimer();
+    this.maybeEmitStatus();
+  }
+
+  private drainReady(): void {
     const { node, o } = this;
     while (node.hasReady()) {
       const rd = node.ready();
@@ -230,8 +279,6 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
       if (rd.softStateChanged) this.onSoftState(rd.softState.role, rd.softState.leader);
       if (rd.committedEntries.length) this.emit('applied', node.log.applied);
     }
-    if (this.sinceCompact >= (o.compactEvery ?? 1000)) this.compact();
-    this.maybeEmitStatus();
   }
 
   private apply(e: Entry<T>): void {

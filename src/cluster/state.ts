@@ -54,8 +54,15 @@ const stepRecordSchema = z
     peer: peerName,
     term: z.number().int().min(0),
     runs: z.number().int().min(1),
+    /** The proposer's clock when its last run began and when it ended, for the duration the
+     * admin API shows. doneAt null: no end yet. begunAt null on a done step: not begun in the
+     * term it was done in (a resumer treated another's run as done), or from before times
+     * were kept. */
+    begunAt: ms.nullable().default(null),
+    doneAt: ms.nullable().default(null),
   })
   .strict();
+export type StepRecord = z.output<typeof stepRecordSchema>;
 
 const failoverRecordSchema = z
   .object({
@@ -150,7 +157,8 @@ type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 type Keys<U> = U extends unknown ? `${U extends { type: infer T extends string } ? T : ''}.${keyof U & string}` : never;
 const decisionSchemaMatches: Same<z.output<typeof decisionSchema>, Decision> & Same<Keys<z.output<typeof decisionSchema>>, Keys<Decision>> = true;
 void decisionSchemaMatches;
-const stepRecordMatches: Same<z.output<typeof stepRecordSchema>, FailoverStepRecord> = true;
+// The state keeps the step's times besides what the engine reads.
+const stepRecordMatches: Same<Omit<StepRecord, 'begunAt' | 'doneAt'>, FailoverStepRecord> = true;
 void stepRecordMatches;
 
 /**
@@ -258,11 +266,11 @@ function applyCommand(s: ClusterState, cmd: ClusterCommand, meta: EntryMeta): Ap
       return done(withRecord(s, rec), `failover ${cmd.seq} resumed by ${cmd.peer} in term ${meta.term} (was ${f.runner}, term ${f.term}): ${cmd.reason}`);
     }
     case 'decision':
-      return applyDecision(s, cmd.decision, cmd.peer, change, meta);
+      return applyDecision(s, cmd.decision, cmd.peer, cmd.at, change, meta);
   }
 }
 
-function applyDecision(s: ClusterState, d: Decision, peer: string, change: (reason: string) => Change, meta: EntryMeta): ApplyResult {
+function applyDecision(s: ClusterState, d: Decision, peer: string, at: number, change: (reason: string) => Change, meta: EntryMeta): ApplyResult {
   switch (d.type) {
     case 'backend': {
       const b = s.backends[d.id];
@@ -305,10 +313,10 @@ function applyDecision(s: ClusterState, d: Decision, peer: string, change: (reas
       if (f.finished) return same(s, `failover ${d.seq} already finished at entry ${f.finished.index}: step ${what} ignored`);
       if (f.runner !== peer || f.term !== meta.term) return same(s, `failover ${d.seq} is run by ${f.runner} in term ${f.term}, not ${peer} in term ${meta.term}: step ${what} ignored`);
       const prev = f.steps.find((x) => x.step === d.step && x.backend === d.backend);
-      const next: FailoverStepRecord =
+      const next: StepRecord =
         d.phase === 'begun'
-          ? { step: d.step, backend: d.backend, phase: 'begun', ok: null, result: '', peer, term: meta.term, runs: (prev?.runs ?? 0) + 1 }
-          : { step: d.step, backend: d.backend, phase: 'done', ok: d.ok ?? true, result: d.result ?? '', peer, term: meta.term, runs: prev?.runs ?? 1 };
+          ? { step: d.step, backend: d.backend, phase: 'begun', ok: null, result: '', peer, term: meta.term, runs: (prev?.runs ?? 0) + 1, begunAt: at, doneAt: null }
+          : { step: d.step, backend: d.backend, phase: 'done', ok: d.ok ?? true, result: d.result ?? '', peer, term: meta.term, runs: prev?.runs ?? 1, begunAt: prev?.phase === 'begun' && prev.term === meta.term ? prev.begunAt : null, doneAt: at };
       const steps = prev ? f.steps.map((x) => (x === prev ? next : x)) : [...f.steps, next];
       return done(withRecord(s, { ...f, steps }), `failover ${d.seq}: step ${what} ${d.phase}${d.phase === 'done' ? ` (${next.ok ? 'ok' : 'FAILED'}${next.result ? `: ${next.result}` : ''})` : ''} by ${peer} in term ${meta.term}`);
     }
@@ -317,7 +325,7 @@ function applyDecision(s: ClusterState, d: Decision, peer: string, change: (reas
       if (!f) return same(s, `no failover record ${d.seq} to finish`);
       if (f.finished) return same(s, `failover ${d.seq} already finished at entry ${f.finished.index}`);
       if (f.runner !== peer) return same(s, `failover ${d.seq} is run by ${f.runner}, not ${peer}: finish ignored`);
-      const rec: FailoverRecord = { ...f, finished: { index: meta.index, at: change(d.summary).at, ok: d.ok, summary: d.summary, newPrimary: d.newPrimary } };
+      const rec: FailoverRecord = { ...f, finished: { index: meta.index, at, ok: d.ok, summary: d.summary, newPrimary: d.newPrimary } };
       const next = withRecord(s, rec);
       return done({ ...next, failovers: trim(next.failovers) }, `failover ${d.seq} finished ${d.ok ? 'ok' : 'FAILED'}: ${d.summary}`);
     }

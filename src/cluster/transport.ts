@@ -13,8 +13,8 @@
 // other's name is the one it expects.
 //
 // A dead connection (a host that hangs, a cable that is cut) is noticed by ws ping/pong:
-// a link that answers nothing for two ping intervals is terminated and, on the dialing
-// side, redialled. Bad input (garbage on the port, a failed handshake, a malformed or
+// a link silent for four ping intervals is terminated and, on the dialing side, redialled.
+// Bad input (garbage on the port, a failed handshake, a malformed or
 // oversized message) is dropped and logged once per remote address and reason; the peer
 // keeps serving. This module knows nothing of Raft: it moves Envelopes.
 import { EventEmitter } from 'node:events';
@@ -65,7 +65,7 @@ export interface TransportOptions {
   authKey: string;
   tls?: TransportTls;
   logger: Logger;
-  /** ws ping period; a link silent for four periods (three unanswered pings) is dropped (default 250). */
+  /** ws ping period; a link silent for four periods (two unanswered pings) is dropped (default 250). */
   pingIntervalMs?: number;
   /** A connection must finish the handshake within this (default 5000). */
   handshakeTimeoutMs?: number;
@@ -313,7 +313,10 @@ export class WsTransport extends EventEmitter<TransportEvents> implements PeerTr
     }
     const link: Link = { peer, ws, remote, alive: true, missed: 0 };
     this.links.set(peer, link);
+    // A ping from the other side proves it alive as well as a pong does: on a quiet link one
+    // side's pings then keep both sides from pinging.
     ws.on('pong', () => (link.alive = true));
+    ws.on('ping', () => (link.alive = true));
     ws.on('message', (data: RawData) => {
       link.alive = true;
       let env: Envelope;
@@ -340,8 +343,11 @@ export class WsTransport extends EventEmitter<TransportEvents> implements PeerTr
 
   /**
    * Every period: a link that carried anything since the last round is alive and costs
-   * nothing more (Raft heartbeats and gossip are traffic enough); a silent one is pinged,
-   * and dropped when three pings in a row got no answer (four silent periods).
+   * nothing more (Raft heartbeats and gossip are traffic enough). One silent period is let
+   * pass (a leader's heartbeats come every 300 ms, so a 250 ms period often sees none, and a
+   * ping then would be wasted); from the second silent period on the link is pinged, and it
+   * is dropped after four silent periods, as before: the pings only make sure a live but
+   * quiet peer (two followers exchange nothing but gossip) has something to answer in time.
    */
   private pingAll(): void {
     for (const l of this.links.values()) {
@@ -355,7 +361,7 @@ export class WsTransport extends EventEmitter<TransportEvents> implements PeerTr
         l.ws.terminate();
         continue;
       }
-      if (l.ws.readyState === WebSocket.OPEN) l.ws.ping();
+      if (l.missed >= 2 && l.ws.readyState === WebSocket.OPEN) l.ws.ping();
     }
   }
 

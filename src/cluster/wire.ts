@@ -1,5 +1,6 @@
 // What travels between watchdog peers: a versioned JSON envelope with a named kind, checked
-// with zod before anything else sees it. Two layers share the socket:
+// before anything else sees it: peer messages by hand (check.ts; several a second on every
+// link, so without zod's generic machinery), the handshake with zod. Two layers share the socket:
 //  - the handshake (challenge / hello / welcome), spoken by the transport alone before a
 //    connection counts as authenticated;
 //  - peer messages (raft, view), handed to the layers above only after authentication.
@@ -7,7 +8,8 @@
 // reaches Raft, the tally or the log beyond that reason.
 import { z } from 'zod';
 import type { Message } from '../raft/index.js';
-import { peerViewSchema, type PeerView } from './view.js';
+import { anything, arrayOf, at, isBool, isCount, isInt, isString, objectOf, type FieldCheck } from './check.js';
+import { parsePeerView, type PeerView } from './view.js';
 
 /** Bumped on an incompatible change; a peer refuses envelopes of another version. */
 export const WIRE_VERSION = 1;
@@ -28,8 +30,6 @@ export class WireError extends Error {
 }
 
 const peerName = z.string().min(1).max(128);
-const nodeId = peerName;
-const count = z.number().int().min(0);
 // Nonces and MACs are base64 of 32 bytes.
 const b64_32 = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, '32 bytes of base64');
 
@@ -45,36 +45,41 @@ export type Welcome = z.output<typeof welcomeSchema>;
 
 // ---- raft ------------------------------------------------------------------------------
 
-// Entry and snapshot payloads are opaque here (the state machine validates its commands);
+// Raft messages are most of the traffic (a leader's heartbeats and their answers, several a
+// second on every link), so they are checked by hand (check.ts), as strictly as a zod schema
+// would. Entry and snapshot payloads are opaque here (the state machine validates its commands);
 // they only have to be JSON, which they are, having come out of JSON.parse.
-const entrySchema = z.object({ term: count, index: count, data: z.unknown() }).strict();
-const base = { from: nodeId, to: nodeId, term: count };
+const isName = isString(1, 128);
+const base = { type: anything, from: isName, to: isName, term: isCount };
+const entry = objectOf({ term: isCount, index: isCount, data: anything });
+const snapshot = objectOf({ meta: objectOf({ index: isCount, term: isCount, peers: arrayOf(64, isName) }), data: anything });
 
-export const raftMessageSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('app'), ...base, index: count, logTerm: count, entries: z.array(entrySchema).max(1024), commit: count }).strict(),
-  z.object({ type: z.literal('appResp'), ...base, index: count, reject: z.boolean(), hintIndex: count, hintTerm: count }).strict(),
-  z.object({ type: z.literal('heartbeat'), ...base, commit: count, tick: count }).strict(),
-  z.object({ type: z.literal('heartbeatResp'), ...base, tick: count }).strict(),
-  z.object({ type: z.enum(['vote', 'preVote']), ...base, index: count, logTerm: count, force: z.boolean() }).strict(),
-  z.object({ type: z.enum(['voteResp', 'preVoteResp']), ...base, reject: z.boolean() }).strict(),
-  z
-    .object({
-      type: z.literal('snap'),
-      ...base,
-      snapshot: z.object({ meta: z.object({ index: count, term: count, peers: z.array(nodeId).max(64) }).strict(), data: z.unknown() }).strict(),
-    })
-    .strict(),
-  z.object({ type: z.literal('timeoutNow'), ...base }).strict(),
-]);
+const raftMessages: Record<Message<unknown, unknown>['type'], FieldCheck> = {
+  app: objectOf({ ...base, index: isCount, logTerm: isCount, entries: arrayOf(1024, entry), commit: isCount }),
+  appResp: objectOf({ ...base, index: isCount, reject: isBool, hintIndex: isCount, hintTerm: isCount }),
+  heartbeat: objectOf({ ...base, commit: isCount, tick: isCount }),
+  heartbeatResp: objectOf({ ...base, tick: isCount }),
+  vote: objectOf({ ...base, index: isCount, logTerm: isCount, force: isBool }),
+  preVote: objectOf({ ...base, index: isCount, logTerm: isCount, force: isBool }),
+  voteResp: objectOf({ ...base, reject: isBool }),
+  preVoteResp: objectOf({ ...base, reject: isBool }),
+  snap: objectOf({ ...base, snapshot }),
+  timeoutNow: objectOf(base),
+};
+
+/** The first problem of a would-be Raft message (as "path: what", paths from `path`), or null when it is one. */
+export function raftMessageProblem(v: unknown, path = ''): string | null {
+  const type = typeof v === 'object' && v !== null ? (v as { type?: unknown }).type : undefined;
+  const check = typeof type === 'string' && Object.hasOwn(raftMessages, type) ? raftMessages[type as Message<unknown, unknown>['type']] : undefined;
+  if (!check) return `${at(path, 'type')}: not a Raft message type (${JSON.stringify(type)})`;
+  return check(v, path);
+}
 
 // ---- envelope --------------------------------------------------------------------------
 
-export const envelopeSchema = z.discriminatedUnion('kind', [
-  z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('raft'), from: peerName, body: raftMessageSchema }).strict(),
-  z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('view'), from: peerName, body: peerViewSchema }).strict(),
-  // A client's CancelRequest that reached a peer which does not own its session (cancel-relay.ts).
-  z.object({ v: z.literal(WIRE_VERSION), kind: z.literal('cancel'), from: peerName, body: z.object({ pid: z.number().int(), secret: z.number().int() }).strict() }).strict(),
-]);
+const envelope = objectOf({ v: anything, kind: anything, from: isName, body: anything });
+// A client's CancelRequest that reached a peer which does not own its session (cancel-relay.ts).
+const cancel = objectOf({ pid: isInt(), secret: isInt() });
 
 /** A peer message. A peer's own status (proxy up, sessions, version, priority, state) travels inside its view. */
 export type Envelope =
@@ -89,7 +94,8 @@ export type HandshakeMessage = Challenge | Hello | Welcome;
 /** Serialise for the socket; refuses (WireError) a message over the size limit rather than sending it. */
 export function encode(msg: Envelope | HandshakeMessage): string {
   const text = JSON.stringify(msg);
-  if (Buffer.byteLength(text) > MAX_MESSAGE_BYTES) throw new WireError('oversized', `${msg.kind} message of ${Buffer.byteLength(text)} bytes (limit ${MAX_MESSAGE_BYTES})`);
+  // A UTF-16 unit is at most 3 bytes of UTF-8: only a long text needs its bytes counted.
+  if (text.length * 3 > MAX_MESSAGE_BYTES && Buffer.byteLength(text) > MAX_MESSAGE_BYTES) throw new WireError('oversized', `${msg.kind} message of ${Buffer.byteLength(text)} bytes (limit ${MAX_MESSAGE_BYTES})`);
   return text;
 }
 
@@ -119,7 +125,28 @@ function check<T>(schema: z.ZodType<T>, v: unknown, reason: string): T {
 
 /** Parse one authenticated peer message; throws WireError with the reason. */
 export function decodeEnvelope(data: Buffer | string): Envelope {
-  return check(envelopeSchema, parseJson(data), 'malformed message') as Envelope;
+  const v = parseJson(data) as Record<string, unknown>; // an object of our version
+  let problem = envelope(v, '');
+  if (problem === null) {
+    switch (v.kind) {
+      case 'raft':
+        problem = raftMessageProblem(v.body, 'body');
+        break;
+      case 'view': {
+        const r = parsePeerView(v.body, 'body');
+        if ('view' in r) return { v: WIRE_VERSION, kind: 'view', from: v.from as string, body: r.view };
+        problem = r.problem;
+        break;
+      }
+      case 'cancel':
+        problem = cancel(v.body, 'body');
+        break;
+      default:
+        problem = `kind: unknown kind ${JSON.stringify(v.kind)}`;
+    }
+  }
+  if (problem !== null) throw new WireError('malformed message', problem);
+  return v as Envelope;
 }
 
 /** Parse one handshake message of the expected kind; throws WireError with the reason. */

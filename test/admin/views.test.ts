@@ -5,10 +5,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BackendRegistry } from '../../src/backends/registry.js';
 import { parseConfig } from '../../src/config/index.js';
-import type { FailoverStatus } from '../../src/failover/index.js';
-import { check, parseLag, peersView, statusView, type AdminSnapshot } from '../../src/admin/views.js';
+import type { FailoverResult, FailoverStatus } from '../../src/failover/index.js';
+import type { Decision } from '../../src/failover/decisions.js';
+import { check, failoversView, parseLag, peersView, statusView, type AdminSnapshot } from '../../src/admin/views.js';
 import type { WatchdogFacts } from '../../src/admin/watchdog-view.js';
-import { backendsTable, nodesTable, statusScreen, table, watchdogScreen } from '../../src/cli/render.js';
+import { backendsTable, failoversScreen, nodesTable, statusScreen, table, watchdogScreen } from '../../src/cli/render.js';
+import { applyAll, upState } from '../cluster/fixtures.js';
 import { watchdogNodesResult, WATCHDOG_NODES_COLUMNS } from '../../src/proxy/show.js';
 import { watchdogNodes } from '../../src/admin/views.js';
 
@@ -43,7 +45,7 @@ function snapshot(w: WatchdogFacts, opts: { listening?: boolean; standbyLag?: nu
   return {
     version: '0.1.0', startedAt: NOW, now: NOW, proxyListening: opts.listening ?? true,
     proxy: { clients: { active: 1, idle: 1, total: 2, native: 0 }, pools: [{ backendId: 0, total: 3, inUse: 2, idle: 1, waiting: 0 }], selectCounts: [1, 2], workers: 1 },
-    backends: registry.list(), failover, watchdog: w,
+    backends: registry.list(), failover, watchdog: w, replicatedFailovers: undefined,
   };
 }
 
@@ -109,3 +111,70 @@ test('status and nodes fit 80 columns with long names (the flexible columns give
   assert.match(backendsTable({ colour: false }, s.backends), /4\.0 kB 0\.3s +potential/, 'the standby: lag in bytes and seconds, sync state');
   assert.equal(table({ colour: false }, [{ head: 'A', flex: true, min: 3 }, { head: 'B' }], [['x'.repeat(50), 'y'.repeat(40)]], 50), `A${' '.repeat(7)}  B\n${'x'.repeat(7)}…  ${'y'.repeat(40)}`);
 });
+
+test('failovers: in a cluster the replicated records, the same whichever peer answers; alone, this peer\'s engine history in the same shape', () => {
+  // A record as the replicated state holds it: run by p1, its failover_command begun by p1 and
+  // closed by p3 after a resume; another record still open.
+  let rs = upState();
+  const at = (peer: string, t: number, decision: Decision) => ({ type: 'decision' as const, peer, at: t, decision });
+  rs = applyAll(rs, 4, at('p1', Date.parse(NOW) - 5000, { type: 'failoverStarted', seq: 3, kind: 'node_down', ids: [0], term: 4, reason: 'primary down by consensus', replaces: 0 }));
+  const seq = rs.index;
+  rs = applyAll(
+    rs,
+    4,
+    at('p1', Date.parse(NOW) - 4900, { type: 'failoverStep', seq, step: 'promote', backend: 1, phase: 'begun' }),
+    at('p1', Date.parse(NOW) - 4700, { type: 'failoverStep', seq, step: 'promote', backend: 1, phase: 'done', ok: true, result: 'promoted' }),
+    at('p1', Date.parse(NOW) - 4600, { type: 'failoverStep', seq, step: 'failover_command', backend: 0, phase: 'begun' }),
+  );
+  rs = applyAll(
+    rs,
+    5,
+    { type: 'failoverResumed', peer: 'p3', at: Date.parse(NOW) - 2000, seq, reason: 'left open by p1' },
+    at('p3', Date.parse(NOW) - 1900, { type: 'failoverStep', seq, step: 'failover_command', backend: 0, phase: 'done', ok: true, result: 'treated as done' }),
+    at('p3', Date.parse(NOW) - 1000, { type: 'failoverFinished', seq, ok: true, summary: 'backend 1 is the new primary', newPrimary: 1 }),
+    at('p3', Date.parse(NOW) - 500, { type: 'failoverStarted', seq: 9, kind: 'node_down', ids: [2], term: 5, reason: 'standby down by consensus' }),
+  );
+  const replicated = { appliedIndex: rs.index, records: rs.failovers };
+  // p2 ran nothing itself; p3's engine has a local result of its own: neither shows.
+  const local = failoverResult();
+  const onP2 = { ...snapshot(cluster({ self: 'p2' })), replicatedFailovers: replicated };
+  const base = snapshot(cluster({ self: 'p3' }));
+  const onP3 = { ...base, failover: { ...base.failover, history: [local] }, replicatedFailovers: replicated };
+  const v = failoversView(onP2);
+  assert.deepEqual(failoversView(onP3), v, 'the same answer on every peer');
+  assert.deepEqual([v.source, v.appliedIndex, v.history.length], ['cluster', rs.index, 1]);
+  assert.deepEqual(v.active, { seq: rs.index, kind: 'node_down', ids: [2], reason: 'standby down by consensus', startedAt: new Date(Date.parse(NOW) - 500).toISOString() });
+  const h = v.history[0]!;
+  assert.deepEqual(
+    [h.seq, h.kind, h.nodes, h.term, h.ranBy, h.resumes, h.ok, h.result, h.oldPrimary, h.newPrimary, h.switchover, h.durationMs, h.toNewPrimaryMs],
+    [seq, 'node_down', [0], 5, 'p3', 1, true, 'backend 1 is the new primary', 0, 1, null, 4000, null],
+  );
+  assert.deepEqual(h.steps, [
+    { name: 'promote', backend: 1, ok: true, ms: 200, detail: 'promoted', peer: 'p1', term: 4, runs: 1 },
+    { name: 'failover_command', backend: 0, ok: true, ms: null, detail: 'treated as done', peer: 'p3', term: 5, runs: 1 },
+  ]);
+  const st = statusView(onP2);
+  assert.deepEqual([st.failover.last, st.failover.active], [h, v.active], 'status shows the same last and running record');
+
+  const text = failoversScreen({ colour: false }, v);
+  assert.match(text, /^failover records of the watchdog cluster \(as applied at log index \d+\)$/m);
+  assert.match(text, /^running: #\d+ node_down of 2 since /m);
+  assert.match(text, /^#\d+ 11:59:59 node_down of 0 by p3 \(resumed 1x\), term 5: ok in 4000 ms$/m);
+  assert.match(text, /^ {4}ok promote \[1\] 200 ms by p1 \(term 4\): promoted$/m);
+  assert.match(text, /^ {4}ok failover_command \[0\]: treated as done$/m);
+  for (const line of text.split('\n')) assert.ok(line.length <= 80, line);
+
+  // Alone: the engine's history, newest first, in the same shape.
+  const alone = failoversView({ ...snapshot(cluster({ self: 'solo' })), failover: { ...base.failover, history: [local] } });
+  assert.deepEqual([alone.source, alone.appliedIndex, alone.history.map((x) => [x.seq, x.ranBy, x.resumes])], ['local', null, [[local.seq, 'solo', 0]]]);
+  assert.deepEqual(alone.history[0]!.steps, [{ name: 'promote', backend: 1, ok: true, ms: 12, detail: 'pg_promote()', peer: 'solo', term: 0, runs: 1 }]);
+  assert.match(failoversScreen({ colour: false }, alone), /^failovers run by this peer \(no watchdog\)$/m);
+});
+
+function failoverResult(): FailoverResult {
+  return {
+    seq: 1, kind: 'promote', ids: [1], reason: 'promotion requested by operator', term: 0, switchover: false, ok: true, summary: 'backend 1 is the new primary',
+    oldPrimary: 0, newPrimary: 1, candidate: null, steps: [{ name: 'promote', backend: 1, ok: true, ms: 12, detail: 'pg_promote()' }],
+    detectedAt: null, queuedAt: NOW, startedAt: NOW, newPrimaryAt: NOW, finishedAt: NOW, toNewPrimaryMs: 30, durationMs: 40,
+  };
+}

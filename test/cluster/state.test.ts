@@ -137,6 +137,24 @@ describe('cluster state apply', () => {
     assert.deepEqual([restored.failovers[0]!.steps, restored.failovers[0]!.replaces], [[], null]);
   });
 
+  it("a step keeps when its run began and ended (the proposer's clock); a run closed in a later term has no begin", () => {
+    const step = (peer: string, at: number, seq: number, name: 'promote' | 'failover_command', phase: 'begun' | 'done') =>
+      ({ type: 'decision', peer, at, decision: { type: 'failoverStep', seq, step: name, backend: 0, phase, ...(phase === 'done' ? { ok: true } : {}) } }) as const;
+    let s = applyAll(upState(), 2, started('a', [0]));
+    const seq = s.index;
+    s = applyAll(s, 2, step('a', 100, seq, 'promote', 'begun'), step('a', 175, seq, 'promote', 'done'), step('a', 180, seq, 'failover_command', 'begun'));
+    assert.deepEqual(s.failovers[0].steps.map((x) => [x.step, x.begunAt, x.doneAt]), [['promote', 100, 175], ['failover_command', 180, null]]);
+    s = applyAll(s, 3, { type: 'failoverResumed', peer: 'b', at: 300, seq, reason: 'left open' }, step('b', 310, seq, 'failover_command', 'done'));
+    assert.deepEqual([s.failovers[0].steps[1].begunAt, s.failovers[0].steps[1].doneAt], [null, 310], "closed by the resumer: not one run's duration");
+    const old = JSON.parse(JSON.stringify(s)) as { failovers: { steps: Record<string, unknown>[] }[] };
+    for (const x of old.failovers[0]!.steps) {
+      delete x.begunAt;
+      delete x.doneAt;
+    }
+    const restored = restoreState(old, { backends: s.backends.map(() => ({ weight: 1 })) as never });
+    assert.deepEqual(restored.failovers[0]!.steps.map((x) => [x.begunAt, x.doneAt]), [[null, null], [null, null]], 'a snapshot from before times were kept restores without them');
+  });
+
   it("an operator's detach stays on record while the backend is down, and attaching clears it", () => {
     let s = applyAll(upState(), 2, { type: 'decision', peer: 'a', at: 1, decision: { type: 'backend', id: 1, status: 'down', detachedBy: 'admin', reason: 'detach by admin' } });
     assert.equal(s.backends[1].detachedBy, 'admin');

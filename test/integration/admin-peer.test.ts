@@ -183,15 +183,17 @@ test('a peer as operators see it: checks, SHOW WATCHDOG_NODES, CLI tables and --
         await client.end();
       }
 
-      const fo = JSON.parse(cli(['failovers', '--json'], env).out) as { history: { kind: string; ok: boolean; ranBy: string; nodes: number[]; steps: { name: string; ms: number }[] }[] };
+      const fo = JSON.parse(cli(['failovers', '--json'], env).out) as { source: string; history: { kind: string; ok: boolean; ranBy: string; nodes: number[]; steps: { name: string; ms: number; peer: string }[] }[] };
+      assert.equal(fo.source, 'local', 'no watchdog: the engine history');
       // Newest first; the engine ran and recorded the refused promotion of the primary, while the
       // calls refused by the API (no token, unknown backend) never reached it.
       assert.deepEqual(fo.history.map((h) => [h.kind, h.nodes, h.ok]), [['promote', [1], true], ['promote', [0], false], ['node_up', [1], true], ['node_down', [1], true]]);
       assert.equal(fo.history[0]!.ranBy, 'alpha');
-      assert.ok(fo.history[0]!.steps.some((s) => s.name === 'promote'));
+      assert.ok(fo.history[0]!.steps.some((s) => s.name === 'promote' && s.peer === 'alpha'));
       const foText = cli(['failovers'], env);
       assert.equal(foText.code, 0);
       assertFits(foText.out, 'failovers');
+      assert.match(foText.out, /^failovers run by this peer \(no watchdog\)$/m);
       assert.match(foText.out, /^#\d+ \d\d:\d\d:\d\d promote of 1 by alpha, term 0: ok in \d+ ms\n {2}backend 1 is the new primary/m);
 
       const fams = parsePrometheusText(await (await fetch(`${admin}/metrics`)).text());

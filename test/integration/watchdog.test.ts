@@ -2,6 +2,7 @@
 // VIP commands write marker files (the real address test runs in network namespaces).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bed, isEscalated, NAMES, oneHolder, query, waitFor, type Bed } from '../support/watchdog-bed.js';
@@ -133,8 +134,8 @@ describe('watchdog: three peer processes', { concurrency: false }, () => {
     await waitFor('the healed peer routes writes again', async () => (await query(hp, `INSERT INTO wd VALUES ('healed')`)).rowCount === 1, 20_000);
   });
 
-  it('kill -9 of the primary: exactly one failover command in the cluster; every peer routes writes to the new primary', async () => {
-    await oneHolder(b);
+  it('kill -9 of the primary: exactly one failover command in the cluster; every peer routes writes to the new primary and shows the same record', async () => {
+    const coord = await oneHolder(b);
     const before = b.failoverCount();
     await b.cluster.waitReplicated();
     await b.cluster.primary.kill9();
@@ -153,8 +154,81 @@ describe('watchdog: three peer processes', { concurrency: false }, () => {
     const [failed, term] = lines.at(-1)!.split(' ');
     assert.equal(failed, '0');
     assert.ok(Number(term) > 0, `term ${term}`);
+
+    // GET /v1/failovers on every peer: the replicated record, the same on all three, finished,
+    // with its steps and the peer that ran it (the coordinator, whose command wrote the line).
+    const answers = await waitFor('every peer shows the same finished failover record', async () => {
+      const all = await Promise.all(NAMES.map((n) => failoversOf(b, n)));
+      const first = all[0]!;
+      return all.every((a) => a.history.some(isTheFailover) && JSON.stringify(a.history) === JSON.stringify(first.history)) ? all : undefined;
+    }, 15_000);
+    for (const [i, a] of answers.entries()) {
+      assert.equal(a.source, 'cluster', NAMES[i]);
+      assert.equal(a.active, null, `${NAMES[i]}: nothing running`);
+    }
+    const rec = answers[0]!.history.find(isTheFailover)!;
+    assert.equal(rec.ranBy, coord, 'run by the coordinator');
+    assert.deepEqual([rec.kind, rec.nodes, rec.ok, rec.term, rec.oldPrimary, rec.resumes], ['node_down', [0], true, Number(term), 0, 0], JSON.stringify(rec));
+    assert.ok(rec.newPrimary === 1 || rec.newPrimary === 2, `a standby became the primary: ${JSON.stringify(rec)}`);
+    assert.ok(Date.parse(rec.finishedAt) >= Date.parse(rec.startedAt) && rec.durationMs === Date.parse(rec.finishedAt) - Date.parse(rec.startedAt), JSON.stringify(rec));
+    const step = (name: string) => rec.steps.find((x) => x.name === name);
+    for (const [name, backend] of [['promote', rec.newPrimary], ['failover_command', 0]] as const) {
+      const x = step(name);
+      assert.ok(x, `step ${name} on record: ${JSON.stringify(rec.steps)}`);
+      assert.deepEqual([x.backend, x.ok, x.peer, x.term, x.runs], [backend, true, rec.ranBy, rec.term, 1], JSON.stringify(x));
+      assert.ok(x.ms !== null && x.ms >= 0, `${name} has a duration: ${JSON.stringify(x)}`);
+    }
+    // The CLI shows the same record, through a peer that did not run it.
+    const other = NAMES.find((n) => n !== rec.ranBy)!;
+    const out = execFileSync(process.execPath, [new URL('../../bin/pgwatchdog.js', import.meta.url).pathname, 'failovers', '--admin', `http://127.0.0.1:${b.peers.get(other)!.adminPort}`], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, NO_COLOR: '1' } });
+    assert.match(out, /^failover records of the watchdog cluster \(as applied at log index \d+\)$/m, out);
+    assert.match(out, new RegExp(`^#${rec.seq} \\d\\d:\\d\\d:\\d\\d node_down of 0 by ${rec.ranBy}, term ${rec.term}: ok in \\d+ ms$`, 'm'), out);
+    assert.match(out, /^ {4}ok failover_command \[0\] \d+ ms: /m, out);
+  });
+
+  it('a peer that dies without the test asking fails the wait at once, saying which, how and its last lines', async () => {
+    const victim = b.peers.get('pgwd3')!;
+    const t0 = Date.now();
+    victim.proc.kill('SIGKILL'); // not victim.kill9(): as a crash would
+    const err = await waitFor('something that never happens', () => false, 30_000).then(
+      () => assert.fail('the wait ended without the crash'),
+      (e: Error) => e,
+    );
+    assert.ok(Date.now() - t0 < 3000, `failed ${Date.now() - t0} ms after the kill`);
+    assert.match(err.message, /^while waiting for something that never happens: peer pgwd3 \(proxy port \d+, pid \d+\) exited unexpectedly \(killed by SIGKILL\); last stderr lines:\n(.|\n)*last log lines:\n\{/);
+    await b.start('pgwd3'); // replaced: waits go on
+    assert.equal(await waitFor('a wait after the restart', () => 'ok', 1000), 'ok');
   });
 });
+
+interface FailoversAnswer {
+  source: string;
+  appliedIndex: number | null;
+  active: unknown;
+  history: {
+    seq: number;
+    kind: string;
+    nodes: number[];
+    term: number;
+    ranBy: string;
+    resumes: number;
+    ok: boolean;
+    oldPrimary: number | null;
+    newPrimary: number | null;
+    startedAt: string;
+    finishedAt: string;
+    durationMs: number;
+    steps: { name: string; backend: number | null; ok: boolean | null; ms: number | null; detail: string; peer: string; term: number; runs: number }[];
+  }[];
+}
+
+const isTheFailover = (h: FailoversAnswer['history'][number]) => h.kind === 'node_down' && h.nodes.join() === '0';
+
+async function failoversOf(b: Bed, n: (typeof NAMES)[number]): Promise<FailoversAnswer> {
+  const res = await fetch(`http://127.0.0.1:${b.peers.get(n)!.adminPort}/v1/failovers`, { signal: AbortSignal.timeout(5000) });
+  assert.equal(res.status, 200, `${n}: GET /v1/failovers`);
+  return (await res.json()) as FailoversAnswer;
+}
 
 describe('watchdog: the coordinator dies in the middle of a failover', { concurrency: false }, () => {
   let b: Bed;
@@ -224,5 +298,22 @@ describe('watchdog: the coordinator dies in the middle of a failover', { concurr
       `follow_primary_command ran once per standby, pointing at the new primary: ${follows.join(' | ')}`,
     );
     assert.equal(Number(follows[0]!.split(' ')[2]), fcDone[0]!.term, '%T is the resumer\'s term');
+
+    // GET /v1/failovers on the survivors: the same record, run (finished) by the resumer, each
+    // step with the peer that ran it.
+    const answers = await waitFor('both survivors show the same finished record', async () => {
+      const all = await Promise.all(others.map((n) => failoversOf(b, n)));
+      return all.every((a) => a.history.some(isTheFailover) && JSON.stringify(a.history) === JSON.stringify(all[0]!.history)) ? all : undefined;
+    }, 15_000);
+    const rec = answers[0]!.history.find(isTheFailover)!;
+    assert.deepEqual([rec.kind, rec.nodes, rec.ok, rec.ranBy, rec.resumes, rec.newPrimary], ['node_down', [0], true, resumed.n, 1, newPrimary], JSON.stringify(rec));
+    const shown = (name: string, backend: number) => rec.steps.find((x) => x.name === name && x.backend === backend);
+    assert.deepEqual(
+      [shown('promote', newPrimary)?.peer, shown('promote', newPrimary)?.ok, shown('failover_command', 0)?.peer, shown('failover_command', 0)?.ok],
+      [coord, true, resumed.n, true],
+      JSON.stringify(rec.steps),
+    );
+    assert.equal(shown('failover_command', 0)?.ms, null, 'begun by one coordinator, closed by another: no duration of one run');
+    assert.match(shown('failover_command', 0)!.detail, /treated as done by a resumed run/);
   });
 });

@@ -13,6 +13,12 @@ describe('raft simulator checks', () => {
     assert.match(s.failures[0].message, /election safety: two leaders in term/);
   });
 
+  it('catches a node whose ticksUntilDue promises quiet ticks that are not (a sleeping runtime would miss their work)', () => {
+    const s = runSweep({ unsafeTestFaults: { lateDeadline: true } }, 1, 20, [3], { stopOnFailure: true });
+    assert.ok(s.failures.length > 0, 'a late deadline went unnoticed');
+    assert.match(s.failures[0].message, /tick deadline: .* before its announced deadline/);
+  });
+
   it('catches a node that forgets its vote on restart', () => {
     const s = runSweep({ unsafeTestFaults: { forgetVoteOnRestart: true } }, 1, 400, [3, 5], { stopOnFailure: true });
     assert.ok(s.failures.length > 0, 'lost votes went unnoticed');

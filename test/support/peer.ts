@@ -6,20 +6,17 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
+import { TestChild, type LogLine } from './child.js';
 import { freePort, SUPERUSER, SUPERUSER_PASSWORD, type PgCluster } from './pg.js';
 
 const BIN = new URL('../../bin/pgwatchdog.js', import.meta.url).pathname;
-const live = new Set<ChildProcess>();
-let hooked = false;
 
-export interface LogLine {
-  level: number;
-  msg: string;
-  [k: string]: unknown;
-}
+export type { LogLine };
 
 export interface PeerProcess {
   proc: ChildProcess;
+  /** Its output and end (child.ts): `child.guard(p)` fails at once if the peer dies meanwhile. */
+  child: TestChild;
   dir: string;
   configFile: string;
   host: string;
@@ -77,18 +74,14 @@ export async function startPeerProcess(
   overrides: Tree = {},
   opts: { readyTimeoutMs?: number; args?: string[]; env?: NodeJS.ProcessEnv; takeoverFrom?: PeerProcess; parentDir?: string; wrap?: string[] } = {},
 ): Promise<PeerProcess> {
-  if (!hooked) {
-    hooked = true;
-    process.on('exit', () => {
-      for (const p of live) p.kill('SIGKILL');
-    });
-  }
   const from = opts.takeoverFrom;
   const dir = from ? from.dir : mkdtempSync(join(opts.parentDir ?? tmpdir(), 'pgwd-peer-'));
   const configFile = join(dir, 'pgwatchdog.yaml');
   const cfg = from ? (parse(readFileSync(configFile, 'utf8')) as Tree) : await peerConfig(cluster, dir, overrides);
-  if (from) from.ownsDir = false;
-  else writeFileSync(configFile, stringify(cfg));
+  if (from) {
+    from.ownsDir = false;
+    from.child.expectEnd(); // it exits once it has handed over
+  } else writeFileSync(configFile, stringify(cfg));
   // PGWD_NODE_ARGS: extra node flags for every peer process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them.
   const nodeArgs = process.env.PGWD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const argv = [process.execPath, ...nodeArgs, BIN, 'start', '-c', configFile, ...(from ? ['--takeover'] : []), ...(opts.args ?? [])];
@@ -97,54 +90,9 @@ export async function startPeerProcess(
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, PGWATCHDOG_LOG_LEVEL: process.env.PGWATCHDOG_LOG_LEVEL ?? 'debug', ...opts.env },
   });
-  live.add(proc);
-  const logs: LogLine[] = [];
-  const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
-  let stderr = '';
-  let buf = '';
-  proc.stdout!.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i: number;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      let l: LogLine;
-      try {
-        l = JSON.parse(line) as LogLine;
-      } catch {
-        l = { level: 30, msg: line };
-      }
-      logs.push(l);
-      for (const w of [...waiters]) if (w.pred(l)) w.resolve(l);
-    }
-  });
-  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) =>
-    proc.on('exit', (code) => {
-      live.delete(proc);
-      resolve(code);
-    }),
-  );
-
-  const recent = () => `stderr:\n${stderr}\nlast logs:\n${logs.slice(-15).map((x) => JSON.stringify(x)).join('\n')}`;
-  const waitForLog = (pred: (l: LogLine) => boolean, timeoutMs = 20_000) => {
-    const seen = logs.find(pred);
-    if (seen) return Promise.resolve(seen);
-    return new Promise<LogLine>((resolve, reject) => {
-      const settle = (err: Error | undefined, l?: LogLine) => {
-        clearTimeout(timer);
-        const i = waiters.indexOf(w);
-        if (i < 0) return;
-        waiters.splice(i, 1);
-        if (err) reject(err);
-        else resolve(l!);
-      };
-      const w = { pred, resolve: (l: LogLine) => settle(undefined, l) };
-      const timer = setTimeout(() => settle(new Error(`peer: no matching log line within ${timeoutMs} ms; ${recent()}`)), timeoutMs);
-      waiters.push(w);
-      void exited.then(() => settle(new Error(`peer exited before the expected log line; ${recent()}`)));
-    });
-  };
+  const nameAt = argv.indexOf('--name');
+  const child = new TestChild(`peer${nameAt >= 0 ? ` ${argv[nameAt + 1]}` : ''} (proxy port ${(cfg.proxy as Tree).port as number}, pid ${proc.pid})`, proc);
+  const exited = child.ended.then((e) => e.code);
 
   const peer: PeerProcess = {
     proc,
@@ -153,9 +101,11 @@ export async function startPeerProcess(
     host: '127.0.0.1',
     port: (cfg.proxy as Tree).port as number,
     adminPort: (cfg.admin as Tree).port as number,
-    logs,
-    waitForLog,
+    child,
+    logs: child.logs,
+    waitForLog: (pred, timeoutMs = 20_000) => child.waitForLog(pred, timeoutMs),
     async stop() {
+      child.expectEnd();
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
       const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
       const code = await exited;
@@ -164,6 +114,7 @@ export async function startPeerProcess(
       return code;
     },
     async kill9() {
+      child.expectEnd();
       proc.kill('SIGKILL');
       await exited;
     },
@@ -172,7 +123,7 @@ export async function startPeerProcess(
   };
   try {
     // 60 s: a peer started from the sources compiles them first (tsx), slow on a loaded 2-core machine; one that fails exits and ends the wait at once.
-    await waitForLog((l) => l.msg === 'peer ready', opts.readyTimeoutMs ?? 60_000);
+    await peer.waitForLog((l) => l.msg === 'peer ready', opts.readyTimeoutMs ?? 60_000);
   } catch (err) {
     await peer.stop();
     throw err;

@@ -3,11 +3,11 @@
 // the tests run as root (PostgreSQL refuses root). Everything is torn down at teardown(),
 // and also when the process exits or is interrupted, so a failing test leaves nothing behind.
 import { spawn, spawnSync, type SpawnOptions } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, appendFileSync, chownSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, appendFileSync, chownSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, delimiter, dirname } from 'node:path';
-import { createServer } from 'node:net';
 import pg from 'pg';
+import { freePort } from './ports.js';
 
 // ---- binaries -------------------------------------------------------------------------
 
@@ -84,18 +84,8 @@ export function run(cmd: string, args: string[], opts: SpawnOptions & { asPostgr
 
 // ---- ports ------------------------------------------------------------------------------
 
-/** A TCP port free on 127.0.0.1 right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
+// One way to choose a port for every server a test starts (see ports.ts for why it is safe).
+export { freePort };
 
 // ---- cleanup on exit ----------------------------------------------------------------------
 
@@ -138,19 +128,31 @@ function alive(pid: number): boolean {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** How many ports a new node tries before its start fails for a port in use. */
+const PORT_ATTEMPTS = 5;
+
 // ---- one server -------------------------------------------------------------------------
 
 export const SUPERUSER = 'postgres';
 export const SUPERUSER_PASSWORD = 'postgres';
 
 export class PgNode {
+  #port: number;
+
   constructor(
     readonly name: string,
-    readonly port: number,
+    port: number,
     readonly dataDir: string,
     readonly logFile: string,
     readonly host = '127.0.0.1',
-  ) {}
+  ) {
+    this.#port = port;
+  }
+
+  /** Fixed once the node has first started (startNew); only startNew ever changes it. */
+  get port(): number {
+    return this.#port;
+  }
 
   /** libpq connection string as the superuser. */
   connString(database = 'postgres'): string {
@@ -191,6 +193,29 @@ export class PgNode {
         // no log written
       }
       throw new Error(`${this.name} (port ${this.port}) did not start: ${(err as Error).message}${tail ? `\nserver log (last lines):\n${tail}` : ''}`, { cause: err });
+    }
+  }
+
+  /**
+   * The first start of a node just made. Its port was free when drawn, but something outside the
+   * bed's reservations (ports.ts) may bind it before the server does: then, and only then (the
+   * server's log says "Address already in use"), the node moves to a fresh port and starts again.
+   * Nothing knows the port yet, so moving it is safe; a primary's standbys are made only after it
+   * started. `beforeEach` runs before every attempt (tests use it to take the port first).
+   */
+  async startNew(beforeEach?: (node: PgNode) => void | Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      await beforeEach?.(this);
+      const logFrom = existsSync(this.logFile) ? statSync(this.logFile).size : 0;
+      try {
+        await this.start();
+        return;
+      } catch (err) {
+        const log = existsSync(this.logFile) ? readFileSync(this.logFile).subarray(logFrom).toString() : '';
+        if (attempt >= PORT_ATTEMPTS || !log.includes('Address already in use')) throw err;
+        this.#port = await freePort();
+        this.appendConf({ port: this.#port });
+      }
     }
   }
 
@@ -277,6 +302,8 @@ export interface ClusterOptions {
   settings?: Record<string, string | number | boolean>;
   /** Directory to create the cluster's directory in (default: the OS temp dir); it must be traversable by the `postgres` user. */
   parentDir?: string;
+  /** Runs before every attempt of a node's first start (PgNode.startNew), e.g. to take its port in a test. */
+  beforeStart?: (node: PgNode) => void | Promise<void>;
 }
 
 export class PgCluster {
@@ -352,7 +379,7 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<PgCluste
       [`local all all trust`, `host all all 127.0.0.1/32 ${auth}`, `host replication all 127.0.0.1/32 ${auth}`, ''].join('\n'),
     );
     primary.appendConf({ ...BASE_SETTINGS, port: primary.port, unix_socket_directories: dir, ...opts.settings });
-    await primary.start();
+    await primary.startNew(opts.beforeStart);
     // Set the password over the Unix socket (trusted), so TCP clients can authenticate.
     await run(pgBin('psql'), ['-h', dir, '-p', String(primary.port), '-U', SUPERUSER, '-d', 'postgres', '-qAtc', `ALTER USER ${SUPERUSER} PASSWORD '${SUPERUSER_PASSWORD}'`]);
     await Promise.all(
@@ -362,7 +389,7 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<PgCluste
         await run(pgBin('pg_basebackup'), args);
         // -R records the primary's conninfo; give it our application_name so sync replication can name it.
         s.appendConf({ port: s.port, unix_socket_directories: dir, ...(opts.slots ? { primary_slot_name: s.name } : {}) });
-        await s.start();
+        await s.startNew(opts.beforeStart);
       }),
     );
     if (opts.sync) {

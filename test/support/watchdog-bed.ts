@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import pg from 'pg';
 import { createCluster, freePort, SUPERUSER, SUPERUSER_PASSWORD, type PgCluster } from './pg.js';
+import type { TestChild } from './child.js';
 import { startPeerProcess, type LogLine, type PeerProcess } from './peer.js';
 
 export const NAMES = ['pgwd1', 'pgwd2', 'pgwd3'] as const;
@@ -55,9 +56,9 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
   const failovers = join(dir, 'failovers');
   writeFileSync(failovers, '');
   mkdirSync(vipDir);
-  // Every port of every peer chosen here, once and distinct: a port chosen free is not held, so
-  // a peer's proxy port chosen later could be another peer's admin port not yet bound.
-  const [ports, adminPorts, proxyPorts] = await distinctFreePorts(3, NAMES.length);
+  // Every port of every peer chosen here, once (freePort reserves each, so all differ): the
+  // watchdog list and the admin URLs name them all before any peer starts.
+  const [ports, adminPorts, proxyPorts] = await Promise.all([0, 1, 2].map(() => Promise.all(NAMES.map(() => freePort()))));
   // Each peer's admin API at a port known to all, so mutating calls can be forwarded.
   const watchdogPeers = NAMES.map((name, i) => ({ name, host: '127.0.0.1', port: ports[i], admin_url: `http://127.0.0.1:${adminPorts[i]}` }));
   const peers = new Map<Name, PeerProcess>();
@@ -86,6 +87,7 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
       },
       { args: ['--name', name], env: opts.faults === false ? {} : { PGWATCHDOG_FAULTS_FILE: join(dir, `faults-${name}`) }, parentDir: opts.parentDir, readyTimeoutMs: opts.readyTimeoutMs },
     );
+    watch(peers.get(name), p);
     peers.set(name, p);
     opts.onStart?.(name, p);
     return p;
@@ -93,6 +95,7 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
   const teardown = async (): Promise<void> => {
     // PGWD_LOGS=DIR keeps each peer's last log lines there, to read after a failure.
     if (process.env.PGWD_LOGS) for (const [n, p] of peers) writeFileSync(join(process.env.PGWD_LOGS, `${basename(dir)}-${n}.log`), p.logs.map((l) => JSON.stringify(l)).join('\n'));
+    for (const p of peers.values()) watched.delete(p.child);
     await Promise.all([...peers.values()].map((p) => p.stop().catch(() => undefined)));
     if (!opts.keepCluster) await cluster.teardown();
     rmSync(dir, { recursive: true, force: true });
@@ -108,6 +111,7 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
   const restart = async (name: Name) => {
     const old = peers.get(name)!;
     const p = await startPeerProcess(cluster, {}, { takeoverFrom: old, args: ['--name', name], env: opts.faults === false ? {} : { PGWATCHDOG_FAULTS_FILE: join(dir, `faults-${name}`) }, readyTimeoutMs: opts.readyTimeoutMs });
+    watch(old, p);
     peers.set(name, p);
     await old.exited;
     return p;
@@ -125,18 +129,20 @@ export async function bed(opts: BedOptions = {}): Promise<Bed> {
   };
 }
 
-/** `groups` lists of `n` ports, all free when chosen and all different. */
-async function distinctFreePorts(groups: number, n: number): Promise<number[][]> {
-  const seen = new Set<number>();
-  while (seen.size < groups * n) seen.add(await freePort());
-  const all = [...seen];
-  return Array.from({ length: groups }, (_, g) => all.slice(g * n, (g + 1) * n));
+/** The peers of the live beds: one that dies without the test asking (stop, kill9, a
+ * takeover) fails every waitFor at once, with its exit and last lines. */
+const watched = new Set<TestChild>();
+
+function watch(replaced: PeerProcess | undefined, p: PeerProcess): void {
+  if (replaced) watched.delete(replaced.child);
+  watched.add(p.child);
 }
 
 export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < end) {
+    for (const c of watched) if (c.crash) throw new Error(`while waiting for ${what}: ${c.crash.message}`, { cause: c.crash });
     try {
       const v = await fn();
       if (v) return v;

@@ -129,6 +129,15 @@ function renderBackends(s) {
   );
 }
 
+// A step of a failover: ok (✓), failed (✗) or begun with no end on record (…); the peer that
+// ran it when another than the failover's runner (a resumed record).
+function stepText(st, ranBy) {
+  const mark = st.ok === null ? '…' : st.ok ? '✓' : '✗';
+  const by = st.peer && st.peer !== ranBy ? ` by ${st.peer} (term ${st.term})` : '';
+  const runs = st.runs > 1 ? `, ${st.runs} runs` : '';
+  return `${mark} ${st.name}${st.backend !== null ? ` (backend ${st.backend})` : ''}${st.ms !== null ? ` ${st.ms} ms` : ''}${by}${runs}: ${st.detail}`;
+}
+
 function renderTimeline(failovers, active) {
   const list = $('timeline');
   const items = [];
@@ -140,8 +149,8 @@ function renderTimeline(failovers, active) {
         { class: f.ok ? 'ok' : 'failed', 'data-seq': String(f.seq) },
         el('span', { class: 'when', text: new Date(f.finishedAt).toLocaleTimeString() }),
         badge(f.ok ? 'ok' : 'failed'),
-        ` ${f.kind}${f.switchover ? ' (switchover)' : ''} of ${f.nodes.join(',')} by ${f.ranBy}, term ${f.term}, ${f.durationMs} ms — ${f.result}`,
-        el('details', {}, el('summary', { text: `${f.steps.length} step${f.steps.length === 1 ? '' : 's'}` }), el('ol', { class: 'steps' }, ...f.steps.map((st) => el('li', { text: `${st.ok ? '✓' : '✗'} ${st.name}${st.backend !== null ? ` (backend ${st.backend})` : ''} ${st.ms} ms: ${st.detail}` })))),
+        ` ${f.kind}${f.switchover ? ' (switchover)' : ''} of ${f.nodes.join(',')} by ${f.ranBy}${f.resumes > 0 ? ` (resumed ${f.resumes}×)` : ''}, term ${f.term}, ${f.durationMs} ms — ${f.result}`,
+        el('details', {}, el('summary', { text: `${f.steps.length} step${f.steps.length === 1 ? '' : 's'}` }), el('ol', { class: 'steps' }, ...f.steps.map((st) => el('li', { text: stepText(st, f.ranBy) })))),
       ),
     );
   }

@@ -283,6 +283,32 @@ export class RaftNode<T, S> {
   }
 
   /**
+   * How many tick() calls from now until one can do more than count: send a message, change
+   * the role, start or end the lease, answer a deferred pre-vote, abandon a transfer. (At
+   * least 1; a message or a proposal may bring it closer, so ask again after any input.)
+   * A runtime may sleep until then and make the ticks up when it wakes or an input arrives
+   * — tick() up to the present first, then step() — and the node goes through exactly the
+   * states it would with a tick() on every beat; an idle follower then wakes about once per
+   * election timeout instead of every tick. The simulator checks the promise on every tick.
+   */
+  ticksUntilDue(): number {
+    let k: number;
+    if (this.role === 'leader') {
+      // tickLeader: a heartbeat round, the check-quorum / transfer timeout, and the lease's
+      // own edges (it may start late after a forced campaign; it ends at leaseUntil).
+      k = Math.min(this.cfg.heartbeatTicks - this.heartbeatElapsed, this.cfg.electionTicks - this.electionElapsed);
+      if (this.now < this.leaseStart) k = Math.min(k, this.leaseStart - this.now);
+      if (this.now < this.leaseUntil) k = Math.min(k, this.leaseUntil - this.now);
+    } else {
+      // tickElection: the election timeout, and a deferred pre-vote once we stop hearing from the leader.
+      k = this.randomizedTimeout - this.electionElapsed;
+      // (Only deferred while hearsFromLeader, i.e. with check-quorum.)
+      if (this.deferredPreVote) k = Math.min(k, this.lastLeaderContact + this.cfg.electionTicks - this.now);
+    }
+    return Math.max(1, k);
+  }
+
+  /**
    * Leader lease: the local tick until which (exclusive) no other node can be leader, or
    * null if this node holds no lease now.
    *

@@ -15,6 +15,8 @@ export interface BrokenRules {
   forgetVoteOnRestart?: boolean;
   /** Drop check-quorum's shield: followers that hear from a leader still grant votes. */
   grantVotesDuringLease?: boolean;
+  /** Announce a deadline one tick later than the truth (a runtime that sleeps until it would miss a tick's work). */
+  lateDeadline?: boolean;
 }
 
 export class BrokenRaftNode<T, S> extends RaftNode<T, S> {
@@ -32,6 +34,10 @@ export class BrokenRaftNode<T, S> extends RaftNode<T, S> {
 
   protected override mayCommitByCounting(n: number): boolean {
     return this.rules.commitOldTermByCounting === true || super.mayCommitByCounting(n);
+  }
+
+  override ticksUntilDue(): number {
+    return super.ticksUntilDue() + (this.rules.lateDeadline === true ? 1 : 0);
   }
 
   protected override hearsFromLeader(): boolean {

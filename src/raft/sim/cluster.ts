@@ -7,7 +7,7 @@ import { BrokenRaftNode, type BrokenRules } from './broken-node.js';
 import type { Message, NodeId, Ready } from '../core/types.js';
 import { MemoryStorage } from '../storage/memory-storage.js';
 import { Scheduler } from './event-queue.js';
-import { applyEntry, InvariantChecker, type SmState } from './invariants.js';
+import { applyEntry, InvariantChecker, SafetyViolation, type SmState } from './invariants.js';
 import { Network, RELIABLE, type NetworkConditions } from './network.js';
 import { Prng } from './prng.js';
 
@@ -44,6 +44,8 @@ interface SimNode {
   period: number;
   life: number;
   crashAt: CrashPoint | null;
+  /** The tick (of the node's clock) before which ticking can change nothing: ticksUntilDue() as of its last input. */
+  dueAt: number;
 }
 
 type SimEvent = { k: 'tick'; id: NodeId; life: number } | { k: 'msg'; m: SimMessage } | { k: 'call'; fn: () => void };
@@ -86,7 +88,7 @@ export class SimCluster {
     this.ids = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`);
     for (const id of this.ids) {
       const period = Math.round(UNIT * (1 + (this.rng.next() * 2 - 1) * this.opts.skew));
-      const node: SimNode = { id, raft: null, storage: new MemoryStorage(), sm: { index: 0, hash: 0 }, period, life: 0, crashAt: null };
+      const node: SimNode = { id, raft: null, storage: new MemoryStorage(), sm: { index: 0, hash: 0 }, period, life: 0, crashAt: null, dueAt: 0 };
       this.nodes.set(id, node);
       this.start(node);
     }
@@ -234,6 +236,7 @@ export class SimCluster {
     this.trace(`start ${n.id} term=${n.raft.term} commit=${n.raft.log.committed} last=${n.raft.log.lastIndex()}`);
     this.clock.push(this.now + 1 + this.rng.int(n.period), { k: 'tick', id: n.id, life: n.life });
     this.processReady(n);
+    this.setDue(n);
   }
 
   private kill(n: SimNode): void {
@@ -249,7 +252,15 @@ export class SimCluster {
       case 'tick': {
         const n = this.node(ev.id);
         if (!n.raft || n.life !== ev.life) return;
-        n.raft.tick();
+        const r = n.raft;
+        // RaftNode.ticksUntilDue's promise, which lets the watchdog runtime sleep between
+        // deadlines: a tick before the announced one has no effect at all.
+        const quiet = r.tickNow() + 1 < n.dueAt;
+        const before = quiet ? `${r.role}|${r.leader}|${r.hasLease()}|${r.term}` : '';
+        r.tick();
+        if (quiet && (r.hasReady() || `${r.role}|${r.leader}|${r.hasLease()}|${r.term}` !== before)) {
+          throw new SafetyViolation('tick deadline', `${n.id} did something at tick ${r.tickNow()}, before its announced deadline ${n.dueAt}`);
+        }
         this.clock.push(this.now + n.period, ev);
         this.afterInput(n);
         break;
@@ -266,6 +277,7 @@ export class SimCluster {
       }
       case 'call':
         ev.fn();
+        for (const n of this.nodes.values()) this.setDue(n);
         this.checker.checkLeases(this.rafts());
         break;
     }
@@ -275,8 +287,13 @@ export class SimCluster {
     for (const n of this.nodes.values()) yield n.raft;
   }
 
+  private setDue(n: SimNode): void {
+    if (n.raft) n.dueAt = n.raft.tickNow() + n.raft.ticksUntilDue();
+  }
+
   private afterInput(n: SimNode): void {
     this.processReady(n);
+    this.setDue(n);
     this.checker.checkLeases(this.rafts());
   }
 
