@@ -18,7 +18,7 @@
 // - writers insert a unique id every few ms on persistent connections: every statement sent
 //   after the kill succeeds; only those in flight at the kill may fail; no acknowledged id is
 //   missing and no id is in the table twice.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
@@ -28,20 +28,6 @@ import { startPeerProcess, type PeerProcess } from '../support/peer.js';
 const HEALTH = { period_ms: 300, timeout_ms: 1000, connect_timeout_ms: 1000, max_retries: 1, retry_delay_ms: 200 };
 const WRITE_INTERVAL_MS = 10;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** The processes a postmaster forked (backends, walsenders, background processes). */
-function children(postmaster: number): number[] {
-  return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        return Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === postmaster;
-      } catch {
-        return false; // gone meanwhile
-      }
-    })
-    .map(Number);
-}
 
 function connect(p: PeerProcess): pg.Client {
   const c = new pg.Client({ host: p.host, port: p.port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres' });
@@ -126,7 +112,7 @@ async function scenario(native: boolean): Promise<void> {
       const writers = [0, 1, 2, 3, 4, 5].map((n) => writer(peer, n + 1, n % 2 === 1));
       await sleep(1500);
 
-      const frozen = children(cluster.primary.pid()!);
+      const frozen = cluster.primary.childPids();
       for (const pid of frozen) process.kill(pid, 'SIGSTOP');
       await cluster.primary.kill9();
       const killedAt = Date.now();
@@ -185,7 +171,7 @@ async function scenario(native: boolean): Promise<void> {
       // how each statement fared.
       if (process.env.DEBUG_REPLAY) {
         for (const l of peer.logs) if (/session|statement|backend|native/.test(String(l.msg))) console.log(JSON.stringify(l));
-        console.log((await import('node:fs')).readFileSync(cluster.primary.logFile, 'utf8').slice(-6000));
+        console.log(readFileSync(cluster.primary.logFile, 'utf8').slice(-6000));
       }
       await peer.stop();
     }

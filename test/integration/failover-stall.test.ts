@@ -7,7 +7,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import pg from 'pg';
 import { createCluster, pgBin, run, SUPERUSER, SUPERUSER_PASSWORD, type PgCluster, type PgNode } from '../support/pg.js';
 import { clusterConfig, FAST_HEALTH, startPeer, waitFor, type TestPeer } from '../failover/support.js';
@@ -21,18 +20,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The postmaster and its children (backends, walsender/receiver, background workers). */
 function serverPids(n: PgNode): number[] {
   const pm = n.pid();
-  if (pm === undefined) return [];
-  const children = readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        return Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === pm;
-      } catch {
-        return false; // gone meanwhile
-      }
-    })
-    .map(Number);
-  return [pm, ...children];
+  return pm === undefined ? [] : [pm, ...n.childPids()];
 }
 const signalAll = (pids: number[], sig: NodeJS.Signals) => {
   for (const pid of pids) {

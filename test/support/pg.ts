@@ -173,6 +173,22 @@ export class PgNode {
     }
   }
 
+  /** The processes the running postmaster forked (backends, walsenders, background workers); [] when it is down. */
+  childPids(): number[] {
+    const pm = this.pid();
+    if (pm === undefined) return [];
+    return readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .filter((d) => {
+        try {
+          return Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === pm;
+        } catch {
+          return false; // gone meanwhile
+        }
+      })
+      .map(Number);
+  }
+
   async start(): Promise<void> {
     // After kill -9 the dead postmaster can linger as an unreaped zombie (see alive()), and
     // PostgreSQL would then refuse to start over its lock files; they are stale, remove them.
