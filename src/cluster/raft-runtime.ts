@@ -20,7 +20,7 @@
 // Membership is static: the peers of the config.
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import { RaftNode, type Entry, type Message, type NodeId, type RaftStorage, type Role, type Snapshot } from '../raft/index.js';
+import { EMPTY_HARD_STATE, RaftNode, type Entry, type Message, type NodeId, type RaftStorage, type Role, type Snapshot, type StoredState } from '../raft/index.js';
 import type { Logger } from '../log.js';
 import { observeRaft, type RaftObservation } from './raft-status.js';
 import type { PeerTransport } from './transport.js';
@@ -45,7 +45,13 @@ export interface RaftRuntimeOptions<T, S> {
   tickMs: number;
   electionTicks: number;
   heartbeatTicks: number;
-  storage: RaftStorage<T, S> & { close?(): void };
+  /**
+   * Opens the durable storage; called by start(), not before. An online restart's successor
+   * is built while its predecessor still runs the same Raft member on the same data_dir: what
+   * it read then would miss the entries the predecessor persists (and acknowledges) until it
+   * releases the member, and a node that forgets acknowledged entries breaks Raft.
+   */
+  openStorage: () => RaftStorage<T, S> & { close?(): void };
   transport: PeerTransport;
   machine: StateMachine<T, S>;
   logger: Logger;
@@ -93,7 +99,9 @@ interface Pending {
 }
 
 export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
-  readonly node: RaftNode<T, S>;
+  /** Until start(): an empty member that sends nothing (no timer runs it). */
+  node: RaftNode<T, S>;
+  private storage: (RaftStorage<T, S> & { close?(): void }) | undefined;
   private readonly o: RaftRuntimeOptions<T, S>;
   private readonly log: Logger;
   private readonly priority: Map<string, number>;
@@ -129,19 +137,23 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
     this.o = opts;
     this.log = opts.logger;
     this.priority = new Map(opts.peers.map((p) => [p.name, p.priority]));
-    const stored = opts.storage.load();
-    this.node = new RaftNode<T, S>(
-      { id: opts.self, peers: opts.peers.map((p) => p.name), electionTicks: opts.electionTicks, heartbeatTicks: opts.heartbeatTicks, random: opts.random ?? Math.random, firstEntry: opts.firstEntry },
-      stored,
-    );
-    if (stored.snapshot) opts.machine.restore(stored.snapshot.data, stored.snapshot.meta);
-    this.log.info(
-      { term: stored.hardState.term, commit: stored.hardState.commit, snapshot: stored.snapshot?.meta.index ?? 0, entries: stored.entries.length, peers: opts.peers },
-      'raft state loaded',
-    );
+    this.node = this.member({ hardState: { ...EMPTY_HARD_STATE }, snapshot: null, entries: [] });
+  }
+
+  private member(stored: StoredState<T, S>): RaftNode<T, S> {
+    const o = this.o;
+    return new RaftNode<T, S>({ id: o.self, peers: o.peers.map((p) => p.name), electionTicks: o.electionTicks, heartbeatTicks: o.heartbeatTicks, random: o.random ?? Math.random, firstEntry: o.firstEntry }, stored);
   }
 
   start(): void {
+    const storage = (this.storage = this.o.openStorage());
+    const stored = storage.load();
+    this.node = this.member(stored);
+    if (stored.snapshot) this.o.machine.restore(stored.snapshot.data, stored.snapshot.meta);
+    this.log.info(
+      { term: stored.hardState.term, commit: stored.hardState.commit, snapshot: stored.snapshot?.meta.index ?? 0, entries: stored.entries.length, peers: this.o.peers },
+      'raft state loaded',
+    );
     this.o.transport.on('message', this.onMessage);
     this.t0 = performance.now();
     this.drain(); // committed entries after the stored snapshot are applied again at start; sets the timer
@@ -154,7 +166,7 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
     clearTimeout(this.timer);
     this.o.transport.off('message', this.onMessage);
     this.rejectAll('the peer is stopping');
-    this.o.storage.close?.();
+    this.storage?.close?.();
   }
 
   status(): RaftRuntimeStatus {
@@ -232,7 +244,7 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
 
   /** Tells the core the time: one tick() per tick_ms passed since it last heard, then drains what they produced. */
   private runDueTicks(): void {
-    if (this.draining || this.stopped) return; // (status() read inside drain: the ticks were just run)
+    if (this.draining || this.stopped || !this.storage) return; // (status() read inside drain: the ticks were just run; before start() no time passes)
     const due = this.clockTicks();
     if (due <= this.ticks) return;
     while (this.ticks < due) {
@@ -255,7 +267,7 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
   }
 
   private drain(): void {
-    if (this.draining) return;
+    if (this.draining || !this.storage) return;
     this.draining = true;
     try {
       this.drainReady();
@@ -271,7 +283,7 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
     const { node, o } = this;
     while (node.hasReady()) {
       const rd = node.ready();
-      o.storage.save(rd); // durable before any message of this Ready leaves
+      this.storage!.save(rd); // durable before any message of this Ready leaves
       for (const m of rd.messages) o.transport.send(m.to, { v: WIRE_VERSION, kind: 'raft', from: o.self, body: m as Message<unknown, unknown> });
       if (rd.snapshot) this.restore(rd.snapshot);
       for (const e of rd.committedEntries) this.apply(e);
@@ -312,7 +324,7 @@ export class RaftRuntime<T, S> extends EventEmitter<RaftRuntimeEvents> {
 
   private compact(): void {
     const at = this.node.log.applied;
-    this.o.storage.compact(this.node.compact(at, this.o.machine.snapshot()));
+    this.storage!.compact(this.node.compact(at, this.o.machine.snapshot()));
     this.sinceCompact = 0;
     this.log.debug({ index: at }, 'raft log compacted into a snapshot');
   }

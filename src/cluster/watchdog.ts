@@ -117,7 +117,7 @@ export class Watchdog {
       tickMs: wd.tick_ms,
       electionTicks: wd.election_timeout_ticks,
       heartbeatTicks: wd.heartbeat_ticks,
-      storage: new DiskStorage<ClusterCommand, ClusterState>(dataDir),
+      openStorage: () => new DiskStorage<ClusterCommand, ClusterState>(dataDir),
       transport: this.transport,
       machine: this.state,
       logger: o.logger.child({ part: 'raft' }),

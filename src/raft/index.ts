@@ -53,5 +53,6 @@ export type {
   Status,
 } from './core/types.js';
 export type { RaftStorage, StoredState } from './storage/storage.js';
+export { EMPTY_HARD_STATE } from './storage/storage.js';
 export { MemoryStorage } from './storage/memory-storage.js';
 export { DiskStorage, StorageCorruptionError } from './storage/disk-storage.js';

@@ -50,7 +50,7 @@ const rt = new RaftRuntime<number, number[]>({
   tickMs: 50,
   electionTicks: 20,
   heartbeatTicks: 1,
-  storage: new DiskStorage<number, number[]>(setup.dir),
+  openStorage: () => new DiskStorage<number, number[]>(setup.dir),
   transport,
   machine: sm,
   logger,

@@ -37,12 +37,13 @@ describe('raft runtime at idle', () => {
       tickMs: 10,
       electionTicks: 30,
       heartbeatTicks: 3,
-      storage: new MemoryStorage<number, null>(),
+      openStorage: () => new MemoryStorage<number, null>(),
       transport,
       machine,
       logger: captureLogger().logger,
       random: () => 0.5, // election timeout 45 ticks
     });
+    rt.start(); // (start() builds the member from storage: watch that one)
     // When each tick() happened: with a timer per tick they would come one per 10 ms.
     const tickedAt: number[] = [];
     const tick = rt.node.tick.bind(rt.node);
@@ -50,7 +51,6 @@ describe('raft runtime at idle', () => {
       tickedAt.push(performance.now());
       tick();
     };
-    rt.start();
     try {
       await new Promise((r) => setTimeout(r, 250));
       assert.equal(transport.sent.length, 0, 'a follower sends nothing before its election timeout');
