@@ -69,7 +69,9 @@ export interface TransportOptions {
   pingIntervalMs?: number;
   /** A connection must finish the handshake within this (default 5000). */
   handshakeTimeoutMs?: number;
-  /** Redial delays: full jitter over min(maxMs, minMs * 2^attempt) (defaults 100, 3000). */
+  /** Redial delays: full jitter over min(maxMs, minMs * 2^attempt) (defaults 100, 1000). A
+   * peer that starts is linked only when the others redial it, so maxMs is how long it may
+   * stay out of the tally after it listens; a refused dial a second is cheap. */
   backoff?: { minMs: number; maxMs: number };
 }
 
@@ -116,7 +118,7 @@ export class WsTransport extends EventEmitter<TransportEvents> implements PeerTr
 
   constructor(opts: TransportOptions) {
     super();
-    this.opts = { pingIntervalMs: 250, handshakeTimeoutMs: 5000, backoff: { minMs: 100, maxMs: 3000 }, ...opts };
+    this.opts = { pingIntervalMs: 250, handshakeTimeoutMs: 5000, backoff: { minMs: 100, maxMs: 1000 }, ...opts };
     this.self = opts.self;
     this.log = opts.logger;
     this.byName = new Map(opts.peers.map((p) => [p.name, p]));
