@@ -22,7 +22,7 @@ import pg from 'pg';
 import { healthCheckSchema } from '../src/config/schema.js';
 import { createCluster, SUPERUSER, SUPERUSER_PASSWORD } from '../test/support/pg.js';
 import { startPeerProcess } from '../test/support/peer.js';
-import { bed, NAMES, oneHolder, query, waitFor, type Bed, type Name } from '../test/support/watchdog-bed.js';
+import { allLinked, bed, NAMES, oneHolder, query, waitFor, type Bed, type Name } from '../test/support/watchdog-bed.js';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, def: string) => {
@@ -141,6 +141,7 @@ async function main(): Promise<void> {
         if (!ONLY.has(kind)) continue;
         for (let i = 0; i < RUNS; i++) {
           const old = await oneHolder(b);
+          await allLinked(b);
           const p = b.peers.get(old)!;
           const t0 = Date.now();
           if (kind === 'a') await p.kill9();
@@ -180,6 +181,9 @@ async function main(): Promise<void> {
         // the peer routes once it has applied the coordinator's find-primary entries
         await waitFor(`${via} routes writes`, async () => (await query(p, 'CREATE TABLE IF NOT EXISTS probe (id serial primary key)')) !== undefined, 30_000);
         await b.cluster.waitReplicated();
+        // Every link up and every view fresh before the kill: a peer still in its redial
+        // backoff would be missing from the coordinator's tally (1 without a fresh view).
+        await allLinked(b);
         const oldPort = b.cluster.primary.port;
         const t0 = Date.now();
         await b.cluster.primary.kill9();

@@ -6,7 +6,7 @@ import { BackendRegistry } from './backends/registry.js';
 import { HealthChecker } from './backends/health.js';
 import { ReplicationMonitor } from './backends/replication.js';
 import { FailoverEngine } from './failover/index.js';
-import { createProxy, type ProxyService } from './proxy/index.js';
+import { createProxy, Proxy, type ProxyService } from './proxy/index.js';
 import { Watchdog, watchdogEnabled } from './cluster/watchdog.js';
 import { clusterAdminView } from './cluster/admin-view.js';
 import { CancelRelay } from './cluster/cancel-relay.js';
@@ -82,7 +82,9 @@ export class Peer {
         config,
         registry: this.registry,
         logger: log.child({ part: 'watchdog' }),
-        sessions: () => this.proxy.stats().clients.total,
+        // Read with every view built (a few times a second): a plain count, not the full stats
+        // (pools, per-backend select counts). Workers report theirs through the supervisor.
+        sessions: () => (this.proxy instanceof Proxy ? this.proxy.sessionCount() : this.proxy.stats().clients.total),
         proxyUp: () => this.proxyAddress !== undefined && this.stopping === undefined,
         proxyAddress: () => this.proxyAddress ?? null,
       });

@@ -1,12 +1,14 @@
 // A fault-injecting wrapper around a PeerTransport, for tests of isolation: it can cut this
 // peer off from some or all others, dropping messages both ways while the sockets stay open
-// (as a partition that loses packets does). Production never builds one; a test peer process
+// (as a partition that loses packets does). A WsTransport also stops answering and counting
+// pings on cut links, so the other side drops them as it would in a real partition (and sees
+// this peer's gossiped view age: views are fresh only while their link is up). Production never builds one; a test peer process
 // gets one when PGWATCHDOG_FAULTS_FILE names a file whose JSON `{ "cut": ["b", "c"] | "all" }`
 // says whom to cut (re-read every 100 ms; a missing or empty file cuts nobody).
 import { EventEmitter } from 'node:events';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import type { Logger } from '../log.js';
-import type { PeerTransport, TransportEvents } from './transport.js';
+import { WsTransport, type PeerTransport, type TransportEvents } from './transport.js';
 import type { Envelope } from './wire.js';
 
 export class FaultyTransport extends EventEmitter<TransportEvents> implements PeerTransport {
@@ -17,6 +19,7 @@ export class FaultyTransport extends EventEmitter<TransportEvents> implements Pe
   constructor(private readonly inner: PeerTransport) {
     super();
     this.self = inner.self;
+    if (inner instanceof WsTransport) inner.mute((p) => this.isCut(p));
     inner.on('message', (env) => {
       if (!this.isCut(env.from)) this.emit('message', env);
     });

@@ -69,7 +69,9 @@ export interface TransportOptions {
   pingIntervalMs?: number;
   /** A connection must finish the handshake within this (default 5000). */
   handshakeTimeoutMs?: number;
-  /** Redial delays: full jitter over min(maxMs, minMs * 2^attempt) (defaults 100, 3000). */
+  /** Redial delays: full jitter over min(maxMs, minMs * 2^attempt) (defaults 100, 1000). A
+   * peer that starts is linked only when the others redial it, so maxMs is how long it may
+   * stay out of the tally after it listens; a refused dial a second is cheap. */
   backoff?: { minMs: number; maxMs: number };
 }
 
@@ -116,7 +118,7 @@ export class WsTransport extends EventEmitter<TransportEvents> implements PeerTr
 
   constructor(opts: TransportOptions) {
     super();
-    this.opts = { pingIntervalMs: 250, handshakeTimeoutMs: 5000, backoff: { minMs: 100, maxMs: 3000 }, ...opts };
+    this.opts = { pingIntervalMs: 250, handshakeTimeoutMs: 5000, backoff: { minMs: 100, maxMs: 1000 }, ...opts };
     this.self = opts.self;
     this.log = opts.logger;
     this.byName = new Map(opts.peers.map((p) => [p.name, p]));
@@ -142,7 +144,7 @@ export class WsTransport extends EventEmitter<TransportEvents> implements PeerTr
     server.on('tlsClientError', (err, socket) => this.complain(socket.remoteAddress, 'TLS handshake failed', err.message));
     // A little over the message limit so that an oversized message is read and refused by
     // wire.ts with a reason instead of killing the connection.
-    this.wss = new WebSocketServer({ server, maxPayload: MAX_MESSAGE_BYTES + 1024 });
+    this.wss = new WebSocketServer({ server, maxPayload: MAX_MESSAGE_BYTES + 1024, autoPong: false });
     this.wss.on('connection', (ws, req) => this.accept(ws, req.socket.remoteAddress ?? 'unknown'));
     this.wss.on('error', (err) => this.log.error({ err }, 'watchdog listener error'));
     await new Promise<void>((resolve, reject) => {
@@ -175,6 +177,17 @@ export class WsTransport extends EventEmitter<TransportEvents> implements PeerTr
   connected(): string[] {
     return [...this.links.keys()];
   }
+
+  /**
+   * Fault injection only (fault-transport.ts): links to peers for which `muted` is true carry
+   * nothing either way, pings and pongs included, as in a partition that loses packets; so
+   * both sides drop them after four silent ping periods, as they would a real one.
+   */
+  mute(muted: (peer: string) => boolean): void {
+    this.muted = muted;
+  }
+
+  private muted: (peer: string) => boolean = () => false;
 
   async close(): Promise<void> {
     if (this.closed) return;
@@ -236,6 +249,7 @@ export class WsTransport extends EventEmitter<TransportEvents> implements PeerTr
     const remote = `${p.host}:${p.port}`;
     const ws = new WebSocket(`${scheme}://${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.port}/`, {
       maxPayload: MAX_MESSAGE_BYTES + 1024,
+      autoPong: false, // answered in adopt(), unless the peer is muted
       handshakeTimeout: this.opts.handshakeTimeoutMs,
       ...(this.ca ? { ca: this.ca } : {}),
     });
@@ -315,9 +329,16 @@ export class WsTransport extends EventEmitter<TransportEvents> implements PeerTr
     this.links.set(peer, link);
     // A ping from the other side proves it alive as well as a pong does: on a quiet link one
     // side's pings then keep both sides from pinging.
-    ws.on('pong', () => (link.alive = true));
-    ws.on('ping', () => (link.alive = true));
+    ws.on('pong', () => {
+      if (!this.muted(peer)) link.alive = true;
+    });
+    ws.on('ping', (data: Buffer) => {
+      if (this.muted(peer)) return;
+      link.alive = true;
+      if (ws.readyState === WebSocket.OPEN) ws.pong(data);
+    });
     ws.on('message', (data: RawData) => {
+      if (this.muted(peer)) return;
       link.alive = true;
       let env: Envelope;
       try {

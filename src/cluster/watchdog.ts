@@ -93,11 +93,13 @@ export class Watchdog {
     this.self = name;
     this.log = o.logger;
     this.peers = wd.peers.map((p) => p.name);
-    // Changes are gossiped at once; the periodic resend only proves a peer alive (views are
-    // the tally's votes and the admin's LOST), so it can be slow and cheap.
-    const gossipMs = Math.max(wd.tick_ms * 10, 500);
-    // A view older than three gossip rounds (and a heartbeat of slack) is a lost peer's.
-    this.maxViewAgeMs = 3 * gossipMs + wd.tick_ms;
+    // Changes are gossiped at once over ordered, authenticated links, and a view counts as
+    // current while its link is up (gossip.ts): the periodic resend is only a slow refresh.
+    const refreshMs = 10 * Math.max(wd.tick_ms * 10, 500);
+    // A lost peer's view counts for nothing this long after its link went down (the link
+    // itself goes down after four silent ping periods, about one second by default): about
+    // as soon as the old rule (three 1 s gossip rounds since the last view) noticed.
+    this.maxViewAgeMs = 2 * Math.max(wd.tick_ms * 10, 500) + wd.tick_ms;
     // The lease: the majority cannot elect a new coordinator (and fail anything over) sooner.
     this.isolateAfterMs = (wd.election_timeout_ticks - 1) * wd.tick_ms;
     this.wsTransport = new WsTransport({ self: name, peers: wd.peers, authKey: wd.auth_key ?? '', tls: wd.tls, logger: o.logger.child({ part: 'transport' }), pingIntervalMs: Math.max(200, Math.round((wd.tick_ms * wd.election_timeout_ticks) / 4)) });
@@ -129,7 +131,7 @@ export class Watchdog {
       },
     });
     this.decisions = new RaftDecisions(name, this.runtime, () => this.state.state);
-    this.gossip = new Gossip({ self: name, peers: this.peers, registry: o.registry, transport: this.transport, status: () => this.peerStatus(), intervalMs: gossipMs, logger: o.logger.child({ part: 'gossip' }) });
+    this.gossip = new Gossip({ self: name, peers: this.peers, registry: o.registry, transport: this.transport, status: () => this.peerStatus(), refreshMs, staleAfterMs: 3 * refreshMs + wd.tick_ms, logger: o.logger.child({ part: 'gossip' }) });
     this.vip = wd.vip
       ? new VipRunner(wd.vip, wd.trusted_servers, o.logger.child({ part: 'vip' }), (holding) => this.runtime.propose({ type: 'vip', peer: name, at: Date.now(), holding }))
       : undefined;
@@ -257,6 +259,8 @@ export class Watchdog {
       else if (this.refuseReason === '') this.refuseReason = this.iso.reason;
       quarantineChanged = true;
     }
+    // This peer's state shown to the others (isolation, JOINING → STANDBY) changes here too.
+    this.gossip.sendIfChanged();
     // The interlock's timeout passes with time alone: re-route while a record is open.
     if (quarantineChanged || openFailovers(s).length > 0) this.route();
     this.coordinator?.step({

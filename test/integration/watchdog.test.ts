@@ -108,6 +108,12 @@ describe('watchdog: three peer processes', { concurrency: false }, () => {
         const h = b.holders();
         return h.length === 1 && h[0] !== holder ? h : undefined;
       }, 15_000);
+      // Its view counts only while its link is up: the others drop the silent link and see it lost.
+      const other = b.peers.get(NAMES.find((n) => n !== holder)!)!;
+      await waitFor('the others see the cut-off peer lost', async () => {
+        const v = (await (await fetch(`http://127.0.0.1:${other.adminPort}/v1/peers`)).json()) as { peers: { name: string; state: string }[] };
+        return v.peers.find((p) => p.name === holder)?.state === 'lost';
+      }, 10_000);
       await waitFor('isolated peer refuses writes', () => hp.logs.slice(mark).find((l) => typeof l.msg === 'string' && l.msg.startsWith('isolation: NETWORK ISOLATION')), 10_000);
       // The isolated peer's routing gate refuses writes (the proxy answers them with 25006 and
       // this reason); the backends keep their decided state, so reads keep going.

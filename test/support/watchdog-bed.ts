@@ -174,6 +174,27 @@ export async function oneHolder(b: Bed, timeoutMs = 20_000): Promise<Name> {
   }, timeoutMs);
 }
 
+/**
+ * Every peer sees every other peer alive (a fresh view, which a peer sends over a link as soon
+ * as it is up) and is itself joined: what a scenario that kills something must wait for, or a
+ * peer whose link is still in its redial backoff is missing from the tally.
+ */
+export async function allLinked(b: Bed, timeoutMs = 20_000): Promise<void> {
+  await waitFor(
+    'every peer linked to every other with fresh views',
+    async () => {
+      for (const p of b.peers.values()) {
+        const r = await fetch(`http://127.0.0.1:${p.adminPort}/v1/peers`);
+        if (!r.ok) return false;
+        const v = (await r.json()) as { state: string; info: { remoteNodes: number; aliveRemoteNodes: number } };
+        if (v.info.aliveRemoteNodes !== v.info.remoteNodes || (v.state !== 'standby' && v.state !== 'coordinator')) return false;
+      }
+      return true;
+    },
+    timeoutMs,
+  );
+}
+
 /** A client session through peer `p`, once the peer routes sessions (a coordinator escalates before its first entries commit). */
 export function sessionThrough(p: PeerProcess, timeoutMs = 20_000): Promise<pg.Client> {
   return waitFor(
